@@ -1,0 +1,1 @@
+"""Intake: whistles as raised, and the service catalogue."""

@@ -1,0 +1,1 @@
+"""Routing: the responder registry and the rules that decide who is summoned."""

@@ -1,0 +1,22 @@
+"""Routing's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.routing.domain import load_registry, load_rules
+from services.routing.handlers import RoutingHandlers
+from services.routing.settings import RoutingSettings
+from shared.contracts import SummonsIssued, SummonsResolved, WhistleBlown, WhistleRouted, WhistleUnroutable
+from shared.runtime import ServiceRuntime
+
+
+def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
+    settings = settings or RoutingSettings()
+    runtime = ServiceRuntime("routing", settings, Path(__file__).with_name("migrations"))
+    registry = load_registry(settings.registry_file)
+    handlers = RoutingHandlers(registry, load_rules(registry, settings.rules_file))
+    runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistle_blown)
+    runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
+    runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable)
+    return runtime

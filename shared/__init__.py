@@ -1,0 +1,1 @@
+"""Contracts and common plumbing shared by every Whistle service."""

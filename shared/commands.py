@@ -1,0 +1,47 @@
+"""Command payloads: validated at the gateway (422 with the field) and again by the owner."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.contracts import Location, Source, Tier
+
+MAX_DESCRIPTION = 2000
+
+
+class RaiseWhistle(BaseModel):
+    """吹哨: raise a problem for the community."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    category: str = Field(min_length=1, max_length=64, description="A code from GET /v1/categories")
+    description: str = Field(min_length=1, max_length=MAX_DESCRIPTION, description="What is wrong")
+    location: Location
+    tier: Tier = Tier.routine
+    source: Source = Source.community
+
+    @field_validator("description")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("description must not be blank")
+        return v
+
+
+class SummonsAction(BaseModel):
+    """A responder's move on its own summons."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    summons_id: str = Field(min_length=1, max_length=64)
+    action: Literal["report", "arrive", "resolve"]
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class VerifyWhistle(BaseModel):
+    """The dispatcher checks the fix and strikes the whistle off the ledger."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    whistle_id: str = Field(min_length=1, max_length=64)
+    note: str | None = Field(default=None, max_length=1000)
+    photo_url: str | None = Field(default=None, max_length=500)

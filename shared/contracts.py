@@ -1,0 +1,269 @@
+"""Message contracts: one pydantic model per event, its subject as a constant.
+
+Every event carries `event_id` (UUIDv7), `occurred_at` (UTC), `correlation_id`
+(the whistle id), `causation_id` (the event or request that caused it),
+`schema_version` and the `actor` who caused it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from shared.ids import uuid7
+
+
+class Tier(StrEnum):
+    """Handling tier: 小事帮办 routine, 急事快办 urgent, 难事特办 complex."""
+
+    routine = "routine"
+    urgent = "urgent"
+    complex = "complex"
+
+
+class Source(StrEnum):
+    """Where a whistle came from."""
+
+    hotline_12345 = "hotline_12345"  # 接诉即办
+    grid_patrol = "grid_patrol"  # 未诉先办
+    service_point = "service_point"
+    online = "online"
+    proactive = "proactive"
+    community = "community"
+
+
+class ResponderKind(StrEnum):
+    """The three reports (三报到): party member, street-office section, city department."""
+
+    member = "member"
+    section = "section"
+    department = "department"
+
+
+class Location(BaseModel):
+    """Where the problem is: a building of the community, optionally grid and address."""
+
+    model_config = ConfigDict(extra="forbid")
+    building: str = Field(min_length=1, max_length=16, description="Building number, e.g. '7'")
+    grid: str | None = Field(default=None, max_length=32, description="Grid id")
+    address: str | None = Field(default=None, max_length=200, description="Free-text address")
+    service_point: str | None = Field(default=None, max_length=64, description="Named service point")
+
+
+class Event(BaseModel):
+    """Base of every domain event."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    SUBJECT: ClassVar[str] = ""
+
+    schema_version: int = Field(default=1, description="Version of this event's schema")
+    event_id: UUID = Field(default_factory=uuid7, description="UUIDv7, also the Nats-Msg-Id")
+    occurred_at: AwareDatetime = Field(description="When it happened, UTC")
+    whistle_id: UUID = Field(description="The whistle this event belongs to")
+    correlation_id: UUID | None = Field(default=None, description="Always the whistle id")
+    causation_id: UUID | None = Field(default=None, description="The event or request that caused it")
+    actor: str = Field(description="Who caused it: 'dispatcher:…', 'responder:…', 'system:…'")
+
+    @model_validator(mode="after")
+    def _correlate(self) -> Event:
+        if self.correlation_id is None:
+            object.__setattr__(self, "correlation_id", self.whistle_id)
+        elif self.correlation_id != self.whistle_id:
+            raise ValueError("correlation_id must be the whistle id")
+        return self
+
+    @property
+    def subject(self) -> str:
+        return self.SUBJECT
+
+
+# --- intake -------------------------------------------------------------------
+
+
+class WhistleBlown(Event):
+    """吹哨: the community raised a problem."""
+
+    SUBJECT: ClassVar[str] = "whistle.blown"
+    category: str
+    description: str
+    location: Location
+    tier: Tier
+    source: Source
+
+
+# --- routing ------------------------------------------------------------------
+
+
+class WhistleRouted(Event):
+    """Routing placed the whistle: which rule matched and who leads."""
+
+    SUBJECT: ClassVar[str] = "whistle.routed"
+    rule: str
+    lead_responder_id: str
+
+
+class WhistleUnroutable(Event):
+    """No rule could place the whistle; it waits on the supervisor's queue."""
+
+    SUBJECT: ClassVar[str] = "whistle.unroutable"
+    reason: str
+
+
+class SummonsIssued(Event):
+    """A responder is summoned to report on a whistle."""
+
+    SUBJECT: ClassVar[str] = "summons.issued"
+    summons_id: UUID
+    responder_id: str
+    responder_kind: ResponderKind
+    responder_name: str
+    superior_id: str | None = None
+    role: Literal["lead", "co"] = "lead"
+    category: str
+    tier: Tier
+
+
+# --- response -----------------------------------------------------------------
+
+
+class _SummonsEvent(Event):
+    summons_id: UUID
+    responder_id: str
+    note: str | None = None
+
+
+class SummonsReported(_SummonsEvent):
+    """报到: the responder acknowledged the summons."""
+
+    SUBJECT: ClassVar[str] = "summons.reported"
+
+
+class SummonsOnSite(_SummonsEvent):
+    """The responder arrived on site."""
+
+    SUBJECT: ClassVar[str] = "summons.on_site"
+
+
+class SummonsResolved(_SummonsEvent):
+    """The responder resolved the problem."""
+
+    SUBJECT: ClassVar[str] = "summons.resolved"
+
+
+class WhistleVerified(Event):
+    """The community checked the fix."""
+
+    SUBJECT: ClassVar[str] = "whistle.verified"
+    note: str | None = None
+    photo_url: str | None = None
+
+
+class WhistleClosed(Event):
+    """挂账销号: struck off the ledger."""
+
+    SUBJECT: ClassVar[str] = "whistle.closed"
+
+
+# --- escalation ---------------------------------------------------------------
+
+
+class SlaBreached(Event):
+    """A clock ran out before the responder answered."""
+
+    SUBJECT: ClassVar[str] = "sla.breached"
+    summons_id: UUID
+    responder_id: str
+    clock: Literal["report", "on_site", "resolve"]
+    deadline: datetime
+
+
+class EscalationRaised(Event):
+    """One step of the 三呼三应 ladder."""
+
+    SUBJECT: ClassVar[str] = "escalation.raised"
+    summons_id: UUID
+    step: int = Field(ge=1, description="1-based step of the ladder")
+    level: Literal["responder", "superior", "street_command", "district"]
+    target_id: str
+    reason: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.SUBJECT: cls
+    for cls in (
+        WhistleBlown,
+        WhistleRouted,
+        WhistleUnroutable,
+        SummonsIssued,
+        SummonsReported,
+        SummonsOnSite,
+        SummonsResolved,
+        WhistleVerified,
+        WhistleClosed,
+        SlaBreached,
+        EscalationRaised,
+    )
+}
+
+
+class UnknownSubject(ValueError):
+    """A message arrived on a subject no contract describes."""
+
+
+def parse_event(subject: str, data: bytes | str) -> Event:
+    """Parse a message body by its subject; raises ValidationError or UnknownSubject."""
+    cls = EVENT_TYPES.get(subject)
+    if cls is None:
+        raise UnknownSubject(f"no contract for subject {subject!r}")
+    return cls.model_validate_json(data)
+
+
+# --- request / reply between the gateway and the services ----------------------
+
+
+class Refusal(BaseModel):
+    """Why a command was refused; maps onto an HTTP status at the gateway."""
+
+    status: int = Field(description="401, 403, 404, 409 or 422")
+    code: str = Field(description="Machine-readable reason code")
+    reason: str = Field(description="Human-readable reason, English / 中文")
+    field: str | None = Field(default=None, description="The offending field, if any")
+
+
+class Reply(BaseModel):
+    """Every request/reply answer: data on success, a refusal otherwise."""
+
+    ok: bool
+    data: Any = None
+    refusal: Refusal | None = None
+
+    @classmethod
+    def success(cls, data: Any = None) -> Reply:
+        return cls(ok=True, data=data)
+
+    @classmethod
+    def refuse(cls, status: int, code: str, reason: str, field: str | None = None) -> Reply:
+        return cls(ok=False, refusal=Refusal(status=status, code=code, reason=reason, field=field))
+
+
+class Actor(BaseModel):
+    """The authenticated caller, as the gateway forwards it."""
+
+    role: Literal["dispatcher", "supervisor", "responder", "system"]
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.role}:{self.id}"
+
+
+class Command(BaseModel):
+    """A request from the gateway to the owning service."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: Actor
+    request_id: UUID = Field(default_factory=uuid7)
+    payload: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,105 @@
+"""Postgres plumbing: one schema per service, ordered migrations, outbox and inbox."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
+
+from shared.contracts import Event
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _schema(name: str) -> str:
+    if not _SCHEMA_RE.match(name):
+        raise ValueError(f"bad schema name {name!r}")
+    return name
+
+
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
+    """A pool whose connections see only the service's own schema (search_path)."""
+    await ensure_schema(dsn, schema)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        server_settings={"search_path": _schema(schema), "application_name": f"whistle-{schema}"},
+        init=_init_connection,
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def ensure_schema(dsn: str, schema: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        # concurrent CREATE SCHEMA IF NOT EXISTS can race; an advisory lock serialises it
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(7262001)")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema(schema)}")
+    finally:
+        await conn.close()
+
+
+async def migrate(pool: asyncpg.Pool, directories: Iterable[Path]) -> list[str]:
+    """Apply `NNN_name.sql` files in order (shared ones first), once each; returns what ran."""
+    applied: list[str] = []
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations"
+            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        for directory in directories:
+            for path in sorted(directory.glob("*.sql")):
+                key = f"{directory.parent.name}/{path.name}"
+                if key in done:
+                    continue
+                await conn.execute(path.read_text(encoding="utf-8"))
+                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", key)
+                applied.append(key)
+    return applied
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message that is not a domain event (a clock's schedule), queued like one."""
+
+    subject: str
+    body: bytes
+    msg_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage]) -> int:
+    """Queue events and messages for the relay, inside the caller's transaction."""
+    rows = [
+        (m.subject, m.headers, m.body, m.msg_id)
+        if isinstance(m, OutboxMessage)
+        else (m.subject, {}, m.model_dump_json().encode(), str(m.event_id))
+        for m in messages
+    ]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO outbox (subject, headers, body, msg_id) VALUES ($1, $2, $3, $4)", rows
+        )
+        await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
+    return len(rows)
+
+
+async def claim_inbox(conn: asyncpg.Connection, event_id) -> bool:
+    """Record an incoming event as processed; False if it already was (a redelivery)."""
+    row = await conn.fetchval(
+        "INSERT INTO inbox (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", event_id
+    )
+    return bool(row)

@@ -1,0 +1,283 @@
+"""What every service runs on: settings, pool, migrations, broker, consumers, relay, telemetry.
+
+A service's `app.py` builds a `ServiceRuntime`, registers its handlers on it and calls `run()`.
+Handlers stay thin: they get a connection inside an open transaction and return the messages
+to write to the outbox; this module owns acks, the inbox, dead letters and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import nats
+import structlog
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from shared import subjects, telemetry
+from shared.contracts import Command, Event, Reply, parse_event
+from shared.db import SHARED_MIGRATIONS, OutboxMessage, claim_inbox, create_pool, migrate, write_outbox
+from shared.ids import utcnow
+from shared.relay import OutboxRelay
+from shared.settings import ServiceSettings
+from shared.streams import consumer_config, ensure_streams
+
+T = TypeVar("T")
+Effects = list[Event | OutboxMessage]
+EventHandler = Callable[[asyncpg.Connection, Any, datetime], Awaitable[Effects]]
+RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
+QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
+
+# Faults worth a retry: the database or the network, not our code or the message.
+TRANSIENT = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+class Poison(ValueError):
+    """A message that can never be handled (malformed, unknown subject)."""
+
+
+def parse_domain_event(subject: str, data: bytes) -> Event:
+    try:
+        return parse_event(subject, data)
+    except (ValidationError, ValueError) as exc:
+        raise Poison(str(exc)) from exc
+
+
+class ServiceRuntime:
+    """The composition of one service process."""
+
+    def __init__(self, name: str, settings: ServiceSettings, migrations: Path | None = None):
+        self.name = name
+        self.settings = settings
+        self.migrations = [SHARED_MIGRATIONS] + ([migrations] if migrations else [])
+        self.broker = NatsBroker(settings.nats_url, logger=None, graceful_timeout=10.0)
+        self.pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self.log = structlog.get_logger(name)
+        self.ready = False
+        self._nc: nats.NATS | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self.broker.subscriber(f"{subjects.HEALTH}.{name}", include_in_schema=False)(self._health)
+
+    # --- registration ------------------------------------------------------
+
+    def on_events(
+        self,
+        subject: str,
+        handle: EventHandler,
+        *,
+        stream: str = subjects.EVENTS_STREAM,
+        durable: str | None = None,
+        parse: Callable[[str, bytes], Any] = parse_domain_event,
+        dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
+        description: str = "",
+    ) -> None:
+        """Consume `subject` from `stream` with a durable batch pull consumer."""
+        durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
+        s = self.settings
+
+        async def on_batch(body: list[Any], message: Any = Context("message")) -> None:  # noqa: ARG001
+            await self._process_batch(message.raw_message, handle, parse, dedup, subject)
+
+        self.broker.subscriber(
+            subject,
+            stream=JStream(stream, declare=False),
+            durable=durable,
+            pull_sub=PullSub(batch_size=s.batch_size, timeout=s.batch_timeout_s, batch=True),
+            config=consumer_config(durable, max_deliver=s.max_deliver, ack_wait_s=s.ack_wait_s),
+            ack_policy=AckPolicy.MANUAL,
+            title=f"{self.name}:{subject}",
+            description=description or (handle.__doc__ or "").strip(),
+        )(on_batch)
+
+    def on_request(self, subject: str, handle: RequestHandler | QueryHandler, *, query: bool = False) -> None:
+        """Answer a gateway request: commands get a transaction and an outbox; queries a pool."""
+
+        async def on_message(body: dict) -> dict:
+            started = time.perf_counter()
+            reply = await self._answer(subject, handle, body, query)
+            telemetry.COMMANDS.labels(self.name, subject, "ok" if reply.ok else "refused").inc()
+            self.log.debug("request", subject=subject, ok=reply.ok, ms=round((time.perf_counter() - started) * 1e3, 2))
+            return reply.model_dump(mode="json")
+
+        self.broker.subscriber(
+            subject, queue=self.name, title=f"{self.name}:{subject}", description=(handle.__doc__ or "").strip()
+        )(on_message)
+
+    def documents(self, *event_types: type[Event]) -> None:
+        """Declare, for the AsyncAPI document, the events this service emits (the relay sends them)."""
+        for cls in event_types:
+            self.broker.publisher(
+                cls.SUBJECT, stream=JStream(subjects.EVENTS_STREAM, declare=False), schema=cls,
+                title=f"{self.name}:{cls.SUBJECT}", description=(cls.__doc__ or "").strip(),
+            )
+
+    def on_startup(self, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        self._startup.append(fn)
+
+    # --- running -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start everything, serve until SIGTERM / SIGINT, then stop cleanly."""
+        telemetry.configure_logging(self.name, self.settings.log_json)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        server = await telemetry.serve_telemetry(self.settings.telemetry_port, lambda: self.ready)
+        await self.start()
+        self.log.info("service.ready", telemetry_port=self.settings.telemetry_port)
+        await stop.wait()
+        self.log.info("service.stopping")
+        await self.stop()
+        if server:
+            server.close()
+
+    async def start(self) -> None:
+        self.pool = await create_pool(self.settings.database_url, self.name)
+        applied = await migrate(self.pool, self.migrations)
+        if applied:
+            self.log.info("migrations.applied", files=applied)
+        self._nc = await nats.connect(self.settings.nats_url, name=f"{self.name}-relay", max_reconnect_attempts=-1)
+        js = self._nc.jetstream(publish_async_max_pending=10_000)
+        await ensure_streams(js)
+        self.relay = OutboxRelay(self.pool, js, self.name)
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
+        for fn in self._startup:
+            await fn(self)
+        await self.broker.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        if self.relay:
+            self.relay.stop()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, timeout=5)
+        if self._nc:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+        if self.pool:
+            await self.pool.close()
+
+    @property
+    def nc(self) -> nats.NATS:
+        assert self._nc is not None
+        return self._nc
+
+    # --- internals ---------------------------------------------------------
+
+    async def _health(self, body: Any = None) -> dict:  # noqa: ARG002
+        return {"service": self.name, "ready": self.ready}
+
+    async def _answer(self, subject: str, handle: Any, body: dict, query: bool) -> Reply:
+        try:
+            command = Command.model_validate(body)
+        except ValidationError as exc:
+            return Reply.refuse(422, "bad_command", str(exc))
+        assert self.pool is not None
+        try:
+            if query:
+                return await handle(self.pool, command)
+            now = utcnow()
+            async with self.pool.acquire() as conn, conn.transaction():
+                reply, effects = await handle(conn, command, now)
+                if reply.ok:
+                    await self._emit(conn, effects)
+            if effects and reply.ok:
+                self.relay.wake()
+            return reply
+        except Exception as exc:
+            self.log.exception("request.failed", subject=subject)
+            return Reply.refuse(503, "unavailable", f"{self.name} could not complete the request: {exc!r}")
+
+    async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> None:
+        await write_outbox(conn, effects)
+        for e in effects:
+            telemetry.EVENTS_EMITTED.labels(self.name, e.subject).inc()
+
+    async def _process_batch(
+        self, raw: list[Msg], handle: EventHandler, parse: Callable, dedup: Callable, label: str
+    ) -> None:
+        assert self.pool is not None
+        now = utcnow()
+        parsed: list[tuple[Msg, Any]] = []
+        for m in raw:
+            try:
+                parsed.append((m, parse(m.subject, m.data)))
+            except Poison as exc:
+                await self.dead_letter(m, f"malformed: {exc}", label)
+                await m.ack()
+        done: list[tuple[Msg, str]] = []
+        failed: list[Msg] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                for m, item in parsed:
+                    try:
+                        async with conn.transaction():  # a savepoint per message
+                            key = dedup(item)
+                            if key is not None and not await claim_inbox(conn, key):
+                                done.append((m, "duplicate"))
+                                continue
+                            await self._emit(conn, await handle(conn, item, now))
+                        done.append((m, "ack"))
+                    except TRANSIENT:
+                        raise
+                    except Exception:
+                        # a bug or a state we cannot handle: retry a few times, then the
+                        # max-deliveries advisory dead-letters it (never retried forever)
+                        self.log.exception("handler.failed", subject=m.subject, whistle_id=str(getattr(item, "whistle_id", "")))
+                        failed.append(m)
+        except TRANSIENT as exc:
+            self.log.warning("batch.transient_failure", error=repr(exc), size=len(parsed))
+            for m, _ in parsed:
+                telemetry.HANDLED.labels(self.name, label, "nack").inc()
+                await m.nak(delay=self.settings.nack_delay_s)
+            return
+        if done:
+            self.relay.wake()
+        for m, outcome in done:
+            telemetry.HANDLED.labels(self.name, label, outcome).inc()
+            await m.ack()
+        for m in failed:
+            telemetry.HANDLED.labels(self.name, label, "nack").inc()
+            await m.nak(delay=self.settings.nack_delay_s)
+
+    async def dead_letter(self, m: Msg, reason: str, label: str) -> None:
+        """Publish a poison message to the dead-letter stream with its reason, then it is acked."""
+        meta = m.metadata
+        headers = {
+            "Whistle-Reason": reason[:1000],
+            "Whistle-Subject": m.subject,
+            "Whistle-Service": self.name,
+            "Whistle-Stream-Seq": str(meta.sequence.stream) if meta else "",
+            "Nats-Msg-Id": f"dl-{self.name}-{meta.stream if meta else ''}-{meta.sequence.stream if meta else ''}",
+        }
+        await self.nc.jetstream().publish(f"{subjects.DEADLETTER}.{self.name}", m.data, headers=headers)
+        telemetry.HANDLED.labels(self.name, label, "dead_letter").inc()
+        self.log.warning("message.dead_lettered", subject=m.subject, reason=reason[:300])

@@ -1,0 +1,27 @@
+"""Settings common to every service; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """NATS, Postgres and the private telemetry port. `NATS_URL` / `DATABASE_URL` are unprefixed."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4250", validation_alias=AliasChoices("NATS_URL", "nats_url")
+    )
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+    telemetry_port: int = Field(default=0, description="Private /metrics and /healthz port (0: none)")
+    log_json: bool = Field(default=True, validation_alias=AliasChoices("WHISTLE_LOG_JSON", "log_json"))
+    batch_size: int = Field(default=256, ge=1, le=4096, description="Pull batch size")
+    batch_timeout_s: float = Field(default=0.02, gt=0, description="Max wait to fill a pull batch")
+    max_deliver: int = Field(default=5, ge=1, description="Deliveries before a message is dead-lettered")
+    ack_wait_s: float = Field(default=30.0, gt=0)
+    nack_delay_s: float = Field(default=1.0, ge=0, description="Delay before redelivery after a transient fault")

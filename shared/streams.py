@@ -1,0 +1,91 @@
+"""JetStream streams and consumer defaults; declared idempotently by the runner and each service."""
+
+from __future__ import annotations
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from shared import subjects as s
+
+DAY = 86_400.0
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The four streams: domain events, SLA clock schedules, dead letters, advisories."""
+    return [
+        StreamConfig(
+            name=s.EVENTS_STREAM,
+            subjects=s.EVENTS_SUBJECTS,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=365 * DAY,
+            duplicate_window=120.0,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=s.CLOCKS_STREAM,
+            subjects=[f"{s.CLOCK_TIMER}.>", f"{s.CLOCK_DUE}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            # one pending schedule per clock: re-arming a clock replaces its timer
+            max_msgs_per_subject=1,
+            allow_msg_schedules=True,
+            duplicate_window=120.0,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=s.DEADLETTER_STREAM,
+            subjects=[f"{s.DEADLETTER}.>"],
+            storage=StorageType.FILE,
+            max_age=90 * DAY,
+            num_replicas=replicas,
+        ),
+        StreamConfig(
+            name=s.ADVISORIES_STREAM,
+            subjects=[f"{s.MAX_DELIVERIES_ADVISORY}.>"],
+            storage=StorageType.FILE,
+            max_age=30 * DAY,
+            num_replicas=replicas,
+        ),
+    ]
+
+
+async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+    """Create or update every stream; safe to call from many processes at once."""
+    for config in stream_configs(replicas):
+        try:
+            await js.stream_info(config.name)
+            await js.update_stream(config)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError:
+                # another process may have created it between our two calls
+                try:
+                    await js.stream_info(config.name)
+                except NotFoundError:
+                    raise
+                await js.update_stream(config)
+
+
+def consumer_config(
+    durable: str, *, max_deliver: int, ack_wait_s: float, filter_subject: str | None = None
+) -> ConsumerConfig:
+    """A durable pull consumer: explicit ack, bounded deliveries, from the start of the stream."""
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        max_deliver=max_deliver,
+        ack_wait=ack_wait_s,
+        filter_subject=filter_subject,
+        max_ack_pending=20_000,
+    )

@@ -1,0 +1,28 @@
+"""Subject and stream names (one place; services import, never spell them)."""
+
+EVENTS_STREAM = "EVENTS"
+EVENTS_SUBJECTS = ["whistle.>", "summons.>", "sla.>", "escalation.>"]
+
+CLOCKS_STREAM = "CLOCKS"
+CLOCK_TIMER = "clock.timer"  # + .<clock_id>: the schedule message (Nats-Schedule: @at …)
+CLOCK_DUE = "clock.due"  # + .<clock_id>: what the server publishes when it fires
+
+DEADLETTER_STREAM = "DEADLETTER"
+DEADLETTER = "deadletter"  # + .<service>
+
+ADVISORIES_STREAM = "ADVISORIES"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
+
+# request/reply subjects (core NATS, queue groups by service)
+HEALTH = "health"  # + .<service>
+CMD_INTAKE_BLOW = "cmd.intake.blow"
+QRY_INTAKE_CATEGORIES = "qry.intake.categories"
+CMD_RESPONSE_ACT = "cmd.response.act"  # report / arrive / resolve
+CMD_RESPONSE_VERIFY = "cmd.response.verify"
+QRY_RESPONSE_SUMMONS = "qry.response.summons"
+QRY_LEDGER_WHISTLE = "qry.ledger.whistle"
+QRY_LEDGER_WHISTLES = "qry.ledger.whistles"
+QRY_LEDGER_DEADLETTERS = "qry.ledger.deadletters"
+QRY_ESCALATION_POLICIES = "qry.escalation.policies"
+
+SERVICES = ("intake", "routing", "response", "escalation", "ledger")

@@ -1,0 +1,76 @@
+"""Logging (structlog), metrics (prometheus-client, bounded labels) and the private /metrics + /healthz port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+HANDLED = Counter(
+    "whistle_messages_handled_total",
+    "Messages handled by outcome (ack, duplicate, nack, dead_letter)",
+    ["service", "subject", "outcome"],
+)
+RELAYED = Counter("whistle_outbox_relayed_total", "Outbox rows published to JetStream", ["service"])
+RELAY_ERRORS = Counter("whistle_outbox_relay_errors_total", "Relay publish failures", ["service"])
+OUTBOX_LAG = Gauge("whistle_outbox_lag_seconds", "Age of the oldest unpublished outbox row", ["service"])
+COMMANDS = Counter(
+    "whistle_commands_total", "Request/reply commands by outcome", ["service", "command", "outcome"]
+)
+EVENTS_EMITTED = Counter("whistle_events_emitted_total", "Events written to the outbox", ["service", "subject"])
+CLOCKS_PENDING = Gauge("whistle_clocks_pending", "Running SLA clocks", ["service"])
+HTTP_REQUESTS = Counter("whistle_http_requests_total", "Gateway requests", ["route", "status"])
+HTTP_LATENCY = Histogram("whistle_http_request_seconds", "Gateway request latency", ["route"])
+
+
+def configure_logging(service: str, json: bool = True) -> None:
+    """JSON lines to stderr (console renderer when `json` is false), bound to the service name."""
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    structlog.contextvars.bind_contextvars(service=service)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+
+async def serve_telemetry(port: int, ready: Callable[[], bool]) -> asyncio.AbstractServer | None:
+    """Serve GET /metrics and GET /healthz (200 when ready, else 503) on a private port."""
+    if not port:
+        return None
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+                pass
+            path = line.split(b" ")[1] if line.count(b" ") >= 2 else b"/"
+            if path.startswith(b"/metrics"):
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest()
+            elif path.startswith(b"/healthz"):
+                ok = ready()
+                status = "200 OK" if ok else "503 Service Unavailable"
+                ctype, body = "application/json", b'{"ready": true}' if ok else b'{"ready": false}'
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found"
+            head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except Exception:  # a broken scrape must never take the service down
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "0.0.0.0", port)
