@@ -57,9 +57,9 @@ class Poison(ValueError):
     """A message that can never be handled (malformed, unknown subject)."""
 
 
-def parse_domain_event(subject: str, data: bytes) -> Event:
+def parse_domain_event(m: Msg) -> Event:
     try:
-        return parse_event(subject, data)
+        return parse_event(m.subject, m.data)
     except (ValidationError, ValueError) as exc:
         raise Poison(str(exc)) from exc
 
@@ -90,7 +90,7 @@ class ServiceRuntime:
         *,
         stream: str = subjects.EVENTS_STREAM,
         durable: str | None = None,
-        parse: Callable[[str, bytes], Any] = parse_domain_event,
+        parse: Callable[[Msg], Any] = parse_domain_event,
         dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
         description: str = "",
     ) -> None:
@@ -229,7 +229,7 @@ class ServiceRuntime:
         parsed: list[tuple[Msg, Any]] = []
         for m in raw:
             try:
-                parsed.append((m, parse(m.subject, m.data)))
+                parsed.append((m, parse(m)))
             except Poison as exc:
                 await self.dead_letter(m, f"malformed: {exc}", label)
                 await m.ack()

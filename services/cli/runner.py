@@ -1,0 +1,265 @@
+"""`whistle up`: embedded servers, migrations and streams, every service as its own supervised process."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import nats
+import structlog
+
+from services.cli import demo
+from services.cli.embedded import EmbeddedPostgres, start_nats
+from services.cli.settings import RunnerSettings
+from shared import auth
+from shared.streams import ensure_streams
+
+log = structlog.get_logger("runner")
+SERVICES = ("intake", "routing", "response", "escalation", "ledger", "gateway")
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the runner dies, even by kill -9: no orphans (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+@dataclass
+class Child:
+    name: str
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = 1.0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.name}"],
+            env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent, start_new_session=True,
+        )
+        self.started_at = time.monotonic()
+
+
+@dataclass
+class Runner:
+    settings: RunnerSettings
+    children: dict[str, Child] = field(default_factory=dict)
+    nats_proc: subprocess.Popen | None = None
+    postgres: EmbeddedPostgres | None = None
+    stopping: bool = False
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home.resolve()
+
+    def secret(self) -> str:
+        if self.settings.auth_secret:
+            return self.settings.auth_secret
+        path = self.home / "secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def start_infrastructure(self) -> tuple[str, str]:
+        """NATS_URL and DATABASE_URL: the given ones, or embedded servers started here."""
+        nats_url = os.environ.get("NATS_URL")
+        if not nats_url:
+            self.nats_proc = start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
+            nats_url = f"nats://127.0.0.1:{self.settings.nats_port}"
+            log.info("nats.started", url=nats_url, pid=self.nats_proc.pid)
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            self.postgres = EmbeddedPostgres(self.home)
+            database_url = self.postgres.uri
+            log.info("postgres.started", url=database_url)
+        return nats_url, database_url
+
+    async def declare_and_migrate(self, nats_url: str, database_url: str) -> None:
+        """Streams first, then each service's migrations, before any service starts."""
+        nc = await nats.connect(nats_url)
+        try:
+            await ensure_streams(nc.jetstream())
+        finally:
+            await nc.close()
+        from services.escalation.app import build as escalation
+        from services.intake.app import build as intake
+        from services.ledger.app import build as ledger
+        from services.response.app import build as response
+        from services.routing.app import build as routing
+        from shared.db import create_pool, migrate
+
+        for build in (intake, routing, response, escalation, ledger):
+            runtime = build()
+            pool = await create_pool(database_url, runtime.name, max_size=1)
+            try:
+                await migrate(pool, runtime.migrations)
+            finally:
+                await pool.close()
+
+    def spawn_all(self, nats_url: str, database_url: str) -> None:
+        base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret())
+        base.setdefault("PYTHONUNBUFFERED", "1")
+        for i, name in enumerate(SERVICES):
+            env = dict(base)
+            prefix = name.upper()
+            if name == "gateway":
+                env.update(GATEWAY_PORT=str(self.settings.port), GATEWAY_HOST=self.settings.host)
+            else:
+                env[f"{prefix}_TELEMETRY_PORT"] = str(self.settings.telemetry_base_port + i)
+            child = Child(name, env, self.home / "logs" / f"{name}.log")
+            child.start()
+            self.children[name] = child
+            log.info("service.started", service=name, pid=child.proc.pid)
+        self.write_pids()
+
+    def write_pids(self) -> None:
+        pids = {n: c.proc.pid for n, c in self.children.items() if c.proc}
+        if self.nats_proc:
+            pids["nats"] = self.nats_proc.pid
+        (self.home / "pids.json").write_text(json.dumps(pids))
+
+    def supervise_once(self) -> None:
+        """Restart a crashed service (with backoff), and log it."""
+        now = time.monotonic()
+        changed = False
+        for child in self.children.values():
+            code = child.proc.poll() if child.proc else 0
+            if code is None:
+                if now - child.started_at > 60:
+                    child.backoff = 1.0
+                continue
+            if child.next_start == 0.0:
+                child.next_start = now + child.backoff
+                log.warning("service.crashed", service=child.name, exit_code=code, restart_in_s=child.backoff)
+                continue
+            if now >= child.next_start:
+                child.restarts += 1
+                child.start()
+                child.next_start = 0.0
+                child.backoff = min(child.backoff * 2, 30.0)
+                changed = True
+                log.warning("service.restarted", service=child.name, pid=child.proc.pid, restarts=child.restarts)
+        if changed:
+            self.write_pids()
+
+    def stop_all(self) -> None:
+        """SIGTERM every service, wait, then SIGKILL stragglers; stop the embedded servers."""
+        self.stopping = True
+        for child in self.children.values():
+            if child.proc and child.proc.poll() is None:
+                child.proc.terminate()
+        deadline = time.monotonic() + 15
+        for child in self.children.values():
+            if child.proc:
+                try:
+                    child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.proc.kill()
+                    child.proc.wait()
+        if self.nats_proc and self.nats_proc.poll() is None:
+            self.nats_proc.terminate()
+            try:
+                self.nats_proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.nats_proc.kill()
+        if self.postgres:
+            self.postgres.stop()
+        (self.home / "pids.json").unlink(missing_ok=True)
+        log.info("stopped")
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            self.supervise_once()
+            try:
+                r = httpx.get(f"{self.settings.base_url}/healthz", timeout=2.0)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            time.sleep(0.3)
+        raise RuntimeError(f"services not ready after {timeout}s: {last}; logs in {self.home / 'logs'}")
+
+    def credentials(self) -> dict:
+        from services.routing.domain import load_registry
+        from services.routing.settings import RoutingSettings
+
+        secret = self.secret()
+        registry = load_registry(RoutingSettings().registry_file)
+        return {
+            "base_url": self.settings.base_url,
+            "dispatcher": {"id": "community-7", "token": auth.mint(secret, "dispatcher", "community-7")},
+            "supervisor": {"id": "xingcheng-street", "token": auth.mint(secret, "supervisor", "xingcheng-street")},
+            "responders": [
+                {"id": r.id, "kind": r.kind.value, "name": r.name_en, "name_zh": r.name_zh,
+                 "token": auth.mint(secret, "responder", r.id)}
+                for r in registry.values()
+            ],
+        }
+
+
+def run(settings: RunnerSettings) -> None:
+    """Bring the whole system up and keep it up until Ctrl-C / SIGTERM."""
+    runner = Runner(settings)
+    runner.home.mkdir(parents=True, exist_ok=True)
+    (runner.home / "logs").mkdir(exist_ok=True)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        nats_url, database_url = runner.start_infrastructure()
+        asyncio.run(runner.declare_and_migrate(nats_url, database_url))
+        runner.spawn_all(nats_url, database_url)
+        runner.wait_healthy()
+        creds = runner.credentials()
+        path = runner.home / "credentials.json"
+        path.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
+        path.chmod(0o600)
+        if settings.demo:
+            seeded = demo.seed(creds)
+            if seeded:
+                log.info("demo.seeded", whistles=seeded)
+        print(banner(creds, path), flush=True)
+        while True:
+            runner.supervise_once()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        runner.stop_all()
+
+
+def banner(creds: dict, path: Path) -> str:
+    lines = [
+        "",
+        f"Whistle is up / 系统已启动: {creds['base_url']}   (API docs: {creds['base_url']}/docs)",
+        f"credentials / 令牌: {path}",
+        f"  dispatcher  {creds['dispatcher']['token']}",
+        f"  supervisor  {creds['supervisor']['token']}",
+    ]
+    for r in creds["responders"][:4]:
+        lines.append(f"  {r['id']:<22}{r['token']}")
+    lines.append(f"  … {len(creds['responders'])} responders in all. Ctrl-C stops everything / 按 Ctrl-C 停止")
+    return "\n".join(lines)

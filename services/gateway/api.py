@@ -1,0 +1,165 @@
+"""The HTTP API under /v1 (OpenAPI at /docs). Each call is forwarded to the service that owns it."""
+
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Literal
+
+from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.bus import Bus
+from services.gateway.settings import GatewaySettings
+from shared import auth, subjects, telemetry
+from shared.commands import RaiseWhistle
+from shared.contracts import Actor, Reply
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Verification(Note):
+    photo_url: str | None = Field(default=None, max_length=500)
+
+
+def error(status: int, code: str, reason: str, field: str | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"code": code, "reason": reason, "field": field}})
+
+
+def answer(reply: Reply, status: int = 200) -> JSONResponse:
+    if reply.ok:
+        return JSONResponse(status_code=status, content=reply.data)
+    r = reply.refusal
+    return error(r.status, r.code, r.reason, r.field)
+
+
+def actor_of(request: Request) -> Actor:
+    return request.state.actor
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    bus = Bus(settings.nats_url, settings.request_timeout_s)
+    secret = settings.auth_secret.get_secret_value()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await bus.connect()
+        yield
+        await bus.close()
+
+    app = FastAPI(
+        title="Whistle API",
+        description="The community blows the whistle, everyone reports (吹哨报到). Bearer tokens name one role.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def edge(request: Request, call_next):
+        started = time.perf_counter()
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            response = error(413, "too_large", f"body over {settings.max_body_bytes} bytes / 请求体过大")
+        elif request.url.path.startswith("/v1/"):
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            actor = auth.verify(secret, token.strip()) if scheme.lower() == "bearer" else None
+            if actor is None:
+                response = error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌")
+                response.headers["WWW-Authenticate"] = "Bearer"
+            else:
+                request.state.actor = actor
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        label = route.path if route is not None else "unmatched"
+        telemetry.HTTP_REQUESTS.labels(label, str(response.status_code)).inc()
+        telemetry.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path")]
+        return JSONResponse(
+            status_code=422,
+            content={
+                "error": {"code": "invalid", "field": ".".join(loc) or None, "reason": first["msg"]},
+                "errors": [{"field": ".".join(str(p) for p in e["loc"][1:]), "reason": e["msg"]} for e in errors],
+            },
+        )
+
+    @app.get("/healthz", tags=["ops"], summary="200 only when every service is ready")
+    async def healthz() -> JSONResponse:
+        services = await bus.health()
+        ready = all(services.values())
+        return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "services": services})
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/categories", tags=["intake"], summary="The service catalogue / 问题类别")
+    async def categories(request: Request) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_INTAKE_CATEGORIES, actor_of(request)))
+
+    @app.post("/v1/whistles", tags=["intake"], status_code=201, summary="Blow the whistle / 吹哨")
+    async def raise_whistle(request: Request, body: RaiseWhistle) -> JSONResponse:
+        reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor_of(request), body.model_dump(mode="json"))
+        return answer(reply, 201)
+
+    @app.get("/v1/whistles", tags=["ledger"], summary="The ledger: open whistles / 问题清单")
+    async def list_whistles(
+        request: Request,
+        status: Annotated[
+            Literal["open", "dispatched", "resolved", "verified", "closed", "unroutable"] | None, Query()
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLES, actor_of(request), {"status": status, "limit": limit}))
+
+    @app.get("/v1/whistles/{whistle_id}", tags=["ledger"], summary="A whistle, its summons and timeline")
+    async def get_whistle(request: Request, whistle_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLE, actor_of(request), {"id": whistle_id}))
+
+    @app.post("/v1/whistles/{whistle_id}/verify", tags=["response"], summary="Verify and strike off / 核验销号")
+    async def verify(
+        request: Request, whistle_id: Annotated[str, Path(max_length=64)],
+        body: Annotated[Verification | None, Body()] = None,
+    ) -> JSONResponse:
+        body = body or Verification()
+        payload = {"whistle_id": whistle_id, **body.model_dump()}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload))
+
+    @app.get("/v1/summons", tags=["response"], summary="The caller's own summons / 我的派单")
+    async def list_summons(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), {"limit": limit}))
+
+    @app.post("/v1/summons/{summons_id}/{action}", tags=["response"], summary="Report / arrive / resolve")
+    async def act(
+        request: Request,
+        summons_id: Annotated[str, Path(max_length=64)],
+        action: Literal["report", "arrive", "resolve"],
+        body: Annotated[Note | None, Body()] = None,
+    ) -> JSONResponse:
+        payload = {"summons_id": summons_id, "action": action, "note": (body or Note()).note}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_ACT, actor_of(request), payload))
+
+    @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
+    async def policies(request: Request) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_ESCALATION_POLICIES, actor_of(request)))
+
+    @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages (supervisors)")
+    async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_LEDGER_DEADLETTERS, actor_of(request), {"limit": limit}))
+
+    return app

@@ -1,0 +1,17 @@
+"""Gateway's settings (env prefix GATEWAY_)."""
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    auth_secret: SecretStr = Field(
+        default=SecretStr("dev-only-secret"), validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "auth_secret")
+    )
+    request_timeout_s: float = 5.0
+    max_body_bytes: int = 64 * 1024

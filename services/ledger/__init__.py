@@ -1,0 +1,1 @@
+"""Ledger: read models projected from every event — the timeline, the open whistles, dead letters."""

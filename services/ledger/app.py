@@ -1,0 +1,29 @@
+"""Ledger's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.ledger.handlers import LedgerHandlers, parse_advisory, parse_dead_letter
+from services.ledger.settings import LedgerSettings
+from shared import subjects
+from shared.runtime import ServiceRuntime
+
+
+def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
+    settings = settings or LedgerSettings()
+    runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
+    handlers = LedgerHandlers(runtime)
+    runtime.on_events(">", handlers.on_event, durable="ledger-events")
+    runtime.on_events(
+        f"{subjects.DEADLETTER}.>", handlers.on_dead_letter, stream=subjects.DEADLETTER_STREAM,
+        durable="ledger-deadletters", parse=parse_dead_letter, dedup=lambda d: d.key,
+    )
+    runtime.on_events(
+        f"{subjects.MAX_DELIVERIES_ADVISORY}.>", handlers.on_max_deliveries, stream=subjects.ADVISORIES_STREAM,
+        durable="ledger-advisories", parse=parse_advisory, dedup=lambda a: a.key,
+    )
+    runtime.on_request(subjects.QRY_LEDGER_WHISTLE, handlers.whistle, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_WHISTLES, handlers.whistles, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_DEADLETTERS, handlers.dead_letters, query=True)
+    return runtime

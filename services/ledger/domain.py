@@ -1,0 +1,33 @@
+"""Ledger's pure rules: how each event moves a whistle's status and its summons' states."""
+
+from __future__ import annotations
+
+from shared.contracts import (
+    Event,
+    SummonsOnSite,
+    SummonsReported,
+    SummonsResolved,
+    WhistleClosed,
+    WhistleUnroutable,
+    WhistleVerified,
+)
+
+# open → dispatched → resolved → verified → closed (挂账 … 销号); unroutable waits for a supervisor
+WHISTLE_STATUS: dict[type[Event], str] = {
+    WhistleUnroutable: "unroutable",
+    WhistleVerified: "verified",
+    WhistleClosed: "closed",
+}
+
+SUMMONS_STATE: dict[type[Event], str] = {
+    SummonsReported: "reported",
+    SummonsOnSite: "on_site",
+    SummonsResolved: "resolved",
+}
+
+
+def whistle_status(summons_states: list[str]) -> str:
+    """A dispatched whistle is resolved once every summons is resolved."""
+    if summons_states and all(s == "resolved" for s in summons_states):
+        return "resolved"
+    return "dispatched"

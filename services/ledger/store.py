@@ -1,0 +1,150 @@
+"""Ledger's SQL: projections in, views out."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import asyncpg
+
+from services.ledger import domain
+from shared.contracts import (
+    EscalationRaised,
+    Event,
+    SlaBreached,
+    SummonsIssued,
+    WhistleBlown,
+)
+
+
+async def project(conn: asyncpg.Connection, e: Event) -> None:
+    """Append to the timeline and update the whistle and summons views."""
+    data = json.loads(e.model_dump_json())
+    await conn.execute(
+        "INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
+        e.whistle_id, e.event_id, e.subject, e.actor, e.occurred_at, data,
+    )
+    if isinstance(e, WhistleBlown):
+        await conn.execute(
+            "INSERT INTO whistles (id, category, description, location, tier, source, status, raised_by, raised_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8)"
+            " ON CONFLICT (id) DO UPDATE SET category = $2, description = $3, location = $4, tier = $5, source = $6,"
+            " raised_by = $7, raised_at = $8",
+            e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
+            e.actor, e.occurred_at,
+        )
+        return
+    await conn.execute(
+        "INSERT INTO whistles (id, status, updated_at) VALUES ($1, 'open', $2) ON CONFLICT (id) DO NOTHING",
+        e.whistle_id, e.occurred_at,
+    )
+    if isinstance(e, SummonsIssued):
+        await conn.execute(
+            "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, state,"
+            " issued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'issued', $7, $7) ON CONFLICT DO NOTHING",
+            e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
+            e.occurred_at,
+        )
+        await _set_status(conn, e.whistle_id, "dispatched", e)
+    elif type(e) in domain.SUMMONS_STATE:
+        await conn.execute(
+            "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
+            e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
+        )
+        states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
+        await _set_status(conn, e.whistle_id, domain.whistle_status(states), e)
+    elif isinstance(e, SlaBreached):
+        await conn.execute("UPDATE summons SET breached = true WHERE id = $1", e.summons_id)
+    elif isinstance(e, EscalationRaised):
+        await conn.execute("UPDATE summons SET escalations = escalations + 1 WHERE id = $1", e.summons_id)
+    elif type(e) in domain.WHISTLE_STATUS:
+        await _set_status(conn, e.whistle_id, domain.WHISTLE_STATUS[type(e)], e)
+
+
+async def _set_status(conn: asyncpg.Connection, whistle_id: UUID, status: str, e: Event) -> None:
+    await conn.execute(
+        "UPDATE whistles SET status = $2, updated_at = $3,"
+        " closed_at = CASE WHEN $2 = 'closed' THEN $3 ELSE closed_at END"
+        " WHERE id = $1 AND status <> 'closed'",
+        whistle_id, status, e.occurred_at,
+    )
+
+
+def _iso(v):
+    return v.isoformat() if v is not None else None
+
+
+async def whistle(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
+    """The whistle, its summons with states, and every event in order."""
+    async with pool.acquire() as conn:
+        w = await conn.fetchrow("SELECT * FROM whistles WHERE id = $1", whistle_id)
+        if w is None:
+            return None
+        summons = await conn.fetch(
+            "SELECT * FROM summons WHERE whistle_id = $1 ORDER BY issued_at, id", whistle_id
+        )
+        timeline = await conn.fetch(
+            "SELECT event_id, subject, actor, occurred_at, data FROM timeline WHERE whistle_id = $1 ORDER BY seq",
+            whistle_id,
+        )
+    return {
+        "id": str(w["id"]), "status": w["status"], "category": w["category"], "description": w["description"],
+        "location": w["location"], "tier": w["tier"], "source": w["source"], "raised_by": w["raised_by"],
+        "raised_at": _iso(w["raised_at"]), "updated_at": _iso(w["updated_at"]), "closed_at": _iso(w["closed_at"]),
+        "summons": [
+            {"id": str(s["id"]), "responder_id": s["responder_id"], "responder_kind": s["responder_kind"],
+             "responder_name": s["responder_name"], "role": s["role"], "state": s["state"],
+             "breached": s["breached"], "escalations": s["escalations"], "issued_at": _iso(s["issued_at"]),
+             "updated_at": _iso(s["updated_at"])}
+            for s in summons
+        ],
+        "timeline": [
+            {"event_id": str(t["event_id"]), "type": t["subject"], "actor": t["actor"],
+             "at": _iso(t["occurred_at"]), "data": t["data"]}
+            for t in timeline
+        ],
+    }
+
+
+async def responder_has_summons(pool: asyncpg.Pool, whistle_id: UUID, responder_id: str) -> bool:
+    return bool(await pool.fetchval(
+        "SELECT true FROM summons WHERE whistle_id = $1 AND responder_id = $2 LIMIT 1", whistle_id, responder_id
+    ))
+
+
+async def whistles(pool: asyncpg.Pool, status: str | None, limit: int) -> list[dict]:
+    """The ledger: whistles newest first, open ones (not struck off) unless a status is asked."""
+    rows = await pool.fetch(
+        "SELECT id, category, tier, source, status, location, raised_at, updated_at FROM whistles"
+        " WHERE ($1::text IS NULL AND status <> 'closed') OR status = $1 ORDER BY raised_at DESC NULLS LAST LIMIT $2",
+        status, limit,
+    )
+    return [
+        {"id": str(r["id"]), "category": r["category"], "tier": r["tier"], "source": r["source"],
+         "status": r["status"], "location": r["location"], "raised_at": _iso(r["raised_at"]),
+         "updated_at": _iso(r["updated_at"])}
+        for r in rows
+    ]
+
+
+async def record_dead_letter(conn: asyncpg.Connection, key: UUID, service: str, subject: str, reason: str,
+                             stream_seq: int | None, body: bytes | None) -> None:
+    await conn.execute(
+        "INSERT INTO dead_letters (key, service, subject, reason, stream_seq, body) VALUES ($1,$2,$3,$4,$5,$6)"
+        " ON CONFLICT (key) DO NOTHING",
+        key, service, subject, reason, stream_seq, body,
+    )
+
+
+async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[dict]:
+    rows = await pool.fetch(
+        "SELECT id, service, subject, reason, stream_seq, body, recorded_at FROM dead_letters ORDER BY id DESC LIMIT $1",
+        limit,
+    )
+    return [
+        {"id": r["id"], "service": r["service"], "subject": r["subject"], "reason": r["reason"],
+         "stream_seq": r["stream_seq"], "body": (r["body"] or b"").decode("utf-8", "replace"),
+         "recorded_at": _iso(r["recorded_at"])}
+        for r in rows
+    ]

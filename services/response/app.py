@@ -1,0 +1,29 @@
+"""Response's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.response import handlers
+from services.response.settings import ResponseSettings
+from shared import subjects
+from shared.contracts import (
+    SummonsIssued,
+    SummonsOnSite,
+    SummonsReported,
+    SummonsResolved,
+    WhistleClosed,
+    WhistleVerified,
+)
+from shared.runtime import ServiceRuntime
+
+
+def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
+    settings = settings or ResponseSettings()
+    runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
+    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued)
+    runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
+    runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
+    runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
+    runtime.documents(SummonsReported, SummonsOnSite, SummonsResolved, WhistleVerified, WhistleClosed)
+    return runtime

@@ -1,0 +1,76 @@
+"""Response's handlers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+from pydantic import ValidationError
+
+from services.response import domain, store
+from shared.commands import SummonsAction, VerifyWhistle
+from shared.contracts import Command, Refusal, Reply, SummonsIssued
+from shared.validation import refusal_from
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _refused(r: Refusal) -> tuple[Reply, list]:
+    return Reply(ok=False, refusal=r), []
+
+
+async def on_summons_issued(conn: asyncpg.Connection, event: SummonsIssued, now: datetime):  # noqa: ARG001
+    """Open a summons for the responder routing chose."""
+    await store.add_summons(conn, event)
+    return []
+
+
+async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
+    """A responder reports (报到), arrives on site or resolves its summons."""
+    try:
+        move = SummonsAction.model_validate(cmd.payload)
+    except ValidationError as exc:
+        return _refused(refusal_from(exc))
+    summons_id = _uuid(move.summons_id)
+    summons = await store.lock_summons(conn, summons_id) if summons_id else None
+    if summons is None:
+        return _refused(Refusal(status=404, code="no_such_summons", reason="no such summons / 派单不存在"))
+    outcome = domain.decide(summons, domain.Action(move.action), cmd.actor, now, move.note)
+    if isinstance(outcome, Refusal):
+        return _refused(outcome)
+    new_state = domain.TRANSITIONS[(summons.state, domain.Action(move.action))]
+    await store.set_state(conn, summons.id, new_state, now)
+    return Reply.success({"id": str(summons.id), "state": new_state.value}), outcome
+
+
+async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):
+    """The dispatcher verifies the fix; the whistle is struck off the ledger (挂账销号)."""
+    try:
+        body = VerifyWhistle.model_validate(cmd.payload)
+    except ValidationError as exc:
+        return _refused(refusal_from(exc))
+    whistle_id = _uuid(body.whistle_id)
+    found = await store.lock_whistle(conn, whistle_id) if whistle_id else None
+    if found is None:
+        # routing has not summoned anyone yet, or the id is unknown
+        return _refused(Refusal(status=409, code="not_dispatched", reason="no summons for this whistle yet / 尚未派单")) \
+            if whistle_id else _refused(Refusal(status=404, code="no_such_whistle", reason="no such whistle / 无此哨"))
+    closed, states = found
+    outcome = domain.verify(whistle_id, closed, states, cmd.actor, now, body.note, body.photo_url)
+    if isinstance(outcome, Refusal):
+        return _refused(outcome)
+    await store.close_whistle(conn, whistle_id, now)
+    return Reply.success({"id": str(whistle_id), "status": "closed"}), outcome
+
+
+async def list_summons(pool: asyncpg.Pool, cmd: Command) -> Reply:
+    """The caller's own summons (a responder sees only its own)."""
+    limit = min(int(cmd.payload.get("limit", 100) or 100), 500)
+    responder_id = cmd.actor.id if cmd.actor.role == "responder" else None
+    return Reply.success(await store.list_summons(pool, responder_id, limit))

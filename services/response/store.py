@@ -1,0 +1,64 @@
+"""Response's SQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from services.response.domain import Summons, SummonsState
+from shared.contracts import SummonsIssued
+
+
+async def add_summons(conn: asyncpg.Connection, e: SummonsIssued) -> None:
+    await conn.execute(
+        "INSERT INTO whistles (id) VALUES ($1) ON CONFLICT DO NOTHING", e.whistle_id
+    )
+    await conn.execute(
+        "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
+        " state, issued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', $9, $9)"
+        " ON CONFLICT DO NOTHING",
+        e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
+        e.category, e.tier.value, e.occurred_at,
+    )
+
+
+async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> Summons | None:
+    row = await conn.fetchrow(
+        "SELECT id, whistle_id, responder_id, state FROM summons WHERE id = $1 FOR UPDATE", summons_id
+    )
+    if row is None:
+        return None
+    return Summons(row["id"], row["whistle_id"], row["responder_id"], SummonsState(row["state"]))
+
+
+async def set_state(conn: asyncpg.Connection, summons_id: UUID, state: SummonsState, at: datetime) -> None:
+    await conn.execute("UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1", summons_id, state.value, at)
+
+
+async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> tuple[bool, list[SummonsState]] | None:
+    closed = await conn.fetchval("SELECT closed FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
+    if closed is None:
+        return None
+    rows = await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", whistle_id)
+    return closed, [SummonsState(r["state"]) for r in rows]
+
+
+async def close_whistle(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> None:
+    await conn.execute("UPDATE whistles SET closed = true, closed_at = $2 WHERE id = $1", whistle_id, at)
+
+
+async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int) -> list[dict]:
+    """A responder's own summons, newest first (all summons for a supervisor or dispatcher)."""
+    rows = await pool.fetch(
+        "SELECT id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier, state,"
+        " issued_at, updated_at FROM summons WHERE ($1::text IS NULL OR responder_id = $1)"
+        " ORDER BY issued_at DESC LIMIT $2",
+        responder_id, limit,
+    )
+    return [
+        {**dict(r), "id": str(r["id"]), "whistle_id": str(r["whistle_id"]),
+         "issued_at": r["issued_at"].isoformat(), "updated_at": r["updated_at"].isoformat()}
+        for r in rows
+    ]
