@@ -226,7 +226,9 @@ def run(settings: RunnerSettings) -> None:
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
 
+    # explicit for both: a shell starting us in the background leaves SIGINT ignored
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         nats_url, database_url = runner.start_infrastructure()
         asyncio.run(runner.declare_and_migrate(nats_url, database_url))
@@ -248,6 +250,7 @@ def run(settings: RunnerSettings) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         runner.stop_all()
 
 
