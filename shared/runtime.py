@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,10 +22,10 @@ from uuid import UUID
 import asyncpg
 import nats
 import structlog
-from faststream import Context
-from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from shared import subjects, telemetry
@@ -64,6 +66,16 @@ def parse_domain_event(m: Msg) -> Event:
         raise Poison(str(exc)) from exc
 
 
+@dataclass(frozen=True)
+class _Consumer:
+    subject: str
+    stream: str
+    durable: str
+    handle: EventHandler
+    parse: Callable[[Msg], Any]
+    dedup: Callable[[Any], UUID | None]
+
+
 class ServiceRuntime:
     """The composition of one service process."""
 
@@ -71,7 +83,13 @@ class ServiceRuntime:
         self.name = name
         self.settings = settings
         self.migrations = [SHARED_MIGRATIONS] + ([migrations] if migrations else [])
-        self.broker = NatsBroker(settings.nats_url, logger=None, graceful_timeout=10.0)
+        # FastStream logs per message at DEBUG (hidden); its errors reach stderr at WARNING and above
+        fs_logger = logging.getLogger(f"faststream.{name}")
+        fs_logger.setLevel(logging.WARNING)
+        self.broker = NatsBroker(settings.nats_url, graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
+        self.spec_broker = NatsBroker(settings.nats_url)  # documents JetStream consumers; never started
+        self._consumers: list[_Consumer] = []
+        self._stopping = False
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self.log = structlog.get_logger(name)
@@ -94,23 +112,23 @@ class ServiceRuntime:
         dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
         description: str = "",
     ) -> None:
-        """Consume `subject` from `stream` with a durable batch pull consumer."""
+        """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
+
+        The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
+        collection timeout low latency needs, left delivered messages unhandled until their
+        ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
+        """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
-        s = self.settings
+        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup))
+        doc = description or (handle.__doc__ or "").strip()
 
-        async def on_batch(body: list[Any], message: Any = Context("message")) -> None:  # noqa: ARG001
-            await self._process_batch(message.raw_message, handle, parse, dedup, subject)
+        async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
+            raise NotImplementedError
 
-        self.broker.subscriber(
-            subject,
-            stream=JStream(stream, declare=False),
-            durable=durable,
-            pull_sub=PullSub(batch_size=s.batch_size, timeout=s.batch_timeout_s, batch=True),
-            config=consumer_config(durable, max_deliver=s.max_deliver, ack_wait_s=s.ack_wait_s),
-            ack_policy=AckPolicy.MANUAL,
-            title=f"{self.name}:{subject}",
-            description=description or (handle.__doc__ or "").strip(),
-        )(on_batch)
+        self.spec_broker.subscriber(
+            subject, stream=JStream(stream, declare=False), durable=durable, pull_sub=PullSub(batch=True),
+            title=f"{self.name}:{subject}", description=doc,
+        )(documented)
 
     def on_request(self, subject: str, handle: RequestHandler | QueryHandler, *, query: bool = False) -> None:
         """Answer a gateway request: commands get a transaction and an outbox; queries a pool."""
@@ -129,7 +147,7 @@ class ServiceRuntime:
     def documents(self, *event_types: type[Event]) -> None:
         """Declare, for the AsyncAPI document, the events this service emits (the relay sends them)."""
         for cls in event_types:
-            self.broker.publisher(
+            self.spec_broker.publisher(
                 cls.SUBJECT, stream=JStream(subjects.EVENTS_STREAM, declare=False), schema=cls,
                 title=f"{self.name}:{cls.SUBJECT}", description=(cls.__doc__ or "").strip(),
             )
@@ -167,11 +185,19 @@ class ServiceRuntime:
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:
             await fn(self)
+        for consumer in self._consumers:
+            psub = await js.pull_subscribe(
+                consumer.subject, durable=consumer.durable, stream=consumer.stream,
+                config=consumer_config(consumer.durable, max_deliver=self.settings.max_deliver,
+                                       ack_wait_s=self.settings.ack_wait_s),
+            )
+            self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
         await self.broker.start()
         self.ready = True
 
     async def stop(self) -> None:
         self.ready = False
+        self._stopping = True
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self.relay:
@@ -220,6 +246,21 @@ class ServiceRuntime:
         await write_outbox(conn, effects)
         for e in effects:
             telemetry.EVENTS_EMITTED.labels(self.name, e.subject).inc()
+
+    async def _consume(self, consumer: _Consumer, psub: JetStreamContext.PullSubscription) -> None:
+        """Fetch a batch (returns as soon as anything is there), handle it, repeat; one batch at a time."""
+        while not self._stopping:
+            try:
+                msgs = await psub.fetch(batch=self.settings.batch_size, timeout=1.0)
+            except NatsTimeoutError:
+                continue
+            except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
+                if self._stopping:
+                    break
+                self.log.warning("consumer.fetch_failed", durable=consumer.durable, error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            await self._process_batch(msgs, consumer.handle, consumer.parse, consumer.dedup, consumer.subject)
 
     async def _process_batch(
         self, raw: list[Msg], handle: EventHandler, parse: Callable, dedup: Callable, label: str

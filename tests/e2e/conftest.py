@@ -1,0 +1,139 @@
+"""End-to-end fixture: `whistle up` as a real process — embedded NATS and Postgres, every service."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(n: int) -> int:
+    """The first of n consecutive free ports."""
+    for _ in range(200):
+        base = free_port()
+        if base + n > 65000:
+            continue
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
+    """Poll until predicate() is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+
+
+@dataclass
+class System:
+    base_url: str
+    home: Path
+    nats_url: str
+    creds: dict
+    proc: subprocess.Popen
+
+    def client(self, who: str = "dispatcher") -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token(who)}"}, timeout=15)
+
+    def token(self, who: str) -> str:
+        if who in ("dispatcher", "supervisor"):
+            return self.creds[who]["token"]
+        return next(r["token"] for r in self.creds["responders"] if r["id"] == who)
+
+    def pids(self) -> dict[str, int]:
+        return json.loads((self.home / "pids.json").read_text())
+
+    def whistle(self, whistle_id: str) -> dict:
+        with self.client() as c:
+            r = c.get(f"/v1/whistles/{whistle_id}")
+            return r.json() if r.status_code == 200 else {}
+
+    def blow(self, **overrides) -> str:
+        body = {"category": "roof_leak", "description": "Top floor leaks / 顶楼漏雨",
+                "location": {"building": "7"}, "tier": "routine", "source": "hotline_12345"}
+        body.update(overrides)
+        with self.client() as c:
+            r = c.post("/v1/whistles", json=body)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+
+    def wait_summons(self, whistle_id: str, timeout: float = 20.0) -> dict:
+        """The whistle once routing has summoned someone (the ledger shows it)."""
+        return wait_for(lambda: (w := self.whistle(whistle_id)) and w.get("summons") and w, timeout,
+                        what=f"summons for {whistle_id}")
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    home = tmp_path_factory.mktemp("whistle-home")
+    port, nats_port, telemetry = free_port(), free_port(), free_port_block(5)
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env.update(
+        WHISTLE_HOME=str(home), WHISTLE_PORT=str(port), WHISTLE_NATS_PORT=str(nats_port),
+        WHISTLE_TELEMETRY_BASE_PORT=str(telemetry), ESCALATION_POLICY_FILE=str(HERE / "policies.json"),
+        PYTHONUNBUFFERED="1",
+    )
+    log = (home / "runner.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    creds_path = home / "credentials.json"
+    try:
+        wait_for(lambda: proc.poll() is not None or creds_path.exists(), timeout=180, interval=0.2, what="whistle up")
+        if proc.poll() is not None:
+            raise RuntimeError(f"whistle up exited: {(home / 'runner.log').read_text()[-3000:]}")
+        creds = json.loads(creds_path.read_text())
+        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc)
+        yield sys_
+    finally:
+        pids = {}
+        if (home / "pids.json").exists():
+            pids = json.loads((home / "pids.json").read_text())
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for name, pid in pids.items():  # no orphans: every service and nats-server is gone
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            raise AssertionError(f"{name} (pid {pid}) outlived `whistle up`")
