@@ -136,8 +136,13 @@ class ServiceRuntime:
         async def on_message(body: dict) -> dict:
             started = time.perf_counter()
             reply = await self._answer(subject, handle, body, query)
-            telemetry.COMMANDS.labels(self.name, subject, "ok" if reply.ok else "refused").inc()
-            self.log.debug("request", subject=subject, ok=reply.ok, ms=round((time.perf_counter() - started) * 1e3, 2))
+            outcome = "ok" if reply.ok else "refused"
+            telemetry.COMMANDS.labels(self.name, subject, outcome).inc()
+            # one canonical line per command; queries only at debug level
+            (self.log.debug if query else self.log.info)(
+                "request", subject=subject, actor=str((body or {}).get("actor", {}).get("id", "?")), outcome=outcome,
+                code=reply.refusal.code if reply.refusal else None, ms=round((time.perf_counter() - started) * 1e3, 2),
+            )
             return reply.model_dump(mode="json")
 
         self.broker.subscriber(
@@ -266,7 +271,7 @@ class ServiceRuntime:
         self, raw: list[Msg], handle: EventHandler, parse: Callable, dedup: Callable, label: str
     ) -> None:
         assert self.pool is not None
-        now = utcnow()
+        started, now = time.perf_counter(), utcnow()
         parsed: list[tuple[Msg, Any]] = []
         for m in raw:
             try:
@@ -302,6 +307,11 @@ class ServiceRuntime:
             return
         if done:
             self.relay.wake()
+        self.log.info(
+            "batch", subject=label, size=len(raw), handled=sum(1 for _, o in done if o == "ack"),
+            duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),
+            dead_lettered=len(raw) - len(parsed), ms=round((time.perf_counter() - started) * 1e3, 2),
+        )
         for m, outcome in done:
             telemetry.HANDLED.labels(self.name, label, outcome).inc()
             await m.ack()

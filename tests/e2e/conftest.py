@@ -94,9 +94,17 @@ class System:
         return r.json()["id"]
 
     def wait_summons(self, whistle_id: str, timeout: float = 20.0) -> dict:
-        """The whistle once routing has summoned someone (the ledger shows it)."""
-        return wait_for(lambda: (w := self.whistle(whistle_id)) and w.get("summons") and w, timeout,
-                        what=f"summons for {whistle_id}")
+        """The whistle once its responder can see the summons (the ledger and response both know it)."""
+        whistle = wait_for(lambda: (w := self.whistle(whistle_id)) and w.get("summons") and w, timeout,
+                           what=f"summons for {whistle_id}")
+        summons = whistle["summons"][0]
+
+        def listed() -> bool:
+            with self.client(summons["responder_id"]) as c:
+                return summons["id"] in {s["id"] for s in c.get("/v1/summons").json()}
+
+        wait_for(listed, timeout, what=f"summons {summons['id']} in its responder's list")
+        return whistle
 
 
 @pytest.fixture(scope="session")
