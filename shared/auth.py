@@ -19,6 +19,8 @@ def mint(secret: str, role: str, subject_id: str) -> str:
     """A token for `role` acting as `subject_id`."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
+    if not subject_id:
+        raise ValueError("a token must name someone")
     payload = _b64(f"{role}:{subject_id}".encode())
     sig = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
     return f"wh1.{payload}.{sig}"
@@ -33,7 +35,7 @@ def verify(secret: str, token: str) -> Actor | None:
     if version != "wh1":
         return None
     expected = _b64(hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected, sig):
+    if not hmac.compare_digest(expected.encode(), sig.encode("utf-8", "surrogatepass")):
         return None
     try:
         role, _, subject_id = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode().partition(":")

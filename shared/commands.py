@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.contracts import Location, Source, Tier
 
@@ -18,7 +18,7 @@ class RaiseWhistle(BaseModel):
     category: str = Field(min_length=1, max_length=64, description="A code from GET /v1/categories")
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION, description="What is wrong")
     location: Location
-    tier: Tier = Tier.routine
+    tier: Tier | None = Field(default=None, description="Handling tier; the category's default when omitted")
     source: Source = Source.community
 
     @field_validator("description")
@@ -34,7 +34,31 @@ class SummonsAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     summons_id: str = Field(min_length=1, max_length=64)
-    action: Literal["report", "arrive", "resolve"]
+    action: Literal["report", "arrive", "resolve", "pause", "resume"]
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class ExtensionAsk(BaseModel):
+    """延期: a responder asks for a later deadline on one clock (the HTTP body)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    clock: Literal["report", "on_site", "resolve"] = "resolve"
+    new_deadline: AwareDatetime = Field(description="The deadline asked for, with its time zone")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ExtensionRequest(ExtensionAsk):
+    """The same, naming the summons (the command)."""
+
+    summons_id: str = Field(min_length=1, max_length=64)
+
+
+class ExtensionDecision(BaseModel):
+    """A supervisor's decision on a pending extension."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    summons_id: str = Field(min_length=1, max_length=64)
+    decision: Literal["grant", "refuse"]
     note: str | None = Field(default=None, max_length=1000)
 
 

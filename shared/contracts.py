@@ -154,6 +154,43 @@ class SummonsResolved(_SummonsEvent):
     SUBJECT: ClassVar[str] = "summons.resolved"
 
 
+class SummonsPaused(_SummonsEvent):
+    """The summons waits on the resident (or on a supervisor's decision); its clocks hold."""
+
+    SUBJECT: ClassVar[str] = "summons.paused"
+    reason: Literal["waiting_on_resident", "extension_pending"] = "waiting_on_resident"
+
+
+class SummonsResumed(_SummonsEvent):
+    """The wait is over; the clocks run again with the time they had left."""
+
+    SUBJECT: ClassVar[str] = "summons.resumed"
+
+
+class ExtensionRequested(_SummonsEvent):
+    """延期: the responder asks for more time on one of its deadlines."""
+
+    SUBJECT: ClassVar[str] = "summons.extension_requested"
+    clock: Literal["report", "on_site", "resolve"] = "resolve"
+    new_deadline: AwareDatetime
+    reason: str
+
+
+class ExtensionGranted(_SummonsEvent):
+    """A supervisor granted the extension: the deadline moves."""
+
+    SUBJECT: ClassVar[str] = "summons.extension_granted"
+    clock: Literal["report", "on_site", "resolve"] = "resolve"
+    new_deadline: AwareDatetime
+
+
+class ExtensionRefused(_SummonsEvent):
+    """A supervisor refused the extension: the old deadline stands."""
+
+    SUBJECT: ClassVar[str] = "summons.extension_refused"
+    clock: Literal["report", "on_site", "resolve"] = "resolve"
+
+
 class WhistleVerified(Event):
     """The community checked the fix."""
 
@@ -168,7 +205,49 @@ class WhistleClosed(Event):
     SUBJECT: ClassVar[str] = "whistle.closed"
 
 
+class WhistleFollowedUp(Event):
+    """回访: the resident says whether it is solved and how satisfied they are."""
+
+    SUBJECT: ClassVar[str] = "whistle.followed_up"
+    solved: bool
+    satisfaction: Literal["satisfied", "basically_satisfied", "dissatisfied"]
+    note: str | None = None
+
+
 # --- escalation ---------------------------------------------------------------
+
+
+ClockKind = Literal["report", "on_site", "resolve"]
+
+
+class SlaStarted(Event):
+    """The summons' clocks started, with the policy snapshotted: its deadlines."""
+
+    SUBJECT: ClassVar[str] = "sla.started"
+    summons_id: UUID
+    responder_id: str
+    basis: Literal["wall", "working"]
+    deadlines: dict[ClockKind, datetime]
+
+
+class SlaRescheduled(Event):
+    """A clock paused (deadline None), resumed, or was extended (a new deadline)."""
+
+    SUBJECT: ClassVar[str] = "sla.rescheduled"
+    summons_id: UUID
+    clock: ClockKind
+    deadline: datetime | None
+    reason: str
+
+
+class SlaWarned(Event):
+    """The warning point of a clock passed (e.g. 80% of the time used)."""
+
+    SUBJECT: ClassVar[str] = "sla.warned"
+    summons_id: UUID
+    responder_id: str
+    clock: ClockKind
+    deadline: datetime
 
 
 class SlaBreached(Event):
@@ -177,7 +256,7 @@ class SlaBreached(Event):
     SUBJECT: ClassVar[str] = "sla.breached"
     summons_id: UUID
     responder_id: str
-    clock: Literal["report", "on_site", "resolve"]
+    clock: ClockKind
     deadline: datetime
 
 
@@ -186,7 +265,9 @@ class EscalationRaised(Event):
 
     SUBJECT: ClassVar[str] = "escalation.raised"
     summons_id: UUID
-    step: int = Field(ge=1, description="1-based step of the ladder")
+    clock: ClockKind = "report"
+    step: int = Field(ge=1, description="1-based step of the ladder, counting repeats")
+    round: int = Field(default=1, ge=1, description="Which pass through the ladder")
     level: Literal["responder", "superior", "street_command", "district"]
     target_id: str
     reason: str
@@ -202,8 +283,17 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SummonsReported,
         SummonsOnSite,
         SummonsResolved,
+        SummonsPaused,
+        SummonsResumed,
+        ExtensionRequested,
+        ExtensionGranted,
+        ExtensionRefused,
         WhistleVerified,
         WhistleClosed,
+        WhistleFollowedUp,
+        SlaStarted,
+        SlaRescheduled,
+        SlaWarned,
         SlaBreached,
         EscalationRaised,
     )

@@ -22,6 +22,7 @@ COMMANDS = Counter(
     "whistle_commands_total", "Request/reply commands by outcome", ["service", "command", "outcome"]
 )
 EVENTS_EMITTED = Counter("whistle_events_emitted_total", "Events written to the outbox", ["service", "subject"])
+SLA_EVENTS = Counter("whistle_sla_events_total", "Warnings, breaches and escalations", ["event", "level"])
 CLOCKS_PENDING = Gauge("whistle_clocks_pending", "Running SLA clocks", ["service"])
 HTTP_REQUESTS = Counter("whistle_http_requests_total", "Gateway requests", ["route", "status"])
 HTTP_LATENCY = Histogram("whistle_http_request_seconds", "Gateway request latency", ["route"])

@@ -12,7 +12,7 @@ from services.escalation.policy import load_policies
 from services.escalation.settings import EscalationSettings
 from services.escalation.timers import parse_due, timer_message
 from shared import subjects, telemetry
-from shared.contracts import EscalationRaised, SlaBreached, SummonsIssued, SummonsReported
+from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned
 from shared.db import write_outbox
 from shared.runtime import ServiceRuntime
 
@@ -26,9 +26,9 @@ async def reconcile(runtime: ServiceRuntime) -> None:
     fires at once. The generation is unchanged, so a firing already on its way is not doubled:
     whichever arrives first advances the generation and the other is stale.
     """
-    clocks = await store.running_clocks(runtime.pool)
+    clocks = await store.pending_clocks(runtime.pool)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        await write_outbox(conn, [timer_message(c) for c in clocks if c.fire_at])
+        await write_outbox(conn, [timer_message(c) for c in clocks])
     telemetry.CLOCKS_PENDING.labels("escalation").set(len(clocks))
     log.info("clocks.reconciled", rearmed=len(clocks))
 
@@ -37,13 +37,13 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     settings = settings or EscalationSettings()
     runtime = ServiceRuntime("escalation", settings, Path(__file__).with_name("migrations"))
     handlers = EscalationHandlers(load_policies(settings.policy_file))
-    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued)
-    runtime.on_events(SummonsReported.SUBJECT, handlers.on_summons_reported)
+    # one consumer for every summons event keeps each summons' events in order
+    runtime.on_events("summons.>", handlers.on_summons_event, durable="escalation-summons")
     runtime.on_events(
         f"{subjects.CLOCK_DUE}.*", handlers.on_clock_due, stream=subjects.CLOCKS_STREAM,
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
     )
     runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)
     runtime.on_startup(reconcile)
-    runtime.documents(SlaBreached, EscalationRaised)
+    runtime.documents(SlaStarted, SlaRescheduled, SlaWarned, SlaBreached, EscalationRaised)
     return runtime

@@ -1,22 +1,38 @@
-"""Escalation's pure rules: SLA clocks and the 三呼三应 ladder. No I/O, the time is passed in.
+"""Escalation's pure rules: SLA clocks and the 三呼三应 ladder. No I/O; the time is passed in.
 
-A clock starts when a summons is issued, with the tier's policy snapshotted onto it. At the
-deadline it is breached; then each ladder step is raised in turn, each after its own wait.
-A report stops it. Every re-arm bumps the generation, so an older timer firing is stale.
+When a summons is issued, each deadline of its policy (report, on site, resolve) becomes a clock,
+the policy snapshotted onto it. A clock counts its budget in wall or working time (`Clockwork`),
+warns at the warning point, breaches at the deadline, then raises each ladder step after its own
+wall-time wait, repeating the ladder up to `ladder_repeats` times. Reporting, arriving or resolving
+stops the matching clock. Waiting on the resident pauses the clocks not yet breached; resuming
+gives them the time they had left; a granted extension moves a deadline. Every change bumps the
+generation, so a timer armed before it is stale when it fires.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 from uuid import UUID
 
-from services.escalation.policy import LadderStep, TierPolicy
-from shared.contracts import EscalationRaised, Event, SlaBreached, SummonsIssued
+from services.escalation.policy import Kind, LadderStep, TierPolicy
+from shared.contracts import EscalationRaised, Event, SlaBreached, SlaWarned, SummonsIssued
 from shared.ids import uuid7
 
 STREET_COMMAND = "street-command-centre"
 DISTRICT_COMMAND = "district-command-centre"
+ZERO = timedelta(0)
+
+# which responder move stops which clock
+STOPPED_BY: dict[str, Kind] = {"summons.reported": "report", "summons.on_site": "on_site", "summons.resolved": "resolve"}
+
+
+class Clockwork(Protocol):
+    """Wall time or a working-time calendar."""
+
+    def add(self, start: datetime, duration: timedelta) -> datetime: ...
+    def between(self, start: datetime, end: datetime) -> timedelta: ...
 
 
 @dataclass(frozen=True)
@@ -24,38 +40,63 @@ class Clock:
     id: UUID
     summons_id: UUID
     whistle_id: UUID
-    kind: str  # report (on_site / resolve come with issue 5)
+    kind: Kind
     responder_id: str
     superior_id: str | None
-    deadline: datetime
+    basis: str  # wall | working
+    budget: timedelta  # time allowed, counted in the basis
+    warn_at: float | None
     ladder: tuple[LadderStep, ...]
-    state: str = "running"  # running | stopped | exhausted
+    ladder_repeats: int
+    deadline: datetime | None  # None while paused
+    segment_started_at: datetime | None  # when the current running stretch began
+    consumed: timedelta = ZERO  # counted before the current stretch
+    state: str = "running"  # running | paused | stopped | exhausted
     generation: int = 1
+    warned: bool = False
     breached: bool = False
     steps_done: int = 0
+    next_step_at: datetime | None = None
     fire_at: datetime | None = None
 
-
-def report_deadline(issued_at: datetime, policy: TierPolicy) -> datetime:
-    """Wall-time deadline to report (working-time calendars come with issue 5)."""
-    return issued_at + policy.report_within
-
-
-def start_report_clock(issued: SummonsIssued, policy: TierPolicy) -> Clock:
-    """The report clock for a new summons, the policy's ladder copied onto it."""
-    deadline = report_deadline(issued.occurred_at, policy)
-    return Clock(
-        id=uuid7(), summons_id=issued.summons_id, whistle_id=issued.whistle_id, kind="report",
-        responder_id=issued.responder_id, superior_id=issued.superior_id, deadline=deadline,
-        ladder=tuple(policy.ladder), fire_at=deadline,
-    )
+    @property
+    def pending(self) -> bool:
+        return self.state == "running" and self.fire_at is not None
 
 
-def stop(clock: Clock) -> Clock:
-    """A report stops the clock; any timer still pending becomes stale."""
+def start_clocks(issued: SummonsIssued, policy: TierPolicy, cw: Clockwork) -> list[Clock]:
+    """A clock per deadline of the policy, the policy snapshotted onto each."""
+    clocks = []
+    for kind, budget in policy.budgets().items():
+        clock = Clock(
+            id=uuid7(), summons_id=issued.summons_id, whistle_id=issued.whistle_id, kind=kind,
+            responder_id=issued.responder_id, superior_id=issued.superior_id, basis=policy.basis,
+            budget=budget, warn_at=policy.warn_at, ladder=tuple(policy.ladder), ladder_repeats=policy.ladder_repeats,
+            deadline=None, segment_started_at=issued.occurred_at,
+        )
+        clocks.append(_schedule(clock, cw))
+    return clocks
+
+
+def _warn_due(clock: Clock, cw: Clockwork) -> datetime | None:
+    if clock.warn_at is None or clock.warned or clock.breached or clock.segment_started_at is None:
+        return None
+    left_to_warning = clock.budget * clock.warn_at - clock.consumed
+    if left_to_warning <= ZERO:
+        return clock.segment_started_at  # paused past the warning point: warn at once
+    return cw.add(clock.segment_started_at, left_to_warning)
+
+
+def _schedule(clock: Clock, cw: Clockwork) -> Clock:
+    """Recompute the deadline and the next firing of a running clock."""
     if clock.state != "running":
-        return clock
-    return replace(clock, state="stopped", generation=clock.generation + 1, fire_at=None)
+        return replace(clock, fire_at=None)
+    if clock.breached:
+        return replace(clock, fire_at=clock.next_step_at, state="running" if clock.next_step_at else "exhausted")
+    assert clock.segment_started_at is not None
+    deadline = cw.add(clock.segment_started_at, max(clock.budget - clock.consumed, ZERO))
+    warn = _warn_due(clock, cw)
+    return replace(clock, deadline=deadline, fire_at=min(warn, deadline) if warn else deadline)
 
 
 def target_of(clock: Clock, step: LadderStep) -> str:
@@ -67,37 +108,79 @@ def target_of(clock: Clock, step: LadderStep) -> str:
     }[step.level]
 
 
-def fire(clock: Clock, generation: int, now: datetime) -> tuple[Clock, list[Event]]:
+def fire(clock: Clock, generation: int, now: datetime, cw: Clockwork) -> tuple[Clock, list[Event]]:
     """A timer fired: raise whatever is due (never early, never twice) and set the next firing."""
-    if clock.state != "running" or generation != clock.generation or clock.fire_at is None:
-        return clock, []  # stale: stopped, re-armed since, or exhausted
+    if not clock.pending or generation != clock.generation:
+        return clock, []  # stale: stopped, paused, re-armed since, or exhausted
     events: list[Event] = []
-    breached, steps_done, due = clock.breached, clock.steps_done, clock.fire_at
-    common = dict(whistle_id=clock.whistle_id, summons_id=clock.summons_id, actor="system:escalation")
-    while due is not None and due <= now:
-        if not breached:
-            breached = True
-            events.append(SlaBreached(
-                **common, occurred_at=now, responder_id=clock.responder_id, clock=clock.kind, deadline=clock.deadline,
+    c = clock
+    common = dict(whistle_id=c.whistle_id, summons_id=c.summons_id, actor="system:escalation", occurred_at=now)
+    total_steps = len(c.ladder) * (1 + c.ladder_repeats)
+    while True:
+        warn = _warn_due(c, cw)
+        if warn is not None and warn <= now and (c.deadline is None or warn < c.deadline):
+            c = replace(c, warned=True)
+            events.append(SlaWarned(**common, responder_id=c.responder_id, clock=c.kind, deadline=c.deadline))
+        elif not c.breached and c.deadline is not None and c.deadline <= now:
+            c = replace(c, breached=True, warned=True, next_step_at=c.deadline + c.ladder[0].after)
+            events.append(SlaBreached(**common, responder_id=c.responder_id, clock=c.kind, deadline=c.deadline))
+        elif c.breached and c.next_step_at is not None and c.next_step_at <= now:
+            index = c.steps_done % len(c.ladder)
+            step = c.ladder[index]
+            done = c.steps_done + 1
+            events.append(EscalationRaised(
+                **common, clock=c.kind, step=done, round=c.steps_done // len(c.ladder) + 1, level=step.level,
+                target_id=target_of(c, step),
+                reason=f"{c.kind} deadline {c.deadline.isoformat()} passed unanswered / 超时未响应",
             ))
-            due = due + clock.ladder[0].after
-            continue
-        step = clock.ladder[steps_done]
-        steps_done += 1
-        events.append(EscalationRaised(
-            **common, occurred_at=now, step=steps_done, level=step.level, target_id=target_of(clock, step),
-            reason=f"{clock.kind} deadline {clock.deadline.isoformat()} passed unanswered / 超时未报到",
-        ))
-        due = due + clock.ladder[steps_done].after if steps_done < len(clock.ladder) else None
+            following = c.ladder[done % len(c.ladder)].after if done < total_steps else None
+            c = replace(c, steps_done=done, next_step_at=c.next_step_at + following if following is not None else None)
+        else:
+            break
+    c = _schedule(c, cw)
+    return replace(c, generation=clock.generation + 1), events
+
+
+def stop(clock: Clock) -> Clock:
+    """The responder answered: the clock stops, the ladder with it."""
+    if clock.state in ("stopped", "exhausted") and not clock.pending:
+        return clock
+    return replace(clock, state="stopped", fire_at=None, generation=clock.generation + 1)
+
+
+def pause(clock: Clock, now: datetime, cw: Clockwork) -> Clock:
+    """Hold a running clock with the time it has left; a breached one keeps climbing the ladder."""
+    if clock.state != "running" or clock.breached or clock.segment_started_at is None:
+        return clock
+    consumed = clock.consumed + cw.between(clock.segment_started_at, now)
     return replace(
-        clock, breached=breached, steps_done=steps_done, fire_at=due,
-        state="running" if due is not None else "exhausted", generation=clock.generation + 1,
-    ), events
+        clock, state="paused", consumed=consumed, segment_started_at=None, deadline=None, fire_at=None,
+        generation=clock.generation + 1,
+    )
 
 
-def next_firing(clock: Clock) -> datetime | None:
-    return clock.fire_at if clock.state == "running" else None
+def resume(clock: Clock, now: datetime, cw: Clockwork) -> Clock:
+    """Run a paused clock again with the time it had left."""
+    if clock.state != "paused":
+        return clock
+    resumed = replace(clock, state="running", segment_started_at=now, generation=clock.generation + 1)
+    return _schedule(resumed, cw)
 
 
-def overdue_by(clock: Clock, now: datetime) -> timedelta:
-    return now - clock.fire_at if clock.fire_at else timedelta(0)
+def extend(clock: Clock, new_deadline: datetime, now: datetime, cw: Clockwork) -> Clock:
+    """A granted extension: the deadline moves; a breach and its ladder are cleared."""
+    if clock.state in ("stopped",):
+        return clock
+    budget = cw.between(now, new_deadline)
+    extended = replace(
+        clock, state="running", budget=budget, consumed=ZERO, segment_started_at=now, warned=False,
+        breached=False, steps_done=0, next_step_at=None, generation=clock.generation + 1,
+    )
+    return _schedule(extended, cw)
+
+
+def remaining(clock: Clock, now: datetime, cw: Clockwork) -> timedelta:
+    """Time left before the deadline, in the clock's basis."""
+    if clock.segment_started_at is None:
+        return max(clock.budget - clock.consumed, ZERO)
+    return max(clock.budget - clock.consumed - cw.between(clock.segment_started_at, now), ZERO)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.bus import Bus
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects, telemetry
-from shared.commands import RaiseWhistle
+from shared.commands import ExtensionAsk, RaiseWhistle
 from shared.contracts import Actor, Reply
 
 
@@ -144,11 +144,28 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def list_summons(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), {"limit": limit}))
 
-    @app.post("/v1/summons/{summons_id}/{action}", tags=["response"], summary="Report / arrive / resolve")
+    @app.post("/v1/summons/{summons_id}/extension", tags=["response"], summary="Ask for more time / 申请延期")
+    async def ask_extension(
+        request: Request, summons_id: Annotated[str, Path(max_length=64)], body: ExtensionAsk,
+    ) -> JSONResponse:
+        payload = {"summons_id": summons_id, **body.model_dump(mode="json")}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_EXTENSION, actor_of(request), payload))
+
+    @app.post("/v1/summons/{summons_id}/extension/{decision}", tags=["response"],
+              summary="Grant or refuse an extension (supervisors) / 审批延期")
+    async def decide_extension(
+        request: Request, summons_id: Annotated[str, Path(max_length=64)], decision: Literal["grant", "refuse"],
+        body: Annotated[Note | None, Body()] = None,
+    ) -> JSONResponse:
+        payload = {"summons_id": summons_id, "decision": decision, "note": (body or Note()).note}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_EXTENSION_DECISION, actor_of(request), payload))
+
+    @app.post("/v1/summons/{summons_id}/{action}", tags=["response"],
+              summary="Report / arrive / resolve; pause and resume while waiting on the resident")
     async def act(
         request: Request,
         summons_id: Annotated[str, Path(max_length=64)],
-        action: Literal["report", "arrive", "resolve"],
+        action: Literal["report", "arrive", "resolve", "pause", "resume"],
         body: Annotated[Note | None, Body()] = None,
     ) -> JSONResponse:
         payload = {"summons_id": summons_id, "action": action, "note": (body or Note()).note}

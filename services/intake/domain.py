@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from shared.commands import RaiseWhistle
-from shared.contracts import Refusal, WhistleBlown
+from shared.contracts import Refusal, Tier, WhistleBlown
 from shared.ids import uuid7
 
 DEFAULT_CATALOGUE = Path(__file__).with_name("catalogue.json")
@@ -46,5 +46,6 @@ def blow(
     whistle_id = uuid7()
     return WhistleBlown(
         occurred_at=now, whistle_id=whistle_id, actor=actor, category=cmd.category,
-        description=cmd.description, location=cmd.location, tier=cmd.tier, source=cmd.source,
+        description=cmd.description, location=cmd.location, source=cmd.source,
+        tier=cmd.tier or Tier(catalogue[cmd.category].default_tier),
     )

@@ -12,7 +12,12 @@ from shared.contracts import (
     EscalationRaised,
     Event,
     SlaBreached,
+    SlaRescheduled,
+    SlaStarted,
+    SlaWarned,
     SummonsIssued,
+    SummonsPaused,
+    SummonsResumed,
     WhistleBlown,
 )
 
@@ -54,6 +59,21 @@ async def project(conn: asyncpg.Connection, e: Event) -> None:
         )
         states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
         await _set_status(conn, e.whistle_id, domain.whistle_status(states), e)
+    elif isinstance(e, SlaStarted):
+        deadlines = {k: v.isoformat() for k, v in e.deadlines.items()}
+        await conn.execute("UPDATE summons SET deadlines = $2 WHERE id = $1", e.summons_id, deadlines)
+    elif isinstance(e, SlaRescheduled):
+        await conn.execute(
+            "UPDATE summons SET deadlines = deadlines || jsonb_build_object($2::text, $3::text) WHERE id = $1",
+            e.summons_id, e.clock, e.deadline.isoformat() if e.deadline else None,
+        )
+    elif isinstance(e, (SummonsPaused, SummonsResumed)):
+        await conn.execute(
+            "UPDATE summons SET waiting = $2, updated_at = $3 WHERE id = $1",
+            e.summons_id, isinstance(e, SummonsPaused), e.occurred_at,
+        )
+    elif isinstance(e, SlaWarned):
+        await conn.execute("UPDATE summons SET warned = true WHERE id = $1", e.summons_id)
     elif isinstance(e, SlaBreached):
         await conn.execute("UPDATE summons SET breached = true WHERE id = $1", e.summons_id)
     elif isinstance(e, EscalationRaised):
@@ -95,7 +115,7 @@ async def whistle(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
         "summons": [
             {"id": str(s["id"]), "responder_id": s["responder_id"], "responder_kind": s["responder_kind"],
              "responder_name": s["responder_name"], "role": s["role"], "state": s["state"],
-             "breached": s["breached"], "escalations": s["escalations"], "issued_at": _iso(s["issued_at"]),
+             "waiting": s["waiting"], "deadlines": s["deadlines"], "warned": s["warned"], "breached": s["breached"], "escalations": s["escalations"], "issued_at": _iso(s["issued_at"]),
              "updated_at": _iso(s["updated_at"])}
             for s in summons
         ],

@@ -8,6 +8,11 @@ from services.response import handlers
 from services.response.settings import ResponseSettings
 from shared import subjects
 from shared.contracts import (
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
+    SummonsPaused,
+    SummonsResumed,
     SummonsIssued,
     SummonsOnSite,
     SummonsReported,
@@ -23,7 +28,12 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
     runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued)
     runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
+    runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
+    runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
-    runtime.documents(SummonsReported, SummonsOnSite, SummonsResolved, WhistleVerified, WhistleClosed)
+    runtime.documents(
+        SummonsReported, SummonsOnSite, SummonsResolved, SummonsPaused, SummonsResumed,
+        ExtensionRequested, ExtensionGranted, ExtensionRefused, WhistleVerified, WhistleClosed,
+    )
     return runtime

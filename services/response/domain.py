@@ -10,7 +10,12 @@ from uuid import UUID
 from shared.contracts import (
     Actor,
     Event,
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
     Refusal,
+    SummonsPaused,
+    SummonsResumed,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
@@ -52,31 +57,99 @@ _ILLEGAL = {
 }
 
 
+class Wait(StrEnum):
+    """Waiting on the resident holds the clocks (a sub-state of reported / on_site)."""
+
+    pause = "pause"
+    resume = "resume"
+
+
+WAIT_TRANSITIONS: dict[tuple[bool, Wait], bool] = {(False, Wait.pause): True, (True, Wait.resume): False}
+PAUSABLE = frozenset({SummonsState.reported, SummonsState.on_site})
+
+
 @dataclass(frozen=True)
 class Summons:
     id: UUID
     whistle_id: UUID
     responder_id: str
     state: SummonsState
+    waiting: bool = False
+    extension_clock: str | None = None  # the clock of a pending extension request
 
 
-def decide(summons: Summons, action: Action, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
-    """Apply a responder's move to its own summons, or refuse it with a reason code."""
+def _not_owner(summons: Summons, actor: Actor) -> Refusal | None:
     if actor.role != "responder" or actor.id != summons.responder_id:
         return Refusal(
             status=403, code="not_your_summons",
             reason="only the summoned responder may act on this summons / 只能处理本人的派单",
         )
+    return None
+
+
+def decide(summons: Summons, action: Action, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
+    """Apply a responder's move to its own summons, or refuse it with a reason code."""
+    if refusal := _not_owner(summons, actor):
+        return refusal
     new_state = TRANSITIONS.get((summons.state, action))
     if new_state is None:
         return Refusal(
             status=409, code=f"illegal_{action.value}_from_{summons.state.value}", reason=_ILLEGAL[action],
         )
-    event = EVENT_OF[action](
-        occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor),
-        summons_id=summons.id, responder_id=summons.responder_id, note=note,
-    )
-    return [event]
+    common = dict(occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor),
+                  summons_id=summons.id, responder_id=summons.responder_id)
+    # moving on ends a wait on the resident: the clocks resume first
+    resumed = [SummonsResumed(**common)] if summons.waiting else []
+    return [*resumed, EVENT_OF[action](**common, note=note)]
+
+
+def wait(summons: Summons, move: Wait, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
+    """Start or end waiting on the resident; the clocks hold meanwhile."""
+    if refusal := _not_owner(summons, actor):
+        return refusal
+    if summons.state not in PAUSABLE:
+        return Refusal(status=409, code=f"illegal_{move.value}_from_{summons.state.value}",
+                       reason="only a reported summons can wait on the resident / 报到后才能挂起等待")
+    if (summons.waiting, move) not in WAIT_TRANSITIONS:
+        code = "already_waiting" if summons.waiting else "not_waiting"
+        return Refusal(status=409, code=code, reason="the summons is already in that state / 状态未变")
+    common = dict(occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor),
+                  summons_id=summons.id, responder_id=summons.responder_id, note=note)
+    return [SummonsPaused(**common) if move is Wait.pause else SummonsResumed(**common)]
+
+
+def request_extension(
+    summons: Summons, clock: str, new_deadline: datetime, reason: str, actor: Actor, now: datetime,
+) -> list[Event] | Refusal:
+    """延期: ask a supervisor for a later deadline; the clocks hold until it is decided."""
+    if refusal := _not_owner(summons, actor):
+        return refusal
+    if summons.state is SummonsState.resolved:
+        return Refusal(status=409, code="already_resolved", reason="the summons is resolved / 已办结")
+    if summons.extension_clock is not None:
+        return Refusal(status=409, code="extension_pending", reason="an extension is already pending / 已有延期申请待审")
+    if new_deadline <= now:
+        return Refusal(status=422, code="deadline_in_past", field="new_deadline",
+                       reason="the new deadline must be in the future / 新时限须晚于现在")
+    return [ExtensionRequested(
+        occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor), summons_id=summons.id,
+        responder_id=summons.responder_id, clock=clock, new_deadline=new_deadline, reason=reason,
+    )]
+
+
+def decide_extension(
+    summons: Summons, grant: bool, new_deadline: datetime | None, actor: Actor, now: datetime, note: str | None = None,
+) -> list[Event] | Refusal:
+    """A supervisor grants (the deadline moves) or refuses (the old one stands) a pending extension."""
+    if actor.role != "supervisor":
+        return Refusal(status=403, code="supervisor_only", reason="only supervisors decide extensions / 仅督办可审批延期")
+    if summons.extension_clock is None:
+        return Refusal(status=409, code="no_extension_pending", reason="no extension is pending / 无待审延期申请")
+    common = dict(occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor), summons_id=summons.id,
+                  responder_id=summons.responder_id, clock=summons.extension_clock, note=note)
+    if grant:
+        return [ExtensionGranted(**common, new_deadline=new_deadline)]
+    return [ExtensionRefused(**common)]
 
 
 def verify(

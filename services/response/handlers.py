@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.response import domain, store
-from shared.commands import SummonsAction, VerifyWhistle
+from shared.commands import ExtensionDecision, ExtensionRequest, SummonsAction, VerifyWhistle
 from shared.contracts import Command, Refusal, Reply, SummonsIssued
 from shared.validation import refusal_from
 
@@ -37,16 +37,67 @@ async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
         move = SummonsAction.model_validate(cmd.payload)
     except ValidationError as exc:
         return _refused(refusal_from(exc))
-    summons_id = _uuid(move.summons_id)
-    summons = await store.lock_summons(conn, summons_id) if summons_id else None
-    if summons is None:
-        return _refused(Refusal(status=404, code="no_such_summons", reason="no such summons / 派单不存在"))
+    found = await _lock(conn, move.summons_id)
+    if isinstance(found, Refusal):
+        return _refused(found)
+    summons, _ = found
+    if move.action in ("pause", "resume"):
+        outcome = domain.wait(summons, domain.Wait(move.action), cmd.actor, now, move.note)
+        if isinstance(outcome, Refusal):
+            return _refused(outcome)
+        waiting = domain.WAIT_TRANSITIONS[(summons.waiting, domain.Wait(move.action))]
+        await store.set_state(conn, summons.id, now, waiting=waiting)
+        return Reply.success({"id": str(summons.id), "state": summons.state.value, "waiting": waiting}), outcome
     outcome = domain.decide(summons, domain.Action(move.action), cmd.actor, now, move.note)
     if isinstance(outcome, Refusal):
         return _refused(outcome)
     new_state = domain.TRANSITIONS[(summons.state, domain.Action(move.action))]
-    await store.set_state(conn, summons.id, new_state, now)
-    return Reply.success({"id": str(summons.id), "state": new_state.value}), outcome
+    await store.set_state(conn, summons.id, now, state=new_state, waiting=False)
+    return Reply.success({"id": str(summons.id), "state": new_state.value, "waiting": False}), outcome
+
+
+async def _lock(conn: asyncpg.Connection, summons_id: str) -> tuple[domain.Summons, dict | None] | Refusal:
+    uuid = _uuid(summons_id)
+    found = await store.lock_summons(conn, uuid) if uuid else None
+    return found or Refusal(status=404, code="no_such_summons", reason="no such summons / 派单不存在")
+
+
+async def request_extension(conn: asyncpg.Connection, cmd: Command, now: datetime):
+    """延期: the responder asks for a later deadline, with a reason."""
+    try:
+        body = ExtensionRequest.model_validate(cmd.payload)
+    except ValidationError as exc:
+        return _refused(refusal_from(exc))
+    found = await _lock(conn, body.summons_id)
+    if isinstance(found, Refusal):
+        return _refused(found)
+    summons, _ = found
+    outcome = domain.request_extension(summons, body.clock, body.new_deadline, body.reason, cmd.actor, now)
+    if isinstance(outcome, Refusal):
+        return _refused(outcome)
+    pending = {"clock": body.clock, "new_deadline": body.new_deadline.isoformat(), "reason": body.reason}
+    await store.set_state(conn, summons.id, now, extension=pending)
+    return Reply.success({"id": str(summons.id), "extension": {**pending, "status": "pending"}}), outcome
+
+
+async def decide_extension(conn: asyncpg.Connection, cmd: Command, now: datetime):
+    """A supervisor grants or refuses a pending extension."""
+    try:
+        body = ExtensionDecision.model_validate(cmd.payload)
+    except ValidationError as exc:
+        return _refused(refusal_from(exc))
+    found = await _lock(conn, body.summons_id)
+    if isinstance(found, Refusal):
+        return _refused(found)
+    summons, pending = found
+    grant = body.decision == "grant"
+    new_deadline = datetime.fromisoformat(pending["new_deadline"]) if pending else None
+    outcome = domain.decide_extension(summons, grant, new_deadline, cmd.actor, now, body.note)
+    if isinstance(outcome, Refusal):
+        return _refused(outcome)
+    await store.set_state(conn, summons.id, now, extension=None)
+    decided = {"clock": pending["clock"], "new_deadline": pending["new_deadline"], "status": "granted" if grant else "refused"}
+    return Reply.success({"id": str(summons.id), "extension": decided}), outcome
 
 
 async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):

@@ -24,17 +24,33 @@ async def add_summons(conn: asyncpg.Connection, e: SummonsIssued) -> None:
     )
 
 
-async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> Summons | None:
+async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> tuple[Summons, dict | None] | None:
+    """The summons (locked for this transaction) and its pending extension request, if any."""
     row = await conn.fetchrow(
-        "SELECT id, whistle_id, responder_id, state FROM summons WHERE id = $1 FOR UPDATE", summons_id
+        "SELECT id, whistle_id, responder_id, state, waiting, extension FROM summons WHERE id = $1 FOR UPDATE",
+        summons_id,
     )
     if row is None:
         return None
-    return Summons(row["id"], row["whistle_id"], row["responder_id"], SummonsState(row["state"]))
+    extension = row["extension"]
+    summons = Summons(
+        row["id"], row["whistle_id"], row["responder_id"], SummonsState(row["state"]), row["waiting"],
+        extension["clock"] if extension else None,
+    )
+    return summons, extension
 
 
-async def set_state(conn: asyncpg.Connection, summons_id: UUID, state: SummonsState, at: datetime) -> None:
-    await conn.execute("UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1", summons_id, state.value, at)
+async def set_state(
+    conn: asyncpg.Connection, summons_id: UUID, at: datetime, *, state: SummonsState | None = None,
+    waiting: bool | None = None, extension: dict | None | bool = False,
+) -> None:
+    """Update what changed (`extension=False` leaves the pending request as it is)."""
+    await conn.execute(
+        "UPDATE summons SET state = coalesce($2, state), waiting = coalesce($3, waiting),"
+        " extension = CASE WHEN $4 THEN $5::jsonb ELSE extension END, updated_at = $6 WHERE id = $1",
+        summons_id, state.value if state else None, waiting, extension is not False,
+        extension if extension is not False else None, at,
+    )
 
 
 async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> tuple[bool, list[SummonsState]] | None:
@@ -53,7 +69,7 @@ async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int)
     """A responder's own summons, newest first (all summons for a supervisor or dispatcher)."""
     rows = await pool.fetch(
         "SELECT id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier, state,"
-        " issued_at, updated_at FROM summons WHERE ($1::text IS NULL OR responder_id = $1)"
+        " waiting, extension, issued_at, updated_at FROM summons WHERE ($1::text IS NULL OR responder_id = $1)"
         " ORDER BY issued_at DESC LIMIT $2",
         responder_id, limit,
     )

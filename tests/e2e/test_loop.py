@@ -39,7 +39,11 @@ def test_whistle_is_blown_answered_verified_and_struck_off(system: System) -> No
         assert r.status_code == 200, r.text
 
     closed = wait_for(lambda: (w := system.whistle(whistle_id))["status"] == "closed" and w, what="closed")
-    assert [(t["type"], t["actor"]) for t in closed["timeline"]] == LOOP
+    steps = [(t["type"], t["actor"]) for t in closed["timeline"]]
+    assert [s for s in steps if not s[0].startswith("sla.")] == LOOP
+    # escalation started the clocks once, after the summons was issued, and nothing fired
+    assert [s for s in steps if s[0].startswith("sla.")] == [("sla.started", "system:escalation")]
+    assert steps.index(("sla.started", "system:escalation")) > steps.index(LOOP[1])
     times = [t["at"] for t in closed["timeline"]]
     assert times == sorted(times)
     assert closed["summons"][0]["state"] == "resolved"
@@ -49,22 +53,41 @@ def test_whistle_is_blown_answered_verified_and_struck_off(system: System) -> No
         assert whistle_id not in open_ids  # struck off the ledger
 
 
+def _sla_events(system: System, whistle_id: str) -> list[dict]:
+    return [t for t in system.whistle(whistle_id)["timeline"] if t["type"] in ("sla.warned", "sla.breached", "escalation.raised")]
+
+
 def test_summons_nobody_reports_escalates_once_to_the_superior(system: System) -> None:
-    whistle_id = system.blow(tier="urgent")  # test policy: report within 2 s, ladder = [superior]
+    whistle_id = system.blow(tier="urgent")  # test policy: report within 2 s, warn at 50 %, ladder = [superior]
     issued = system.wait_summons(whistle_id)["summons"][0]
 
-    def escalations() -> list[dict]:
-        return [t for t in system.whistle(whistle_id)["timeline"] if t["type"] in ("sla.breached", "escalation.raised")]
-
-    wait_for(lambda: len(escalations()) >= 2, timeout=20, what="breach and escalation")
+    wait_for(lambda: len(_sla_events(system, whistle_id)) >= 3, timeout=20, what="warning, breach and escalation")
     time.sleep(3)  # a second firing would have landed by now
-    events = escalations()
-    assert [e["type"] for e in events] == ["sla.breached", "escalation.raised"]
-    raised = events[1]["data"]
+    events = _sla_events(system, whistle_id)
+    assert [e["type"] for e in events] == ["sla.warned", "sla.breached", "escalation.raised"]
+    warned, breached, raised = (e["data"] for e in events)
+    assert warned["responder_id"] == "d-housing" and warned["clock"] == "report"
     assert raised["level"] == "superior" and raised["target_id"] == "d-housing-head" and raised["step"] == 1
     assert raised["summons_id"] == issued["id"]
-    breach_at = events[0]["data"]["deadline"]
-    assert events[0]["at"] >= breach_at  # never early
+    assert events[1]["at"] >= breached["deadline"]  # never early
+    started = next(t for t in system.whistle(whistle_id)["timeline"] if t["type"] == "sla.started")
+    assert started["data"]["deadlines"]["report"] == breached["deadline"]
+
+
+def test_the_ladder_climbs_step_by_step_in_order(system: System) -> None:
+    whistle_id = system.blow(tier="complex", category="fence_broken")  # 3 s; 4 steps, 1 s apart
+    system.wait_summons(whistle_id)
+    wait_for(lambda: len(_sla_events(system, whistle_id)) >= 6, timeout=25, what="the whole ladder")
+    time.sleep(2)
+    events = _sla_events(system, whistle_id)
+    assert [e["type"] for e in events] == ["sla.warned", "sla.breached"] + ["escalation.raised"] * 4
+    steps = [(e["data"]["step"], e["data"]["level"], e["data"]["target_id"]) for e in events[2:]]
+    assert steps == [
+        (1, "responder", "s-urban"), (2, "superior", "s-urban-chief"),
+        (3, "street_command", "street-command-centre"), (4, "district", "district-command-centre"),
+    ]
+    times = [e["at"] for e in events]
+    assert times == sorted(times)
 
 
 def test_summons_reported_in_time_never_escalates(system: System) -> None:
@@ -75,4 +98,4 @@ def test_summons_reported_in_time_never_escalates(system: System) -> None:
     time.sleep(8)  # past the deadline
     types = [t["type"] for t in system.whistle(whistle_id)["timeline"]]
     assert "summons.reported" in types
-    assert not [t for t in types if t.startswith(("sla.", "escalation."))]
+    assert not [t for t in types if t in ("sla.warned", "sla.breached", "escalation.raised")]

@@ -1,0 +1,175 @@
+"""The summons lifecycle table, ownership, and the dispatcher's verification."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from uuid import UUID
+
+import pytest
+
+from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, verify
+from shared.contracts import (
+    Actor,
+    Refusal,
+    SummonsOnSite,
+    SummonsReported,
+    SummonsResolved,
+    WhistleClosed,
+    WhistleVerified,
+)
+
+NOW = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
+WHISTLE_ID = UUID("0195f0a0-0000-7000-8000-000000000001")
+SUMMONS_ID = UUID("0195f0a0-0000-7000-8000-000000000002")
+RESPONDER = "m-zhang-wei"
+OWNER = Actor(role="responder", id=RESPONDER)
+DISPATCHER = Actor(role="dispatcher", id="grid-leader")
+
+S, A = SummonsState, Action
+EXPECTED: dict[tuple[SummonsState, Action], SummonsState | None] = {
+    (S.issued, A.report): S.reported,
+    (S.issued, A.arrive): None,
+    (S.issued, A.resolve): None,
+    (S.reported, A.report): None,
+    (S.reported, A.arrive): S.on_site,
+    (S.reported, A.resolve): None,
+    (S.on_site, A.report): None,
+    (S.on_site, A.arrive): None,
+    (S.on_site, A.resolve): S.resolved,
+    (S.resolved, A.report): None,
+    (S.resolved, A.arrive): None,
+    (S.resolved, A.resolve): None,
+}
+EVENT_FOR = {A.report: SummonsReported, A.arrive: SummonsOnSite, A.resolve: SummonsResolved}
+ALL_PAIRS = list(itertools.product(SummonsState, Action))
+
+
+def summons(state: SummonsState, responder_id: str = RESPONDER) -> Summons:
+    return Summons(id=SUMMONS_ID, whistle_id=WHISTLE_ID, responder_id=responder_id, state=state)
+
+
+def test_expected_table_covers_every_pair():
+    assert set(EXPECTED) == set(ALL_PAIRS)
+
+
+@pytest.mark.parametrize(("state", "action"), ALL_PAIRS)
+def test_transition_table_matches_expected(state, action):
+    assert TRANSITIONS.get((state, action)) == EXPECTED[(state, action)]
+
+
+def test_table_has_no_entries_beyond_the_legal_moves():
+    assert TRANSITIONS == {k: v for k, v in EXPECTED.items() if v is not None}
+
+
+@pytest.mark.parametrize(("state", "action"), [p for p in ALL_PAIRS if EXPECTED[p] is not None])
+def test_legal_move_emits_its_event(state, action):
+    out = decide(summons(state), action, OWNER, NOW, note="on my way")
+    assert isinstance(out, list) and len(out) == 1
+    event = out[0]
+    assert type(event) is EVENT_FOR[action]
+    assert event.summons_id == SUMMONS_ID
+    assert event.whistle_id == WHISTLE_ID
+    assert event.correlation_id == WHISTLE_ID
+    assert event.responder_id == RESPONDER
+    assert event.actor == f"responder:{RESPONDER}"
+    assert event.occurred_at == NOW
+    assert event.note == "on my way"
+
+
+@pytest.mark.parametrize(("state", "action"), [p for p in ALL_PAIRS if EXPECTED[p] is None])
+def test_illegal_move_is_a_409_refusal_with_its_code(state, action):
+    out = decide(summons(state), action, OWNER, NOW)
+    assert isinstance(out, Refusal)
+    assert out.status == 409
+    assert out.code == f"illegal_{action.value}_from_{state.value}"
+    assert out.reason
+
+
+def test_note_defaults_to_none():
+    [event] = decide(summons(S.issued), A.report, OWNER, NOW)
+    assert event.note is None
+
+
+def test_full_walk_issued_to_resolved():
+    state = S.issued
+    kinds = []
+    for action in (A.report, A.arrive, A.resolve):
+        [event] = decide(summons(state), action, OWNER, NOW)
+        kinds.append(type(event))
+        state = TRANSITIONS[(state, action)]
+    assert kinds == [SummonsReported, SummonsOnSite, SummonsResolved]
+    assert state is S.resolved
+
+
+@pytest.mark.parametrize("state", list(SummonsState))
+def test_another_responder_is_refused_403(state):
+    out = decide(summons(state), A.report, Actor(role="responder", id="m-li-na"), NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (403, "not_your_summons")
+
+
+@pytest.mark.parametrize("role", ["dispatcher", "supervisor", "system"])
+def test_non_responder_with_the_same_id_is_refused_403(role):
+    # the id matches, the role does not: ownership is by role *and* id
+    out = decide(summons(S.issued), A.report, Actor(role=role, id=RESPONDER), NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (403, "not_your_summons")
+
+
+def test_ownership_is_checked_before_legality():
+    out = decide(summons(S.resolved), A.report, DISPATCHER, NOW)
+    assert isinstance(out, Refusal) and out.status == 403
+
+
+# --- verify -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["responder", "supervisor", "system"])
+def test_verify_is_dispatcher_only(role):
+    out = verify(WHISTLE_ID, False, [S.resolved], Actor(role=role, id="x"), NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (403, "dispatcher_only")
+
+
+def test_verify_already_closed():
+    out = verify(WHISTLE_ID, True, [S.resolved], DISPATCHER, NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (409, "already_closed")
+
+
+def test_verify_not_dispatched():
+    out = verify(WHISTLE_ID, False, [], DISPATCHER, NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (409, "not_dispatched")
+
+
+@pytest.mark.parametrize("unresolved", [S.issued, S.reported, S.on_site])
+def test_verify_refuses_while_any_summons_is_unresolved(unresolved):
+    out = verify(WHISTLE_ID, False, [S.resolved, unresolved, S.resolved], DISPATCHER, NOW)
+    assert isinstance(out, Refusal)
+    assert (out.status, out.code) == (409, "not_resolved")
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_verify_all_resolved_verifies_then_closes(count):
+    out = verify(
+        WHISTLE_ID, False, [S.resolved] * count, DISPATCHER, NOW,
+        note="fence repaired", photo_url="https://example.org/fence.jpg",
+    )
+    assert isinstance(out, list)
+    verified, closed = out
+    assert type(verified) is WhistleVerified and type(closed) is WhistleClosed
+    assert verified.note == "fence repaired"
+    assert verified.photo_url == "https://example.org/fence.jpg"
+    for event in out:
+        assert event.whistle_id == WHISTLE_ID
+        assert event.actor == "dispatcher:grid-leader"
+        assert event.occurred_at == NOW
+    assert verified.event_id != closed.event_id
+
+
+def test_verify_checks_role_then_closed_then_dispatched():
+    supervisor = Actor(role="supervisor", id="street")
+    assert verify(WHISTLE_ID, True, [], supervisor, NOW).code == "dispatcher_only"
+    assert verify(WHISTLE_ID, True, [], DISPATCHER, NOW).code == "already_closed"
