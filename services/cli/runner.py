@@ -136,9 +136,14 @@ class Runner:
         (self.home / "pids.json").write_text(json.dumps(pids))
 
     def supervise_once(self) -> None:
-        """Restart a crashed service (with backoff), and log it."""
+        """Restart a crashed service or embedded NATS server (services with backoff), and log it."""
         now = time.monotonic()
         changed = False
+        if self.nats_proc and self.nats_proc.poll() is not None and not self.stopping:
+            code = self.nats_proc.returncode
+            self.nats_proc = start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
+            log.warning("nats.restarted", exit_code=code, pid=self.nats_proc.pid)
+            changed = True
         for child in self.children.values():
             code = child.proc.poll() if child.proc else 0
             if code is None:

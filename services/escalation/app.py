@@ -14,21 +14,25 @@ from services.escalation.timers import parse_due, timer_message
 from shared import subjects, telemetry
 from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned
 from shared.db import write_outbox
+from shared.ids import uuid7
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger("escalation")
 
 
 async def reconcile(runtime: ServiceRuntime) -> None:
-    """Re-arm every running clock from Postgres, so a lost schedule cannot lose a deadline.
+    """Re-arm every pending clock from Postgres, so a lost schedule cannot lose a deadline.
 
-    Re-arming replaces the clock's pending schedule (one message per subject); an overdue one
-    fires at once. The generation is unchanged, so a firing already on its way is not doubled:
-    whichever arrives first advances the generation and the other is stale.
+    Re-arming replaces the clock's schedule (one message per subject), so it never doubles one;
+    an overdue clock fires at once. The generation is unchanged, so a firing already on its way
+    is not doubled either: whichever arrives first advances the generation, the other is stale.
+    Runs before the consumers start.
     """
     clocks = await store.pending_clocks(runtime.pool)
-    async with runtime.pool.acquire() as conn, conn.transaction():
-        await write_outbox(conn, [timer_message(c) for c in clocks])
+    boot = f"-r{uuid7().hex[:12]}"
+    for start in range(0, len(clocks), 5000):
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, [timer_message(c, boot) for c in clocks[start:start + 5000]])
     telemetry.CLOCKS_PENDING.labels("escalation").set(len(clocks))
     log.info("clocks.reconciled", rearmed=len(clocks))
 

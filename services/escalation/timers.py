@@ -23,14 +23,18 @@ class ClockDue(BaseModel):
     generation: int
 
 
-def timer_message(clock: Clock) -> OutboxMessage:
-    """The schedule for the clock's next firing; it replaces any earlier one (one message per subject)."""
+def timer_message(clock: Clock, rearm: str = "") -> OutboxMessage:
+    """The schedule for the clock's next firing; it replaces any earlier one (one message per subject).
+
+    `rearm` makes the message id unique for a deliberate re-arm, which JetStream's duplicate
+    window would otherwise drop; replacing a schedule with the same one is harmless.
+    """
     assert clock.fire_at is not None
     at = clock.fire_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return OutboxMessage(
         subject=f"{subjects.CLOCK_TIMER}.{clock.id}",
         body=json.dumps({"clock_id": str(clock.id), "generation": clock.generation}).encode(),
-        msg_id=f"timer-{clock.id}-{clock.generation}",
+        msg_id=f"timer-{clock.id}-{clock.generation}{rearm}",
         headers={"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": f"{subjects.CLOCK_DUE}.{clock.id}"},
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from tests.e2e.conftest import System, wait_for
 
@@ -69,7 +70,7 @@ def test_summons_nobody_reports_escalates_once_to_the_superior(system: System) -
     assert warned["responder_id"] == "d-housing" and warned["clock"] == "report"
     assert raised["level"] == "superior" and raised["target_id"] == "d-housing-head" and raised["step"] == 1
     assert raised["summons_id"] == issued["id"]
-    assert events[1]["at"] >= breached["deadline"]  # never early
+    assert datetime.fromisoformat(events[1]["at"]) >= datetime.fromisoformat(breached["deadline"])  # never early
     started = next(t for t in system.whistle(whistle_id)["timeline"] if t["type"] == "sla.started")
     assert started["data"]["deadlines"]["report"] == breached["deadline"]
 
