@@ -97,6 +97,8 @@ class ServiceRuntime:
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
+        self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
+        self.every(15.0, self._consumer_lag)
         self.broker.subscriber(f"{subjects.HEALTH}.{name}", include_in_schema=False)(self._health)
 
     # --- registration ------------------------------------------------------
@@ -160,6 +162,28 @@ class ServiceRuntime:
     def on_startup(self, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
         self._startup.append(fn)
 
+    def every(self, seconds: float, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        """Run `fn` periodically while the service runs (gauges, housekeeping); errors are logged."""
+        self._periodic.append((seconds, fn))
+
+    async def _periodically(self, seconds: float, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
+        while not self._stopping:
+            try:
+                await fn(self)
+            except Exception as exc:
+                self.log.warning("periodic.failed", task=getattr(fn, "__name__", "?"), error=repr(exc))
+            for _ in range(int(seconds * 10)):
+                if self._stopping:
+                    return
+                await asyncio.sleep(0.1)
+
+    async def _consumer_lag(self, _: ServiceRuntime) -> None:
+        js = self.nc.jetstream()
+        for c in self._consumers:
+            info = await js.consumer_info(c.stream, c.durable)
+            telemetry.CONSUMER_PENDING.labels(self.name, c.durable).set(info.num_pending or 0)
+            telemetry.CONSUMER_ACK_PENDING.labels(self.name, c.durable).set(info.num_ack_pending or 0)
+
     # --- running -----------------------------------------------------------
 
     async def run(self) -> None:
@@ -197,6 +221,8 @@ class ServiceRuntime:
                                        ack_wait_s=self.settings.ack_wait_s),
             )
             self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
+        for seconds, fn in self._periodic:
+            self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()
         self.ready = True
 

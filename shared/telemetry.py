@@ -22,8 +22,25 @@ COMMANDS = Counter(
     "whistle_commands_total", "Request/reply commands by outcome", ["service", "command", "outcome"]
 )
 EVENTS_EMITTED = Counter("whistle_events_emitted_total", "Events written to the outbox", ["service", "subject"])
-SLA_EVENTS = Counter("whistle_sla_events_total", "Warnings, breaches and escalations", ["event", "level"])
-CLOCKS_PENDING = Gauge("whistle_clocks_pending", "Running SLA clocks", ["service"])
+CLOCKS_PENDING = Gauge("whistle_clocks_pending", "SLA clocks waiting for a timer", ["service"])
+CONSUMER_PENDING = Gauge(
+    "whistle_consumer_pending_messages", "Messages a durable consumer has not yet received", ["service", "consumer"]
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "whistle_consumer_ack_pending_messages", "Messages delivered but not yet acknowledged", ["service", "consumer"]
+)
+
+# domain metrics for supervisors; `department` is the responder unit for sections and
+# departments and "member" for party members, so it stays bounded by the registry's units
+WHISTLES = Counter("whistle_whistles_total", "Whistles blown", ["source", "category", "tier"])
+SUMMONS = Gauge("whistle_summons", "Summons by state", ["state"])
+RESPONSE_LATENCY = Histogram(
+    "whistle_response_latency_seconds", "From summons issued to reported / on site / resolved",
+    ["step", "tier", "kind"], buckets=(30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
+SLA_WARNINGS = Counter("whistle_sla_warnings_total", "SLA warnings", ["tier", "department"])
+SLA_BREACHES = Counter("whistle_sla_breaches_total", "SLA breaches", ["tier", "department"])
+ESCALATIONS = Counter("whistle_escalations_total", "Escalation ladder steps raised", ["level", "department"])
 HTTP_REQUESTS = Counter("whistle_http_requests_total", "Gateway requests", ["route", "status"])
 HTTP_LATENCY = Histogram("whistle_http_request_seconds", "Gateway request latency", ["route"])
 

@@ -37,6 +37,10 @@ async def reconcile(runtime: ServiceRuntime) -> None:
     log.info("clocks.reconciled", rearmed=len(clocks))
 
 
+async def count_pending_clocks(runtime: ServiceRuntime) -> None:
+    telemetry.CLOCKS_PENDING.labels("escalation").set(await store.count_pending(runtime.pool))
+
+
 def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     settings = settings or EscalationSettings()
     runtime = ServiceRuntime("escalation", settings, Path(__file__).with_name("migrations"))
@@ -49,5 +53,6 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     )
     runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)
     runtime.on_startup(reconcile)
+    runtime.every(15.0, count_pending_clocks)
     runtime.documents(SlaStarted, SlaRescheduled, SlaWarned, SlaBreached, EscalationRaised)
     return runtime

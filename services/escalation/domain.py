@@ -58,6 +58,13 @@ class Clock:
     steps_done: int = 0
     next_step_at: datetime | None = None
     fire_at: datetime | None = None
+    tier: str = "routine"
+    responder_kind: str = "member"
+
+    @property
+    def department(self) -> str:
+        """The unit for metrics: sections and departments by id, party members as one."""
+        return "member" if self.responder_kind == "member" else self.responder_id
 
     @property
     def pending(self) -> bool:
@@ -72,7 +79,8 @@ def start_clocks(issued: SummonsIssued, policy: TierPolicy, cw: Clockwork) -> li
             id=uuid7(), summons_id=issued.summons_id, whistle_id=issued.whistle_id, kind=kind,
             responder_id=issued.responder_id, superior_id=issued.superior_id, basis=policy.basis,
             budget=budget, warn_at=policy.warn_at, ladder=tuple(policy.ladder), ladder_repeats=policy.ladder_repeats,
-            deadline=None, segment_started_at=issued.occurred_at,
+            deadline=None, segment_started_at=issued.occurred_at, tier=issued.tier.value,
+            responder_kind=issued.responder_kind.value,
         )
         clocks.append(_schedule(clock, cw))
     return clocks

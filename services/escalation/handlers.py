@@ -14,13 +14,16 @@ from services.escalation.timers import ClockDue, timer_message
 from shared import telemetry
 from shared.contracts import (
     Command,
+    EscalationRaised,
     Event,
     ExtensionGranted,
     ExtensionRefused,
     ExtensionRequested,
     Reply,
+    SlaBreached,
     SlaRescheduled,
     SlaStarted,
+    SlaWarned,
     SummonsIssued,
     SummonsPaused,
     SummonsResumed,
@@ -95,7 +98,12 @@ class EscalationHandlers:
             return []
         await store.save(conn, [updated])
         for e in events:
-            telemetry.SLA_EVENTS.labels(e.subject, getattr(e, "level", "") or "").inc()
+            if isinstance(e, SlaWarned):
+                telemetry.SLA_WARNINGS.labels(clock.tier, clock.department).inc()
+            elif isinstance(e, SlaBreached):
+                telemetry.SLA_BREACHES.labels(clock.tier, clock.department).inc()
+            elif isinstance(e, EscalationRaised):
+                telemetry.ESCALATIONS.labels(e.level, clock.department).inc()
         return [*events, timer_message(updated)] if updated.pending else events
 
     async def policies_query(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002

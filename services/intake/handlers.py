@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.intake import domain, store
+from shared import telemetry
 from shared.commands import RaiseWhistle
 from shared.contracts import Command, Refusal, Reply
 from shared.validation import refusal_from
@@ -30,6 +31,7 @@ class IntakeHandlers:
         if isinstance(outcome, Refusal):
             return Reply(ok=False, refusal=outcome), []
         await store.save_whistle(conn, outcome)
+        telemetry.WHISTLES.labels(outcome.source.value, outcome.category, outcome.tier.value).inc()
         return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome]
 
     async def categories(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002

@@ -32,6 +32,7 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
+    runtime.every(15.0, handlers.count_summons)
     runtime.documents(
         SummonsReported, SummonsOnSite, SummonsResolved, SummonsPaused, SummonsResumed,
         ExtensionRequested, ExtensionGranted, ExtensionRefused, WhistleVerified, WhistleClosed,

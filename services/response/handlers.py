@@ -9,6 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.response import domain, store
+from shared import telemetry
 from shared.commands import ExtensionDecision, ExtensionRequest, SummonsAction, VerifyWhistle
 from shared.contracts import Command, Refusal, Reply, SummonsIssued
 from shared.validation import refusal_from
@@ -53,6 +54,10 @@ async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
         return _refused(outcome)
     new_state = domain.TRANSITIONS[(summons.state, domain.Action(move.action))]
     await store.set_state(conn, summons.id, now, state=new_state, waiting=False)
+    t = await store.timing(conn, summons.id)
+    telemetry.RESPONSE_LATENCY.labels(new_state.value, t["tier"], t["responder_kind"]).observe(
+        (now - t["issued_at"]).total_seconds()
+    )
     return Reply.success({"id": str(summons.id), "state": new_state.value, "waiting": False}), outcome
 
 
@@ -118,6 +123,12 @@ async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):
         return _refused(outcome)
     await store.close_whistle(conn, whistle_id, now)
     return Reply.success({"id": str(whistle_id), "status": "closed"}), outcome
+
+
+async def count_summons(runtime) -> None:
+    """Summons by state, for the supervisors' dashboard."""
+    for state, n in (await store.count_by_state(runtime.pool)).items():
+        telemetry.SUMMONS.labels(state).set(n)
 
 
 async def list_summons(pool: asyncpg.Pool, cmd: Command) -> Reply:

@@ -78,3 +78,13 @@ async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int)
          "issued_at": r["issued_at"].isoformat(), "updated_at": r["updated_at"].isoformat()}
         for r in rows
     ]
+
+
+async def timing(conn: asyncpg.Connection, summons_id: UUID) -> asyncpg.Record:
+    """What the latency metrics are labelled and measured by."""
+    return await conn.fetchrow("SELECT issued_at, tier, responder_kind FROM summons WHERE id = $1", summons_id)
+
+
+async def count_by_state(pool: asyncpg.Pool) -> dict[str, int]:
+    rows = await pool.fetch("SELECT state, count(*) AS n FROM summons GROUP BY state")
+    return {r["state"]: r["n"] for r in rows}

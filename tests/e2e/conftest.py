@@ -67,6 +67,12 @@ class System:
     nats_url: str
     creds: dict
     proc: subprocess.Popen
+    telemetry_base: int = 0
+
+    def telemetry_url(self, service: str) -> str:
+        """The private /metrics + /healthz port of a service."""
+        index = ("intake", "routing", "response", "escalation", "ledger").index(service)
+        return f"http://127.0.0.1:{self.telemetry_base + index}"
 
     def client(self, who: str = "dispatcher") -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {self.token(who)}"}, timeout=15)
@@ -127,7 +133,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         if proc.poll() is not None:
             raise RuntimeError(f"whistle up exited: {(home / 'runner.log').read_text()[-3000:]}")
         creds = json.loads(creds_path.read_text())
-        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc)
+        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc, telemetry)
         yield sys_
     finally:
         pids = {}
