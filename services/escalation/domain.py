@@ -60,6 +60,7 @@ class Clock:
     fire_at: datetime | None = None
     tier: str = "routine"
     responder_kind: str = "member"
+    floor_deadline: datetime | None = None  # a granted extension's deadline: never breach before it
 
     @property
     def department(self) -> str:
@@ -89,6 +90,8 @@ def start_clocks(issued: SummonsIssued, policy: TierPolicy, cw: Clockwork) -> li
 def _warn_due(clock: Clock, cw: Clockwork) -> datetime | None:
     if clock.warn_at is None or clock.warned or clock.breached or clock.segment_started_at is None:
         return None
+    if clock.budget <= ZERO:
+        return None
     left_to_warning = clock.budget * clock.warn_at - clock.consumed
     if left_to_warning <= ZERO:
         return clock.segment_started_at  # paused past the warning point: warn at once
@@ -103,6 +106,9 @@ def _schedule(clock: Clock, cw: Clockwork) -> Clock:
         return replace(clock, fire_at=clock.next_step_at, state="running" if clock.next_step_at else "exhausted")
     assert clock.segment_started_at is not None
     deadline = cw.add(clock.segment_started_at, max(clock.budget - clock.consumed, ZERO))
+    if clock.floor_deadline is not None and deadline < clock.floor_deadline:
+        # working time ends at closing: an extension "until Monday 08:30" must still hold all weekend
+        deadline = clock.floor_deadline
     warn = _warn_due(clock, cw)
     return replace(clock, deadline=deadline, fire_at=min(warn, deadline) if warn else deadline)
 
@@ -160,6 +166,8 @@ def pause(clock: Clock, now: datetime, cw: Clockwork) -> Clock:
     """Hold a running clock with the time it has left; a breached one keeps climbing the ladder."""
     if clock.state != "running" or clock.breached or clock.segment_started_at is None:
         return clock
+    if clock.deadline is not None and now >= clock.deadline:
+        return clock  # already overdue, its firing just not handled yet: the breach stands
     consumed = clock.consumed + cw.between(clock.segment_started_at, now)
     return replace(
         clock, state="paused", consumed=consumed, segment_started_at=None, deadline=None, fire_at=None,
@@ -182,7 +190,7 @@ def extend(clock: Clock, new_deadline: datetime, now: datetime, cw: Clockwork) -
     budget = cw.between(now, new_deadline)
     extended = replace(
         clock, state="running", budget=budget, consumed=ZERO, segment_started_at=now, warned=False,
-        breached=False, steps_done=0, next_step_at=None, generation=clock.generation + 1,
+        breached=False, steps_done=0, next_step_at=None, generation=clock.generation + 1, floor_deadline=new_deadline,
     )
     return _schedule(extended, cw)
 
