@@ -132,7 +132,8 @@ def fire(clock: Clock, generation: int, now: datetime, cw: Clockwork) -> tuple[C
     total_steps = len(c.ladder) * (1 + c.ladder_repeats)
     while True:
         warn = _warn_due(c, cw)
-        if warn is not None and warn <= now and (c.deadline is None or warn < c.deadline):
+        # a warning only helps before the deadline: a late firing goes straight to the breach
+        if warn is not None and warn <= now and (c.deadline is None or now < c.deadline):
             c = replace(c, warned=True)
             events.append(SlaWarned(**common, responder_id=c.responder_id, clock=c.kind, deadline=c.deadline))
         elif not c.breached and c.deadline is not None and c.deadline <= now:

@@ -9,38 +9,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.escalation import domain
-from services.escalation.domain import DISTRICT_COMMAND, STREET_COMMAND, stop
+from services.escalation.calendar import WallClock
+from services.escalation.domain import DISTRICT_COMMAND, STREET_COMMAND, Clock, fire, start_clocks, stop
 from services.escalation.policy import TierPolicy
 from shared.contracts import EscalationRaised, ResponderKind, SlaBreached, SummonsIssued, Tier
 
-# The escalation domain is being rewritten alongside these tests (several clocks per summons,
-# working-time calendars, warnings). Until that lands, start and fire go through these two
-# helpers so the same assertions hold for the committed API and for the new one.
-if hasattr(domain, "start_clocks"):
-    from services.escalation.calendar import WallClock
-
-    _WALL = WallClock()
-
-    def start(issued: SummonsIssued, policy: TierPolicy):
-        [clock] = [c for c in domain.start_clocks(issued, policy, _WALL) if c.kind == "report"]
-        return clock
-
-    def fire(clock, generation: int, now: datetime):
-        return domain.fire(clock, generation, now, _WALL)
-else:
-    def start(issued: SummonsIssued, policy: TierPolicy):
-        return domain.start_report_clock(issued, policy)
-
-    def fire(clock, generation: int, now: datetime):
-        return domain.fire(clock, generation, now)
+WALL = WallClock()
 
 
 def policy(report_within: str, ladder: list[dict]) -> TierPolicy:
-    data = {"report_within": report_within, "ladder": ladder}
-    if "warn_at" in TierPolicy.model_fields:
-        data["warn_at"] = None  # no early warning: these tests are about the deadline and the ladder
-    return TierPolicy.model_validate(data)
+    # no early warning: these tests are about the deadline and the ladder
+    return TierPolicy.model_validate({"report_within": report_within, "ladder": ladder, "warn_at": None})
+
+
+def report_clock(summons: SummonsIssued, tier_policy: TierPolicy) -> Clock:
+    """The one clock a report-only policy starts."""
+    [clock] = start_clocks(summons, tier_policy, WALL)
+    return clock
 
 
 NOW = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
@@ -72,15 +57,15 @@ def steps(events):
 
 
 def test_report_deadline_is_wall_time():
-    assert start(issued(), URGENT).deadline == DEADLINE
+    assert report_clock(issued(), URGENT).deadline == DEADLINE
     routine = policy("2h", [{"level": "superior", "after": 0}])
     # wall time: runs through the night and into Saturday with no office-hours adjustment
     late = datetime(2026, 3, 6, 23, 0, tzinfo=UTC)
-    assert start(issued(at=late), routine).deadline == datetime(2026, 3, 7, 1, 0, tzinfo=UTC)
+    assert report_clock(issued(at=late), routine).deadline == datetime(2026, 3, 7, 1, 0, tzinfo=UTC)
 
 
 def test_start_report_clock_snapshots_the_policy():
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     assert clock.summons_id == SUMMONS_ID and clock.whistle_id == WHISTLE_ID
     assert clock.kind == "report"
     assert clock.responder_id == "m-zhang-wei"
@@ -94,14 +79,14 @@ def test_start_report_clock_snapshots_the_policy():
 
 def test_editing_the_policy_later_does_not_change_a_running_clock():
     edited = URGENT.model_copy(deep=True)
-    clock = start(issued(), edited)
+    clock = report_clock(issued(), edited)
     edited.ladder.append(edited.ladder[-1])
     edited.ladder[0] = edited.ladder[1]
     assert [s.level for s in clock.ladder] == ["responder", "superior", "street_command", "district"]
 
 
 def test_stop_bumps_generation_and_clears_firing():
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     stopped = stop(clock)
     assert stopped.state == "stopped"
     assert stopped.generation == clock.generation + 1
@@ -109,29 +94,29 @@ def test_stop_bumps_generation_and_clears_firing():
 
 
 def test_stop_is_idempotent():
-    stopped = stop(start(issued(), URGENT))
+    stopped = stop(report_clock(issued(), URGENT))
     assert stop(stopped) is stopped
 
 
 @pytest.mark.parametrize("generation", [1, 2])
 def test_fire_after_stop_is_a_no_op(generation):
-    stopped = stop(start(issued(), URGENT))
-    out, events = fire(stopped, generation, DEADLINE + 10 * HOUR)
+    stopped = stop(report_clock(issued(), URGENT))
+    out, events = fire(stopped, generation, DEADLINE + 10 * HOUR, WALL)
     assert out is stopped
     assert events == []
 
 
 @pytest.mark.parametrize("generation", [0, 2, 99])
 def test_fire_with_wrong_generation_is_stale(generation):
-    clock = start(issued(), URGENT)
-    out, events = fire(clock, generation, DEADLINE + 10 * HOUR)
+    clock = report_clock(issued(), URGENT)
+    out, events = fire(clock, generation, DEADLINE + 10 * HOUR, WALL)
     assert out is clock
     assert events == []
 
 
 def test_fire_before_deadline_emits_nothing():
-    clock = start(issued(), URGENT)
-    out, events = fire(clock, clock.generation, DEADLINE - timedelta(microseconds=1))
+    clock = report_clock(issued(), URGENT)
+    out, events = fire(clock, clock.generation, DEADLINE - timedelta(microseconds=1), WALL)
     assert events == []
     assert out.breached is False and out.steps_done == 0
     assert out.fire_at == DEADLINE
@@ -140,8 +125,8 @@ def test_fire_before_deadline_emits_nothing():
 
 
 def test_fire_at_deadline_breaches_and_raises_first_step():
-    clock = start(issued(), URGENT)
-    out, events = fire(clock, clock.generation, DEADLINE)
+    clock = report_clock(issued(), URGENT)
+    out, events = fire(clock, clock.generation, DEADLINE, WALL)
     breach, step1 = events
     assert isinstance(breach, SlaBreached)
     assert breach.summons_id == SUMMONS_ID and breach.whistle_id == WHISTLE_ID
@@ -160,40 +145,40 @@ def test_fire_at_deadline_breaches_and_raises_first_step():
 
 
 def test_ladder_walk_one_step_per_due_time():
-    clock = start(issued(), URGENT)
-    clock, _ = fire(clock, clock.generation, DEADLINE)
+    clock = report_clock(issued(), URGENT)
+    clock, _ = fire(clock, clock.generation, DEADLINE, WALL)
 
-    clock, events = fire(clock, clock.generation, STEP_DUE[1] - timedelta(seconds=1))
+    clock, events = fire(clock, clock.generation, STEP_DUE[1] - timedelta(seconds=1), WALL)
     assert events == []  # never early
 
-    clock, events = fire(clock, clock.generation, STEP_DUE[1])
+    clock, events = fire(clock, clock.generation, STEP_DUE[1], WALL)
     assert steps(events) == [(2, "superior", "m-branch1-secretary")]
     assert clock.fire_at == STEP_DUE[2]
 
-    clock, events = fire(clock, clock.generation, STEP_DUE[2])
+    clock, events = fire(clock, clock.generation, STEP_DUE[2], WALL)
     assert steps(events) == [(3, "street_command", STREET_COMMAND)]
     assert clock.fire_at == STEP_DUE[3]
 
-    clock, events = fire(clock, clock.generation, STEP_DUE[3])
+    clock, events = fire(clock, clock.generation, STEP_DUE[3], WALL)
     assert steps(events) == [(4, "district", DISTRICT_COMMAND)]
     assert clock.state == "exhausted"
     assert clock.fire_at is None
 
-    later, events = fire(clock, clock.generation, STEP_DUE[3] + 10 * HOUR)
+    later, events = fire(clock, clock.generation, STEP_DUE[3] + 10 * HOUR, WALL)
     assert later is clock
     assert events == []
 
 
 def test_superior_step_without_superior_goes_to_street_command():
-    clock = start(issued(superior_id=None), URGENT)
-    _, events = fire(clock, clock.generation, STEP_DUE[1])
+    clock = report_clock(issued(superior_id=None), URGENT)
+    _, events = fire(clock, clock.generation, STEP_DUE[1], WALL)
     assert steps(events)[1] == (2, "superior", STREET_COMMAND)
 
 
 def test_three_hours_late_raises_every_overdue_step_once_in_order():
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     late = DEADLINE + 3 * HOUR
-    clock, events = fire(clock, clock.generation, late)
+    clock, events = fire(clock, clock.generation, late, WALL)
     assert isinstance(events[0], SlaBreached)
     assert sum(isinstance(e, SlaBreached) for e in events) == 1
     assert steps(events) == [
@@ -204,52 +189,52 @@ def test_three_hours_late_raises_every_overdue_step_once_in_order():
     assert all(e.occurred_at == late for e in events)
     assert clock.fire_at == STEP_DUE[3]  # the district step is not due until 3h30m
 
-    clock, events = fire(clock, clock.generation, STEP_DUE[3])
+    clock, events = fire(clock, clock.generation, STEP_DUE[3], WALL)
     assert steps(events) == [(4, "district", DISTRICT_COMMAND)]
     assert not any(isinstance(e, SlaBreached) for e in events)
 
 
 def test_very_late_firing_exhausts_the_ladder_at_once():
-    clock = start(issued(), URGENT)
-    clock, events = fire(clock, clock.generation, DEADLINE + timedelta(days=2))
+    clock = report_clock(issued(), URGENT)
+    clock, events = fire(clock, clock.generation, DEADLINE + timedelta(days=2), WALL)
     assert [e.step for e in events if isinstance(e, EscalationRaised)] == [1, 2, 3, 4]
     assert clock.state == "exhausted"
 
 
 def test_old_timer_after_a_firing_is_stale():
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     first = clock.generation
-    clock, _ = fire(clock, first, DEADLINE)
-    again, events = fire(clock, first, DEADLINE + 10 * HOUR)  # the same timer delivered twice
+    clock, _ = fire(clock, first, DEADLINE, WALL)
+    again, events = fire(clock, first, DEADLINE + 10 * HOUR, WALL)  # the same timer delivered twice
     assert again is clock
     assert events == []
 
 
 def test_stop_after_breach_silences_the_rest_of_the_ladder():
-    clock = start(issued(), URGENT)
-    clock, _ = fire(clock, clock.generation, DEADLINE)
+    clock = report_clock(issued(), URGENT)
+    clock, _ = fire(clock, clock.generation, DEADLINE, WALL)
     stopped = stop(clock)
     assert stopped.steps_done == 1
-    out, events = fire(stopped, clock.generation, STEP_DUE[3])
+    out, events = fire(stopped, clock.generation, STEP_DUE[3], WALL)
     assert (out, events) == (stopped, [])
 
 
 def test_first_step_with_a_wait_is_raised_after_the_breach():
-    clock = start(issued(), policy("1h", [{"level": "superior", "after": "10m"}]))
+    clock = report_clock(issued(), policy("1h", [{"level": "superior", "after": "10m"}]))
     deadline = NOW + HOUR
-    clock, events = fire(clock, clock.generation, deadline)
+    clock, events = fire(clock, clock.generation, deadline, WALL)
     assert [type(e) for e in events] == [SlaBreached]
     assert clock.fire_at == deadline + 10 * MIN
-    clock, events = fire(clock, clock.generation, deadline + 10 * MIN)
+    clock, events = fire(clock, clock.generation, deadline + 10 * MIN, WALL)
     assert steps(events) == [(1, "superior", "m-branch1-secretary")]
     assert clock.state == "exhausted"
 
 
 def test_generation_strictly_increases_across_firings():
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     generations = [clock.generation]
     for at in [DEADLINE - MIN, DEADLINE, STEP_DUE[1] - MIN, STEP_DUE[1], STEP_DUE[2], STEP_DUE[3]]:
-        clock, _ = fire(clock, clock.generation, at)
+        clock, _ = fire(clock, clock.generation, at, WALL)
         generations.append(clock.generation)
     assert generations == sorted(set(generations))
     assert clock.state == "exhausted"
@@ -267,11 +252,11 @@ firing_offsets = st.integers(min_value=0, max_value=5 * 3600) | st.builds(
 def test_any_schedule_of_firings_raises_each_step_once_and_never_early(offsets):
     """Whatever the timers' delivery times, each step is raised once, at the first firing on or after its due time."""
     times = [NOW + timedelta(seconds=s) for s in sorted(offsets)]
-    clock = start(issued(), URGENT)
+    clock = report_clock(issued(), URGENT)
     raised: list[tuple[int, datetime]] = []
     breaches = []
     for at in times:
-        clock, events = fire(clock, clock.generation, at)
+        clock, events = fire(clock, clock.generation, at, WALL)
         breaches += [e for e in events if isinstance(e, SlaBreached)]
         raised += [(e.step, e.occurred_at) for e in events if isinstance(e, EscalationRaised)]
     assert [n for n, _ in raised] == list(range(1, len(raised) + 1))
