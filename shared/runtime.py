@@ -209,7 +209,7 @@ class ServiceRuntime:
             self.log.info("migrations.applied", files=applied)
         self._nc = await nats.connect(self.settings.nats_url, name=f"{self.name}-relay", max_reconnect_attempts=-1)
         js = self._nc.jetstream(publish_async_max_pending=10_000)
-        await ensure_streams(js)
+        await ensure_streams(js, self.settings.stream_replicas)
         self.relay = OutboxRelay(self.pool, js, self.name)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:

@@ -18,6 +18,10 @@ class ServiceSettings(BaseSettings):
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
     )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, validation_alias=AliasChoices("WHISTLE_STREAM_REPLICAS", "stream_replicas"),
+        description="Replicas of every stream (3 on a 3-node cluster)",
+    )
     telemetry_port: int = Field(default=0, description="Private /metrics and /healthz port (0: none)")
     log_json: bool = Field(default=True, validation_alias=AliasChoices("WHISTLE_LOG_JSON", "log_json"))
     batch_size: int = Field(default=256, ge=1, le=4096, description="Pull batch size")
