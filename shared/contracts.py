@@ -104,6 +104,7 @@ class WhistleRouted(Event):
     SUBJECT: ClassVar[str] = "whistle.routed"
     rule: str
     lead_responder_id: str
+    co_responder_ids: list[str] = Field(default_factory=list, description="Co-handlers of a joint whistle")
 
 
 class WhistleUnroutable(Event):

@@ -79,6 +79,31 @@ def verify(whistle_id: str, note: Annotated[str | None, typer.Option()] = None, 
     _call(who, "POST", f"/v1/whistles/{whistle_id}/verify", {"note": note})
 
 
+@app.command()
+def route(
+    whistle_id: str,
+    explain: Annotated[bool, typer.Option("--explain", help="Show every rule and candidate considered")] = False,
+    who: Who = "dispatcher",
+) -> None:
+    """Which rule routed a whistle, whom it summoned, and (with --explain) why each candidate was chosen or skipped."""
+    if explain:
+        _call(who, "GET", f"/v1/whistles/{whistle_id}/routing")
+    else:
+        try:
+            with client(_home(), who) as c:
+                r = c.get(f"/v1/whistles/{whistle_id}/routing")
+        except ClientError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        if r.status_code >= 400:
+            typer.echo(json.dumps(r.json(), ensure_ascii=False, indent=2))
+            raise typer.Exit(1)
+        d = r.json()
+        typer.echo(f"rule: {d['rule']}")
+        for choice in d["choices"]:
+            typer.echo(f"  {choice['role']:<16} {choice['chosen'] or '—'}   ({choice['wanted']})")
+
+
 @summons_app.command("list")
 def summons_list(who: Who) -> None:
     """The responder's own summons."""

@@ -205,7 +205,7 @@ class Runner:
         raise RuntimeError(f"services not ready after {timeout}s: {last}; logs in {self.home / 'logs'}")
 
     def credentials(self) -> dict:
-        from services.routing.domain import load_registry
+        from services.routing.registry import load_registry
         from services.routing.settings import RoutingSettings
 
         secret = self.secret()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.routing.domain import load_registry, load_rules
+from services.routing.domain import load_rules
 from services.routing.handlers import RoutingHandlers
+from services.routing.registry import load_registry
 from services.routing.settings import RoutingSettings
+from shared import subjects
 from shared.contracts import SummonsIssued, SummonsResolved, WhistleBlown, WhistleRouted, WhistleUnroutable
 from shared.runtime import ServiceRuntime
 
@@ -15,8 +17,11 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     settings = settings or RoutingSettings()
     runtime = ServiceRuntime("routing", settings, Path(__file__).with_name("migrations"))
     registry = load_registry(settings.registry_file)
-    handlers = RoutingHandlers(registry, load_rules(registry, settings.rules_file))
+    handlers = RoutingHandlers(registry, load_rules(registry, settings.rules_file), settings.rules_file)
+    runtime.on_startup(handlers.load)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistle_blown)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
+    runtime.on_request(subjects.QRY_ROUTING_EXPLAIN, handlers.explain, query=True)
+    runtime.every(settings.rules_check_s, handlers.reload_rules)
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable)
     return runtime

@@ -4,7 +4,8 @@ from pathlib import Path
 
 from pydantic_settings import SettingsConfigDict
 
-from services.routing.domain import DEFAULT_REGISTRY, DEFAULT_RULES
+from services.routing.domain import DEFAULT_RULES
+from services.routing.registry import DEFAULT_REGISTRY
 from shared.settings import ServiceSettings
 
 
@@ -12,3 +13,4 @@ class RoutingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTING_", extra="ignore")
     registry_file: Path = DEFAULT_REGISTRY
     rules_file: Path = DEFAULT_RULES
+    rules_check_s: float = 5.0

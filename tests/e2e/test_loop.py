@@ -76,7 +76,7 @@ def test_summons_nobody_reports_escalates_once_to_the_superior(system: System) -
 
 
 def test_the_ladder_climbs_step_by_step_in_order(system: System) -> None:
-    whistle_id = system.blow(tier="complex", category="fence_broken")  # 3 s; 4 steps, 1 s apart
+    whistle_id = system.blow(tier="complex", category="bicycle_shed")  # 3 s; 4 steps, 1 s apart
     system.wait_summons(whistle_id)
     wait_for(lambda: len(_sla_events(system, whistle_id)) >= 6, timeout=25, what="the whole ladder")
     time.sleep(2)
@@ -84,7 +84,7 @@ def test_the_ladder_climbs_step_by_step_in_order(system: System) -> None:
     assert [e["type"] for e in events] == ["sla.warned", "sla.breached"] + ["escalation.raised"] * 4
     steps = [(e["data"]["step"], e["data"]["level"], e["data"]["target_id"]) for e in events[2:]]
     assert steps == [
-        (1, "responder", "s-urban"), (2, "superior", "s-urban-chief"),
+        (1, "responder", "d-property"), (2, "superior", "d-property-head"),
         (3, "street_command", "street-command-centre"), (4, "district", "district-command-centre"),
     ]
     times = [e["at"] for e in events]

@@ -52,7 +52,7 @@ def test_responders_act_only_on_their_own_summons(system: System) -> None:
     whistle_id = system.blow()
     summons = system.wait_summons(whistle_id)["summons"][0]
     assert summons["responder_id"] == "d-housing"
-    with system.client("m-zhang-wei") as other:
+    with system.client("m-b01-secretary") as other:
         for action in ("report", "arrive", "resolve"):
             r = other.post(f"/v1/summons/{summons['id']}/{action}")
             assert r.status_code == 403 and r.json()["error"]["code"] == "not_your_summons"
@@ -99,7 +99,7 @@ def test_unknown_ids_are_404(system: System) -> None:
 
 
 def test_categories_and_policies_are_readable(system: System) -> None:
-    with system.client("m-li-na") as c:
+    with system.client("m-b02-secretary") as c:
         categories = c.get("/v1/categories").json()
         assert {"code": "roof_leak", "name_en": "Roof leak", "name_zh": "屋顶漏雨"}.items() <= next(
             x for x in categories if x["code"] == "roof_leak").items()
