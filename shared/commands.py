@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
-from shared.contracts import Location, Source, Tier
+from shared.contracts import Location, ReturnReason, Source, Tier
 
 MAX_DESCRIPTION = 2000
 
@@ -34,7 +35,46 @@ class SummonsAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     summons_id: str = Field(min_length=1, max_length=64)
-    action: Literal["report", "arrive", "resolve", "pause", "resume"]
+    action: Literal["report", "arrive", "resolve", "pause", "resume", "return", "transfer"]
+    note: str | None = Field(default=None, max_length=1000)
+    reason_code: ReturnReason | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+    to_responder_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _details(self) -> SummonsAction:
+        if self.action == "return":
+            if self.reason_code is None:
+                raise PydanticCustomError("missing_reason_code", "a return needs a reason_code / 退单须说明原因")
+            if self.reason_code == "other" and not self.reason:
+                raise PydanticCustomError("missing_reason", "reason_code 'other' needs a reason / 其他原因须填写说明")
+        if self.action == "transfer" and not (self.to_responder_id and self.reason):
+            raise PydanticCustomError("missing_target", "a transfer needs to_responder_id and a reason / 转派须指定对象和原因")
+        return self
+
+    def details(self) -> dict:
+        """What the domain needs for a return or a transfer."""
+        if self.action == "return":
+            return {"reason_code": self.reason_code, "reason": self.reason}
+        if self.action == "transfer":
+            return {"to_responder_id": self.to_responder_id, "reason": self.reason}
+        return {}
+
+
+class FollowUp(BaseModel):
+    """回访: what the resident said."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    solved: bool
+    satisfaction: Literal["satisfied", "basically_satisfied", "dissatisfied"]
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class Arbitration(BaseModel):
+    """审定: a supervisor names who handles a twice-returned whistle."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    responder_id: str = Field(min_length=1, max_length=64)
     note: str | None = Field(default=None, max_length=1000)
 
 

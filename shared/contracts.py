@@ -126,6 +126,23 @@ class SummonsIssued(Event):
     role: Literal["lead", "co"] = "lead"
     category: str
     tier: Tier
+    arbitrated: bool = Field(default=False, description="Chosen by a supervisor (审定): cannot be returned")
+    replaces: UUID | None = Field(default=None, description="The returned or transferred summons this replaces")
+
+
+class WhistleArbitrationNeeded(Event):
+    """Returned twice: a supervisor must decide who handles it (审定)."""
+
+    SUBJECT: ClassVar[str] = "whistle.arbitration_needed"
+    returned_by: list[str]
+
+
+class WhistleArbitrated(Event):
+    """A supervisor chose the responder; that summons cannot be returned."""
+
+    SUBJECT: ClassVar[str] = "whistle.arbitrated"
+    responder_id: str
+    note: str | None = None
 
 
 # --- response -----------------------------------------------------------------
@@ -153,6 +170,27 @@ class SummonsResolved(_SummonsEvent):
     """The responder resolved the problem."""
 
     SUBJECT: ClassVar[str] = "summons.resolved"
+
+
+ReturnReason = Literal["wrong_area", "unclear_ownership", "overlapping_duty", "not_our_duty", "other"]
+
+
+class SummonsReturned(_SummonsEvent):
+    """退单: the responder gives the summons back with a reason; routing summons someone else."""
+
+    SUBJECT: ClassVar[str] = "summons.returned"
+    role: Literal["lead", "co"] = "lead"
+    reason_code: ReturnReason
+    reason: str | None = None
+
+
+class SummonsTransferred(_SummonsEvent):
+    """转派: the responder hands the summons to a named responder, with a reason."""
+
+    SUBJECT: ClassVar[str] = "summons.transferred"
+    role: Literal["lead", "co"] = "lead"
+    to_responder_id: str
+    reason: str
 
 
 class SummonsPaused(_SummonsEvent):
@@ -204,6 +242,14 @@ class WhistleClosed(Event):
     """挂账销号: struck off the ledger."""
 
     SUBJECT: ClassVar[str] = "whistle.closed"
+
+
+class WhistleReopened(Event):
+    """重办: the follow-up found it not solved or the resident dissatisfied; the lead is summoned again."""
+
+    SUBJECT: ClassVar[str] = "whistle.reopened"
+    lead_responder_id: str
+    reason: str
 
 
 class WhistleFollowedUp(Event):
@@ -284,6 +330,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SummonsReported,
         SummonsOnSite,
         SummonsResolved,
+        SummonsReturned,
+        SummonsTransferred,
         SummonsPaused,
         SummonsResumed,
         ExtensionRequested,
@@ -292,6 +340,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WhistleVerified,
         WhistleClosed,
         WhistleFollowedUp,
+        WhistleReopened,
+        WhistleArbitrationNeeded,
+        WhistleArbitrated,
         SlaStarted,
         SlaRescheduled,
         SlaWarned,

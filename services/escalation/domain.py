@@ -26,6 +26,8 @@ ZERO = timedelta(0)
 
 # which responder move stops which clock
 STOPPED_BY: dict[str, Kind] = {"summons.reported": "report", "summons.on_site": "on_site", "summons.resolved": "resolve"}
+# moves after which this summons is nobody's to answer any more: every clock stops
+ENDS_ALL = frozenset({"summons.resolved", "summons.returned", "summons.transferred"})
 
 
 class Clockwork(Protocol):

@@ -60,10 +60,8 @@ class EscalationHandlers:
 
     def _apply(self, clock: domain.Clock, event: Event, now: datetime) -> domain.Clock:
         cw = self._cw(clock)
-        kind = domain.STOPPED_BY.get(event.subject)
-        if kind is not None:
-            # resolving settles every clock; the other moves settle their own
-            return domain.stop(clock) if kind in (clock.kind, "resolve") else clock
+        if event.subject in domain.ENDS_ALL or domain.STOPPED_BY.get(event.subject) == clock.kind:
+            return domain.stop(clock)
         if isinstance(event, (SummonsPaused, ExtensionRequested)):
             return domain.pause(clock, now, cw)
         if isinstance(event, (SummonsResumed, ExtensionRefused)):

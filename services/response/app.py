@@ -13,6 +13,10 @@ from shared.contracts import (
     ExtensionRequested,
     SummonsPaused,
     SummonsResumed,
+    SummonsReturned,
+    SummonsTransferred,
+    WhistleFollowedUp,
+    WhistleReopened,
     SummonsIssued,
     SummonsOnSite,
     SummonsReported,
@@ -31,10 +35,12 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
+    runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, handlers.follow_up)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
     runtime.every(15.0, handlers.count_summons)
     runtime.documents(
         SummonsReported, SummonsOnSite, SummonsResolved, SummonsPaused, SummonsResumed,
-        ExtensionRequested, ExtensionGranted, ExtensionRefused, WhistleVerified, WhistleClosed,
+        ExtensionRequested, ExtensionGranted, ExtensionRefused, SummonsReturned, SummonsTransferred,
+        WhistleVerified, WhistleClosed, WhistleFollowedUp, WhistleReopened,
     )
     return runtime

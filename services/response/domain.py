@@ -14,12 +14,16 @@ from shared.contracts import (
     ExtensionRefused,
     ExtensionRequested,
     Refusal,
+    SummonsReturned,
+    SummonsTransferred,
     SummonsPaused,
     SummonsResumed,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
     WhistleClosed,
+    WhistleFollowedUp,
+    WhistleReopened,
     WhistleVerified,
 )
 
@@ -29,31 +33,47 @@ class SummonsState(StrEnum):
     reported = "reported"  # 报到: acknowledged
     on_site = "on_site"
     resolved = "resolved"
+    returned = "returned"  # 退单: given back, someone else is summoned
+    transferred = "transferred"  # 转派: handed to a named responder
 
 
 class Action(StrEnum):
     report = "report"
     arrive = "arrive"
     resolve = "resolve"
+    return_ = "return"
+    transfer = "transfer"
 
 
+S, A = SummonsState, Action
 TRANSITIONS: dict[tuple[SummonsState, Action], SummonsState] = {
-    (SummonsState.issued, Action.report): SummonsState.reported,
-    (SummonsState.reported, Action.arrive): SummonsState.on_site,
-    (SummonsState.on_site, Action.resolve): SummonsState.resolved,
+    (S.issued, A.report): S.reported,
+    (S.reported, A.arrive): S.on_site,
+    (S.on_site, A.resolve): S.resolved,
+    # a summons can be given back or handed on until its responder is on site
+    (S.issued, A.return_): S.returned,
+    (S.reported, A.return_): S.returned,
+    (S.issued, A.transfer): S.transferred,
+    (S.reported, A.transfer): S.transferred,
 }
+# summons that no longer count towards the whistle (someone else has it now)
+SUPERSEDED = frozenset({S.returned, S.transferred})
 
 EVENT_OF: dict[Action, type[Event]] = {
-    Action.report: SummonsReported,
-    Action.arrive: SummonsOnSite,
-    Action.resolve: SummonsResolved,
+    A.report: SummonsReported,
+    A.arrive: SummonsOnSite,
+    A.resolve: SummonsResolved,
+    A.return_: SummonsReturned,
+    A.transfer: SummonsTransferred,
 }
 
 # why an illegal move is refused, in both languages
 _ILLEGAL = {
-    Action.report: "this summons was already reported / 已报到",
-    Action.arrive: "report (acknowledge) before arriving on site / 请先报到再到场",
-    Action.resolve: "arrive on site before resolving / 请先到场再办结",
+    A.report: "this summons was already reported / 已报到",
+    A.arrive: "report (acknowledge) before arriving on site / 请先报到再到场",
+    A.resolve: "arrive on site before resolving / 请先到场再办结",
+    A.return_: "only a summons not yet on site can be returned / 到场后不能退单",
+    A.transfer: "only a summons not yet on site can be transferred / 到场后不能转派",
 }
 
 
@@ -76,6 +96,8 @@ class Summons:
     state: SummonsState
     waiting: bool = False
     extension_clock: str | None = None  # the clock of a pending extension request
+    role: str = "lead"
+    arbitrated: bool = False  # chosen by a supervisor (审定): cannot be returned
 
 
 def _not_owner(summons: Summons, actor: Actor) -> Refusal | None:
@@ -87,10 +109,20 @@ def _not_owner(summons: Summons, actor: Actor) -> Refusal | None:
     return None
 
 
-def decide(summons: Summons, action: Action, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
-    """Apply a responder's move to its own summons, or refuse it with a reason code."""
+def decide(
+    summons: Summons, action: Action, actor: Actor, now: datetime, note: str | None = None, **details,
+) -> list[Event] | Refusal:
+    """Apply a responder's move to its own summons, or refuse it with a reason code.
+
+    `details` carry what a return (reason_code, reason) or a transfer (to_responder_id, reason) needs.
+    """
     if refusal := _not_owner(summons, actor):
         return refusal
+    if action is A.return_ and summons.arbitrated:
+        return Refusal(status=409, code="arbitrated", reason="a supervisor assigned this; it cannot be returned / 已审定，不能退单")
+    if action is A.transfer and details.get("to_responder_id") == summons.responder_id:
+        return Refusal(status=422, code="transfer_to_self", field="to_responder_id",
+                       reason="transfer to someone else / 不能转派给自己")
     new_state = TRANSITIONS.get((summons.state, action))
     if new_state is None:
         return Refusal(
@@ -100,7 +132,9 @@ def decide(summons: Summons, action: Action, actor: Actor, now: datetime, note: 
                   summons_id=summons.id, responder_id=summons.responder_id)
     # moving on ends a wait on the resident: the clocks resume first
     resumed = [SummonsResumed(**common)] if summons.waiting else []
-    return [*resumed, EVENT_OF[action](**common, note=note)]
+    if action in (A.return_, A.transfer):
+        details["role"] = summons.role
+    return [*resumed, EVENT_OF[action](**common, note=note, **details)]
 
 
 def wait(summons: Summons, move: Wait, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
@@ -156,7 +190,11 @@ def verify(
     whistle_id: UUID, closed: bool, states: list[SummonsState], actor: Actor, now: datetime,
     note: str | None = None, photo_url: str | None = None,
 ) -> list[Event] | Refusal:
-    """The dispatcher verifies a whistle whose summons are all resolved; it is struck off (closed)."""
+    """The dispatcher verifies a whistle whose summons are all resolved; it is struck off (closed).
+
+    Returned and transferred summons do not count: whoever holds the work now must resolve it.
+    """
+    states = [s for s in states if s not in SUPERSEDED]
     if actor.role != "dispatcher":
         return Refusal(status=403, code="dispatcher_only", reason="only dispatchers verify / 只有社区调度员可以核验")
     if closed:
@@ -169,3 +207,23 @@ def verify(
         )
     common = dict(occurred_at=now, whistle_id=whistle_id, actor=str(actor))
     return [WhistleVerified(**common, note=note, photo_url=photo_url), WhistleClosed(**common)]
+
+
+DISSATISFIED = "dissatisfied"
+
+
+def follow_up(
+    whistle_id: UUID, closed: bool, lead_responder_id: str | None, solved: bool, satisfaction: str,
+    actor: Actor, now: datetime, note: str | None = None,
+) -> list[Event] | Refusal:
+    """回访: the resident's answer; not solved or dissatisfied reopens the whistle (重办) to the same lead."""
+    if actor.role != "dispatcher":
+        return Refusal(status=403, code="dispatcher_only", reason="only dispatchers record follow-ups / 只有调度员可以回访")
+    if not closed:
+        return Refusal(status=409, code="not_closed", reason="follow up after the whistle is verified and closed / 核验销号后再回访")
+    common = dict(occurred_at=now, whistle_id=whistle_id, actor=str(actor))
+    events: list[Event] = [WhistleFollowedUp(**common, solved=solved, satisfaction=satisfaction, note=note)]
+    if (not solved or satisfaction == DISSATISFIED) and lead_responder_id:
+        why = "not solved / 未解决" if not solved else "resident dissatisfied / 居民不满意"
+        events.append(WhistleReopened(**common, lead_responder_id=lead_responder_id, reason=why))
+    return events

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.response import domain, store
 from shared import telemetry
-from shared.commands import ExtensionDecision, ExtensionRequest, SummonsAction, VerifyWhistle
+from shared.commands import ExtensionDecision, ExtensionRequest, FollowUp, SummonsAction, VerifyWhistle
 from shared.contracts import Command, Refusal, Reply, SummonsIssued
 from shared.validation import refusal_from
 
@@ -49,7 +49,7 @@ async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
         waiting = domain.WAIT_TRANSITIONS[(summons.waiting, domain.Wait(move.action))]
         await store.set_state(conn, summons.id, now, waiting=waiting)
         return Reply.success({"id": str(summons.id), "state": summons.state.value, "waiting": waiting}), outcome
-    outcome = domain.decide(summons, domain.Action(move.action), cmd.actor, now, move.note)
+    outcome = domain.decide(summons, domain.Action(move.action), cmd.actor, now, move.note, **move.details())
     if isinstance(outcome, Refusal):
         return _refused(outcome)
     new_state = domain.TRANSITIONS[(summons.state, domain.Action(move.action))]
@@ -131,8 +131,29 @@ async def count_summons(runtime) -> None:
         telemetry.SUMMONS.labels(state).set(n)
 
 
+async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
+    """回访: record the resident's answer; not solved or dissatisfied reopens the whistle (重办)."""
+    try:
+        body = FollowUp.model_validate({k: v for k, v in cmd.payload.items() if k != "whistle_id"})
+    except ValidationError as exc:
+        return _refused(refusal_from(exc))
+    whistle_id = _uuid(str(cmd.payload.get("whistle_id")))
+    found = await store.lock_whistle(conn, whistle_id) if whistle_id else None
+    if found is None:
+        return _refused(Refusal(status=404, code="no_such_whistle", reason="no such whistle / 无此哨"))
+    closed, _ = found
+    lead = await store.resolved_lead(conn, whistle_id)
+    outcome = domain.follow_up(whistle_id, closed, lead, body.solved, body.satisfaction, cmd.actor, now, body.note)
+    if isinstance(outcome, Refusal):
+        return _refused(outcome)
+    reopened = len(outcome) > 1
+    if reopened:
+        await store.reopen_whistle(conn, whistle_id)
+    return Reply.success({"id": str(whistle_id), "status": "reopened" if reopened else "closed"}), outcome
+
+
 async def list_summons(pool: asyncpg.Pool, cmd: Command) -> Reply:
     """The caller's own summons (a responder sees only its own)."""
-    limit = min(int(cmd.payload.get("limit", 100) or 100), 500)
+    limit = min(int(cmd.payload.get("limit", 100) or 100), 500 if cmd.actor.role == "responder" else 5000)
     responder_id = cmd.actor.id if cmd.actor.role == "responder" else None
     return Reply.success(await store.list_summons(pool, responder_id, limit))

@@ -17,17 +17,18 @@ async def add_summons(conn: asyncpg.Connection, e: SummonsIssued) -> None:
     )
     await conn.execute(
         "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
-        " state, issued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', $9, $9)"
+        " state, issued_at, updated_at, arbitrated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', $9, $9, $10)"
         " ON CONFLICT DO NOTHING",
         e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
-        e.category, e.tier.value, e.occurred_at,
+        e.category, e.tier.value, e.occurred_at, e.arbitrated,
     )
 
 
 async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> tuple[Summons, dict | None] | None:
     """The summons (locked for this transaction) and its pending extension request, if any."""
     row = await conn.fetchrow(
-        "SELECT id, whistle_id, responder_id, state, waiting, extension FROM summons WHERE id = $1 FOR UPDATE",
+        "SELECT id, whistle_id, responder_id, state, waiting, extension, role, arbitrated FROM summons"
+        " WHERE id = $1 FOR UPDATE",
         summons_id,
     )
     if row is None:
@@ -35,7 +36,7 @@ async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> tuple[Summ
     extension = row["extension"]
     summons = Summons(
         row["id"], row["whistle_id"], row["responder_id"], SummonsState(row["state"]), row["waiting"],
-        extension["clock"] if extension else None,
+        extension["clock"] if extension else None, row["role"], row["arbitrated"],
     )
     return summons, extension
 
@@ -63,6 +64,19 @@ async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> tuple[bool
 
 async def close_whistle(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> None:
     await conn.execute("UPDATE whistles SET closed = true, closed_at = $2 WHERE id = $1", whistle_id, at)
+
+
+async def reopen_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> None:
+    await conn.execute("UPDATE whistles SET closed = false WHERE id = $1", whistle_id)
+
+
+async def resolved_lead(conn: asyncpg.Connection, whistle_id: UUID) -> str | None:
+    """Who led the fix: a reopened whistle goes back to the same lead."""
+    return await conn.fetchval(
+        "SELECT responder_id FROM summons WHERE whistle_id = $1 AND role = 'lead' AND state = 'resolved'"
+        " ORDER BY issued_at DESC LIMIT 1",
+        whistle_id,
+    )
 
 
 async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int) -> list[dict]:

@@ -9,7 +9,18 @@ from services.routing.handlers import RoutingHandlers
 from services.routing.registry import load_registry
 from services.routing.settings import RoutingSettings
 from shared import subjects
-from shared.contracts import SummonsIssued, SummonsResolved, WhistleBlown, WhistleRouted, WhistleUnroutable
+from shared.contracts import (
+    SummonsIssued,
+    SummonsResolved,
+    SummonsReturned,
+    SummonsTransferred,
+    WhistleArbitrated,
+    WhistleArbitrationNeeded,
+    WhistleBlown,
+    WhistleReopened,
+    WhistleRouted,
+    WhistleUnroutable,
+)
 from shared.runtime import ServiceRuntime
 
 
@@ -21,7 +32,12 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_startup(handlers.load)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistle_blown)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
+    runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
+    runtime.on_events(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)
+    runtime.on_events(WhistleReopened.SUBJECT, handlers.on_whistle_reopened)
+    runtime.on_request(subjects.CMD_ROUTING_ARBITRATE, handlers.arbitrate)
     runtime.on_request(subjects.QRY_ROUTING_EXPLAIN, handlers.explain, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_RESPONDER, handlers.responder, query=True)
     runtime.every(settings.rules_check_s, handlers.reload_rules)
-    runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable)
+    runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)
     return runtime

@@ -141,14 +141,18 @@ def load_rules(registry: Registry, path: Path = DEFAULT_RULES, categories: set[s
             raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}")
         if categories is not None and raw["category"] not in categories:
             raise ValueError(f"{where}: unknown category {raw['category']!r}")
-        rule = Rule(
-            name=raw["name"], category=raw["category"], lead=_selector(raw["lead"], where),
-            co=tuple(_selector(c, where) for c in raw.get("co", ())),
-            fallback=_selector(raw["fallback"], where) if raw.get("fallback") else None,
-            tiers=frozenset(Tier(t) for t in raw["tiers"]) if raw.get("tiers") else None,
-            grids=frozenset(raw["grids"]) if raw.get("grids") else None,
-            buildings=frozenset(raw["buildings"]) if raw.get("buildings") else None,
-        )
+        try:
+            rule = Rule(
+                name=raw["name"], category=raw["category"], lead=_selector(raw["lead"], where),
+                co=tuple(_selector(c, where) for c in raw.get("co", ())),
+                fallback=_selector(raw["fallback"], where) if raw.get("fallback") else None,
+                tiers=frozenset(Tier(t) for t in raw["tiers"]) if raw.get("tiers") else None,
+                grids=frozenset(raw["grids"]) if raw.get("grids") else None,
+                buildings=frozenset(raw["buildings"]) if raw.get("buildings") else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            message = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ValueError(message if message.startswith(where) else f"{where}: {message}") from None
         for s in (rule.lead, *rule.co, *([rule.fallback] if rule.fallback else [])):
             if s.id and s.id not in registry:
                 raise ValueError(f"{where}: unknown responder {s.id!r}")
@@ -199,9 +203,14 @@ def choose_member(
         if eligible:
             best = min(eligible, key=lambda m: (book.load.get(m.id, 0), book.last.get(m.id, 0), m.id))
             reason = f"{ring}, load {book.load.get(best.id, 0)}/{best.max_concurrent}, least loaded then longest since summoned"
+            beaten = f"{ring}: more loaded or summoned more recently"
             for m in sorted(eligible, key=lambda m: (book.load.get(m.id, 0), book.last.get(m.id, 0), m.id)):
-                if m is not best and len(listed) < EXPLAIN_LIMIT:
-                    listed.append(Candidate(m.id, False, f"{ring}: more loaded or summoned more recently"))
+                if m is best:
+                    continue
+                if len(listed) < EXPLAIN_LIMIT:
+                    listed.append(Candidate(m.id, False, beaten))
+                else:
+                    skipped[beaten] = skipped.get(beaten, 0) + 1
             return Choice(role, sel.describe(), best, (Candidate(best.id, True, reason), *listed), skipped)
     return Choice(role, sel.describe(), None, tuple(listed), skipped)
 
@@ -252,6 +261,35 @@ def decide(
     return Decision(rule.name, tuple(considered), tuple(choices))
 
 
+def summon(
+    responder: Responder, whistle: WhistleBlown, role: str, now: datetime, book: LoadBook, *,
+    actor: str = "system:routing", causation_id=None, arbitrated: bool = False, replaces=None,
+) -> SummonsIssued:
+    """A summons for one responder (its load counted)."""
+    book.assign(responder.id)
+    return SummonsIssued(
+        occurred_at=now, whistle_id=whistle.whistle_id, causation_id=causation_id or whistle.event_id, actor=actor,
+        summons_id=uuid7(), responder_id=responder.id, responder_kind=responder.kind, responder_name=responder.name_en,
+        superior_id=responder.superior_id, role=role, category=whistle.category, tier=whistle.tier,
+        arbitrated=arbitrated, replaces=replaces,
+    )
+
+
+def reroute(
+    whistle: WhistleBlown, role: str, rules: list[Rule], registry: Registry, book: LoadBook, now: datetime,
+    exclude: frozenset[str], causation_id, replaces,
+) -> tuple[Decision, list[Event]]:
+    """退单 → someone else: the same rules, everyone who returned it or already holds it excluded."""
+    decision = decide(whistle, rules, registry, book, now, exclude)
+    wanted = [c for c in decision.choices if (c.role == "co") == (role == "co") and c.responder
+              and c.candidates and c.candidates[0].chosen]
+    if decision.unroutable or not wanted:
+        reason = decision.unroutable or f"nobody else can take the {role} summons"
+        return decision, [WhistleUnroutable(occurred_at=now, whistle_id=whistle.whistle_id, causation_id=causation_id,
+                                            actor="system:routing", reason=reason)]
+    return decision, [summon(wanted[0].responder, whistle, role, now, book, causation_id=causation_id, replaces=replaces)]
+
+
 def route(
     whistle: WhistleBlown, rules: list[Rule], registry: Registry, book: LoadBook, now: datetime,
     exclude: frozenset[str] = frozenset(),
@@ -261,18 +299,11 @@ def route(
     common = dict(occurred_at=now, whistle_id=whistle.whistle_id, causation_id=whistle.event_id, actor="system:routing")
     if decision.unroutable:
         return decision, [WhistleUnroutable(**common, reason=decision.unroutable)]
-    events: list[Event] = []
     summoned = [c for c in decision.choices if c.responder and c.candidates and c.candidates[0].chosen]
-    lead_id = None
-    for c in summoned:
-        r = c.responder
-        role = "co" if c.role == "co" else "lead"
-        lead_id = lead_id or (r.id if role == "lead" else None)
-        book.assign(r.id)
-        events.append(SummonsIssued(
-            **common, summons_id=uuid7(), responder_id=r.id, responder_kind=r.kind, responder_name=r.name_en,
-            superior_id=r.superior_id, role=role, category=whistle.category, tier=whistle.tier,
-        ))
+    events: list[Event] = [
+        summon(c.responder, whistle, "co" if c.role == "co" else "lead", now, book) for c in summoned
+    ]
+    lead_id = next(e.responder_id for e in events if e.role == "lead")
     co_ids = [e.responder_id for e in events if isinstance(e, SummonsIssued) and e.role == "co"]
     events.append(WhistleRouted(**common, rule=decision.rule, lead_responder_id=lead_id, co_responder_ids=co_ids))
     return decision, events

@@ -11,9 +11,26 @@ import structlog
 
 from services.routing import domain, store
 from services.routing.registry import Registry
-from shared.contracts import Command, Refusal, Reply, SummonsResolved, WhistleBlown
+from pydantic import ValidationError
+
+from shared.commands import Arbitration
+from shared.contracts import (
+    Command,
+    Refusal,
+    Reply,
+    SummonsResolved,
+    SummonsReturned,
+    SummonsTransferred,
+    WhistleArbitrated,
+    WhistleArbitrationNeeded,
+    WhistleBlown,
+    WhistleReopened,
+    WhistleUnroutable,
+)
+from shared.validation import refusal_from
 
 log = structlog.get_logger("routing")
+ARBITRATE_AFTER_RETURNS = 2  # 审定: after two returns a supervisor decides
 
 
 class RoutingHandlers:
@@ -30,15 +47,97 @@ class RoutingHandlers:
 
     async def on_whistle_blown(self, conn: asyncpg.Connection, whistle: WhistleBlown, now: datetime):
         """Summon the lead (and co-handlers) for each new whistle, recording why."""
+        await store.save_whistle(conn, whistle)
         decision, events = domain.route(whistle, self.rules, self.registry, self.book, now)
         await store.record(conn, decision, events)
         return events
 
+    async def _release(self, conn: asyncpg.Connection, summons_id: UUID) -> None:
+        if responder_id := await store.close_assignment(conn, summons_id):
+            self.book.release(responder_id)
+
     async def on_summons_resolved(self, conn: asyncpg.Connection, event: SummonsResolved, now: datetime):  # noqa: ARG002
         """A resolved summons no longer counts towards its responder's load."""
-        if responder_id := await store.close_assignment(conn, event.summons_id):
-            self.book.release(responder_id)
+        await self._release(conn, event.summons_id)
         return []
+
+    async def on_summons_returned(self, conn: asyncpg.Connection, event: SummonsReturned, now: datetime):
+        """退单: summon someone else, excluding whoever returned it; after two returns a supervisor decides."""
+        await self._release(conn, event.summons_id)
+        returned_by = await store.record_return(conn, event)
+        whistle = await store.whistle(conn, event.whistle_id)
+        if len(returned_by) >= ARBITRATE_AFTER_RETURNS or whistle is None:
+            return [WhistleArbitrationNeeded(
+                occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id, actor="system:routing",
+                returned_by=returned_by,
+            )]
+        exclude = frozenset(returned_by) | await store.holders(conn, event.whistle_id)
+        decision, events = domain.reroute(
+            whistle, event.role, self.rules, self.registry, self.book, now, exclude, event.event_id, event.summons_id,
+        )
+        await store.record(conn, decision, events, rule=decision.rule)
+        return events
+
+    async def on_summons_transferred(self, conn: asyncpg.Connection, event: SummonsTransferred, now: datetime):
+        """转派: summon the named responder in the same role."""
+        await self._release(conn, event.summons_id)
+        whistle = await store.whistle(conn, event.whistle_id)
+        target = self.registry.responders.get(event.to_responder_id)
+        if whistle is None or target is None:
+            return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
+                                      actor="system:routing", reason=f"cannot transfer to {event.to_responder_id!r}")]
+        events = [domain.summon(target, whistle, event.role, now, self.book, causation_id=event.event_id,
+                                replaces=event.summons_id)]
+        await store.record(conn, None, events, rule="transfer")
+        return events
+
+    async def on_whistle_reopened(self, conn: asyncpg.Connection, event: WhistleReopened, now: datetime):
+        """重办: the same lead is summoned again."""
+        whistle = await store.whistle(conn, event.whistle_id)
+        lead = self.registry.responders.get(event.lead_responder_id)
+        if whistle is None or lead is None:
+            return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
+                                      actor="system:routing", reason="the lead to reopen it to is gone")]
+        events = [domain.summon(lead, whistle, "lead", now, self.book, causation_id=event.event_id)]
+        await store.record(conn, None, events, rule="reopened")
+        return events
+
+    async def arbitrate(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """审定: a supervisor names who handles a twice-returned whistle; it cannot be returned again."""
+        if cmd.actor.role != "supervisor":
+            return Reply.refuse(403, "supervisor_only", "only supervisors arbitrate / 仅督办可审定"), []
+        try:
+            body = Arbitration.model_validate({k: v for k, v in cmd.payload.items() if k != "whistle_id"})
+            whistle_id = UUID(str(cmd.payload.get("whistle_id")))
+        except ValidationError as exc:
+            return Reply(ok=False, refusal=refusal_from(exc)), []
+        except ValueError:
+            return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨"), []
+        whistle = await store.whistle(conn, whistle_id)
+        if whistle is None:
+            return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨"), []
+        target = self.registry.responders.get(body.responder_id)
+        if target is None or not target.active:
+            return Reply.refuse(422, "unknown_responder", "no such responder / 无此响应单位", "responder_id"), []
+        returns, done = await store.lock_arbitration(conn, whistle_id)
+        if done or returns < ARBITRATE_AFTER_RETURNS:
+            return Reply.refuse(409, "no_arbitration_needed",
+                                "only a whistle returned twice awaits arbitration / 仅退单两次的哨需要审定"), []
+        await store.record_arbitration(conn, whistle_id, target.id, cmd.actor.id, now)
+        arbitrated = WhistleArbitrated(occurred_at=now, whistle_id=whistle_id, actor=str(cmd.actor),
+                                       responder_id=target.id, note=body.note)
+        issued = domain.summon(target, whistle, "lead", now, self.book, actor=str(cmd.actor),
+                               causation_id=arbitrated.event_id, arbitrated=True)
+        await store.record(conn, None, [issued], rule="arbitration")
+        return Reply.success({"id": str(whistle_id), "responder_id": target.id, "summons_id": str(issued.summons_id)}), \
+            [arbitrated, issued]
+
+    async def responder(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
+        """One responder of the registry (to check a transfer's target)."""
+        r = self.registry.responders.get(str(cmd.payload.get("id")))
+        if r is None or not r.active:
+            return Reply.refuse(404, "no_such_responder", "no such responder / 无此响应单位", "to_responder_id")
+        return Reply.success({"id": r.id, "kind": r.kind.value, "name_en": r.name_en, "name_zh": r.name_zh})
 
     async def explain(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """Which rule matched and why each candidate was chosen or skipped."""
@@ -62,5 +161,5 @@ class RoutingHandlers:
         try:
             self.rules = domain.load_rules(self.registry, self.rules_file)
             log.info("rules.reloaded", rules=len(self.rules), file=str(self.rules_file))
-        except (ValueError, KeyError) as exc:
+        except Exception as exc:  # any bad edit keeps the rules in force
             log.error("rules.invalid", file=str(self.rules_file), error=str(exc))

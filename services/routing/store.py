@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 import asyncpg
 
 from services.routing.domain import Decision, LoadBook
-from shared.contracts import SummonsIssued, WhistleRouted, WhistleUnroutable
+from shared.contracts import SummonsIssued, SummonsReturned, WhistleBlown, WhistleRouted, WhistleUnroutable
 
 
 async def load_book(pool: asyncpg.Pool) -> LoadBook:
@@ -24,8 +25,9 @@ async def load_book(pool: asyncpg.Pool) -> LoadBook:
     return book
 
 
-async def record(conn: asyncpg.Connection, decision: Decision, events) -> None:
-    rule = next((e.rule for e in events if isinstance(e, WhistleRouted)), None)
+async def record(conn: asyncpg.Connection, decision: Decision | None, events, rule: str | None = None) -> None:
+    """Assignments for the summons issued, the unroutable queue, and the decision's explanation."""
+    rule = next((e.rule for e in events if isinstance(e, WhistleRouted)), rule)
     issued = [e for e in events if isinstance(e, SummonsIssued)]
     if issued:
         await conn.executemany(
@@ -39,6 +41,8 @@ async def record(conn: asyncpg.Connection, decision: Decision, events) -> None:
                 "INSERT INTO unroutable (whistle_id, reason, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 e.whistle_id, e.reason, e.occurred_at,
             )
+    if decision is None:
+        return
     await conn.execute(
         "INSERT INTO decisions (whistle_id, rule, explanation, decided_at) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (whistle_id) DO UPDATE SET rule = $2, explanation = $3, decided_at = $4",
@@ -58,3 +62,46 @@ async def explanation(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
     if row is None:
         return None
     return {**row["explanation"], "decided_at": row["decided_at"].isoformat()}
+
+
+async def save_whistle(conn: asyncpg.Connection, whistle: WhistleBlown) -> None:
+    await conn.execute(
+        "INSERT INTO whistles (id, blown) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        whistle.whistle_id, json.loads(whistle.model_dump_json()),
+    )
+
+
+async def whistle(conn: asyncpg.Connection, whistle_id: UUID) -> WhistleBlown | None:
+    raw = await conn.fetchval("SELECT blown FROM whistles WHERE id = $1", whistle_id)
+    return WhistleBlown.model_validate(raw) if raw else None
+
+
+async def record_return(conn: asyncpg.Connection, e: SummonsReturned) -> list[str]:
+    """Record a return; everyone who has returned this whistle, in order."""
+    await conn.execute(
+        "INSERT INTO returns (summons_id, whistle_id, responder_id, reason_code, at) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT DO NOTHING",
+        e.summons_id, e.whistle_id, e.responder_id, e.reason_code, e.occurred_at,
+    )
+    rows = await conn.fetch("SELECT responder_id FROM returns WHERE whistle_id = $1 ORDER BY at", e.whistle_id)
+    return [r["responder_id"] for r in rows]
+
+
+async def holders(conn: asyncpg.Connection, whistle_id: UUID) -> set[str]:
+    rows = await conn.fetch("SELECT responder_id FROM assignments WHERE whistle_id = $1 AND open", whistle_id)
+    return {r["responder_id"] for r in rows}
+
+
+async def lock_arbitration(conn: asyncpg.Connection, whistle_id: UUID) -> tuple[int, bool]:
+    """Returns so far and whether a supervisor already arbitrated (locks the whistle row)."""
+    await conn.execute("SELECT 1 FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
+    returns = await conn.fetchval("SELECT count(*) FROM returns WHERE whistle_id = $1", whistle_id)
+    done = await conn.fetchval("SELECT true FROM arbitrations WHERE whistle_id = $1", whistle_id)
+    return returns, bool(done)
+
+
+async def record_arbitration(conn: asyncpg.Connection, whistle_id: UUID, responder_id: str, supervisor_id: str, at) -> None:
+    await conn.execute(
+        "INSERT INTO arbitrations (whistle_id, responder_id, supervisor_id, at) VALUES ($1, $2, $3, $4)",
+        whistle_id, responder_id, supervisor_id, at,
+    )

@@ -51,6 +51,11 @@ SAMPLES: dict[str, dict] = {
     "sla.started": {**SUMMONS, "basis": "working", "deadlines": {"report": LATER, "resolve": LATER}},
     "sla.rescheduled": {"summons_id": SUMMONS_ID, "clock": "report", "deadline": None, "reason": "paused"},
     "sla.warned": {**SUMMONS, "clock": "report", "deadline": LATER},
+    "summons.returned": {**SUMMONS, "role": "lead", "reason_code": "wrong_area", "reason": "not our grid"},
+    "summons.transferred": {**SUMMONS, "role": "co", "to_responder_id": "d-enforcement", "reason": "night noise"},
+    "whistle.reopened": {"lead_responder_id": "d-housing", "reason": "not solved / 未解决"},
+    "whistle.arbitration_needed": {"returned_by": ["s-urban", "d-enforcement"]},
+    "whistle.arbitrated": {"responder_id": "s-urban", "note": "审定"},
 }
 SUBJECTS = sorted(EVENT_TYPES)
 

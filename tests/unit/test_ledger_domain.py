@@ -7,6 +7,10 @@ import pytest
 from services.ledger.domain import SUMMONS_STATE, WHISTLE_STATUS, whistle_status
 from services.response.domain import SummonsState
 from shared.contracts import (
+    SummonsReturned,
+    SummonsTransferred,
+    WhistleArbitrationNeeded,
+    WhistleReopened,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
@@ -36,9 +40,15 @@ def test_whistle_status_accepts_the_response_states():
 
 
 def test_summons_events_map_onto_the_response_states():
-    assert SUMMONS_STATE == {SummonsReported: "reported", SummonsOnSite: "on_site", SummonsResolved: "resolved"}
+    assert SUMMONS_STATE == {
+        SummonsReported: "reported", SummonsOnSite: "on_site", SummonsResolved: "resolved",
+        SummonsReturned: "returned", SummonsTransferred: "transferred",
+    }
     assert set(SUMMONS_STATE.values()) <= {s.value for s in SummonsState}
 
 
 def test_whistle_events_move_the_status():
-    assert WHISTLE_STATUS == {WhistleUnroutable: "unroutable", WhistleVerified: "verified", WhistleClosed: "closed"}
+    assert WHISTLE_STATUS == {
+        WhistleUnroutable: "unroutable", WhistleVerified: "verified", WhistleClosed: "closed",
+        WhistleArbitrationNeeded: "awaiting_arbitration", WhistleReopened: "reopened",
+    }

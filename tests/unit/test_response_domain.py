@@ -10,6 +10,9 @@ import pytest
 
 from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, verify
 from shared.contracts import (
+    SummonsResumed,
+    SummonsReturned,
+    SummonsTransferred,
     Actor,
     Refusal,
     SummonsOnSite,
@@ -27,21 +30,28 @@ OWNER = Actor(role="responder", id=RESPONDER)
 DISPATCHER = Actor(role="dispatcher", id="grid-leader")
 
 S, A = SummonsState, Action
-EXPECTED: dict[tuple[SummonsState, Action], SummonsState | None] = {
+LEGAL: dict[tuple[SummonsState, Action], SummonsState] = {
     (S.issued, A.report): S.reported,
-    (S.issued, A.arrive): None,
-    (S.issued, A.resolve): None,
-    (S.reported, A.report): None,
     (S.reported, A.arrive): S.on_site,
-    (S.reported, A.resolve): None,
-    (S.on_site, A.report): None,
-    (S.on_site, A.arrive): None,
     (S.on_site, A.resolve): S.resolved,
-    (S.resolved, A.report): None,
-    (S.resolved, A.arrive): None,
-    (S.resolved, A.resolve): None,
+    (S.issued, A.return_): S.returned,
+    (S.reported, A.return_): S.returned,
+    (S.issued, A.transfer): S.transferred,
+    (S.reported, A.transfer): S.transferred,
 }
-EVENT_FOR = {A.report: SummonsReported, A.arrive: SummonsOnSite, A.resolve: SummonsResolved}
+# every other (state, action) pair is illegal
+EXPECTED: dict[tuple[SummonsState, Action], SummonsState | None] = {
+    pair: LEGAL.get(pair) for pair in itertools.product(SummonsState, Action)
+}
+EVENT_FOR = {
+    A.report: SummonsReported, A.arrive: SummonsOnSite, A.resolve: SummonsResolved,
+    A.return_: SummonsReturned, A.transfer: SummonsTransferred,
+}
+# what a return or a transfer must say
+DETAILS = {
+    A.return_: {"reason_code": "wrong_area", "reason": "not our grid"},
+    A.transfer: {"to_responder_id": "d-enforcement", "reason": "night noise"},
+}
 ALL_PAIRS = list(itertools.product(SummonsState, Action))
 
 
@@ -59,12 +69,34 @@ def test_transition_table_matches_expected(state, action):
 
 
 def test_table_has_no_entries_beyond_the_legal_moves():
-    assert TRANSITIONS == {k: v for k, v in EXPECTED.items() if v is not None}
+    assert TRANSITIONS == LEGAL
+
+
+def test_a_return_carries_its_reason_and_role_and_an_arbitrated_summons_cannot_be_returned():
+    [event] = decide(summons(S.reported), A.return_, OWNER, NOW, **DETAILS[A.return_])
+    assert (event.reason_code, event.reason, event.role) == ("wrong_area", "not our grid", "lead")
+    arbitrated = Summons(id=SUMMONS_ID, whistle_id=WHISTLE_ID, responder_id=RESPONDER, state=S.issued, arbitrated=True)
+    out = decide(arbitrated, A.return_, OWNER, NOW, **DETAILS[A.return_])
+    assert isinstance(out, Refusal) and (out.status, out.code) == (409, "arbitrated")
+    assert isinstance(decide(arbitrated, A.report, OWNER, NOW), list)  # it can still be answered
+
+
+def test_a_transfer_names_its_target_and_not_oneself():
+    [event] = decide(summons(S.issued), A.transfer, OWNER, NOW, **DETAILS[A.transfer])
+    assert event.to_responder_id == "d-enforcement" and event.reason == "night noise"
+    out = decide(summons(S.issued), A.transfer, OWNER, NOW, to_responder_id=RESPONDER, reason="x")
+    assert isinstance(out, Refusal) and (out.status, out.field) == (422, "to_responder_id")
+
+
+def test_returning_while_waiting_on_the_resident_resumes_first():
+    waiting = Summons(id=SUMMONS_ID, whistle_id=WHISTLE_ID, responder_id=RESPONDER, state=S.reported, waiting=True)
+    out = decide(waiting, A.return_, OWNER, NOW, **DETAILS[A.return_])
+    assert [type(e) for e in out] == [SummonsResumed, SummonsReturned]
 
 
 @pytest.mark.parametrize(("state", "action"), [p for p in ALL_PAIRS if EXPECTED[p] is not None])
 def test_legal_move_emits_its_event(state, action):
-    out = decide(summons(state), action, OWNER, NOW, note="on my way")
+    out = decide(summons(state), action, OWNER, NOW, note="on my way", **DETAILS.get(action, {}))
     assert isinstance(out, list) and len(out) == 1
     event = out[0]
     assert type(event) is EVENT_FOR[action]
@@ -79,7 +111,7 @@ def test_legal_move_emits_its_event(state, action):
 
 @pytest.mark.parametrize(("state", "action"), [p for p in ALL_PAIRS if EXPECTED[p] is None])
 def test_illegal_move_is_a_409_refusal_with_its_code(state, action):
-    out = decide(summons(state), action, OWNER, NOW)
+    out = decide(summons(state), action, OWNER, NOW, **DETAILS.get(action, {}))
     assert isinstance(out, Refusal)
     assert out.status == 409
     assert out.code == f"illegal_{action.value}_from_{state.value}"
@@ -173,3 +205,38 @@ def test_verify_checks_role_then_closed_then_dispatched():
     supervisor = Actor(role="supervisor", id="street")
     assert verify(WHISTLE_ID, True, [], supervisor, NOW).code == "dispatcher_only"
     assert verify(WHISTLE_ID, True, [], DISPATCHER, NOW).code == "already_closed"
+
+
+# --- returned summons, follow-up -------------------------------------------------
+
+
+def test_verify_ignores_returned_and_transferred_summons():
+    [verified, closed] = verify(WHISTLE_ID, False, [S.returned, S.transferred, S.resolved], DISPATCHER, NOW)
+    assert isinstance(closed, WhistleClosed)
+    out = verify(WHISTLE_ID, False, [S.returned], DISPATCHER, NOW)
+    assert isinstance(out, Refusal) and out.code == "not_dispatched"
+
+
+def test_follow_up_refusals():
+    from services.response.domain import follow_up
+
+    out = follow_up(WHISTLE_ID, True, "d-housing", True, "satisfied", OWNER, NOW)
+    assert isinstance(out, Refusal) and (out.status, out.code) == (403, "dispatcher_only")
+    out = follow_up(WHISTLE_ID, False, "d-housing", True, "satisfied", DISPATCHER, NOW)
+    assert isinstance(out, Refusal) and (out.status, out.code) == (409, "not_closed")
+
+
+@pytest.mark.parametrize(
+    ("solved", "satisfaction", "reopens"),
+    [(True, "satisfied", False), (True, "basically_satisfied", False), (True, "dissatisfied", True),
+     (False, "satisfied", True), (False, "dissatisfied", True)],
+)
+def test_follow_up_reopens_to_the_same_lead_unless_solved_and_satisfied(solved, satisfaction, reopens):
+    from services.response.domain import follow_up
+    from shared.contracts import WhistleFollowedUp, WhistleReopened
+
+    out = follow_up(WHISTLE_ID, True, "d-housing", solved, satisfaction, DISPATCHER, NOW, note="called / 电话回访")
+    assert isinstance(out[0], WhistleFollowedUp) and out[0].satisfaction == satisfaction
+    assert (len(out) == 2) is reopens
+    if reopens:
+        assert isinstance(out[1], WhistleReopened) and out[1].lead_responder_id == "d-housing"
