@@ -10,18 +10,27 @@ from fastapi import Body, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.bus import Bus
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects, telemetry
-from shared.commands import ExtensionAsk, RaiseWhistle
-from shared.contracts import Actor, Reply
+from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, SummonsAction
+from shared.contracts import Actor, Reply, ReturnReason
+from shared.validation import refusal_from
 
 
 class Note(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     note: str | None = Field(default=None, max_length=1000)
+
+
+class Move(Note):
+    """What a return or a transfer needs besides the note."""
+
+    reason_code: ReturnReason | None = None
+    reason: str | None = Field(default=None, max_length=1000)
+    to_responder_id: str | None = Field(default=None, max_length=64)
 
 
 class Verification(Note):
@@ -131,6 +140,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def get_whistle(request: Request, whistle_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLE, actor_of(request), {"id": whistle_id}))
 
+    # the three rates' period: month=YYYY-MM, or from / to dates (to exclusive), in Beijing time; the ledger
+    # checks the combination and that the dates exist, naming the field. (Annotations are inline: with
+    # postponed evaluation FastAPI cannot see aliases local to this function.)
+    @app.get("/v1/rates", tags=["ledger"], summary="Response, resolution and satisfaction rates / 三率")
+    async def rates(
+        request: Request,
+        unit: Annotated[str, Query(min_length=1, max_length=64, description="responder id or 'community'")]
+        = "community",
+        month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")] = None,
+        from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+        to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="exclusive")] = None,
+    ) -> JSONResponse:
+        payload = {"unit": unit, "month": month, "from": from_, "to": to}
+        return answer(await bus.ask(subjects.QRY_LEDGER_RATES, actor_of(request), payload))
+
+    @app.get("/v1/rates/ranking", tags=["ledger"], summary="Units by combined score: red and black lists / 红黑榜")
+    async def ranking(
+        request: Request,
+        month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")] = None,
+        from_: Annotated[str | None, Query(alias="from", pattern=r"^\d{4}-\d{2}-\d{2}$")] = None,
+        to: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="exclusive")] = None,
+    ) -> JSONResponse:
+        payload = {"month": month, "from": from_, "to": to}
+        return answer(await bus.ask(subjects.QRY_LEDGER_RANKING, actor_of(request), payload))
+
     @app.post("/v1/whistles/{whistle_id}/verify", tags=["response"], summary="Verify and strike off / 核验销号")
     async def verify(
         request: Request, whistle_id: Annotated[str, Path(max_length=64)],
@@ -141,7 +175,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return answer(await bus.ask(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload))
 
     @app.get("/v1/summons", tags=["response"], summary="The caller's own summons / 我的派单")
-    async def list_summons(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> JSONResponse:
+    async def list_summons(request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), {"limit": limit}))
 
     @app.post("/v1/summons/{summons_id}/extension", tags=["response"], summary="Ask for more time / 申请延期")
@@ -161,15 +195,46 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return answer(await bus.ask(subjects.CMD_RESPONSE_EXTENSION_DECISION, actor_of(request), payload))
 
     @app.post("/v1/summons/{summons_id}/{action}", tags=["response"],
-              summary="Report / arrive / resolve; pause and resume while waiting on the resident")
+              summary="Report / arrive / resolve; pause and resume while waiting on the resident; "
+                      "return (退单, with reason_code) or transfer (转派, with to_responder_id and reason)")
     async def act(
         request: Request,
         summons_id: Annotated[str, Path(max_length=64)],
-        action: Literal["report", "arrive", "resolve", "pause", "resume"],
-        body: Annotated[Note | None, Body()] = None,
+        action: Literal["report", "arrive", "resolve", "pause", "resume", "return", "transfer"],
+        body: Annotated[Move | None, Body()] = None,
     ) -> JSONResponse:
-        payload = {"summons_id": summons_id, "action": action, "note": (body or Note()).note}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_ACT, actor_of(request), payload))
+        try:
+            move = SummonsAction(summons_id=summons_id, action=action, **(body or Move()).model_dump(exclude_none=True))
+        except ValidationError as exc:
+            r = refusal_from(exc)
+            return error(r.status, r.code, r.reason, r.field)
+        if move.action == "transfer":  # the target must exist before anything is handed over
+            target = await bus.ask(subjects.QRY_ROUTING_RESPONDER, actor_of(request), {"id": move.to_responder_id})
+            if not target.ok:
+                return error(422 if target.refusal.status == 404 else target.refusal.status, target.refusal.code,
+                             target.refusal.reason, "to_responder_id")
+        return answer(await bus.ask(subjects.CMD_RESPONSE_ACT, actor_of(request), move.model_dump(mode="json")))
+
+    @app.get("/v1/whistles/{whistle_id}/routing", tags=["routing"],
+             summary="Which rule routed the whistle and why each candidate was chosen or skipped")
+    async def routing_explained(request: Request, whistle_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_ROUTING_EXPLAIN, actor_of(request), {"id": whistle_id}))
+
+    @app.post("/v1/whistles/{whistle_id}/arbitrate", tags=["routing"],
+              summary="Name who handles a twice-returned whistle (supervisors) / 审定")
+    async def arbitrate(
+        request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: Arbitration,
+    ) -> JSONResponse:
+        payload = {"whistle_id": whistle_id, **body.model_dump()}
+        return answer(await bus.ask(subjects.CMD_ROUTING_ARBITRATE, actor_of(request), payload))
+
+    @app.post("/v1/whistles/{whistle_id}/follow-up", tags=["response"],
+              summary="Record the resident's follow-up (dispatchers) / 回访; not solved or dissatisfied reopens it")
+    async def follow_up(
+        request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: FollowUp,
+    ) -> JSONResponse:
+        payload = {"whistle_id": whistle_id, **body.model_dump()}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_FOLLOW_UP, actor_of(request), payload))
 
     @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
     async def policies(request: Request) -> JSONResponse:

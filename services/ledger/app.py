@@ -13,7 +13,7 @@ from shared.runtime import ServiceRuntime
 def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     settings = settings or LedgerSettings()
     runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
-    handlers = LedgerHandlers(runtime)
+    handlers = LedgerHandlers(runtime, settings.score_weights)
     runtime.on_events(">", handlers.on_event, durable="ledger-events")
     runtime.on_events(
         f"{subjects.DEADLETTER}.>", handlers.on_dead_letter, stream=subjects.DEADLETTER_STREAM,
@@ -26,4 +26,6 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_LEDGER_WHISTLE, handlers.whistle, query=True)
     runtime.on_request(subjects.QRY_LEDGER_WHISTLES, handlers.whistles, query=True)
     runtime.on_request(subjects.QRY_LEDGER_DEADLETTERS, handlers.dead_letters, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_RATES, handlers.rates, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_RANKING, handlers.ranking, query=True)
     return runtime

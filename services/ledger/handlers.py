@@ -11,8 +11,9 @@ from uuid import UUID
 import asyncpg
 from nats.aio.msg import Msg
 
-from services.ledger import store
+from services.ledger import rates, store
 from shared.contracts import Command, Event, Refusal, Reply
+from shared.ids import utcnow
 from shared.runtime import Poison, ServiceRuntime
 
 _NS = uuid.UUID("6b1f5e0a-3c1d-4f7e-9a51-7a3f0b9c2d10")
@@ -65,9 +66,18 @@ def _uuid(value: object) -> UUID | None:
         return None
 
 
+def _period(payload: dict) -> rates.Period | Reply:
+    """The period asked for, or a 422 naming the field."""
+    try:
+        return rates.period_from(payload.get("month"), payload.get("from"), payload.get("to"))
+    except rates.PeriodError as exc:
+        return Reply.refuse(422, "bad_period", str(exc), exc.field)
+
+
 class LedgerHandlers:
-    def __init__(self, runtime: ServiceRuntime):
+    def __init__(self, runtime: ServiceRuntime, score_weights: dict[str, float] | None = None):
         self.runtime = runtime
+        self.score_weights = rates.check_weights(score_weights or rates.DEFAULT_WEIGHTS)
 
     async def on_event(self, conn: asyncpg.Connection, event: Event, now: datetime):  # noqa: ARG002
         """Project every domain event into the timeline and the views."""
@@ -118,3 +128,26 @@ class LedgerHandlers:
         if cmd.actor.role != "supervisor":
             return Reply(ok=False, refusal=Refusal(status=403, code="supervisor_only", reason="supervisors only / 仅限督办"))
         return Reply.success(await store.dead_letters(pool, min(int(cmd.payload.get("limit") or 100), 1000)))
+
+    async def rates(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """The three rates (三率) of one responder, or of the community, over a month or dates."""
+        unit = str(cmd.payload.get("unit") or rates.COMMUNITY)
+        own = cmd.actor.role == "responder" and unit == cmd.actor.id
+        if cmd.actor.role not in ("dispatcher", "supervisor") and not own:
+            return Reply.refuse(403, "not_your_unit", "a responder sees only its own rates / 仅可查看本单位三率")
+        period = _period(cmd.payload)
+        if isinstance(period, Reply):
+            return period
+        facts = await store.rate_facts(pool, period, None if unit == rates.COMMUNITY else unit)
+        return Reply.success(rates.compute(unit, facts, period, utcnow(), self.score_weights).as_dict())
+
+    async def ranking(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """Every responder by combined score, with the red (红榜) and black (黑榜) lists."""
+        if cmd.actor.role not in ("dispatcher", "supervisor"):
+            return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
+        period = _period(cmd.payload)
+        if isinstance(period, Reply):
+            return period
+        facts = await store.rate_facts(pool, period, None)
+        ranking = rates.rank(facts, period, utcnow(), self.score_weights)
+        return Reply.success({**ranking.as_dict(), "weights": self.score_weights})

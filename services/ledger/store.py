@@ -8,6 +8,7 @@ from uuid import UUID
 import asyncpg
 
 from services.ledger import domain
+from services.ledger.rates import Facts, FollowUp, Period, SummonsFacts, WhistleFacts
 from shared.contracts import (
     EscalationRaised,
     Event,
@@ -17,9 +18,22 @@ from shared.contracts import (
     SlaWarned,
     SummonsIssued,
     SummonsPaused,
+    SummonsReported,
+    SummonsResolved,
     SummonsResumed,
     WhistleBlown,
+    WhistleFollowedUp,
 )
+
+# the rates count a summons' first report and first resolution, against the latest deadline announced
+_FIRST_TIME = {
+    SummonsReported: "UPDATE summons SET reported_at = COALESCE(reported_at, $2) WHERE id = $1",
+    SummonsResolved: "UPDATE summons SET resolved_at = COALESCE(resolved_at, $2) WHERE id = $1",
+}
+_DEADLINE = {
+    "report": "UPDATE summons SET report_deadline = $2 WHERE id = $1",
+    "resolve": "UPDATE summons SET resolve_deadline = $2 WHERE id = $1",
+}
 
 
 async def project(conn: asyncpg.Connection, e: Event) -> None:
@@ -57,15 +71,28 @@ async def project(conn: asyncpg.Connection, e: Event) -> None:
             "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
             e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
         )
+        if type(e) in _FIRST_TIME:
+            await conn.execute(_FIRST_TIME[type(e)], e.summons_id, e.occurred_at)
         states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
         await _set_status(conn, e.whistle_id, domain.whistle_status(states), e)
     elif isinstance(e, SlaStarted):
         deadlines = {k: v.isoformat() for k, v in e.deadlines.items()}
-        await conn.execute("UPDATE summons SET deadlines = $2 WHERE id = $1", e.summons_id, deadlines)
+        await conn.execute(
+            "UPDATE summons SET deadlines = $2, report_deadline = $3, resolve_deadline = $4 WHERE id = $1",
+            e.summons_id, deadlines, e.deadlines.get("report"), e.deadlines.get("resolve"),
+        )
     elif isinstance(e, SlaRescheduled):
         await conn.execute(
             "UPDATE summons SET deadlines = deadlines || jsonb_build_object($2::text, $3::text) WHERE id = $1",
             e.summons_id, e.clock, e.deadline.isoformat() if e.deadline else None,
+        )
+        if e.deadline is not None and e.clock in _DEADLINE:  # a pause (None) keeps the last deadline
+            await conn.execute(_DEADLINE[e.clock], e.summons_id, e.deadline)
+    elif isinstance(e, WhistleFollowedUp):
+        await conn.execute(
+            "INSERT INTO followups (event_id, whistle_id, solved, satisfaction, at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            e.event_id, e.whistle_id, e.solved, e.satisfaction, e.occurred_at,
         )
     elif isinstance(e, (SummonsPaused, SummonsResumed)):
         await conn.execute(
@@ -86,7 +113,7 @@ async def _set_status(conn: asyncpg.Connection, whistle_id: UUID, status: str, e
     await conn.execute(
         "UPDATE whistles SET status = $2, updated_at = $3,"
         " closed_at = CASE WHEN $2 = 'closed' THEN $3 ELSE closed_at END"
-        " WHERE id = $1 AND status <> 'closed'",
+        " WHERE id = $1 AND (status <> 'closed' OR $2 = 'reopened')",
         whistle_id, status, e.occurred_at,
     )
 
@@ -168,3 +195,40 @@ async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[dict]:
          "recorded_at": _iso(r["recorded_at"])}
         for r in rows
     ]
+
+
+async def rate_facts(pool: asyncpg.Pool, period: Period, responder_id: str | None) -> Facts:
+    """Every fact the rates of the period may need: one responder's summons, or all (None)."""
+    begins, ends = period.begins, period.ends
+    # one snapshot for the three reads, so a projection committing in between cannot split a fact
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        summons = await conn.fetch(
+            "SELECT id, whistle_id, responder_id, report_deadline, reported_at, resolve_deadline, resolved_at"
+            # a returned or transferred summons is left out: the one that replaced it counts
+            " FROM summons WHERE ($3::text IS NULL OR responder_id = $3)"
+            " AND state NOT IN ('returned', 'transferred') AND ("
+            " (report_deadline >= $1 AND report_deadline < $2)"
+            " OR (resolve_deadline >= $1 AND resolve_deadline < $2)"
+            " OR (resolved_at >= $1 AND resolved_at < $2)"
+            " OR whistle_id IN (SELECT whistle_id FROM followups WHERE at >= $1 AND at < $2)"
+            " OR whistle_id IN (SELECT id FROM whistles WHERE closed_at >= $1 AND closed_at < $2))",
+            begins, ends, responder_id,
+        )
+        whistles = await conn.fetch(
+            "SELECT id, closed_at FROM whistles WHERE (closed_at >= $1 AND closed_at < $2) OR id = ANY($3::uuid[])",
+            begins, ends, list({s["whistle_id"] for s in summons}),
+        )
+        followups = await conn.fetch(
+            "SELECT whistle_id, solved, satisfaction, at FROM followups"
+            " WHERE (at >= $1 AND at < $2) OR whistle_id = ANY($3::uuid[])",
+            begins, ends, [w["id"] for w in whistles],
+        )
+    return Facts(
+        summons=tuple(
+            SummonsFacts(s["id"], s["whistle_id"], s["responder_id"], s["report_deadline"], s["reported_at"],
+                         s["resolve_deadline"], s["resolved_at"])
+            for s in summons
+        ),
+        whistles=tuple(WhistleFacts(w["id"], w["closed_at"]) for w in whistles),
+        followups=tuple(FollowUp(f["whistle_id"], f["solved"], f["satisfaction"], f["at"]) for f in followups),
+    )

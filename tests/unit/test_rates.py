@@ -363,3 +363,20 @@ def test_red_and_black_lists_hold_five_each_with_ties_broken_by_unit_id():
     assert [r.unit for r in ranking.red] == list("albcd")  # d beats e and f on its id
     assert [r.unit for r in ranking.black] == list("kjihg")  # worst first
     assert ranking.as_dict()["red"][0]["response"] == {"rate": 1.0, "numerator": 4, "denominator": 4}
+
+
+def test_a_returned_summons_is_left_out_and_its_replacement_counts():
+    from shared.contracts import SummonsReturned
+
+    history = [
+        *issued(90, 90, "s-urban", bj(11, 3, 9), report=bj(11, 3, 11)),
+        SummonsReturned(occurred_at=bj(11, 3, 10), whistle_id=wid(90), summons_id=sid(90), responder_id="s-urban",
+                        reason_code="wrong_area", actor="responder:s-urban"),
+        *issued(91, 90, "d-enforcement", bj(11, 3, 10), report=bj(11, 3, 12)),
+        reported(91, 90, "d-enforcement", bj(11, 3, 11)),
+    ]
+    facts = facts_from_events(history)
+    assert [s.responder_id for s in facts.summons] == ["d-enforcement"]
+    rates = compute("d-enforcement", facts, NOV, NOW).as_dict()
+    assert rates["response"] == {"rate": 1.0, "numerator": 1, "denominator": 1}
+    assert compute("s-urban", facts, NOV, NOW).as_dict()["response"]["denominator"] == 0
