@@ -178,39 +178,30 @@ def choose_member(
     sel: Selector, building: str, registry: Registry, book: LoadBook, now: datetime, exclude: set[str], role: str,
 ) -> Choice:
     """Nearest ring first (same building, same grid, anywhere); in a ring the least loaded, then rotation."""
-    grid = registry.grid_of.get(building)
-    rings = [("same building", registry.by_building.get(building, [])),
-             ("same grid", [m for m in registry.by_grid.get(grid, []) if m.building != building] if grid else []),
-             ("elsewhere", None)]
     listed: list[Candidate] = []
     skipped: dict[str, int] = {}
-    seen: set[str] = set()
-    for ring, members in rings:
-        if members is None:
-            members = [m for m in registry.members if m.id not in seen]
+    for ring, members, without_skill in registry.rings(building, sel.skill):
+        if without_skill > 0:  # counted, not listed: most members lack any one skill
+            why = f"lacks skill {sel.skill}"
+            skipped[why] = skipped.get(why, 0) + without_skill
         eligible = []
         for m in members:
-            seen.add(m.id)
-            why = _member_verdict(m, sel.skill, book, now, exclude)
+            why = _member_verdict(m, None, book, now, exclude)
             if why is None:
                 eligible.append(m)
-            elif why.startswith("lacks skill"):
-                skipped[why] = skipped.get(why, 0) + 1  # the common case: counted, not listed
             elif len(listed) < EXPLAIN_LIMIT:
                 listed.append(Candidate(m.id, False, f"{ring}: {why}"))
             else:
                 skipped[why] = skipped.get(why, 0) + 1
         if eligible:
-            best = min(eligible, key=lambda m: (book.load.get(m.id, 0), book.last.get(m.id, 0), m.id))
+            rank = sorted(eligible, key=lambda m: (book.load.get(m.id, 0), book.last.get(m.id, 0), m.id))
+            best = rank[0]
             reason = f"{ring}, load {book.load.get(best.id, 0)}/{best.max_concurrent}, least loaded then longest since summoned"
             beaten = f"{ring}: more loaded or summoned more recently"
-            for m in sorted(eligible, key=lambda m: (book.load.get(m.id, 0), book.last.get(m.id, 0), m.id)):
-                if m is best:
-                    continue
-                if len(listed) < EXPLAIN_LIMIT:
-                    listed.append(Candidate(m.id, False, beaten))
-                else:
-                    skipped[beaten] = skipped.get(beaten, 0) + 1
+            room = max(0, EXPLAIN_LIMIT - len(listed))
+            listed.extend(Candidate(m.id, False, beaten) for m in rank[1:1 + room])
+            if len(rank) - 1 > room:
+                skipped[beaten] = skipped.get(beaten, 0) + len(rank) - 1 - room
             return Choice(role, sel.describe(), best, (Candidate(best.id, True, reason), *listed), skipped)
     return Choice(role, sel.describe(), None, tuple(listed), skipped)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from pathlib import Path
@@ -74,16 +75,46 @@ class Registry:
         self.by_building: dict[str, list[Responder]] = defaultdict(list)
         self.by_grid: dict[str, list[Responder]] = defaultdict(list)
         self.members: list[Responder] = []
+        # the same lists per skill, so a choice looks only at members who have the skill
+        self.by_building_skill: dict[tuple[str, str], list[Responder]] = defaultdict(list)
+        self.by_grid_skill: dict[tuple[str, str], list[Responder]] = defaultdict(list)
+        self.by_skill: dict[str, list[Responder]] = defaultdict(list)
         for r in self.responders.values():
             if r.kind is ResponderKind.member and r.active:
                 self.members.append(r)
+                for skill in r.skills:
+                    self.by_skill[skill].append(r)
                 if r.building:
                     self.by_building[r.building].append(r)
+                    for skill in r.skills:
+                        self.by_building_skill[(r.building, skill)].append(r)
                     if r.building in self.grid_of:
-                        self.by_grid[self.grid_of[r.building]].append(r)
+                        grid = self.grid_of[r.building]
+                        self.by_grid[grid].append(r)
+                        for skill in r.skills:
+                            self.by_grid_skill[(grid, skill)].append(r)
         for r in self.responders.values():
             if r.superior_id and r.superior_id not in self.responders:
                 raise ValueError(f"responder {r.id!r} names unknown superior {r.superior_id!r}")
+
+    def rings(self, building: str, skill: str | None) -> Iterator[tuple[str, list[Responder], int]]:
+        """Members to look at, nearest first and lazily: (ring, members with the skill, how many lack it)."""
+        grid = self.grid_of.get(building)
+        here = self.by_building.get(building, [])
+        around = self.by_grid.get(grid, []) if grid else here
+        if skill is None:
+            yield "same building", here, 0
+            yield "same grid", [m for m in around if m.building != building], 0
+            yield "elsewhere", [m for m in self.members if m.building != building and self.grid_of.get(m.building) != grid], 0
+            return
+        here_s = self.by_building_skill.get((building, skill), [])
+        yield "same building", here_s, len(here) - len(here_s)
+        around_s = [m for m in self.by_grid_skill.get((grid, skill), []) if m.building != building] if grid else []
+        yield "same grid", around_s, (len(around) - len(here) - len(around_s)) if grid else 0
+        # the far ring is built only when nobody nearer could take it
+        rest_s = [m for m in self.by_skill.get(skill, [])
+                  if m.building != building and (grid is None or self.grid_of.get(m.building) != grid)]
+        yield "elsewhere", rest_s, len(self.members) - len(around) - len(rest_s)
 
     def __getitem__(self, responder_id: str) -> Responder:
         return self.responders[responder_id]

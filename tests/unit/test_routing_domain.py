@@ -372,7 +372,11 @@ def test_the_exclude_set_skips_members_already_on_the_whistle_or_who_returned_it
 
 
 def test_exclusion_is_checked_before_anything_else():
+    # members without the skill are only counted; among those with it, exclusion comes first
     reg = registry(member("a", skills=("painting",), availability=(Window.parse("sat 09:00-10:00"),)))
+    choice = pick(reg, book_with({"a": 9}), exclude={"a"})
+    assert choice.skipped == {"lacks skill repairs": 1} and not choice.candidates
+    reg = registry(member("a", skills=("repairs",), availability=(Window.parse("sat 09:00-10:00"),)))
     assert pick(reg, book_with({"a": 9}), exclude={"a"}).candidates[0].reason.endswith(
         "already on this whistle or returned it")
 
