@@ -109,3 +109,19 @@ class VerifyWhistle(BaseModel):
     whistle_id: str = Field(min_length=1, max_length=64)
     note: str | None = Field(default=None, max_length=1000)
     photo_url: str | None = Field(default=None, max_length=500)
+
+
+class ResponderIn(BaseModel):
+    """A responder as a supervisor writes it (`PUT /v1/responders/{id}`)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    kind: Literal["member", "section", "department"]
+    name_en: str = Field(min_length=1, max_length=200)
+    name_zh: str = Field(min_length=1, max_length=200)
+    superior_id: str | None = Field(default=None, max_length=64)
+    branch: str | None = Field(default=None, max_length=16)
+    building: str | None = Field(default=None, max_length=16)
+    skills: list[str] = Field(default_factory=list, max_length=20)
+    availability: list[str] = Field(default_factory=list, max_length=14, description="e.g. 'mon-fri 18:00-21:00'")
+    max_concurrent: int = Field(default=3, ge=1, le=1000)
+    active: bool = True

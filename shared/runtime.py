@@ -283,7 +283,7 @@ class ServiceRuntime:
         while not self._stopping:
             try:
                 msgs = await psub.fetch(batch=self.settings.batch_size, timeout=1.0)
-            except NatsTimeoutError:
+            except (NatsTimeoutError, TimeoutError):  # nothing came within the wait: ask again at once
                 continue
             except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
                 if self._stopping:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from services.gateway.bus import Bus
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects, telemetry
-from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, SummonsAction
+from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
 from shared.contracts import Actor, Reply, ReturnReason
 from shared.validation import refusal_from
 
@@ -235,6 +235,33 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> JSONResponse:
         payload = {"whistle_id": whistle_id, **body.model_dump()}
         return answer(await bus.ask(subjects.CMD_RESPONSE_FOLLOW_UP, actor_of(request), payload))
+
+    @app.get("/v1/responders", tags=["routing"], summary="The responder registry / 响应单位名册")
+    async def list_responders(
+        request: Request,
+        kind: Annotated[Literal["member", "section", "department"] | None, Query()] = None,
+        branch: Annotated[str | None, Query(max_length=16)] = None,
+        building: Annotated[str | None, Query(max_length=16)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> JSONResponse:
+        payload = {"kind": kind, "branch": branch, "building": building, "limit": limit, "offset": offset}
+        return answer(await bus.ask(subjects.QRY_ROUTING_RESPONDERS, actor_of(request), payload))
+
+    @app.get("/v1/responders/{responder_id}", tags=["routing"], summary="One responder")
+    async def get_responder(request: Request, responder_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_ROUTING_RESPONDER_ONE, actor_of(request), {"id": responder_id}))
+
+    @app.put("/v1/responders/{responder_id}", tags=["routing"],
+             summary="Create or replace a responder (supervisors); a new one gets its bearer token")
+    async def put_responder(
+        request: Request, responder_id: Annotated[str, Path(max_length=64)], body: ResponderIn,
+    ) -> JSONResponse:
+        reply = await bus.ask(subjects.CMD_ROUTING_RESPONDER_PUT, actor_of(request),
+                              {"id": responder_id, **body.model_dump()})
+        if reply.ok and reply.data.get("created"):
+            reply.data["token"] = auth.mint(secret, "responder", responder_id)
+        return answer(reply, 201 if reply.ok and reply.data.get("created") else 200)
 
     @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
     async def policies(request: Request) -> JSONResponse:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from shared.commands import RaiseWhistle
 from shared.contracts import Refusal, Tier, WhistleBlown
+from shared.community import BUILDINGS
 from shared.ids import uuid7
 
 DEFAULT_CATALOGUE = Path(__file__).with_name("catalogue.json")
-BUILDINGS = frozenset(str(n) for n in range(1, 23))  # the seed community's 22 buildings
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,10 @@ from pathlib import Path
 from services.routing.domain import load_rules
 from services.routing.handlers import RoutingHandlers
 from services.routing.registry import load_registry
+from services.routing.responders import RegistryHandlers, read_registry, seed_registry
 from services.routing.settings import RoutingSettings
 from shared import subjects
+from shared.community import BUILDINGS
 from shared.contracts import (
     SummonsIssued,
     SummonsResolved,
@@ -27,9 +29,19 @@ from shared.runtime import ServiceRuntime
 def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     settings = settings or RoutingSettings()
     runtime = ServiceRuntime("routing", settings, Path(__file__).with_name("migrations"))
-    registry = load_registry(settings.registry_file)
+    registry = load_registry(settings.registry_file)  # checked at start; Postgres holds the live one
     handlers = RoutingHandlers(registry, load_rules(registry, settings.rules_file), settings.rules_file)
-    runtime.on_startup(handlers.load)
+    editing = RegistryHandlers(handlers, BUILDINGS)
+
+    async def start(rt: ServiceRuntime) -> None:
+        await seed_registry(rt.pool, settings.registry_file)
+        handlers.registry = await read_registry(rt.pool)
+        await handlers.load(rt)
+
+    runtime.on_startup(start)
+    runtime.on_request(subjects.QRY_ROUTING_RESPONDERS, editing.list, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_RESPONDER_ONE, editing.get, query=True)
+    runtime.on_request(subjects.CMD_ROUTING_RESPONDER_PUT, editing.put)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistle_blown)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
     runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)

@@ -1,0 +1,445 @@
+"""End-to-end pipeline benchmark: N whistles through the running system, and raw JetStream for scale.
+
+    python bench/pipeline.py [-n 20000] [--concurrency 64] [--raw-messages 50000] [--timeout 120]
+
+Runs from the repo root against the system `whistle up` started. It finds it through
+`$WHISTLE_HOME/credentials.json` (default `.whistle/`): the base URL (`WHISTLE_BASE` overrides it)
+and the dispatcher token; NATS at 127.0.0.1:$WHISTLE_NATS_PORT (default 4250; `NATS_URL` or
+`--nats-url` override it); the embedded Postgres through its Unix socket under `$WHISTLE_HOME/pg`
+(`DATABASE_URL` or `--database-url` override it).
+
+What it measures, per whistle: from just before its `POST /v1/whistles` to the moment the schedule
+of its summons' report clock reaches NATS (`clock.timer.<clock_id>`, seen by a core subscription
+opened before the first POST). Clock ids are mapped to summons with `escalation.clocks`, summons to
+whistles with the `summons.issued` events, also seen live. A whistle with several summons counts
+when the last of their report clocks is armed. All times are `time.perf_counter()` in this process.
+
+Then, on the same NATS server, the raw JetStream rate: M messages (~300 bytes) published with
+pipelined `publish_async` into a throwaway file stream, then pulled (batches of 512) and acked.
+
+Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+# httpcore's async locks ask `import sniffio` each time one is made; without sniffio installed that
+# failed import walks sys.path every time (measured: most of this client's CPU). A None entry makes
+# the import fail at once, and httpcore then assumes asyncio, which is what runs here.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import nats  # noqa: E402
+from nats.errors import TimeoutError as NatsTimeoutError  # noqa: E402
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig  # noqa: E402
+from nats.js.errors import NotFoundError  # noqa: E402
+
+EVENTS_STREAM = "EVENTS"
+CLOCKS_STREAM = "CLOCKS"
+RAW_STREAM = "BENCHRAW"
+RAW_SUBJECT = "benchraw"
+BODY = {"category": "roof_leak", "description": "bench", "location": {"building": "7"},
+        "tier": "routine", "source": "online"}
+
+
+class NotUp(RuntimeError):
+    """The system this benchmark needs is not reachable."""
+
+
+def say(*parts: object) -> None:
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+def quantile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank quantile of an already sorted list."""
+    if not sorted_values:
+        return None
+    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 2)
+
+
+# --- finding the system ---------------------------------------------------------------------
+
+
+def locate(args: argparse.Namespace) -> dict:
+    """Base URL, dispatcher token, NATS URL and Postgres DSN of the running system."""
+    home = Path(os.environ.get("WHISTLE_HOME", ".whistle")).resolve()
+    creds_path = home / "credentials.json"
+    creds: dict = {}
+    if creds_path.exists():
+        creds = json.loads(creds_path.read_text())
+    base = os.environ.get("WHISTLE_BASE") or creds.get("base_url")
+    token = os.environ.get("WHISTLE_TOKEN") or (creds.get("dispatcher") or {}).get("token")
+    if not base or not token:
+        raise NotUp(f"no {creds_path}: start the system first (`whistle up`), or set WHISTLE_HOME / WHISTLE_BASE")
+    nats_url = args.nats_url or os.environ.get("NATS_URL") or \
+        f"nats://127.0.0.1:{os.environ.get('WHISTLE_NATS_PORT', '4250')}"
+    dsn = args.database_url or os.environ.get("DATABASE_URL") or embedded_dsn(home / "pg")
+    return {"home": home, "base": base.rstrip("/"), "token": token, "nats_url": nats_url, "dsn": dsn}
+
+
+def embedded_dsn(pgdata: Path) -> str:
+    """The embedded Postgres' Unix socket, read from its postmaster.pid (port and socket folder)."""
+    socket_dir, port = pgdata, "5432"
+    pid_file = pgdata / "postmaster.pid"
+    if pid_file.exists():
+        lines = pid_file.read_text().splitlines()
+        if len(lines) >= 5:
+            port = lines[3].strip() or port
+            socket_dir = Path(lines[4].strip() or socket_dir)
+    return f"postgresql://postgres:@/postgres?host={quote(str(socket_dir))}&port={port}"
+
+
+async def _quiet(_exc: Exception) -> None:
+    """nats-py's default error callback prints a traceback per failed attempt; NotUp says it once."""
+
+
+def http_client(where: dict, connections: int) -> httpx.AsyncClient:
+    """HTTP/1.1 with keep-alive; the dispatcher's bearer token on every request."""
+    return httpx.AsyncClient(
+        base_url=where["base"], headers={"Authorization": f"Bearer {where['token']}"},
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        timeout=httpx.Timeout(60.0, connect=10.0),
+    )
+
+
+async def connect_all(where: dict) -> tuple[nats.NATS, asyncpg.Connection]:
+    """Check the gateway answers, then connect to NATS and Postgres; NotUp if any is missing."""
+    async with http_client(where, 1) as client:
+        try:
+            r = await client.get("/healthz", timeout=5.0)
+        except httpx.HTTPError as exc:
+            raise NotUp(f"gateway {where['base']} unreachable ({exc!r}): is `whistle up` running?") from None
+        if r.status_code != 200:
+            raise NotUp(f"{where['base']}/healthz answered {r.status_code}: {r.text[:300]}")
+    try:
+        nc = await asyncio.wait_for(nats.connect(
+            where["nats_url"], connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
+            name="bench-pipeline", error_cb=_quiet,
+        ), timeout=10)
+    except Exception as exc:
+        raise NotUp(f"NATS {where['nats_url']} unreachable ({exc!r}); set WHISTLE_NATS_PORT or NATS_URL") from None
+    try:
+        db = await asyncpg.connect(where["dsn"], timeout=5)
+    except Exception as exc:
+        await nc.close()
+        raise NotUp(f"Postgres {where['dsn']} unreachable ({exc!r}); set WHISTLE_HOME or DATABASE_URL") from None
+    return nc, db
+
+
+# --- the pipeline run -------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Drives the whistles and records, in this process's perf_counter, what happens to them."""
+
+    def __init__(self, where: dict, nc: nats.NATS, db: asyncpg.Connection, n: int, concurrency: int):
+        self.where, self.nc, self.db = where, nc, db
+        self.n, self.concurrency = n, concurrency
+        self.next_index = 0
+        self.post_start: dict[str, float] = {}  # whistle id → just before its POST
+        self.accept_s: list[float] = []  # POST round trips (201 only)
+        self.errors = 0
+        self.error_samples: list[str] = []
+        self.issued_at: dict[str, float] = {}  # summons id → first summons.issued seen
+        self.summons_of: dict[str, list[str]] = {}  # whistle id → its summons ids
+        self.whistle_of: dict[str, str] = {}  # summons id → whistle id
+        self.timer_at: dict[str, float] = {}  # clock id → first clock.timer seen
+        self.report_clock: dict[str, str] = {}  # summons id → report clock id
+        self.first_post: float | None = None
+        self.last_accept: float = 0.0
+
+    # live observations (core NATS subscriptions; callbacks run on this loop)
+
+    async def on_timer(self, msg) -> None:
+        t = time.perf_counter()
+        try:
+            clock_id = json.loads(msg.data)["clock_id"]
+        except (ValueError, KeyError, TypeError):
+            clock_id = msg.subject.rsplit(".", 1)[-1]
+        self.timer_at.setdefault(clock_id, t)
+
+    async def on_issued(self, msg) -> None:
+        t = time.perf_counter()
+        try:
+            body = json.loads(msg.data)
+            summons_id, whistle_id = str(body["summons_id"]), str(body["whistle_id"])
+        except (ValueError, KeyError, TypeError):
+            return
+        if summons_id not in self.issued_at:
+            self.issued_at[summons_id] = t
+            self.whistle_of[summons_id] = whistle_id
+            self.summons_of.setdefault(whistle_id, []).append(summons_id)
+
+    # driving
+
+    async def worker(self) -> None:
+        """One keep-alive connection per worker: `concurrency` of them in all. (One shared httpx pool
+        of that size costs the client a scan of every connection, with syscalls, per request.)"""
+        async with http_client(self.where, 1) as client:
+            await self._drive(client)
+
+    async def _drive(self, client: httpx.AsyncClient) -> None:
+        while self.next_index < self.n:
+            i = self.next_index
+            self.next_index += 1
+            body = dict(BODY, description=f"bench whistle {i}")
+            t0 = time.perf_counter()
+            if self.first_post is None:
+                self.first_post = t0
+            try:
+                r = await client.post("/v1/whistles", json=body)
+            except httpx.HTTPError as exc:
+                self._error(f"{type(exc).__name__}: {exc}")
+                continue
+            t1 = time.perf_counter()
+            if r.status_code != 201:
+                self._error(f"HTTP {r.status_code}: {r.text[:200]}")
+                continue
+            self.post_start[str(r.json()["id"])] = t0
+            self.accept_s.append(t1 - t0)
+            self.last_accept = max(self.last_accept, t1)
+
+    def _error(self, what: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(what)
+
+    async def progress(self) -> None:
+        started = time.perf_counter()
+        while True:
+            await asyncio.sleep(2.0)
+            say(f"t={time.perf_counter() - started:6.1f}s posted={self.next_index} accepted={len(self.post_start)} "
+                f"errors={self.errors} summons={len(self.issued_at)} timers={len(self.timer_at)}")
+
+    # completion
+
+    async def map_clocks(self) -> None:
+        """Report clock of every seen summons not yet mapped (one query; rows commit before their timer)."""
+        todo = [s for s in self.issued_at if s not in self.report_clock]
+        if not todo:
+            return
+        rows = await self.db.fetch(
+            "SELECT c.id::text AS id, c.summons_id::text AS summons_id FROM escalation.clocks c "
+            "JOIN unnest($1::text[]) AS s(id) ON c.summons_id = s.id::uuid WHERE c.kind = 'report'",
+            todo,
+        )
+        for row in rows:
+            self.report_clock[row["summons_id"]] = row["id"]
+
+    def armed_at(self, whistle_id: str) -> float | None:
+        """When the last report clock of the whistle's summons was armed; None while any is not."""
+        summons = self.summons_of.get(whistle_id)
+        if not summons:
+            return None
+        latest = 0.0
+        for s in summons:
+            clock = self.report_clock.get(s)
+            t = self.timer_at.get(clock) if clock else None
+            if t is None:
+                return None
+            latest = max(latest, t)
+        return latest
+
+    async def wait_all_armed(self, timeout: float) -> dict[str, float]:
+        deadline = time.perf_counter() + timeout
+        armed: dict[str, float] = {}
+        while True:
+            await self.map_clocks()
+            for w in self.post_start:
+                if w not in armed and (t := self.armed_at(w)) is not None:
+                    armed[w] = t
+            if len(armed) == len(self.post_start) or time.perf_counter() > deadline:
+                return armed
+            await asyncio.sleep(0.25)
+
+    async def run(self, timeout: float) -> dict:
+        subs = [await self.nc.subscribe("clock.timer.>", cb=self.on_timer, pending_msgs_limit=-1, pending_bytes_limit=-1),
+                await self.nc.subscribe("summons.issued", cb=self.on_issued, pending_msgs_limit=-1, pending_bytes_limit=-1)]
+        await self.nc.flush()
+        ticker = asyncio.create_task(self.progress())
+        try:
+            await asyncio.gather(*(self.worker() for _ in range(self.concurrency)))
+            say(f"all {self.n} posted ({len(self.post_start)} accepted, {self.errors} errors); waiting for clocks")
+            armed = await self.wait_all_armed(timeout)
+        finally:
+            ticker.cancel()
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        return armed
+
+    def results(self, armed: dict[str, float]) -> dict:
+        latencies = sorted(armed[w] - self.post_start[w] for w in armed)
+        to_summons = sorted(
+            min(self.issued_at[s] for s in self.summons_of[w]) - self.post_start[w]
+            for w in self.post_start if self.summons_of.get(w)
+        )
+        accept = sorted(self.accept_s)
+        first = self.first_post or 0.0
+        last = max(armed.values()) if armed else None
+        duration = (last - first) if last is not None else None
+        accept_duration = self.last_accept - first if self.accept_s else None
+        return {
+            "whistles_per_s": round(len(armed) / duration, 1) if duration else None,
+            "p50_ms": ms(quantile(latencies, 0.50)),
+            "p90_ms": ms(quantile(latencies, 0.90)),
+            "p99_ms": ms(quantile(latencies, 0.99)),
+            "max_ms": ms(latencies[-1] if latencies else None),
+            "duration_s": round(duration, 3) if duration else None,
+            "completed": len(armed),
+            "missing": len(self.post_start) - len(armed),
+            "errors": self.errors,
+            "accepted_per_s": round(len(self.accept_s) / accept_duration, 1) if accept_duration else None,
+            "accept_p50_ms": ms(quantile(accept, 0.50)),
+            "accept_p99_ms": ms(quantile(accept, 0.99)),
+            "summons_p50_ms": ms(quantile(to_summons, 0.50)),
+            "summons_p99_ms": ms(quantile(to_summons, 0.99)),
+        }
+
+
+async def last_seq(js, stream: str) -> int | None:
+    try:
+        return (await js.stream_info(stream)).state.last_seq
+    except NotFoundError:
+        return None
+
+
+async def settled_seq(js, stream: str, quiet: float = 1.0, limit: float = 15.0) -> int | None:
+    """The stream's last sequence once it has stopped moving for `quiet` seconds (at most `limit`)."""
+    deadline = time.perf_counter() + limit
+    seq = await last_seq(js, stream)
+    while time.perf_counter() < deadline:
+        await asyncio.sleep(quiet)
+        now = await last_seq(js, stream)
+        if now == seq:
+            break
+        seq = now
+    return seq
+
+
+# --- raw JetStream ------------------------------------------------------------------------------
+
+
+async def raw_jetstream(nc: nats.NATS, messages: int) -> dict:
+    """Publish `messages` (~300 B) pipelined into a throwaway file stream, then pull + ack them all."""
+    js = nc.jetstream(publish_async_max_pending=8_000)
+    with contextlib.suppress(NotFoundError):
+        await js.delete_stream(RAW_STREAM)
+    await js.add_stream(StreamConfig(name=RAW_STREAM, subjects=[f"{RAW_SUBJECT}.>"], storage=StorageType.FILE))
+    payload = (b"0123456789abcdef" * 19)[:300]
+    subject = f"{RAW_SUBJECT}.msg"
+    chunk = 2_000
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, messages, chunk):
+            futures = [await js.publish_async(subject, payload) for _ in range(min(chunk, messages - start))]
+            await asyncio.gather(*futures)
+        publish_s = time.perf_counter() - t0
+
+        psub = await js.pull_subscribe(
+            subject, durable="benchraw", stream=RAW_STREAM,
+            config=ConsumerConfig(durable_name="benchraw", ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1),
+        )
+        got = 0
+        t1 = time.perf_counter()
+        while got < messages:
+            try:
+                batch = await psub.fetch(batch=512, timeout=5.0)
+            except NatsTimeoutError:
+                raise RuntimeError(f"raw consume stalled at {got}/{messages}") from None
+            for m in batch:
+                await m.ack()
+            got += len(batch)
+        await nc.flush()
+        consume_s = time.perf_counter() - t1
+        await psub.unsubscribe()
+    finally:
+        with contextlib.suppress(Exception):
+            await js.delete_stream(RAW_STREAM)
+    return {
+        "raw_js_msgs_per_s": round(messages / (publish_s + consume_s), 1),
+        "raw_js_publish_per_s": round(messages / publish_s, 1),
+        "raw_js_consume_per_s": round(messages / consume_s, 1),
+        "raw_js_messages": messages,
+    }
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> dict:
+    where = locate(args)
+    nc, db = await connect_all(where)
+    say(f"system at {where['base']}, NATS {where['nats_url']}; {args.whistles} whistles, concurrency {args.concurrency}")
+    try:
+        js = nc.jetstream()
+        events_before = await last_seq(js, EVENTS_STREAM)
+        clocks_before = await last_seq(js, CLOCKS_STREAM)
+        if events_before is None:
+            raise NotUp(f"no {EVENTS_STREAM} stream on {where['nats_url']}: is that the system's NATS?")
+        pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
+        armed = await pipeline.run(args.timeout)
+        out = {"n": args.whistles, "concurrency": args.concurrency}
+        out.update(pipeline.results(armed))
+        say(f"{out['completed']} whistles armed in {out['duration_s']} s; settling the streams")
+        events_after = await settled_seq(js, EVENTS_STREAM)
+        clocks_after = await last_seq(js, CLOCKS_STREAM)
+        accepted = max(1, len(pipeline.post_start))
+        out["events_per_whistle"] = round((events_after - events_before) / accepted, 2)
+        if clocks_before is not None and clocks_after is not None:
+            out["clock_msgs_per_whistle"] = round((clocks_after - clocks_before) / accepted, 2)
+        if pipeline.error_samples:
+            out["error_samples"] = pipeline.error_samples
+        if args.raw_messages > 0:
+            say(f"raw JetStream: {args.raw_messages} messages into {RAW_STREAM}")
+            out.update(await raw_jetstream(nc, args.raw_messages))
+        return out
+    finally:
+        await db.close()
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-n", "--whistles", type=int, default=20_000, help="whistles to drive (default 20000)")
+    p.add_argument("--concurrency", type=int, default=64, help="POSTs in flight, one keep-alive connection each (64)")
+    p.add_argument("--raw-messages", type=int, default=50_000, help="raw JetStream messages (default 50000; 0 skips)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds after the last POST to wait for report clocks (default 120)")
+    p.add_argument("--nats-url", default=None, help="NATS URL (default NATS_URL or nats://127.0.0.1:$WHISTLE_NATS_PORT)")
+    p.add_argument("--database-url", default=None, help="Postgres DSN (default DATABASE_URL or the embedded one)")
+    args = p.parse_args(argv)
+    if args.whistles < 1 or args.concurrency < 1:
+        p.error("--whistles and --concurrency must be positive")
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    try:
+        result = asyncio.run(main(arguments))
+    except NotUp as exc:
+        print(f"bench/pipeline.py: the system is not up: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print(json.dumps(result), flush=True)
+    sys.exit(0 if result.get("completed") else 1)
