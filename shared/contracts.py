@@ -395,7 +395,7 @@ class Reply(BaseModel):
 class Actor(BaseModel):
     """The authenticated caller, as the gateway forwards it."""
 
-    role: Literal["dispatcher", "supervisor", "responder", "system"]
+    role: Literal["dispatcher", "supervisor", "responder", "resident", "system"]
     id: str
 
     def __str__(self) -> str:

@@ -262,10 +262,19 @@ class ServiceRuntime:
             if query:
                 return await handle(self.pool, command)
             now = utcnow()
-            async with self.pool.acquire() as conn, conn.transaction():
-                reply, effects = await handle(conn, command, now)
-                if reply.ok:
-                    await self._emit(conn, effects)
+            async with self.pool.acquire() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                try:
+                    reply, effects = await handle(conn, command, now)
+                    if reply.ok:
+                        await self._emit(conn, effects)
+                        await transaction.commit()
+                    else:
+                        await transaction.rollback()  # a refused request changes nothing
+                except BaseException:
+                    await transaction.rollback()
+                    raise
             if effects and reply.ok:
                 self.relay.wake()
             return reply

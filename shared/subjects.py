@@ -20,6 +20,7 @@ QRY_INTAKE_CATEGORIES = "qry.intake.categories"
 CMD_RESPONSE_ACT = "cmd.response.act"  # report / arrive / resolve
 CMD_RESPONSE_VERIFY = "cmd.response.verify"
 CMD_RESPONSE_FOLLOW_UP = "cmd.response.follow_up"
+QRY_RESPONSE_FOLLOW_UP_LINK = "qry.response.follow_up_link"
 CMD_ROUTING_ARBITRATE = "cmd.routing.arbitrate"
 QRY_ROUTING_RESPONDER = "qry.routing.responder"
 QRY_ROUTING_RESPONDERS = "qry.routing.responders"

@@ -48,6 +48,9 @@ def answer(reply: Reply, status: int = 200) -> JSONResponse:
     return error(r.status, r.code, r.reason, r.field)
 
 
+RESIDENT = Actor(role="resident", id="follow-up-link")  # the link itself is the credential
+
+
 def actor_of(request: Request) -> Actor:
     return request.state.actor
 
@@ -262,6 +265,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         if reply.ok and reply.data.get("created"):
             reply.data["token"] = auth.mint(secret, "responder", responder_id)
         return answer(reply, 201 if reply.ok and reply.data.get("created") else 200)
+
+    @app.get("/r/{token}", tags=["residents"], summary="A resident's one-time follow-up link / 回访链接")
+    async def resident_link(token: Annotated[str, Path(min_length=8, max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, {"token": token}))
+
+    @app.post("/r/{token}", tags=["residents"], summary="The resident answers the follow-up, once / 居民回访")
+    async def resident_answer(token: Annotated[str, Path(min_length=8, max_length=64)], body: FollowUp) -> JSONResponse:
+        payload = {"token": token, **body.model_dump()}
+        return answer(await bus.ask(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, payload))
 
     @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
     async def policies(request: Request) -> JSONResponse:

@@ -36,6 +36,7 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
     runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, handlers.follow_up)
+    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, handlers.follow_up_link, query=True)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
     runtime.every(15.0, handlers.count_summons)
     runtime.documents(

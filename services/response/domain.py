@@ -216,8 +216,11 @@ def follow_up(
     whistle_id: UUID, closed: bool, lead_responder_id: str | None, solved: bool, satisfaction: str,
     actor: Actor, now: datetime, note: str | None = None,
 ) -> list[Event] | Refusal:
-    """回访: the resident's answer; not solved or dissatisfied reopens the whistle (重办) to the same lead."""
-    if actor.role != "dispatcher":
+    """回访: the resident's answer; not solved or dissatisfied reopens the whistle (重办) to the same lead.
+
+    A dispatcher records it from a phone call, or the resident answers through a one-time link.
+    """
+    if actor.role not in ("dispatcher", "resident"):
         return Refusal(status=403, code="dispatcher_only", reason="only dispatchers record follow-ups / 只有调度员可以回访")
     if not closed:
         return Refusal(status=409, code="not_closed", reason="follow up after the whistle is verified and closed / 核验销号后再回访")

@@ -122,7 +122,9 @@ async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):
     if isinstance(outcome, Refusal):
         return _refused(outcome)
     await store.close_whistle(conn, whistle_id, now)
-    return Reply.success({"id": str(whistle_id), "status": "closed"}), outcome
+    token = await store.new_follow_up_link(conn, whistle_id, now)
+    # the dispatcher texts this link to the resident; it answers the follow-up once
+    return Reply.success({"id": str(whistle_id), "status": "closed", "follow_up_link": f"/r/{token}"}), outcome
 
 
 async def count_summons(runtime) -> None:
@@ -134,9 +136,17 @@ async def count_summons(runtime) -> None:
 async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
     """回访: record the resident's answer; not solved or dissatisfied reopens the whistle (重办)."""
     try:
-        body = FollowUp.model_validate({k: v for k, v in cmd.payload.items() if k != "whistle_id"})
+        body = FollowUp.model_validate({k: v for k, v in cmd.payload.items() if k not in ("whistle_id", "token")})
     except ValidationError as exc:
         return _refused(refusal_from(exc))
+    if cmd.actor.role == "resident":  # through a one-time link: the link names the whistle
+        link = await store.lock_follow_up_link(conn, str(cmd.payload.get("token")))
+        if link is None:
+            return _refused(Refusal(status=404, code="no_such_link", reason="this link is not valid / 链接无效"))
+        if link["used_at"] is not None:
+            return _refused(Refusal(status=409, code="already_answered", reason="this link was already used / 已回访"))
+        await store.use_follow_up_link(conn, str(cmd.payload.get("token")), now)
+        cmd = cmd.model_copy(update={"payload": {**cmd.payload, "whistle_id": str(link["whistle_id"])}})
     whistle_id = _uuid(str(cmd.payload.get("whistle_id")))
     found = await store.lock_whistle(conn, whistle_id) if whistle_id else None
     if found is None:
@@ -150,6 +160,18 @@ async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
     if reopened:
         await store.reopen_whistle(conn, whistle_id)
     return Reply.success({"id": str(whistle_id), "status": "reopened" if reopened else "closed"}), outcome
+
+
+async def follow_up_link(pool: asyncpg.Pool, cmd: Command) -> Reply:
+    """What a resident's link is about, and whether it can still be answered."""
+    link = await store.follow_up_link(pool, str(cmd.payload.get("token")))
+    if link is None:
+        return Reply(ok=False, refusal=Refusal(status=404, code="no_such_link", reason="this link is not valid / 链接无效"))
+    return Reply.success({
+        "whistle_id": str(link["whistle_id"]), "answered": link["used_at"] is not None,
+        "question": "Was your problem solved, and how satisfied are you? / 您反映的问题解决了吗？您是否满意？",
+        "satisfaction": ["satisfied", "basically_satisfied", "dissatisfied"],
+    })
 
 
 async def list_summons(pool: asyncpg.Pool, cmd: Command) -> Reply:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import datetime
 from uuid import UUID
 
@@ -102,3 +104,34 @@ async def timing(conn: asyncpg.Connection, summons_id: UUID) -> asyncpg.Record:
 async def count_by_state(pool: asyncpg.Pool) -> dict[str, int]:
     rows = await pool.fetch("SELECT state, count(*) AS n FROM summons GROUP BY state")
     return {r["state"]: r["n"] for r in rows}
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def new_follow_up_link(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> str:
+    """A one-time token for the resident's follow-up; only its hash is stored."""
+    token = secrets.token_urlsafe(18)
+    await conn.execute(
+        "INSERT INTO follow_up_links (token_hash, whistle_id, created_at) VALUES ($1, $2, $3)", _hash(token), whistle_id, at
+    )
+    return token
+
+
+async def lock_follow_up_link(conn: asyncpg.Connection, token: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT whistle_id, used_at FROM follow_up_links WHERE token_hash = $1 FOR UPDATE", _hash(token)
+    )
+
+
+async def use_follow_up_link(conn: asyncpg.Connection, token: str, at: datetime) -> None:
+    await conn.execute("UPDATE follow_up_links SET used_at = $2 WHERE token_hash = $1", _hash(token), at)
+
+
+async def follow_up_link(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
+    return await pool.fetchrow(
+        "SELECT l.whistle_id, l.used_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
+        " WHERE l.token_hash = $1",
+        _hash(token),
+    )

@@ -183,3 +183,25 @@ def test_200_concurrent_whistles_never_overload_a_member_or_issue_a_summons_twic
     assert open_per_member, "members were summoned"
     over = {m: n for m, n in open_per_member.items() if n > max_of[m]}
     assert not over, over
+
+
+def test_the_resident_answers_once_through_a_one_time_link(system: System) -> None:
+    whistle_id = system.blow(category="roof_leak", location={"building": "14"})
+    summons = _wait_holder(system, whistle_id, "d-housing")
+    _answer(system, summons)
+    wait_for(lambda: system.whistle(whistle_id)["status"] == "resolved", what="resolved")
+    with system.client("dispatcher") as d:
+        link = d.post(f"/v1/whistles/{whistle_id}/verify").json()["follow_up_link"]
+    with httpx.Client(base_url=system.base_url) as resident:  # no token: the link is the credential
+        about = resident.get(link).json()
+        assert about["whistle_id"] == whistle_id and about["answered"] is False and "满意" in about["question"]
+        r = resident.post(link, json={"solved": True, "satisfaction": "maybe"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "satisfaction"
+        r = resident.post(link, json={"solved": True, "satisfaction": "satisfied", "note": "谢谢 / thanks"})
+        assert r.status_code == 200 and r.json()["status"] == "closed"
+        r = resident.post(link, json={"solved": False, "satisfaction": "dissatisfied"})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "already_answered"
+        assert resident.get(link).json()["answered"] is True
+        assert resident.get("/r/not-a-real-link-at-all").status_code == 404
+    followed = wait_for(lambda: [t for t in _timeline(system, whistle_id) if t["type"] == "whistle.followed_up"])
+    assert followed[0]["actor"] == "resident:follow-up-link" and followed[0]["data"]["satisfaction"] == "satisfied"
