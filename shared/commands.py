@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -10,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from shared.contracts import Location, ReturnReason, Source, Tier
 
 MAX_DESCRIPTION = 2000
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]{0,490}$")
 
 
 class RaiseWhistle(BaseModel):
@@ -21,6 +23,8 @@ class RaiseWhistle(BaseModel):
     location: Location
     tier: Tier | None = Field(default=None, description="Handling tier; the category's default when omitted")
     source: Source = Source.community
+    reporter: ReporterIn | None = None
+    attachments: list[str] = Field(default_factory=list, max_length=5, description="Up to 5 http(s) URLs")
 
     @field_validator("description")
     @classmethod
@@ -28,6 +32,34 @@ class RaiseWhistle(BaseModel):
         if not v.strip():
             raise ValueError("description must not be blank")
         return v
+
+    @field_validator("attachments")
+    @classmethod
+    def _urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not _URL.match(url):
+                raise ValueError(f"{url[:80]!r} is not an http(s) URL")
+        return v
+
+
+class ReporterIn(BaseModel):
+    """The complainant as given; the phone is masked in everything but intake's own store."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(default=None, max_length=64)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$", description="Digits, spaces, dashes")
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """138****5678: enough to recognise, not enough to call."""
+    if not phone:
+        return phone
+    d = "".join(c for c in phone if c.isdigit())
+    if len(d) >= 11:  # mobile or with area code: prefix and last four
+        return d[:3] + "*" * (len(d) - 7) + d[-4:]
+    if len(d) >= 8:
+        return "*" * (len(d) - 4) + d[-4:]
+    return "*" * max(len(d) - 2, 1) + d[-2:]
 
 
 class SummonsAction(BaseModel):

@@ -50,8 +50,17 @@ class Location(BaseModel):
     model_config = ConfigDict(extra="forbid")
     building: str = Field(min_length=1, max_length=16, description="Building number, e.g. '7'")
     grid: str | None = Field(default=None, max_length=32, description="Grid id")
+    unit: str | None = Field(default=None, max_length=16, description="Entrance / unit of the building (单元)")
     address: str | None = Field(default=None, max_length=200, description="Free-text address")
     service_point: str | None = Field(default=None, max_length=64, description="Named service point")
+
+
+class Reporter(BaseModel):
+    """Who complained. Events and every read carry the phone masked (138****5678); intake keeps it whole."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=64)
+    phone: str | None = Field(default=None, max_length=32, description="Masked except in intake's own store")
 
 
 class Event(BaseModel):
@@ -93,6 +102,8 @@ class WhistleBlown(Event):
     location: Location
     tier: Tier
     source: Source
+    reporter: Reporter | None = None
+    attachments: list[str] = Field(default_factory=list, description="Photo or document URLs")
 
 
 # --- routing ------------------------------------------------------------------

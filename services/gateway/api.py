@@ -6,13 +6,14 @@ import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
-from fastapi import Body, FastAPI, Path, Query, Request
+from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.bus import Bus
+from services.gateway.limits import TokenBuckets, retry_after
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects, telemetry
 from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
@@ -73,23 +74,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
+    limiter = TokenBuckets(settings.rate_per_s, settings.rate_burst, overrides=settings.rate_overrides)
+
+    def _bearer(request: Request) -> Actor | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return auth.verify(secret, token.strip()) if scheme.lower() == "bearer" else None
+
     @app.middleware("http")
     async def edge(request: Request, call_next):
         started = time.perf_counter()
         length = request.headers.get("content-length")
+        path = request.url.path
+        has_body = request.method in ("POST", "PUT", "PATCH") and (length not in (None, "0")
+                                                                   or "transfer-encoding" in request.headers)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        actor = None
         if length and length.isdigit() and int(length) > settings.max_body_bytes:
             response = error(413, "too_large", f"body over {settings.max_body_bytes} bytes / 请求体过大")
-        elif request.url.path.startswith("/v1/"):
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            actor = auth.verify(secret, token.strip()) if scheme.lower() == "bearer" else None
-            if actor is None:
-                response = error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌")
-                response.headers["WWW-Authenticate"] = "Bearer"
-            else:
-                request.state.actor = actor
-                response = await call_next(request)
+        elif path.startswith(("/v1/", "/r/")) and has_body and media != "application/json":
+            response = error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
+        elif path.startswith("/v1/") and (actor := _bearer(request)) is None:
+            response = error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌")
+            response.headers["WWW-Authenticate"] = "Bearer"
+        elif path.startswith(("/v1/", "/r/")) and (wait := limiter.take(
+                str(actor) if actor else f"addr:{request.client.host if request.client else '?'}")):
+            response = error(429, "rate_limited", "too many requests; retry later / 请求过于频繁，请稍后再试")
+            response.headers["Retry-After"] = retry_after(wait)
         else:
+            request.state.actor = actor
             response = await call_next(request)
         route = request.scope.get("route")
         label = route.path if route is not None else "unmatched"
@@ -125,9 +137,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         return answer(await bus.ask(subjects.QRY_INTAKE_CATEGORIES, actor_of(request)))
 
     @app.post("/v1/whistles", tags=["intake"], status_code=201, summary="Blow the whistle / 吹哨")
-    async def raise_whistle(request: Request, body: RaiseWhistle) -> JSONResponse:
-        reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor_of(request), body.model_dump(mode="json"))
-        return answer(reply, 201)
+    async def raise_whistle(
+        request: Request, body: RaiseWhistle,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)] = None,
+    ) -> JSONResponse:
+        payload = {**body.model_dump(mode="json"), "idempotency_key": idempotency_key}
+        reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor_of(request), payload)
+        return answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
 
     @app.get("/v1/whistles", tags=["ledger"], summary="The ledger: open whistles / 问题清单")
     async def list_whistles(

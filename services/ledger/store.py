@@ -47,11 +47,11 @@ async def project(conn: asyncpg.Connection, e: Event) -> None:
     if isinstance(e, WhistleBlown):
         await conn.execute(
             "INSERT INTO whistles (id, category, description, location, tier, source, status, raised_by, raised_at,"
-            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8)"
+            " updated_at, reporter, attachments) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8, $9, $10)"
             " ON CONFLICT (id) DO UPDATE SET category = $2, description = $3, location = $4, tier = $5, source = $6,"
-            " raised_by = $7, raised_at = $8",
+            " raised_by = $7, raised_at = $8, reporter = $9, attachments = $10",
             e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
-            e.actor, e.occurred_at,
+            e.actor, e.occurred_at, e.reporter.model_dump() if e.reporter else None, e.attachments,
         )
         return
     await conn.execute(
@@ -138,6 +138,7 @@ async def whistle(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
     return {
         "id": str(w["id"]), "status": w["status"], "category": w["category"], "description": w["description"],
         "location": w["location"], "tier": w["tier"], "source": w["source"], "raised_by": w["raised_by"],
+        "reporter": w["reporter"], "attachments": w["attachments"],
         "raised_at": _iso(w["raised_at"]), "updated_at": _iso(w["updated_at"]), "closed_at": _iso(w["closed_at"]),
         "summons": [
             {"id": str(s["id"]), "responder_id": s["responder_id"], "responder_kind": s["responder_kind"],

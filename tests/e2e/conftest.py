@@ -122,6 +122,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         WHISTLE_HOME=str(home), WHISTLE_PORT=str(port), WHISTLE_NATS_PORT=str(nats_port),
         WHISTLE_TELEMETRY_BASE_PORT=str(telemetry), ESCALATION_POLICY_FILE=str(HERE / "policies.json"),
         PYTHONUNBUFFERED="1",
+        # one caller with a small limit, to see 429s without slowing anyone else down
+        GATEWAY_RATE_OVERRIDES='{"responder:m-b03-secretary": [5, 10]}',
     )
     log = (home / "runner.log").open("wb")
     proc = subprocess.Popen(
