@@ -300,7 +300,11 @@ class ServiceRuntime:
                 self.log.warning("consumer.fetch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            await self._process_batch(msgs, consumer.handle, consumer.parse, consumer.dedup, consumer.subject)
+            try:
+                await self._process_batch(msgs, consumer.handle, consumer.parse, consumer.dedup, consumer.subject)
+            except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
+                self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
+                await asyncio.sleep(self.settings.nack_delay_s)
 
     async def _process_batch(
         self, raw: list[Msg], handle: EventHandler, parse: Callable, dedup: Callable, label: str
