@@ -17,6 +17,8 @@ MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 HEALTH = "health"  # + .<service>
 CMD_INTAKE_BLOW = "cmd.intake.blow"
 QRY_INTAKE_CATEGORIES = "qry.intake.categories"
+CMD_INTAKE_API_KEY_ISSUE = "cmd.intake.api_key_issue"
+QRY_INTAKE_API_KEY_CHECK = "qry.intake.api_key_check"
 CMD_RESPONSE_ACT = "cmd.response.act"  # report / arrive / resolve
 CMD_RESPONSE_VERIFY = "cmd.response.verify"
 CMD_RESPONSE_FOLLOW_UP = "cmd.response.follow_up"
@@ -35,6 +37,7 @@ QRY_LEDGER_WHISTLES = "qry.ledger.whistles"
 QRY_LEDGER_DEADLETTERS = "qry.ledger.deadletters"
 QRY_LEDGER_RATES = "qry.ledger.rates"
 QRY_LEDGER_RANKING = "qry.ledger.ranking"
+QRY_LEDGER_OPEN311 = "qry.ledger.open311"  # whistles by ids / categories / dates / open-closed, for Open311
 QRY_ESCALATION_POLICIES = "qry.escalation.policies"
 
 SERVICES = ("intake", "routing", "response", "escalation", "ledger")

@@ -240,6 +240,10 @@ def run(settings: RunnerSettings) -> None:
         runner.spawn_all(nats_url, database_url)
         runner.wait_healthy()
         creds = runner.credentials()
+        issued = httpx.post(f"{settings.base_url}/v1/api-keys", json={"client": "demo", "note": "whistle up"},
+                            headers={"Authorization": f"Bearer {creds['supervisor']['token']}"}, timeout=10.0)
+        issued.raise_for_status()
+        creds["open311_api_key"] = issued.json()["api_key"]  # a fresh key each start; old ones stay valid
         path = runner.home / "credentials.json"
         path.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
         path.chmod(0o600)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.bus import Bus
 from services.gateway.limits import TokenBuckets, retry_after
+from services.gateway.open311 import build_router as open311_router
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects, telemetry
 from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
@@ -32,6 +33,12 @@ class Move(Note):
     reason_code: ReturnReason | None = None
     reason: str | None = Field(default=None, max_length=1000)
     to_responder_id: str | None = Field(default=None, max_length=64)
+
+
+class ApiKeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    client: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$", description="Who gets the key")
+    note: str | None = Field(default=None, max_length=1000)
 
 
 class Verification(Note):
@@ -294,6 +301,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
     async def policies(request: Request) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_ESCALATION_POLICIES, actor_of(request)))
+
+    @app.post("/v1/api-keys", tags=["open311"], status_code=201,
+              summary="Issue an Open311 API key to a client (supervisors); shown once")
+    async def issue_api_key(request: Request, body: ApiKeyIn) -> JSONResponse:
+        return answer(await bus.ask(subjects.CMD_INTAKE_API_KEY_ISSUE, actor_of(request), body.model_dump()), 201)
+
+    app.include_router(open311_router(bus, settings))
 
     @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages (supervisors)")
     async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:

@@ -20,3 +20,4 @@ class GatewaySettings(ServiceSettings):
     rate_overrides: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description='Per caller (rate, burst), e.g. {"responder:m-b03-secretary": [5, 10]}'
     )
+    open311_jurisdiction: str = Field(default="xingcheng-7.fangshan.beijing", description="Open311 jurisdiction_id")

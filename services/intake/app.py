@@ -18,5 +18,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     handlers = IntakeHandlers(load_catalogue(settings.catalogue_file))
     runtime.on_request(subjects.CMD_INTAKE_BLOW, handlers.blow)
     runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
+    runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)
+    runtime.on_request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, query=True)
     runtime.documents(WhistleBlown)
     return runtime

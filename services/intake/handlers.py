@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 from dataclasses import asdict
 from datetime import datetime
 
@@ -24,9 +26,15 @@ class IntakeHandlers:
         """Raise a whistle (吹哨)."""
         if cmd.actor.role not in ("dispatcher", "supervisor"):
             return Reply.refuse(403, "forbidden", "only dispatchers raise whistles / 只有社区调度员可以吹哨"), []
-        body = {k: v for k, v in cmd.payload.items() if k != "idempotency_key"}
+        body = {k: v for k, v in cmd.payload.items() if k not in ("idempotency_key", "attributes")}
         try:
             raise_cmd = RaiseWhistle.model_validate(body)
+            if "attributes" in cmd.payload and raise_cmd.category in self.catalogue:
+                suffix = _attribute_suffix(self.catalogue[raise_cmd.category], cmd.payload["attributes"])
+                if isinstance(suffix, Refusal):
+                    return Reply(ok=False, refusal=suffix), []
+                if suffix:  # validated again: the suffix counts against the description's length
+                    raise_cmd = RaiseWhistle.model_validate({**body, "description": f"{raise_cmd.description} {suffix}"})
         except ValidationError as exc:
             return Reply(ok=False, refusal=refusal_from(exc)), []
         key = cmd.payload.get("idempotency_key")
@@ -48,5 +56,43 @@ class IntakeHandlers:
         return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome]
 
     async def categories(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
-        """The service catalogue."""
+        """The service catalogue, with each category's attributes, keywords and group."""
         return Reply.success([asdict(c) for c in self.catalogue.values()])
+
+    async def issue_api_key(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """Issue an API key to an Open311 client (supervisors); only its hash is kept."""
+        if cmd.actor.role != "supervisor":
+            return Reply.refuse(403, "supervisor_only", "only supervisors issue API keys / 仅限督办签发密钥"), []
+        client = str(cmd.payload.get("client") or "")
+        if not _CLIENT.match(client):
+            return Reply.refuse(422, "invalid", "client: 1–64 letters, digits, '.', '_' or '-' / 客户端名称无效",
+                                "client"), []
+        note = cmd.payload.get("note")
+        api_key = "o311_" + secrets.token_urlsafe(24)
+        await store.save_api_key(conn, key_hash(api_key), client, str(note)[:1000] if note else None,
+                                 str(cmd.actor), now)
+        return Reply.success({"api_key": api_key, "client": client}), []
+
+    async def check_api_key(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """The client an API key was issued to, or 403."""
+        api_key = cmd.payload.get("api_key")
+        client = await store.api_key_client(pool, key_hash(api_key)) if isinstance(api_key, str) and api_key else None
+        if client is None:
+            return Reply.refuse(403, "bad_api_key", "invalid api_key / API 密钥无效", "api_key")
+        return Reply.success({"client": client})
+
+
+_CLIENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def key_hash(api_key: str) -> str:
+    """Keys are random and long, so a plain SHA-256 is enough (no salt or stretching needed)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _attribute_suffix(category: domain.Category, given: object) -> Refusal | str:
+    if not isinstance(given, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in given.items()):
+        return Refusal(status=422, code="invalid", reason="attributes: {code: [values]} / 属性格式无效",
+                       field="attributes")
+    return domain.check_attributes(category, given)

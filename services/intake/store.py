@@ -35,3 +35,15 @@ async def remember_idempotency(conn: asyncpg.Connection, actor: str, key: str, b
         "INSERT INTO idempotency (actor, key, body_hash, whistle_id, created_at) VALUES ($1, $2, $3, $4, $5)",
         actor, key, body_hash, whistle_id, at,
     )
+
+
+async def save_api_key(conn: asyncpg.Connection, key_hash: str, client: str, note: str | None, issued_by: str,
+                       at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO api_keys (key_hash, client, note, issued_by, issued_at) VALUES ($1, $2, $3, $4, $5)",
+        key_hash, client, note, issued_by, at,
+    )
+
+
+async def api_key_client(pool: asyncpg.Pool, key_hash: str) -> str | None:
+    return await pool.fetchval("SELECT client FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash)

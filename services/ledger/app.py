@@ -28,4 +28,5 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_LEDGER_DEADLETTERS, handlers.dead_letters, query=True)
     runtime.on_request(subjects.QRY_LEDGER_RATES, handlers.rates, query=True)
     runtime.on_request(subjects.QRY_LEDGER_RANKING, handlers.ranking, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_OPEN311, handlers.open311, query=True)
     return runtime

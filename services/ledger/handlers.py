@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -122,6 +122,30 @@ class LedgerHandlers:
         status = cmd.payload.get("status")
         limit = min(int(cmd.payload.get("limit") or 100), 1000)
         return Reply.success(await store.whistles(pool, status, limit))
+
+    async def open311(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """Whistles for the Open311 GeoReport edge: by ids, or by categories, [start, end) and open / closed."""
+        if cmd.actor.role not in ("system", "dispatcher", "supervisor"):
+            return Reply.refuse(403, "forbidden", "the Open311 edge, dispatchers and supervisors only / 无权查询")
+        p = cmd.payload
+        try:
+            begins = datetime.fromisoformat(p["start"]) if p.get("start") else datetime.min.replace(tzinfo=UTC)
+            ends = datetime.fromisoformat(p["end"]) if p.get("end") else datetime.max.replace(tzinfo=UTC)
+        except (TypeError, ValueError):
+            return Reply.refuse(422, "bad_period", "start / end must be ISO 8601 with a time zone / 日期格式无效")
+        if begins.tzinfo is None or ends.tzinfo is None:
+            return Reply.refuse(422, "bad_period", "start / end need a time zone / 日期须带时区")
+        ids = None
+        if p.get("ids") is not None:
+            ids = [u for u in (_uuid(i) for i in p["ids"]) if u is not None]
+        status = p.get("status")
+        if status not in (None, "open", "closed"):
+            return Reply.refuse(422, "bad_status", "status is open or closed / 状态须为 open 或 closed", "status")
+        categories = p.get("categories") or None
+        limit = min(int(p.get("limit") or 1000), 1000)
+        rows = await store.open311_requests(pool, ids, categories, begins, ends,
+                                            None if status is None else status == "closed", limit)
+        return Reply.success(rows)
 
     async def dead_letters(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """Dead-lettered messages, newest first (supervisors)."""

@@ -233,3 +233,27 @@ async def rate_facts(pool: asyncpg.Pool, period: Period, responder_id: str | Non
         whistles=tuple(WhistleFacts(w["id"], w["closed_at"]) for w in whistles),
         followups=tuple(FollowUp(f["whistle_id"], f["solved"], f["satisfaction"], f["at"]) for f in followups),
     )
+
+
+async def open311_requests(pool: asyncpg.Pool, ids: list[UUID] | None, categories: list[str] | None,
+                           begins, ends, closed: bool | None, limit: int) -> list[dict]:
+    """Whistles as Open311 shows them, with the lead summons still in play (ids, when given, override the rest)."""
+    rows = await pool.fetch(
+        "SELECT w.id, w.category, w.description, w.status, w.location, w.attachments, w.raised_at, w.updated_at,"
+        " l.responder_name, l.deadlines FROM whistles w"
+        " LEFT JOIN LATERAL (SELECT responder_name, deadlines FROM summons s"
+        "  WHERE s.whistle_id = w.id AND s.role = 'lead' AND s.state NOT IN ('returned', 'transferred')"
+        "  ORDER BY s.issued_at DESC LIMIT 1) l ON true"
+        " WHERE w.raised_at IS NOT NULL AND CASE WHEN $1::uuid[] IS NOT NULL THEN w.id = ANY($1::uuid[]) ELSE"
+        "  ($2::text[] IS NULL OR w.category = ANY($2::text[])) AND w.raised_at >= $3 AND w.raised_at < $4"
+        "  AND ($5::boolean IS NULL OR (w.status = 'closed') = $5) END"
+        " ORDER BY w.raised_at DESC LIMIT $6",
+        ids, categories, begins, ends, closed, limit,
+    )
+    return [
+        {"id": str(r["id"]), "category": r["category"], "description": r["description"], "status": r["status"],
+         "location": r["location"], "attachments": r["attachments"], "raised_at": _iso(r["raised_at"]),
+         "updated_at": _iso(r["updated_at"]), "lead_responder_name": r["responder_name"],
+         "deadlines": r["deadlines"] or {}}
+        for r in rows
+    ]
