@@ -103,7 +103,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         elif path.startswith("/v1/") and (actor := _bearer(request)) is None:
             response = error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌")
             response.headers["WWW-Authenticate"] = "Bearer"
-        elif path.startswith(("/v1/", "/r/")) and (wait := limiter.take(
+        elif path.startswith(("/v1/", "/r/", "/open311/")) and (wait := limiter.take(
                 str(actor) if actor else f"addr:{request.client.host if request.client else '?'}")):
             response = error(429, "rate_limited", "too many requests; retry later / 请求过于频繁，请稍后再试")
             response.headers["Retry-After"] = retry_after(wait)
