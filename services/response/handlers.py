@@ -34,14 +34,10 @@ async def on_summons_issued(conn: asyncpg.Connection, event: SummonsIssued, now:
 
 async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
     """A responder reports (报到), arrives on site or resolves its summons."""
-    try:
-        move = SummonsAction.model_validate(cmd.payload)
-    except ValidationError as exc:
-        return _refused(refusal_from(exc))
-    found = await _lock(conn, move.summons_id)
+    found = await _parse_and_lock(conn, SummonsAction, cmd)
     if isinstance(found, Refusal):
         return _refused(found)
-    summons, _ = found
+    move, summons, _ = found
     if move.action in ("pause", "resume"):
         outcome = domain.wait(summons, domain.Wait(move.action), cmd.actor, now, move.note)
         if isinstance(outcome, Refusal):
@@ -61,22 +57,25 @@ async def act(conn: asyncpg.Connection, cmd: Command, now: datetime):
     return Reply.success({"id": str(summons.id), "state": new_state.value, "waiting": False}), outcome
 
 
-async def _lock(conn: asyncpg.Connection, summons_id: str) -> tuple[domain.Summons, dict | None] | Refusal:
-    uuid = _uuid(summons_id)
+async def _parse_and_lock(conn: asyncpg.Connection, model, cmd: Command):
+    """The command's payload validated, and its summons locked: (body, summons, pending extension) or a refusal."""
+    try:
+        body = model.model_validate(cmd.payload)
+    except ValidationError as exc:
+        return refusal_from(exc)
+    uuid = _uuid(body.summons_id)
     found = await store.lock_summons(conn, uuid) if uuid else None
-    return found or Refusal(status=404, code="no_such_summons", reason="no such summons / 派单不存在")
+    if found is None:
+        return Refusal(status=404, code="no_such_summons", reason="no such summons / 派单不存在")
+    return body, *found
 
 
 async def request_extension(conn: asyncpg.Connection, cmd: Command, now: datetime):
     """延期: the responder asks for a later deadline, with a reason."""
-    try:
-        body = ExtensionRequest.model_validate(cmd.payload)
-    except ValidationError as exc:
-        return _refused(refusal_from(exc))
-    found = await _lock(conn, body.summons_id)
+    found = await _parse_and_lock(conn, ExtensionRequest, cmd)
     if isinstance(found, Refusal):
         return _refused(found)
-    summons, _ = found
+    body, summons, _ = found
     outcome = domain.request_extension(summons, body.clock, body.new_deadline, body.reason, cmd.actor, now)
     if isinstance(outcome, Refusal):
         return _refused(outcome)
@@ -87,14 +86,10 @@ async def request_extension(conn: asyncpg.Connection, cmd: Command, now: datetim
 
 async def decide_extension(conn: asyncpg.Connection, cmd: Command, now: datetime):
     """A supervisor grants or refuses a pending extension."""
-    try:
-        body = ExtensionDecision.model_validate(cmd.payload)
-    except ValidationError as exc:
-        return _refused(refusal_from(exc))
-    found = await _lock(conn, body.summons_id)
+    found = await _parse_and_lock(conn, ExtensionDecision, cmd)
     if isinstance(found, Refusal):
         return _refused(found)
-    summons, pending = found
+    body, summons, pending = found
     grant = body.decision == "grant"
     new_deadline = datetime.fromisoformat(pending["new_deadline"]) if pending else None
     outcome = domain.decide_extension(summons, grant, new_deadline, cmd.actor, now, body.note)
