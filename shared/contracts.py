@@ -106,6 +106,16 @@ class WhistleBlown(Event):
     attachments: list[str] = Field(default_factory=list, description="Photo or document URLs")
 
 
+class WhistleGrouped(Event):
+    """一个诉求解决一类问题: the whistle joined a problem class (same category, same building or grid, recent)."""
+
+    SUBJECT: ClassVar[str] = "whistle.grouped"
+    class_id: UUID = Field(description="The problem class the whistle joined")
+    size: int = Field(ge=1, description="Members of the class, this whistle included")
+    first_seen: AwareDatetime = Field(description="When the class's first whistle was blown")
+    last_seen: AwareDatetime = Field(description="When its latest whistle was blown")
+
+
 # --- routing ------------------------------------------------------------------
 
 
@@ -335,6 +345,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.SUBJECT: cls
     for cls in (
         WhistleBlown,
+        WhistleGrouped,
         WhistleRouted,
         WhistleUnroutable,
         SummonsIssued,

@@ -162,6 +162,17 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     ) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLES, actor_of(request), {"status": status, "limit": limit}))
 
+    @app.get("/v1/classes", tags=["intake"], summary="Problem classes / 一个诉求解决一类问题")
+    async def list_classes(
+        request: Request,
+        status: Annotated[Literal["open", "raised"] | None, Query()] = None,
+        category: Annotated[str | None, Query(max_length=64)] = None,
+        building: Annotated[str | None, Query(max_length=16)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        payload = {"status": status, "category": category, "building": building, "limit": limit}
+        return answer(await bus.ask(subjects.QRY_INTAKE_CLASSES, actor_of(request), payload))
+
     @app.get("/v1/whistles/{whistle_id}", tags=["ledger"], summary="A whistle, its summons and timeline")
     async def get_whistle(request: Request, whistle_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLE, actor_of(request), {"id": whistle_id}))

@@ -6,21 +6,24 @@ import hashlib
 import re
 import secrets
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 from pydantic import ValidationError
 
-from services.intake import domain, store
+from services.intake import classes, domain, store
 from shared import telemetry
 from shared.commands import RaiseWhistle
-from shared.contracts import Command, Refusal, Reply
+from shared.contracts import Command, Event, Refusal, Reply, WhistleBlown
 from shared.validation import refusal_from
 
 
 class IntakeHandlers:
-    def __init__(self, catalogue: dict[str, domain.Category]):
+    def __init__(self, catalogue: dict[str, domain.Category], class_window: timedelta = timedelta(days=30),
+                 class_threshold: int = 5):
         self.catalogue = catalogue
+        self.class_window = class_window
+        self.class_threshold = class_threshold
 
     async def blow(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
         """Raise a whistle (吹哨)."""
@@ -53,7 +56,40 @@ class IntakeHandlers:
         if key:
             await store.remember_idempotency(conn, str(cmd.actor), key, body_hash, outcome.whistle_id, now)
         telemetry.WHISTLES.labels(outcome.source.value, outcome.category, outcome.tier.value).inc()
-        return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome]
+        grouped = await self._group(conn, outcome)
+        return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome, *grouped]
+
+    async def _group(self, conn: asyncpg.Connection, whistle: WhistleBlown) -> list[Event]:
+        """一个诉求解决一类问题: attach the whistle to its problem class; at the threshold, raise one for the area."""
+        now = whistle.occurred_at
+        candidates = await store.lock_candidate_classes(conn, whistle, now - self.class_window)
+        decision = classes.assign(candidates, whistle, now, self.class_window, self.class_threshold)
+        if decision is None:
+            return []
+        if decision.proactive:  # intake owns it like any other whistle
+            await store.save_whistle(conn, decision.proactive, None)
+            p = decision.proactive
+            telemetry.WHISTLES.labels(p.source.value, p.category, p.tier.value).inc()
+        await store.save_class(conn, decision.problem_class, whistle.whistle_id, now)
+        return decision.events
+
+    async def list_classes(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """Problem classes (dispatchers, supervisors): size, first and last seen, members, proactive whistle."""
+        if cmd.actor.role not in ("dispatcher", "supervisor"):
+            return Reply.refuse(403, "forbidden", "only dispatchers and supervisors see problem classes"
+                                " / 仅限调度员和督办查看同类问题")
+        q = cmd.payload
+        status = q.get("status")
+        if status not in (None, "open", "raised"):
+            return Reply.refuse(422, "invalid", "status: open or raised / 状态无效", "status")
+        try:
+            limit = int(q.get("limit") or 100)
+        except (TypeError, ValueError):
+            limit = 0
+        if not 1 <= limit <= 1000:
+            return Reply.refuse(422, "invalid", "limit: 1–1000 / 数量无效", "limit")
+        rows = await store.list_classes(pool, status, q.get("category"), q.get("building"), limit)
+        return Reply.success([_class_view(r) for r in rows])
 
     async def categories(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
         """The service catalogue, with each category's attributes, keywords and group."""
@@ -96,3 +132,14 @@ def _attribute_suffix(category: domain.Category, given: object) -> Refusal | str
         return Refusal(status=422, code="invalid", reason="attributes: {code: [values]} / 属性格式无效",
                        field="attributes")
     return domain.check_attributes(category, given)
+
+
+def _class_view(r: dict) -> dict:
+    return {
+        "id": str(r["id"]), "category": r["category"], "building": r["building"], "grid": r["grid"],
+        "status": "raised" if r["raised_at"] else "open", "size": r["size"],
+        "first_seen": r["first_seen"].isoformat(), "last_seen": r["last_seen"].isoformat(),
+        "member_whistle_ids": [str(w) for w in r["member_ids"]],
+        "proactive_whistle_id": str(r["proactive_whistle_id"]) if r["proactive_whistle_id"] else None,
+        "raised_at": r["raised_at"].isoformat() if r["raised_at"] else None,
+    }

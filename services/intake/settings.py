@@ -1,7 +1,9 @@
 """Intake's settings (env prefix INTAKE_)."""
 
+from datetime import timedelta
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.intake.domain import DEFAULT_CATALOGUE
@@ -11,3 +13,10 @@ from shared.settings import ServiceSettings
 class IntakeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INTAKE_", extra="ignore")
     catalogue_file: Path = DEFAULT_CATALOGUE
+    class_window_s: int = Field(default=30 * 86400, ge=1,
+                                description="Whistles this close to a class's latest join it (problem classes)")
+    class_threshold: int = Field(default=5, ge=2, description="Class size that raises one proactive whistle")
+
+    @property
+    def class_window(self) -> timedelta:
+        return timedelta(seconds=self.class_window_s)

@@ -7,13 +7,14 @@ from uuid import UUID
 
 import asyncpg
 
+from services.intake.classes import ProblemClass
 from shared.commands import RaiseWhistle
 from shared.contracts import WhistleBlown
 
 
-async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseWhistle) -> None:
-    """The whistle as raised; the reporter's phone whole (the event carries it masked)."""
-    reporter = raised.reporter
+async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseWhistle | None) -> None:
+    """The whistle as raised; the reporter's phone whole (the event carries it masked). None: intake's own."""
+    reporter = raised.reporter if raised else None
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
         " reporter_name, reporter_phone, attachments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -47,3 +48,50 @@ async def save_api_key(conn: asyncpg.Connection, key_hash: str, client: str, not
 
 async def api_key_client(pool: asyncpg.Pool, key_hash: str) -> str | None:
     return await pool.fetchval("SELECT client FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash)
+
+
+_CLASS_COLUMNS = ("id, category, building, grid, first_whistle_id, size, first_seen, last_seen,"
+                  " proactive_whistle_id, raised_at")
+
+
+async def lock_candidate_classes(conn: asyncpg.Connection, e: WhistleBlown, since: datetime) -> list[ProblemClass]:
+    """The classes the whistle could join, locked until commit.
+
+    The advisory lock per category also serialises two first whistles that would each start a class
+    (FOR UPDATE cannot lock a row that does not exist yet).
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"problem_class|{e.category}")
+    rows = await conn.fetch(
+        f"SELECT {_CLASS_COLUMNS} FROM problem_classes WHERE category = $1 AND last_seen >= $2"
+        " AND (CASE WHEN $3::text IS NULL THEN building = $4 ELSE grid = $3 END) FOR UPDATE",
+        e.category, since, e.location.grid, e.location.building,
+    )
+    return [ProblemClass(**dict(r)) for r in rows]
+
+
+async def save_class(conn: asyncpg.Connection, c: ProblemClass, member: UUID, at: datetime) -> None:
+    """Insert or update the class, and attach the member."""
+    await conn.execute(
+        f"INSERT INTO problem_classes ({_CLASS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, last_seen = EXCLUDED.last_seen,"
+        " proactive_whistle_id = EXCLUDED.proactive_whistle_id, raised_at = EXCLUDED.raised_at",
+        c.id, c.category, c.building, c.grid, c.first_whistle_id, c.size, c.first_seen, c.last_seen,
+        c.proactive_whistle_id, c.raised_at,
+    )
+    await conn.execute("INSERT INTO class_members (class_id, whistle_id, joined_at) VALUES ($1, $2, $3)",
+                       c.id, member, at)
+
+
+async def list_classes(pool: asyncpg.Pool, status: str | None, category: str | None, building: str | None,
+                       limit: int) -> list[dict]:
+    """Classes, newest activity first, each with its member whistle ids in the order they joined."""
+    rows = await pool.fetch(
+        f"SELECT {', '.join('c.' + col for col in _CLASS_COLUMNS.split(', '))},"
+        " array_agg(m.whistle_id ORDER BY m.joined_at, m.whistle_id) AS member_ids"
+        " FROM problem_classes c JOIN class_members m ON m.class_id = c.id"
+        " WHERE ($1::text IS NULL OR ($1 = 'raised') = (c.raised_at IS NOT NULL))"
+        " AND ($2::text IS NULL OR c.category = $2) AND ($3::text IS NULL OR c.building = $3)"
+        " GROUP BY c.id ORDER BY c.last_seen DESC, c.id LIMIT $4",
+        status, category, building, limit,
+    )
+    return [dict(r) for r in rows]

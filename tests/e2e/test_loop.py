@@ -41,7 +41,8 @@ def test_whistle_is_blown_answered_verified_and_struck_off(system: System) -> No
 
     closed = wait_for(lambda: (w := system.whistle(whistle_id))["status"] == "closed" and w, what="closed")
     steps = [(t["type"], t["actor"]) for t in closed["timeline"]]
-    assert [s for s in steps if not s[0].startswith("sla.")] == LOOP
+    # the demo whistle is a roof leak at building 7 too: this one may join its problem class
+    assert [s for s in steps if not s[0].startswith("sla.") and s[0] != "whistle.grouped"] == LOOP
     # escalation started the clocks once, after the summons was issued, and nothing fired
     assert [s for s in steps if s[0].startswith("sla.")] == [("sla.started", "system:escalation")]
     assert steps.index(("sla.started", "system:escalation")) > steps.index(LOOP[1])
