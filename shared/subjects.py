@@ -16,6 +16,7 @@ MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 # request/reply subjects (core NATS, queue groups by service)
 HEALTH = "health"  # + .<service>
 CMD_INTAKE_BLOW = "cmd.intake.blow"
+CMD_INTAKE_IMPORT = "cmd.intake.import"
 QRY_INTAKE_CATEGORIES = "qry.intake.categories"
 CMD_INTAKE_API_KEY_ISSUE = "cmd.intake.api_key_issue"
 QRY_INTAKE_API_KEY_CHECK = "qry.intake.api_key_check"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import importlib
+import io
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -121,6 +124,54 @@ def _act(action: str):
 
 for _action in ("report", "arrive", "resolve"):
     summons_app.command(_action)(_act(_action))
+
+
+def _read_orders(path: Path) -> list[dict]:
+    """A CSV (header row: order_id, received_at, category_text, address, description, caller_phone,
+    deadline_class) or a JSON list of such objects."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json":
+        rows = json.loads(text)
+        return rows if isinstance(rows, list) else rows.get("rows", [])
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+@app.command("import")
+def import_orders(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV or JSON of 12345 work orders")],
+    partial: Annotated[bool, typer.Option("--partial", help="Import the good rows even if some are invalid")] = False,
+    chunk: Annotated[int, typer.Option(min=1, max=1000, help="Rows per request")] = 500,
+    who: Who = "dispatcher",
+) -> None:
+    """Import 12345 hotline work orders (接诉即办): all or nothing unless --partial; a re-import changes nothing."""
+    rows = _read_orders(file)
+    chunks = [(start + 1, rows[start:start + chunk]) for start in range(0, len(rows), chunk)]
+    totals = {"rows": len(rows), "imported": 0, "unchanged": 0, "failed": []}
+    try:
+        with client(_home(), who) as c:
+            if not partial:  # check every row first, so a bad row anywhere imports nothing
+                with typer.progressbar(chunks, label="checking", file=sys.stderr) as bar:
+                    failed = []
+                    for first, part in bar:
+                        r = c.post("/v1/imports", json={"rows": part, "first_row": first, "dry_run": True}, timeout=120)
+                        failed += r.json().get("failed", [])
+                if failed:
+                    typer.echo(json.dumps({**totals, "failed": failed, "imported": 0}, ensure_ascii=False, indent=2))
+                    raise typer.Exit(1)
+            with typer.progressbar(chunks, label="importing", file=sys.stderr) as bar:
+                for first, part in bar:
+                    r = c.post("/v1/imports", json={"rows": part, "first_row": first, "partial": partial}, timeout=120)
+                    body = r.json()
+                    if r.status_code >= 400:
+                        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+                        raise typer.Exit(1)
+                    totals["imported"] += body["imported"]
+                    totals["unchanged"] += body["unchanged"]
+                    totals["failed"] += body["failed"]
+    except ClientError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(totals, ensure_ascii=False, indent=2))
 
 
 @app.command()

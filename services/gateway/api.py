@@ -41,6 +41,16 @@ class ApiKeyIn(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
+class ImportBatch(BaseModel):
+    """12345 work orders: order_id, received_at, category_text, address, description, caller_phone, deadline_class."""
+
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict] = Field(min_length=1, max_length=1000)
+    partial: bool = Field(default=False, description="Import the good rows even if some are invalid")
+    dry_run: bool = Field(default=False, description="Check only; import nothing")
+    first_row: int = Field(default=1, ge=1, description="Row number of the first row, for error reports")
+
+
 class Verification(Note):
     photo_url: str | None = Field(default=None, max_length=500)
 
@@ -53,7 +63,11 @@ def answer(reply: Reply, status: int = 200) -> JSONResponse:
     if reply.ok:
         return JSONResponse(status_code=status, content=reply.data)
     r = reply.refusal
-    return error(r.status, r.code, r.reason, r.field)
+    response = error(r.status, r.code, r.reason, r.field)
+    if isinstance(reply.data, dict) and reply.data.get("failed"):  # e.g. an import's invalid rows
+        response = JSONResponse(status_code=r.status, content={
+            "error": {"code": r.code, "reason": r.reason, "field": r.field}, "failed": reply.data["failed"]})
+    return response
 
 
 RESIDENT = Actor(role="resident", id="follow-up-link")  # the link itself is the credential
@@ -96,8 +110,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                                                    or "transfer-encoding" in request.headers)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         actor = None
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            response = error(413, "too_large", f"body over {settings.max_body_bytes} bytes / 请求体过大")
+        cap = settings.max_import_bytes if path == "/v1/imports" else settings.max_body_bytes
+        if length and length.isdigit() and int(length) > cap:
+            response = error(413, "too_large", f"body over {cap} bytes / 请求体过大")
         elif path.startswith(("/v1/", "/r/")) and has_body and media != "application/json":
             response = error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
         elif path.startswith("/v1/") and (actor := _bearer(request)) is None:
@@ -151,6 +166,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         payload = {**body.model_dump(mode="json"), "idempotency_key": idempotency_key}
         reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor_of(request), payload)
         return answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
+
+    @app.post("/v1/imports", tags=["intake"],
+              summary="Import a batch of 12345 work orders (up to 1,000 rows a call) / 导入12345工单")
+    async def import_orders(request: Request, body: ImportBatch) -> JSONResponse:
+        return answer(await bus.ask(subjects.CMD_INTAKE_IMPORT, actor_of(request), body.model_dump()))
 
     @app.get("/v1/whistles", tags=["ledger"], summary="The ledger: open whistles / 问题清单")
     async def list_whistles(

@@ -17,6 +17,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("intake", settings, Path(__file__).with_name("migrations"))
     handlers = IntakeHandlers(load_catalogue(settings.catalogue_file), settings.class_window, settings.class_threshold)
     runtime.on_request(subjects.CMD_INTAKE_BLOW, handlers.blow)
+    runtime.on_request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders)
     runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
     runtime.on_request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, query=True)
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)

@@ -11,11 +11,14 @@ from datetime import datetime, timedelta
 import asyncpg
 from pydantic import ValidationError
 
-from services.intake import classes, domain, store
+from services.intake import classes, domain, hotline, store
 from shared import telemetry
 from shared.commands import RaiseWhistle
 from shared.contracts import Command, Event, Refusal, Reply, WhistleBlown
 from shared.validation import refusal_from
+
+
+MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 
 
 class IntakeHandlers:
@@ -24,6 +27,7 @@ class IntakeHandlers:
         self.catalogue = catalogue
         self.class_window = class_window
         self.class_threshold = class_threshold
+        self.hotline_mapping = hotline.load_mapping()
 
     async def blow(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
         """Raise a whistle (吹哨)."""
@@ -58,6 +62,34 @@ class IntakeHandlers:
         telemetry.WHISTLES.labels(outcome.source.value, outcome.category, outcome.tier.value).inc()
         grouped = await self._group(conn, outcome)
         return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome, *grouped]
+
+    async def import_orders(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """接诉即办: a batch of 12345 work orders; all or nothing unless `partial`, idempotent by order id."""
+        if cmd.actor.role not in ("dispatcher", "supervisor"):
+            return Reply.refuse(403, "forbidden", "only dispatchers import work orders / 只有调度员可以导入工单"), []
+        rows, first_row = cmd.payload.get("rows"), cmd.payload.get("first_row", 1)
+        if not isinstance(rows, list) or not rows or len(rows) > MAX_IMPORT_ROWS or not isinstance(first_row, int):
+            return Reply.refuse(422, "invalid", f"rows: a list of 1–{MAX_IMPORT_ROWS} work orders / 每批1–"
+                                f"{MAX_IMPORT_ROWS}条", "rows"), []
+        orders, errors = hotline.check_rows(rows, first_row, self.hotline_mapping, set(self.catalogue))
+        failed = [e.as_dict() for e in errors]
+        if errors and not cmd.payload.get("partial"):
+            return Reply(ok=False, data={"failed": failed}, refusal=Refusal(
+                status=422, code="invalid_rows", field="rows",
+                reason=f"{len(errors)} of {len(rows)} rows are invalid; nothing was imported / 有无效行，未导入")), []
+        known = await store.imported_orders(conn, [o.external_id for o in orders])
+        fresh = [o for o in orders if o.external_id not in known]
+        events: list[Event] = []
+        if not cmd.payload.get("dry_run"):
+            for order in fresh:
+                blown = domain.blow(order.whistle, self.catalogue, str(cmd.actor), now)
+                await store.save_whistle(conn, blown, order.whistle)
+                await store.remember_order(conn, order.external_id, blown.whistle_id, order.received_at, now)
+                telemetry.WHISTLES.labels(blown.source.value, blown.category, blown.tier.value).inc()
+                events += [blown, *await self._group(conn, blown)]
+        summary = {"rows": len(rows), "imported": 0 if cmd.payload.get("dry_run") else len(fresh),
+                   "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": bool(cmd.payload.get("dry_run"))}
+        return Reply.success(summary), events
 
     async def _group(self, conn: asyncpg.Connection, whistle: WhistleBlown) -> list[Event]:
         """一个诉求解决一类问题: attach the whistle to its problem class; at the threshold, raise one for the area."""

@@ -95,3 +95,16 @@ async def list_classes(pool: asyncpg.Pool, status: str | None, category: str | N
         status, category, building, limit,
     )
     return [dict(r) for r in rows]
+
+
+async def imported_orders(conn: asyncpg.Connection, external_ids: list[str]) -> set[str]:
+    rows = await conn.fetch("SELECT external_id FROM hotline_orders WHERE external_id = ANY($1::text[])", external_ids)
+    return {r["external_id"] for r in rows}
+
+
+async def remember_order(conn: asyncpg.Connection, external_id: str, whistle_id: UUID, received_at: datetime,
+                         at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO hotline_orders (external_id, whistle_id, received_at, imported_at) VALUES ($1, $2, $3, $4)",
+        external_id, whistle_id, received_at, at,
+    )
