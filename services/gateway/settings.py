@@ -16,8 +16,8 @@ class GatewaySettings(ServiceSettings):
     request_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024
     max_import_bytes: int = 900 * 1024  # /v1/imports: 1,000 work orders, under NATS's 1 MB messages
-    rate_per_s: float = Field(default=200.0, gt=0, description="Requests a second per bearer token, on average")
-    rate_burst: float = Field(default=400.0, ge=1, description="Requests a token may make at once")
+    rate_per_s: float = Field(default=2000.0, gt=0, description="Requests a second per caller, on average")
+    rate_burst: float = Field(default=4000.0, ge=1, description="Requests a caller may make at once")
     rate_overrides: dict[str, tuple[float, float]] = Field(
         default_factory=dict, description='Per caller (rate, burst), e.g. {"responder:m-b03-secretary": [5, 10]}'
     )
