@@ -285,7 +285,10 @@ class ServiceRuntime:
     async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> None:
         await write_outbox(conn, effects)
         for e in effects:
-            telemetry.EVENTS_EMITTED.labels(self.name, e.subject).inc()
+            # an event's subject is its type; a raw message (a clock's timer) is labelled by its
+            # subject's first two tokens, never by the clock id in the rest
+            label = e.subject if isinstance(e, Event) else ".".join(e.subject.split(".")[:2])
+            telemetry.EVENTS_EMITTED.labels(self.name, label).inc()
 
     async def _consume(self, consumer: _Consumer, psub: JetStreamContext.PullSubscription) -> None:
         """Fetch a batch (returns as soon as anything is there), handle it, repeat; one batch at a time."""

@@ -43,5 +43,8 @@ def test_supervisor_metrics_follow_the_work(system: System) -> None:
     escalation = _metrics(system, "escalation")
     assert re.search(r'whistle_sla_breaches_total\{department="d-housing",tier="urgent"\} [1-9]', escalation)
     assert "whistle_clocks_pending" in escalation
-    for service in SERVICES:  # no whistle or summons id ever becomes a label
-        assert whistle_id not in _metrics(system, service) and summons["id"] not in _metrics(system, service)
+    for service in SERVICES:  # no whistle, summons or clock id ever becomes a label
+        text = _metrics(system, service)
+        assert whistle_id not in text and summons["id"] not in text
+        assert not re.search(r'"clock\.(timer|due)\.[0-9a-f-]{36}"', text), service
+    assert 'subject="clock.timer"' in _metrics(system, "escalation")
