@@ -83,6 +83,9 @@ from services.escalation.policy import parse_duration  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 
+from pipeline import NotUp, quantile  # noqa: E402  (bench/ is on the path: the script's folder)
+from pipeline import locate as locate_system  # noqa: E402
+
 EVENTS_STREAM = "EVENTS"
 CLOCKS_STREAM = "CLOCKS"
 FAR_TIER, DUE_TIER = Tier.routine, Tier.urgent
@@ -94,19 +97,8 @@ START_CMD = ("ESCALATION_POLICY_FILE=bench/timers_policy.json WHISTLE_HOME=<fres
              ".venv/bin/whistle up --no-demo")
 
 
-class NotUp(RuntimeError):
-    """The system is not reachable, or runs with another SLA policy."""
-
-
 def say(*parts: object) -> None:
     print("[timers]", *parts, file=sys.stderr, flush=True)
-
-
-def quantile(sorted_values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of an already sorted list."""
-    if not sorted_values:
-        return None
-    return sorted_values[max(0, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def r3(x: float | None) -> float | None:
@@ -125,32 +117,16 @@ def lateness_stats(values: list[float], prefix: str) -> dict:
 # --- finding the system ---------------------------------------------------------------------
 
 
-def embedded_dsn(pgdata: Path) -> str:
-    """The embedded Postgres' Unix socket, read from its postmaster.pid (port and socket folder)."""
-    socket_dir, port = pgdata, "5432"
-    pid_file = pgdata / "postmaster.pid"
-    if pid_file.exists():
-        lines = pid_file.read_text().splitlines()
-        if len(lines) >= 5:
-            port = lines[3].strip() or port
-            socket_dir = Path(lines[4].strip() or socket_dir)
-    return f"postgresql://postgres:@/postgres?host={quote(str(socket_dir))}&port={port}"
-
-
 def locate(args: argparse.Namespace) -> dict:
-    home = Path(os.environ.get("WHISTLE_HOME", ".whistle")).resolve()
-    creds_path = home / "credentials.json"
+    """What bench/pipeline.py finds, plus the responders to summon."""
+    try:
+        where = locate_system(args)
+    except NotUp as exc:
+        raise NotUp(f"{exc} (for this bench: {START_CMD})") from None
+    creds_path = where["home"] / "credentials.json"
     creds: dict = json.loads(creds_path.read_text()) if creds_path.exists() else {}
-    base = os.environ.get("WHISTLE_BASE") or creds.get("base_url")
-    token = os.environ.get("WHISTLE_TOKEN") or (creds.get("dispatcher") or {}).get("token")
-    if not base or not token:
-        raise NotUp(f"no {creds_path}: start the system first ({START_CMD}), or set WHISTLE_HOME")
-    nats_url = args.nats_url or os.environ.get("NATS_URL") or \
-        f"nats://127.0.0.1:{os.environ.get('WHISTLE_NATS_PORT', '4250')}"
-    dsn = args.database_url or os.environ.get("DATABASE_URL") or embedded_dsn(home / "pg")
     responders = [r for r in creds.get("responders", []) if r.get("kind") in {k.value for k in ResponderKind}]
-    return {"home": home, "base": base.rstrip("/"), "token": token, "nats_url": nats_url, "dsn": dsn,
-            "responders": responders or [{"id": "m-bench", "kind": "member", "name": "Bench"}]}
+    return {**where, "responders": responders or [{"id": "m-bench", "kind": "member", "name": "Bench"}]}
 
 
 def pids(where: dict) -> dict[str, int]:
@@ -249,7 +225,10 @@ async def connect_all(where: dict) -> tuple[nats.NATS, asyncpg.Connection]:
 
 def check_policy(where: dict) -> timedelta:
     """The policy in force must be the bench's (or alike); returns the due tier's report budget."""
-    r = httpx.get(f"{where['base']}/v1/policies", headers={"Authorization": f"Bearer {where['token']}"}, timeout=10)
+    try:
+        r = httpx.get(f"{where['base']}/v1/policies", headers={"Authorization": f"Bearer {where['token']}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise NotUp(f"{where['base']} does not answer ({exc!r}); start the system first: {START_CMD}") from None
     if r.status_code != 200:
         raise NotUp(f"GET /v1/policies answered {r.status_code}: {r.text[:300]}")
     body = r.json()
