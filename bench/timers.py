@@ -83,7 +83,7 @@ from services.escalation.policy import parse_duration  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 
-from pipeline import NotUp, quantile  # noqa: E402  (bench/ is on the path: the script's folder)
+from pipeline import NotUp, connect_all, quantile  # noqa: E402  (bench/ is on the path: the script's folder)
 from pipeline import locate as locate_system  # noqa: E402
 
 EVENTS_STREAM = "EVENTS"
@@ -201,26 +201,6 @@ class CpuWindow:
         if "machine" in util:  # what processes other than these used (other engineers' work, say)
             util["others"] = round(max(util["machine"] - sum(v for k, v in util.items() if k != "machine"), 0.0), 2)
         return dict(sorted(util.items(), key=lambda kv: -kv[1]))
-
-
-async def connect_all(where: dict) -> tuple[nats.NATS, asyncpg.Connection]:
-    try:
-        r = httpx.get(f"{where['base']}/healthz", timeout=5.0)
-    except httpx.HTTPError as exc:
-        raise NotUp(f"gateway {where['base']} unreachable ({exc!r}): is `whistle up` running?") from None
-    if r.status_code != 200:
-        raise NotUp(f"{where['base']}/healthz answered {r.status_code}: {r.text[:300]}")
-    try:
-        nc = await nats.connect(where["nats_url"], connect_timeout=3, allow_reconnect=False,
-                                max_reconnect_attempts=0, name="bench-timers")
-    except Exception as exc:
-        raise NotUp(f"NATS {where['nats_url']} unreachable ({exc!r}); set WHISTLE_NATS_PORT or NATS_URL") from None
-    try:
-        db = await asyncpg.connect(where["dsn"], timeout=5)
-    except Exception as exc:
-        await nc.close()
-        raise NotUp(f"Postgres {where['dsn']} unreachable ({exc!r}); set WHISTLE_HOME or DATABASE_URL") from None
-    return nc, db
 
 
 def check_policy(where: dict) -> timedelta:
