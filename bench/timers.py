@@ -59,7 +59,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import resource
 import sys
@@ -67,7 +66,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:

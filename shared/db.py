@@ -82,18 +82,23 @@ class OutboxMessage:
 
 
 async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage]) -> int:
-    """Queue events and messages for the relay, inside the caller's transaction."""
+    """Queue events and messages for the relay, inside the caller's transaction (one statement)."""
     rows = [
-        (m.subject, m.headers, m.body, m.msg_id)
+        (m.subject, json.dumps(m.headers), m.body, m.msg_id)
         if isinstance(m, OutboxMessage)
-        else (m.subject, {}, m.model_dump_json().encode(), str(m.event_id))
+        else (m.subject, "{}", m.model_dump_json().encode(), str(m.event_id))
         for m in messages
     ]
     if rows:
-        await conn.executemany(
-            "INSERT INTO outbox (subject, headers, body, msg_id) VALUES ($1, $2, $3, $4)", rows
+        # one round trip: unnest keeps the handlers' order (the relay publishes by seq), and a
+        # data-modifying WITH runs once whatever the outer SELECT reads; headers travel as text
+        # (an array parameter would take a dict for a nested array)
+        await conn.execute(
+            "WITH queued AS (INSERT INTO outbox (subject, headers, body, msg_id)"
+            " SELECT s, h::jsonb, b, i FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(s, h, b, i))"
+            " SELECT pg_notify(current_schema() || '_outbox', '')",
+            *(list(column) for column in zip(*rows, strict=True)),
         )
-        await conn.execute("SELECT pg_notify(current_schema() || '_outbox', '')")
     return len(rows)
 
 
@@ -103,3 +108,12 @@ async def claim_inbox(conn: asyncpg.Connection, event_id) -> bool:
         "INSERT INTO inbox (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true", event_id
     )
     return bool(row)
+
+
+async def claim_inbox_many(conn: asyncpg.Connection, event_ids: list) -> set:
+    """Record a batch of incoming events as processed; returns the ids not seen before."""
+    rows = await conn.fetch(
+        "INSERT INTO inbox (event_id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
+        event_ids,
+    )
+    return {r["event_id"] for r in rows}

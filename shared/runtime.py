@@ -30,7 +30,15 @@ from pydantic import ValidationError
 
 from shared import subjects, telemetry
 from shared.contracts import Command, Event, Reply, parse_event
-from shared.db import SHARED_MIGRATIONS, OutboxMessage, claim_inbox, create_pool, migrate, write_outbox
+from shared.db import (
+    SHARED_MIGRATIONS,
+    OutboxMessage,
+    claim_inbox,
+    claim_inbox_many,
+    create_pool,
+    migrate,
+    write_outbox,
+)
 from shared.ids import utcnow
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
@@ -39,6 +47,7 @@ from shared.streams import consumer_config, ensure_streams
 T = TypeVar("T")
 Effects = list[Event | OutboxMessage]
 EventHandler = Callable[[asyncpg.Connection, Any, datetime], Awaitable[Effects]]
+BatchHandler = Callable[[asyncpg.Connection, list[Any], datetime], Awaitable[Effects]]
 RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
 QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
 
@@ -71,9 +80,10 @@ class _Consumer:
     subject: str
     stream: str
     durable: str
-    handle: EventHandler
+    handle: EventHandler | BatchHandler
     parse: Callable[[Msg], Any]
     dedup: Callable[[Any], UUID | None]
+    batch: bool = False
 
 
 class ServiceRuntime:
@@ -106,8 +116,9 @@ class ServiceRuntime:
     def on_events(
         self,
         subject: str,
-        handle: EventHandler,
+        handle: EventHandler | BatchHandler,
         *,
+        batch: bool = False,
         stream: str = subjects.EVENTS_STREAM,
         durable: str | None = None,
         parse: Callable[[Msg], Any] = parse_domain_event,
@@ -116,12 +127,16 @@ class ServiceRuntime:
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
 
+        With `batch=True` the handler takes the list of a fetched batch's new messages (in stream
+        order, redeliveries already dropped by the inbox) and does set-based SQL; should it fail,
+        the batch is handled again one message at a time, so one bad message cannot sink the rest.
+
         The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
         collection timeout low latency needs, left delivered messages unhandled until their
         ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
-        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup))
+        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup, batch))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -304,20 +319,18 @@ class ServiceRuntime:
                 await asyncio.sleep(0.5)
                 continue
             try:
-                await self._process_batch(msgs, consumer.handle, consumer.parse, consumer.dedup, consumer.subject)
+                await self._process_batch(msgs, consumer)
             except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
                 self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(self.settings.nack_delay_s)
 
-    async def _process_batch(
-        self, raw: list[Msg], handle: EventHandler, parse: Callable, dedup: Callable, label: str
-    ) -> None:
+    async def _process_batch(self, raw: list[Msg], consumer: _Consumer) -> None:
         assert self.pool is not None
-        started, now = time.perf_counter(), utcnow()
+        started, now, label = time.perf_counter(), utcnow(), consumer.subject
         parsed: list[tuple[Msg, Any]] = []
         for m in raw:
             try:
-                parsed.append((m, parse(m)))
+                parsed.append((m, consumer.parse(m)))
             except Poison as exc:
                 await self.dead_letter(m, f"malformed: {exc}", label)
                 await m.ack()
@@ -325,22 +338,8 @@ class ServiceRuntime:
         failed: list[Msg] = []
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for m, item in parsed:
-                    try:
-                        async with conn.transaction():  # a savepoint per message
-                            key = dedup(item)
-                            if key is not None and not await claim_inbox(conn, key):
-                                done.append((m, "duplicate"))
-                                continue
-                            await self._emit(conn, await handle(conn, item, now))
-                        done.append((m, "ack"))
-                    except TRANSIENT:
-                        raise
-                    except Exception:
-                        # a bug or a state we cannot handle: retry a few times, then the
-                        # max-deliveries advisory dead-letters it (never retried forever)
-                        self.log.exception("handler.failed", subject=m.subject, whistle_id=str(getattr(item, "whistle_id", "")))
-                        failed.append(m)
+                if not (consumer.batch and parsed and await self._handle_together(conn, consumer, parsed, now, done)):
+                    await self._handle_one_by_one(conn, consumer, parsed, now, done, failed)
         except TRANSIENT as exc:
             self.log.warning("batch.transient_failure", error=repr(exc), size=len(parsed))
             for m, _ in parsed:
@@ -360,6 +359,58 @@ class ServiceRuntime:
         for m in failed:
             telemetry.HANDLED.labels(self.name, label, "nack").inc()
             await m.nak(delay=self.settings.nack_delay_s)
+
+    async def _handle_together(
+        self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
+        done: list[tuple[Msg, str]],
+    ) -> bool:
+        """A batch handler's path: one inbox claim, one call, one outbox write. False if it failed."""
+        keys = [consumer.dedup(item) for _, item in parsed]
+        outcomes: list[str] = []
+        try:
+            async with conn.transaction():  # a savepoint: on failure, nothing of this attempt stays
+                fresh = await claim_inbox_many(conn, [k for k in keys if k is not None])
+                items = []
+                for (_, item), key in zip(parsed, keys, strict=True):
+                    if key is None or key in fresh:
+                        fresh.discard(key)  # a second copy in the same batch is a duplicate
+                        items.append(item)
+                        outcomes.append("ack")
+                    else:
+                        outcomes.append("duplicate")
+                if items:
+                    await self._emit(conn, await consumer.handle(conn, items, now))
+        except TRANSIENT:
+            raise
+        except Exception:
+            self.log.exception("batch_handler.failed", subject=consumer.subject, size=len(parsed))
+            return False
+        done.extend((m, outcome) for (m, _), outcome in zip(parsed, outcomes, strict=True))
+        return True
+
+    async def _handle_one_by_one(
+        self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
+        done: list[tuple[Msg, str]], failed: list[Msg],
+    ) -> None:
+        """Each message in its own savepoint: a failing one is retried later, the others go on."""
+        for m, item in parsed:
+            try:
+                async with conn.transaction():
+                    key = consumer.dedup(item)
+                    if key is not None and not await claim_inbox(conn, key):
+                        done.append((m, "duplicate"))
+                        continue
+                    effects = await (consumer.handle(conn, [item], now) if consumer.batch
+                                     else consumer.handle(conn, item, now))
+                    await self._emit(conn, effects)
+                done.append((m, "ack"))
+            except TRANSIENT:
+                raise
+            except Exception:
+                # a bug or a state we cannot handle: retry a few times, then the
+                # max-deliveries advisory dead-letters it (never retried forever)
+                self.log.exception("handler.failed", subject=m.subject, whistle_id=str(getattr(item, "whistle_id", "")))
+                failed.append(m)
 
     async def dead_letter(self, m: Msg, reason: str, label: str) -> None:
         """Publish a poison message to the dead-letter stream with its reason, then it is acked."""

@@ -46,9 +46,9 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("escalation", settings, Path(__file__).with_name("migrations"))
     handlers = EscalationHandlers(load_policies(settings.policy_file))
     # one consumer for every summons event keeps each summons' events in order
-    runtime.on_events("summons.>", handlers.on_summons_event, durable="escalation-summons")
+    runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True)
     runtime.on_events(
-        f"{subjects.CLOCK_DUE}.*", handlers.on_clock_due, stream=subjects.CLOCKS_STREAM,
+        f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True,
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
     )
     runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import astuple, fields
 from uuid import UUID
 
@@ -12,14 +13,35 @@ from services.escalation.policy import LadderStep
 
 _FIELDS = [f.name for f in fields(Clock)]
 _COLUMNS = ", ".join(_FIELDS)
-_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(_FIELDS) + 1))
-_UPDATES = ", ".join(f"{name} = ${i}" for i, name in enumerate(_FIELDS, start=1) if name != "id")
+# each column's type, for set-based SQL over unnest(); the ladder travels as JSON text (an array
+# parameter would take its list for a nested array)
+_TYPES = {
+    "id": "uuid", "summons_id": "uuid", "whistle_id": "uuid", "kind": "text", "responder_id": "text",
+    "superior_id": "text", "basis": "text", "budget": "interval", "warn_at": "float8", "ladder": "text",
+    "ladder_repeats": "int4", "deadline": "timestamptz", "segment_started_at": "timestamptz",
+    "consumed": "interval", "state": "text", "generation": "int4", "warned": "bool", "breached": "bool",
+    "steps_done": "int4", "next_step_at": "timestamptz", "fire_at": "timestamptz", "tier": "text",
+    "responder_kind": "text", "floor_deadline": "timestamptz",
+}
+assert set(_TYPES) == set(_FIELDS), "every Clock field needs its column type"
+_UNNEST = (
+    "unnest(" + ", ".join(f"${i}::{_TYPES[name]}[]" for i, name in enumerate(_FIELDS, start=1)) + f") AS u({_COLUMNS})"
+)
+_SOURCES = {name: "u.ladder::jsonb" if name == "ladder" else f"u.{name}" for name in _FIELDS}
+_INSERT = f"INSERT INTO clocks ({_COLUMNS}) SELECT {', '.join(_SOURCES.values())} FROM {_UNNEST}"
+_UPDATE = (
+    f"UPDATE clocks SET ({', '.join(n for n in _FIELDS if n != 'id')})"
+    f" = ({', '.join(v for n, v in _SOURCES.items() if n != 'id')}) FROM {_UNNEST} WHERE clocks.id = u.id"
+)
 
 
-def _row(c: Clock) -> tuple:
-    values = dict(zip(_FIELDS, astuple(c), strict=True))
-    values["ladder"] = [s.model_dump(mode="json") for s in c.ladder]
-    return tuple(values[name] for name in _FIELDS)
+def _columns(clocks: list[Clock]) -> list[list]:
+    """The clocks as one list per column, for unnest()."""
+    rows = [astuple(c) for c in clocks]
+    columns = [list(col) for col in zip(*rows, strict=True)]
+    ladder = _FIELDS.index("ladder")
+    columns[ladder] = [json.dumps([s.model_dump(mode="json") for s in c.ladder]) for c in clocks]
+    return columns
 
 
 def _clock(r: asyncpg.Record) -> Clock:
@@ -28,27 +50,39 @@ def _clock(r: asyncpg.Record) -> Clock:
     return Clock(**values)
 
 
-async def insert_clocks(conn: asyncpg.Connection, clocks: list[Clock]) -> bool:
-    """False when the summons already has its clocks (a redelivered summons.issued)."""
-    if not clocks or await conn.fetchval("SELECT true FROM clocks WHERE summons_id = $1 LIMIT 1", clocks[0].summons_id):
-        return False
-    await conn.executemany(f"INSERT INTO clocks ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", [_row(c) for c in clocks])
-    return True
+async def summons_with_clocks(conn: asyncpg.Connection, summons_ids: list[UUID]) -> set[UUID]:
+    """Which of these summons already have their clocks (a redelivered summons.issued)."""
+    rows = await conn.fetch("SELECT DISTINCT summons_id FROM clocks WHERE summons_id = ANY($1::uuid[])", summons_ids)
+    return {r["summons_id"] for r in rows}
 
 
-async def lock_clock(conn: asyncpg.Connection, clock_id: UUID) -> Clock | None:
-    r = await conn.fetchrow(f"SELECT {_COLUMNS} FROM clocks WHERE id = $1 FOR UPDATE", clock_id)
-    return _clock(r) if r else None
+async def insert(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
+    if clocks:
+        await conn.execute(_INSERT, *_columns(clocks))
 
 
-async def lock_summons_clocks(conn: asyncpg.Connection, summons_id: UUID) -> list[Clock]:
-    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM clocks WHERE summons_id = $1 ORDER BY kind FOR UPDATE", summons_id)
-    return [_clock(r) for r in rows]
+async def lock_clocks(conn: asyncpg.Connection, clock_ids: list[UUID]) -> dict[UUID, Clock]:
+    """The clocks by id, locked (in id order, so two transactions cannot deadlock)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM clocks WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", clock_ids
+    )
+    return {r["id"]: _clock(r) for r in rows}
+
+
+async def lock_summons_clocks(conn: asyncpg.Connection, summons_ids: list[UUID]) -> dict[UUID, list[Clock]]:
+    """Each summons' clocks (by kind), locked."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM clocks WHERE summons_id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", summons_ids
+    )
+    out: dict[UUID, list[Clock]] = {}
+    for r in sorted(rows, key=lambda r: r["kind"]):
+        out.setdefault(r["summons_id"], []).append(_clock(r))
+    return out
 
 
 async def save(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
     if clocks:
-        await conn.executemany(f"UPDATE clocks SET {_UPDATES} WHERE id = $1", [_row(c) for c in clocks])
+        await conn.execute(_UPDATE, *_columns(clocks))
 
 
 async def pending_clocks(pool: asyncpg.Pool) -> list[Clock]:

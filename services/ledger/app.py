@@ -14,7 +14,7 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     settings = settings or LedgerSettings()
     runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
     handlers = LedgerHandlers(runtime, settings.score_weights)
-    runtime.on_events(">", handlers.on_event, durable="ledger-events")
+    runtime.on_events(">", handlers.on_events, durable="ledger-events", batch=True)
     runtime.on_events(
         f"{subjects.DEADLETTER}.>", handlers.on_dead_letter, stream=subjects.DEADLETTER_STREAM,
         durable="ledger-deadletters", parse=parse_dead_letter, dedup=lambda d: d.key,

@@ -79,9 +79,9 @@ class LedgerHandlers:
         self.runtime = runtime
         self.score_weights = rates.check_weights(score_weights or rates.DEFAULT_WEIGHTS)
 
-    async def on_event(self, conn: asyncpg.Connection, event: Event, now: datetime):  # noqa: ARG002
-        """Project every domain event into the timeline and the views."""
-        await store.project(conn, event)
+    async def on_events(self, conn: asyncpg.Connection, events: list[Event], now: datetime):  # noqa: ARG002
+        """Project every domain event into the timeline and the views, a batch at a time."""
+        await store.project_many(conn, events)
         return []
 
     async def on_dead_letter(self, conn: asyncpg.Connection, dl: DeadLetter, now: datetime):  # noqa: ARG002

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from uuid import UUID
 
 import asyncpg
@@ -36,86 +35,125 @@ _DEADLINE = {
 }
 
 
-async def project(conn: asyncpg.Connection, e: Event) -> None:
-    """Append to the timeline and update the whistle and summons views."""
-    data = json.loads(e.model_dump_json())
+Write = tuple[str, tuple]
+
+
+async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """Append a batch to the timeline and update the whistle and summons views, in stream order.
+
+    Set-based where it is safe: one insert for the timeline; then a run of events whose view
+    updates are the same statements runs each statement once for the whole run (executemany, in
+    event order). A summons move reads its whistle's other summons, so it runs on its own.
+    """
     await conn.execute(
         "INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING",
-        e.whistle_id, e.event_id, e.subject, e.actor, e.occurred_at, data,
+        " SELECT w, e, s, a, o, d::jsonb FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::text[]) AS u(w, e, s, a, o, d) ON CONFLICT (event_id) DO NOTHING",
+        [e.whistle_id for e in events], [e.event_id for e in events], [e.subject for e in events],
+        [e.actor for e in events], [e.occurred_at for e in events], [e.model_dump_json() for e in events],
     )
+    run: list[list[Write]] = []
+    for e in events:
+        writes = _view_writes(e)
+        if writes is None or (run and [sql for sql, _ in run[0]] != [sql for sql, _ in writes]):
+            await _flush(conn, run)
+            run = []
+        if writes is None:
+            await _project_summons_move(conn, e)
+        else:
+            run.append(writes)
+    await _flush(conn, run)
+
+
+async def _flush(conn: asyncpg.Connection, run: list[list[Write]]) -> None:
+    """Each statement of the run once, over every event of the run, in order."""
+    for k in range(len(run[0]) if run else 0):
+        await conn.executemany(run[0][k][0], [writes[k][1] for writes in run])
+
+
+def _set_status(whistle_id: UUID, status: str, e: Event) -> Write:
+    return (
+        "UPDATE whistles SET status = $2, updated_at = $3,"
+        " closed_at = CASE WHEN $2 = 'closed' THEN $3 ELSE closed_at END"
+        " WHERE id = $1 AND (status <> 'closed' OR $2 = 'reopened')",
+        (whistle_id, status, e.occurred_at),
+    )
+
+
+def _view_writes(e: Event) -> list[Write] | None:
+    """The view updates of one event; None for a summons move (it reads before it writes)."""
     if isinstance(e, WhistleBlown):
-        await conn.execute(
+        return [(
             "INSERT INTO whistles (id, category, description, location, tier, source, status, raised_by, raised_at,"
             " updated_at, reporter, attachments) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8, $9, $10)"
             " ON CONFLICT (id) DO UPDATE SET category = $2, description = $3, location = $4, tier = $5, source = $6,"
             " raised_by = $7, raised_at = $8, reporter = $9, attachments = $10",
-            e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
-            e.actor, e.occurred_at, e.reporter.model_dump() if e.reporter else None, e.attachments,
-        )
-        return
+            (e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
+             e.actor, e.occurred_at, e.reporter.model_dump() if e.reporter else None, e.attachments),
+        )]
+    if type(e) in domain.SUMMONS_STATE:
+        return None
+    writes: list[Write] = [(
+        "INSERT INTO whistles (id, status, updated_at) VALUES ($1, 'open', $2) ON CONFLICT (id) DO NOTHING",
+        (e.whistle_id, e.occurred_at),
+    )]
+    if isinstance(e, SummonsIssued):
+        writes += [(
+            "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, state,"
+            " issued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'issued', $7, $7) ON CONFLICT DO NOTHING",
+            (e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
+             e.occurred_at),
+        ), _set_status(e.whistle_id, "dispatched", e)]
+    elif isinstance(e, SlaStarted):
+        writes.append((
+            "UPDATE summons SET deadlines = $2, report_deadline = $3, resolve_deadline = $4 WHERE id = $1",
+            (e.summons_id, {k: v.isoformat() for k, v in e.deadlines.items()}, e.deadlines.get("report"),
+             e.deadlines.get("resolve")),
+        ))
+    elif isinstance(e, SlaRescheduled):
+        writes.append((
+            "UPDATE summons SET deadlines = deadlines || jsonb_build_object($2::text, $3::text) WHERE id = $1",
+            (e.summons_id, e.clock, e.deadline.isoformat() if e.deadline else None),
+        ))
+        if e.deadline is not None and e.clock in _DEADLINE:  # a pause (None) keeps the last deadline
+            writes.append((_DEADLINE[e.clock], (e.summons_id, e.deadline)))
+    elif isinstance(e, WhistleFollowedUp):
+        writes.append((
+            "INSERT INTO followups (event_id, whistle_id, solved, satisfaction, at) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (e.event_id, e.whistle_id, e.solved, e.satisfaction, e.occurred_at),
+        ))
+    elif isinstance(e, (SummonsPaused, SummonsResumed)):
+        writes.append((
+            "UPDATE summons SET waiting = $2, updated_at = $3 WHERE id = $1",
+            (e.summons_id, isinstance(e, SummonsPaused), e.occurred_at),
+        ))
+    elif isinstance(e, SlaWarned):
+        writes.append(("UPDATE summons SET warned = true WHERE id = $1", (e.summons_id,)))
+    elif isinstance(e, SlaBreached):
+        writes.append(("UPDATE summons SET breached = true WHERE id = $1", (e.summons_id,)))
+    elif isinstance(e, EscalationRaised):
+        writes.append(("UPDATE summons SET escalations = escalations + 1 WHERE id = $1", (e.summons_id,)))
+    elif type(e) in domain.WHISTLE_STATUS:
+        writes.append(_set_status(e.whistle_id, domain.WHISTLE_STATUS[type(e)], e))
+    return writes
+
+
+async def _project_summons_move(conn: asyncpg.Connection, e: Event) -> None:
+    """A responder's move: the summons' state, then the whistle's status from all its summons."""
     await conn.execute(
         "INSERT INTO whistles (id, status, updated_at) VALUES ($1, 'open', $2) ON CONFLICT (id) DO NOTHING",
         e.whistle_id, e.occurred_at,
     )
-    if isinstance(e, SummonsIssued):
-        await conn.execute(
-            "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, state,"
-            " issued_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'issued', $7, $7) ON CONFLICT DO NOTHING",
-            e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
-            e.occurred_at,
-        )
-        await _set_status(conn, e.whistle_id, "dispatched", e)
-    elif type(e) in domain.SUMMONS_STATE:
-        await conn.execute(
-            "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
-            e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
-        )
-        if type(e) in _FIRST_TIME:
-            await conn.execute(_FIRST_TIME[type(e)], e.summons_id, e.occurred_at)
-        states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
-        await _set_status(conn, e.whistle_id, domain.whistle_status(states), e)
-    elif isinstance(e, SlaStarted):
-        deadlines = {k: v.isoformat() for k, v in e.deadlines.items()}
-        await conn.execute(
-            "UPDATE summons SET deadlines = $2, report_deadline = $3, resolve_deadline = $4 WHERE id = $1",
-            e.summons_id, deadlines, e.deadlines.get("report"), e.deadlines.get("resolve"),
-        )
-    elif isinstance(e, SlaRescheduled):
-        await conn.execute(
-            "UPDATE summons SET deadlines = deadlines || jsonb_build_object($2::text, $3::text) WHERE id = $1",
-            e.summons_id, e.clock, e.deadline.isoformat() if e.deadline else None,
-        )
-        if e.deadline is not None and e.clock in _DEADLINE:  # a pause (None) keeps the last deadline
-            await conn.execute(_DEADLINE[e.clock], e.summons_id, e.deadline)
-    elif isinstance(e, WhistleFollowedUp):
-        await conn.execute(
-            "INSERT INTO followups (event_id, whistle_id, solved, satisfaction, at) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (event_id) DO NOTHING",
-            e.event_id, e.whistle_id, e.solved, e.satisfaction, e.occurred_at,
-        )
-    elif isinstance(e, (SummonsPaused, SummonsResumed)):
-        await conn.execute(
-            "UPDATE summons SET waiting = $2, updated_at = $3 WHERE id = $1",
-            e.summons_id, isinstance(e, SummonsPaused), e.occurred_at,
-        )
-    elif isinstance(e, SlaWarned):
-        await conn.execute("UPDATE summons SET warned = true WHERE id = $1", e.summons_id)
-    elif isinstance(e, SlaBreached):
-        await conn.execute("UPDATE summons SET breached = true WHERE id = $1", e.summons_id)
-    elif isinstance(e, EscalationRaised):
-        await conn.execute("UPDATE summons SET escalations = escalations + 1 WHERE id = $1", e.summons_id)
-    elif type(e) in domain.WHISTLE_STATUS:
-        await _set_status(conn, e.whistle_id, domain.WHISTLE_STATUS[type(e)], e)
-
-
-async def _set_status(conn: asyncpg.Connection, whistle_id: UUID, status: str, e: Event) -> None:
     await conn.execute(
-        "UPDATE whistles SET status = $2, updated_at = $3,"
-        " closed_at = CASE WHEN $2 = 'closed' THEN $3 ELSE closed_at END"
-        " WHERE id = $1 AND (status <> 'closed' OR $2 = 'reopened')",
-        whistle_id, status, e.occurred_at,
+        "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
+        e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
     )
+    if type(e) in _FIRST_TIME:
+        await conn.execute(_FIRST_TIME[type(e)], e.summons_id, e.occurred_at)
+    states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
+    sql, args = _set_status(e.whistle_id, domain.whistle_status(states), e)
+    await conn.execute(sql, *args)
 
 
 def _iso(v):
