@@ -4,20 +4,49 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.intake.batcher import BlowBatcher
 from services.intake.domain import load_catalogue
+from services.intake.endpoint import BlowEndpoint
 from services.intake.handlers import IntakeHandlers
 from services.intake.settings import IntakeSettings
 from shared import subjects
-from shared.contracts import WhistleBlown, WhistleGrouped
+from shared.contracts import Command, WhistleBlown, WhistleGrouped
 from shared.runtime import ServiceRuntime
+
+
+class IntakeRuntime(ServiceRuntime):
+    """The shared runtime plus the batched blow endpoint, started after the pool and stopped first."""
+
+    def __init__(self, settings: IntakeSettings, batcher: BlowBatcher):
+        super().__init__("intake", settings, Path(__file__).with_name("migrations"))
+        self.batcher = batcher
+        self.blow_endpoint = BlowEndpoint(batcher)
+        self.on_startup(self._start_blows)
+        # documented like the runtime's own request subjects (the AsyncAPI document only)
+        self.spec_broker.subscriber(subjects.CMD_INTAKE_BLOW, queue="intake", title=f"intake:{subjects.CMD_INTAKE_BLOW}",
+                                    description=(batcher.blow.__doc__ or "").strip())(_documented)
+
+    async def _start_blows(self, _: ServiceRuntime) -> None:
+        self.batcher.start(self.pool, self.relay.wake)
+        await self.blow_endpoint.start(self.settings.nats_url)
+
+    async def stop(self) -> None:
+        await self.blow_endpoint.stop()
+        await self.batcher.stop()
+        await super().stop()
+
+
+async def _documented(body: Command) -> None:  # never called
+    raise NotImplementedError
 
 
 def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     settings = settings or IntakeSettings()
-    runtime = ServiceRuntime("intake", settings, Path(__file__).with_name("migrations"))
-    handlers = IntakeHandlers(load_catalogue(settings.catalogue_file), settings.class_window, settings.class_threshold)
-    runtime.on_request(subjects.CMD_INTAKE_BLOW, handlers.blow)
+    catalogue = load_catalogue(settings.catalogue_file)
+    handlers = IntakeHandlers(catalogue, settings.class_window, settings.class_threshold)
+    runtime = IntakeRuntime(settings, BlowBatcher(catalogue))
     runtime.on_request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders)
+    runtime.on_events(WhistleBlown.SUBJECT, handlers.group, durable="intake-classes")
     runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
     runtime.on_request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, query=True)
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)

@@ -9,13 +9,10 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import asyncpg
-from pydantic import ValidationError
 
 from services.intake import classes, domain, hotline, store
 from shared import telemetry
-from shared.commands import RaiseWhistle
-from shared.contracts import Command, Event, Refusal, Reply, WhistleBlown
-from shared.validation import refusal_from
+from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
 
 
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
@@ -28,40 +25,6 @@ class IntakeHandlers:
         self.class_window = class_window
         self.class_threshold = class_threshold
         self.hotline_mapping = hotline.load_mapping()
-
-    async def blow(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
-        """Raise a whistle (吹哨)."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "only dispatchers raise whistles / 只有社区调度员可以吹哨"), []
-        body = {k: v for k, v in cmd.payload.items() if k not in ("idempotency_key", "attributes")}
-        try:
-            raise_cmd = RaiseWhistle.model_validate(body)
-            if "attributes" in cmd.payload and raise_cmd.category in self.catalogue:
-                suffix = _attribute_suffix(self.catalogue[raise_cmd.category], cmd.payload["attributes"])
-                if isinstance(suffix, Refusal):
-                    return Reply(ok=False, refusal=suffix), []
-                if suffix:  # validated again: the suffix counts against the description's length
-                    raise_cmd = RaiseWhistle.model_validate({**body, "description": f"{raise_cmd.description} {suffix}"})
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc)), []
-        key = cmd.payload.get("idempotency_key")
-        if key:
-            body_hash = hashlib.sha256(raise_cmd.model_dump_json().encode()).hexdigest()
-            seen = await store.lock_idempotency(conn, str(cmd.actor), key)
-            if seen is not None:
-                if seen["body_hash"] != body_hash:
-                    return Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another"
-                                        " whistle / 该幂等键已用于另一条诉求", "Idempotency-Key"), []
-                return Reply.success({"id": str(seen["whistle_id"]), "status": "open", "replayed": True}), []
-        outcome = domain.blow(raise_cmd, self.catalogue, str(cmd.actor), now)
-        if isinstance(outcome, Refusal):
-            return Reply(ok=False, refusal=outcome), []
-        await store.save_whistle(conn, outcome, raise_cmd)
-        if key:
-            await store.remember_idempotency(conn, str(cmd.actor), key, body_hash, outcome.whistle_id, now)
-        telemetry.WHISTLES.labels(outcome.source.value, outcome.category, outcome.tier.value).inc()
-        grouped = await self._group(conn, outcome)
-        return Reply.success({"id": str(outcome.whistle_id), "status": "open"}), [outcome, *grouped]
 
     async def import_orders(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
         """接诉即办: a batch of 12345 work orders; all or nothing unless `partial`, idempotent by order id."""
@@ -86,23 +49,31 @@ class IntakeHandlers:
                 await store.save_whistle(conn, blown, order.whistle)
                 await store.remember_order(conn, order.external_id, blown.whistle_id, order.received_at, now)
                 telemetry.WHISTLES.labels(blown.source.value, blown.category, blown.tier.value).inc()
-                events += [blown, *await self._group(conn, blown)]
+                events.append(blown)  # grouped into its problem class by `group`, like any whistle
         summary = {"rows": len(rows), "imported": 0 if cmd.payload.get("dry_run") else len(fresh),
                    "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": bool(cmd.payload.get("dry_run"))}
         return Reply.success(summary), events
 
-    async def _group(self, conn: asyncpg.Connection, whistle: WhistleBlown) -> list[Event]:
-        """一个诉求解决一类问题: attach the whistle to its problem class; at the threshold, raise one for the area."""
-        now = whistle.occurred_at
-        candidates = await store.lock_candidate_classes(conn, whistle, now - self.class_window)
-        decision = classes.assign(candidates, whistle, now, self.class_window, self.class_threshold)
+    async def group(self, conn: asyncpg.Connection, whistle: WhistleBlown, now: datetime) -> list[Event]:  # noqa: ARG002
+        """一个诉求解决一类问题: attach each blown whistle to its problem class; at the threshold, raise one.
+
+        Off the blow request path: intake consumes its own `whistle.blown` events (native, Open311,
+        12345 imports alike). The consumer handles them one batch at a time, in stream order, in one
+        intake process, so two whistles never decide on the same class at once and no lock is needed
+        (the runtime's inbox drops a redelivery; `is_grouped` a replay of the stream).
+        """
+        at = whistle.occurred_at  # the window counts from when the whistles were blown
+        if whistle.source == Source.proactive or await store.is_grouped(conn, whistle.whistle_id):
+            return []
+        candidates = await store.candidate_classes(conn, whistle, at - self.class_window)
+        decision = classes.assign(candidates, whistle, at, self.class_window, self.class_threshold)
         if decision is None:
             return []
         if decision.proactive:  # intake owns it like any other whistle
             await store.save_whistle(conn, decision.proactive, None)
             p = decision.proactive
             telemetry.WHISTLES.labels(p.source.value, p.category, p.tier.value).inc()
-        await store.save_class(conn, decision.problem_class, whistle.whistle_id, now)
+        await store.save_class(conn, decision.problem_class, whistle.whistle_id, at)
         return decision.events
 
     async def list_classes(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
@@ -156,14 +127,6 @@ _CLIENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 def key_hash(api_key: str) -> str:
     """Keys are random and long, so a plain SHA-256 is enough (no salt or stretching needed)."""
     return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def _attribute_suffix(category: domain.Category, given: object) -> Refusal | str:
-    if not isinstance(given, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in given.items()):
-        return Refusal(status=422, code="invalid", reason="attributes: {code: [values]} / 属性格式无效",
-                       field="attributes")
-    return domain.check_attributes(category, given)
 
 
 def _class_view(r: dict) -> dict:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
+from services.intake.blows import Blow, IdempotencyKey, Seen
 from services.intake.classes import ProblemClass
 from shared.commands import RaiseWhistle
 from shared.contracts import WhistleBlown
@@ -24,18 +26,55 @@ async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseW
     )
 
 
-async def lock_idempotency(conn: asyncpg.Connection, actor: str, key: str) -> asyncpg.Record | None:
-    """Serialise requests with one key (advisory lock), then read what the key already made."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"{actor}|{key}")
-    return await conn.fetchrow("SELECT body_hash, whistle_id FROM idempotency WHERE actor = $1 AND key = $2", actor, key)
-
-
-async def remember_idempotency(conn: asyncpg.Connection, actor: str, key: str, body_hash: str, whistle_id: UUID,
-                               at: datetime) -> None:
+async def save_whistles(conn: asyncpg.Connection, blows: list[Blow]) -> None:
+    """Many whistles as raised, in one statement (a batch of blow requests)."""
+    if not blows:
+        return
+    rows = [(b.whistle, b.raised.reporter) for b in blows]
     await conn.execute(
-        "INSERT INTO idempotency (actor, key, body_hash, whistle_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-        actor, key, body_hash, whistle_id, at,
+        "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
+        " reporter_name, reporter_phone, attachments)"
+        " SELECT id, category, description, location::jsonb, tier, source, raised_by, raised_at, reporter_name,"
+        " reporter_phone, attachments::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])"
+        " AS t(id, category, description, location, tier, source, raised_by, raised_at, reporter_name,"
+        " reporter_phone, attachments)",
+        [e.whistle_id for e, _ in rows], [e.category for e, _ in rows], [e.description for e, _ in rows],
+        [e.location.model_dump_json() for e, _ in rows], [e.tier.value for e, _ in rows],
+        [e.source.value for e, _ in rows], [e.actor for e, _ in rows], [e.occurred_at for e, _ in rows],
+        [r.name if r else None for _, r in rows], [r.phone if r else None for _, r in rows],
+        [json.dumps(e.attachments) for e, _ in rows],
     )
+
+
+async def claim_idempotency(conn: asyncpg.Connection, blows: list[Blow], at: datetime) -> set[IdempotencyKey]:
+    """Record each blow's key with its body and whistle; the keys that were free (claimed now).
+
+    A key already held (or claimed meanwhile by another intake process, whose commit this waits
+    for) is left as it is: ON CONFLICT DO NOTHING.
+    """
+    if not blows:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO idempotency (actor, key, body_hash, whistle_id, created_at)"
+        " SELECT actor, key, body_hash, whistle_id, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[])"
+        " AS t(actor, key, body_hash, whistle_id) ON CONFLICT (actor, key) DO NOTHING RETURNING actor, key",
+        [b.key[0] for b in blows], [b.key[1] for b in blows], [b.body_hash for b in blows],
+        [b.whistle.whistle_id for b in blows], at,
+    )
+    return {(r["actor"], r["key"]) for r in rows}
+
+
+async def seen_idempotency(conn: asyncpg.Connection, keys: list[IdempotencyKey]) -> dict[IdempotencyKey, Seen]:
+    """What each of these keys already made."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        "SELECT i.actor, i.key, i.body_hash, i.whistle_id FROM idempotency i"
+        " JOIN unnest($1::text[], $2::text[]) AS k(actor, key) ON i.actor = k.actor AND i.key = k.key",
+        [a for a, _ in keys], [k for _, k in keys],
+    )
+    return {(r["actor"], r["key"]): Seen(r["body_hash"], r["whistle_id"]) for r in rows}
 
 
 async def save_api_key(conn: asyncpg.Connection, key_hash: str, client: str, note: str | None, issued_by: str,
@@ -54,19 +93,19 @@ _CLASS_COLUMNS = ("id, category, building, grid, first_whistle_id, size, first_s
                   " proactive_whistle_id, raised_at")
 
 
-async def lock_candidate_classes(conn: asyncpg.Connection, e: WhistleBlown, since: datetime) -> list[ProblemClass]:
-    """The classes the whistle could join, locked until commit.
-
-    The advisory lock per category also serialises two first whistles that would each start a class
-    (FOR UPDATE cannot lock a row that does not exist yet).
-    """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"problem_class|{e.category}")
+async def candidate_classes(conn: asyncpg.Connection, e: WhistleBlown, since: datetime) -> list[ProblemClass]:
+    """The classes the whistle could join: same category, its grid (if it names one) or its building."""
     rows = await conn.fetch(
         f"SELECT {_CLASS_COLUMNS} FROM problem_classes WHERE category = $1 AND last_seen >= $2"
-        " AND (CASE WHEN $3::text IS NULL THEN building = $4 ELSE grid = $3 END) FOR UPDATE",
+        " AND (CASE WHEN $3::text IS NULL THEN building = $4 ELSE grid = $3 END)",
         e.category, since, e.location.grid, e.location.building,
     )
     return [ProblemClass(**dict(r)) for r in rows]
+
+
+async def is_grouped(conn: asyncpg.Connection, whistle_id: UUID) -> bool:
+    """Whether the whistle already joined a class (its event seen again, e.g. a stream replayed)."""
+    return bool(await conn.fetchval("SELECT true FROM class_members WHERE whistle_id = $1", whistle_id))
 
 
 async def save_class(conn: asyncpg.Connection, c: ProblemClass, member: UUID, at: datetime) -> None:

@@ -106,3 +106,50 @@ def test_no_input_produces_a_5xx(system: System, body) -> None:
         r = c.post("/v1/whistles", json=body)
     assert r.status_code < 500, (body, r.text)
     assert r.status_code in (201, 422), (body, r.text)
+
+
+def test_200_concurrent_blows_share_batches_and_each_key_makes_one_whistle(system: System) -> None:
+    """Group commit: concurrent requests are answered one by one as if alone (keys included)."""
+    run = uuid.uuid4().hex[:8]
+    body = {**BODY, "description": f"concurrent {run}"}
+    replayed_keys = [f"{run}-same-{i}" for i in range(10)]  # 5 requests each, one body
+    contested = f"{run}-contested"  # 3 requests with one body, 2 with another
+    other = {**body, "description": f"concurrent {run} (another body)"}
+    plan: list[tuple[dict, str | None]] = [(body, None)] * 150
+    plan += [(body, key) for key in replayed_keys for _ in range(5)]
+    plan += [(body, contested)] * 3 + [(other, contested)] * 2
+    headers = {"Authorization": f"Bearer {system.token('dispatcher')}"}
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=system.base_url, headers=headers, timeout=60,
+                                     limits=httpx.Limits(max_connections=200)) as c:
+            return await asyncio.gather(*(
+                c.post("/v1/whistles", json=b, headers={"Idempotency-Key": k} if k else {}) for b, k in plan))
+
+    responses = asyncio.run(send_all())
+    assert len(plan) == 205 and all(r.status_code in (200, 201, 409) for r in responses), \
+        {r.status_code: r.text for r in responses}
+    created = [r.json()["id"] for r in responses if r.status_code == 201]
+    assert len(created) == len(set(created)) == 150 + len(replayed_keys) + 1
+    by_key: dict[str, list[httpx.Response]] = {}
+    for (_, key), r in zip(plan, responses, strict=True):
+        if key:
+            by_key.setdefault(key, []).append(r)
+    for key in replayed_keys:
+        statuses = sorted(r.status_code for r in by_key[key])
+        assert statuses == [200, 200, 200, 200, 201], (key, statuses)
+        assert len({r.json()["id"] for r in by_key[key]}) == 1
+        assert all(r.json().get("replayed") is True for r in by_key[key] if r.status_code == 200)
+    winner = next(r for r in by_key[contested] if r.status_code == 201)
+    winning_body = plan[responses.index(winner)][0]
+    for (b, key), r in zip(plan, responses, strict=True):
+        if key == contested and r is not winner:
+            expected = 200 if b == winning_body else 409
+            assert r.status_code == expected, (b["description"], r.text)
+            if expected == 200:
+                assert r.json()["id"] == winner.json()["id"]
+            else:
+                assert r.json()["error"]["code"] == "idempotency_conflict"
+    for whistle_id in [winner.json()["id"], *(by_key[k][0].json()["id"] for k in replayed_keys)]:
+        timeline = wait_for(lambda w=whistle_id: system.whistle(w).get("timeline"), what=f"whistle {whistle_id}")
+        assert [t["type"] for t in timeline].count("whistle.blown") == 1

@@ -11,10 +11,15 @@ def test_five_complaints_about_one_buildings_leak_make_one_class_and_exactly_one
         system: System) -> None:
     members = [system.blow(location={"building": BUILDING}, description=f"顶楼漏雨 complaint {i}") for i in range(6)]
     query = {"category": "roof_leak", "building": BUILDING}
-    with system.client("dispatcher") as d:
-        r = d.get("/v1/classes", params=query)
-    assert r.status_code == 200, r.text
-    (leak,) = r.json()
+
+    def classes() -> list[dict]:
+        with system.client("dispatcher") as d:
+            r = d.get("/v1/classes", params=query)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    # grouping follows the whistle.blown events, just after each blow is answered
+    (leak,) = wait_for(lambda: (found := classes()) and found[0]["size"] == 6 and found, what="a class of 6")
     assert leak["size"] == 6 and leak["member_whistle_ids"] == members and leak["status"] == "raised"
     assert leak["first_seen"] <= leak["last_seen"]
 
