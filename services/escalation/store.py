@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, fields
+from dataclasses import fields
 from uuid import UUID
 
 import asyncpg
@@ -37,11 +37,12 @@ _UPDATE = (
 
 def _columns(clocks: list[Clock]) -> list[list]:
     """The clocks as one list per column, for unnest()."""
-    rows = [astuple(c) for c in clocks]
-    columns = [list(col) for col in zip(*rows, strict=True)]
-    ladder = _FIELDS.index("ladder")
-    columns[ladder] = [json.dumps([s.model_dump(mode="json") for s in c.ladder]) for c in clocks]
-    return columns
+    # getattr, not dataclasses.astuple: that deep-copies every field (the ladder's models too)
+    return [
+        [json.dumps([s.model_dump(mode="json") for s in c.ladder]) for c in clocks] if name == "ladder"
+        else [getattr(c, name) for c in clocks]
+        for name in _FIELDS
+    ]
 
 
 def _clock(r: asyncpg.Record) -> Clock:

@@ -30,7 +30,7 @@ from shared.runtime import ServiceRuntime
 def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     settings = settings or ResponseSettings()
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
-    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued)
+    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True)
     runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)

@@ -26,9 +26,9 @@ def _refused(r: Refusal) -> tuple[Reply, list]:
     return Reply(ok=False, refusal=r), []
 
 
-async def on_summons_issued(conn: asyncpg.Connection, event: SummonsIssued, now: datetime):  # noqa: ARG001
-    """Open a summons for the responder routing chose."""
-    await store.add_summons(conn, event)
+async def on_summons_issued(conn: asyncpg.Connection, issued: list[SummonsIssued], now: datetime):  # noqa: ARG001
+    """Open a summons for each responder routing chose, a batch at a time."""
+    await store.add_summons(conn, issued)
     return []
 
 

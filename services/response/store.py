@@ -13,16 +13,17 @@ from services.response.domain import Summons, SummonsState
 from shared.contracts import SummonsIssued
 
 
-async def add_summons(conn: asyncpg.Connection, e: SummonsIssued) -> None:
-    await conn.execute(
-        "INSERT INTO whistles (id) VALUES ($1) ON CONFLICT DO NOTHING", e.whistle_id
+async def add_summons(conn: asyncpg.Connection, issued: list[SummonsIssued]) -> None:
+    """Open the summons routing issued (a batch; a redelivered one changes nothing)."""
+    await conn.executemany(
+        "INSERT INTO whistles (id) VALUES ($1) ON CONFLICT DO NOTHING", [(e.whistle_id,) for e in issued]
     )
-    await conn.execute(
+    await conn.executemany(
         "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
         " state, issued_at, updated_at, arbitrated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', $9, $9, $10)"
         " ON CONFLICT DO NOTHING",
-        e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
-        e.category, e.tier.value, e.occurred_at, e.arbitrated,
+        [(e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
+          e.category, e.tier.value, e.occurred_at, e.arbitrated) for e in issued],
     )
 
 
