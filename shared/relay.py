@@ -31,8 +31,9 @@ class OutboxRelay:
 
     async def run(self) -> None:
         listener = await self._pool.acquire()
+        channel, on_notify = f"{self._service}_outbox", lambda *_: self._wake.set()
         try:
-            await listener.add_listener(f"{self._service}_outbox", lambda *_: self._wake.set())
+            await listener.add_listener(channel, on_notify)
             while not await listener.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.relay'))"):
                 await asyncio.sleep(2.0)
             while not self._stopped:
@@ -44,6 +45,7 @@ class OutboxRelay:
         finally:
             with contextlib.suppress(Exception):
                 await listener.execute("SELECT pg_advisory_unlock_all()")
+                await listener.remove_listener(channel, on_notify)
             await self._pool.release(listener)
 
     def stop(self) -> None:

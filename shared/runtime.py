@@ -106,6 +106,7 @@ class ServiceRuntime:
         self.ready = False
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
+        self._pulls: list[JetStreamContext.PullSubscription] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
         self.every(15.0, self._consumer_lag)
@@ -235,6 +236,7 @@ class ServiceRuntime:
                 config=consumer_config(consumer.durable, max_deliver=self.settings.max_deliver,
                                        ack_wait_s=self.settings.ack_wait_s),
             )
+            self._pulls.append(psub)
             self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
@@ -251,6 +253,9 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
+        for psub in self._pulls:  # a message delivered after the last fetch would hold drain() up
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
         if self._nc:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -318,6 +323,8 @@ class ServiceRuntime:
                 self.log.warning("consumer.fetch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
+            if not msgs:
+                continue
             try:
                 await self._process_batch(msgs, consumer)
             except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
@@ -338,7 +345,8 @@ class ServiceRuntime:
         failed: list[Msg] = []
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if not (consumer.batch and parsed and await self._handle_together(conn, consumer, parsed, now, done)):
+                together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
+                if not (together and await self._handle_together(conn, consumer, parsed, now, done)):
                     await self._handle_one_by_one(conn, consumer, parsed, now, done, failed)
         except TRANSIENT as exc:
             self.log.warning("batch.transient_failure", error=repr(exc), size=len(parsed))
