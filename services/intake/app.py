@@ -46,7 +46,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     handlers = IntakeHandlers(catalogue, settings.class_window, settings.class_threshold)
     runtime = IntakeRuntime(settings, BlowBatcher(catalogue))
     runtime.on_request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders)
-    runtime.on_events(WhistleBlown.SUBJECT, handlers.group, durable="intake-classes")
+    runtime.on_events(WhistleBlown.SUBJECT, handlers.group, batch=True, durable="intake-classes")
     runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
     runtime.on_request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, query=True)
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)

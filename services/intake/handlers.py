@@ -54,27 +54,41 @@ class IntakeHandlers:
                    "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": bool(cmd.payload.get("dry_run"))}
         return Reply.success(summary), events
 
-    async def group(self, conn: asyncpg.Connection, whistle: WhistleBlown, now: datetime) -> list[Event]:  # noqa: ARG002
+    async def group(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime) -> list[Event]:  # noqa: ARG002
         """一个诉求解决一类问题: attach each blown whistle to its problem class; at the threshold, raise one.
 
         Off the blow request path: intake consumes its own `whistle.blown` events (native, Open311,
-        12345 imports alike). The consumer handles them one batch at a time, in stream order, in one
-        intake process, so two whistles never decide on the same class at once and no lock is needed
-        (the runtime's inbox drops a redelivery; `is_grouped` a replay of the stream).
+        12345 imports alike), a fetched batch at a time, in stream order, in one intake process, so
+        two whistles never decide on the same class at once and no lock is needed. The classes the
+        batch may join are read once, decided in memory in order, and written back set-based. A
+        redelivery is dropped by the runtime's inbox; a replayed stream by `grouped_among`.
         """
-        at = whistle.occurred_at  # the window counts from when the whistles were blown
-        if whistle.source == Source.proactive or await store.is_grouped(conn, whistle.whistle_id):
+        complaints = [w for w in whistles if w.source != Source.proactive]  # the class's own whistle is not one
+        if complaints:
+            already = await store.grouped_among(conn, [w.whistle_id for w in complaints])
+            complaints = [w for w in complaints if w.whistle_id not in already]
+        if not complaints:
             return []
-        candidates = await store.candidate_classes(conn, whistle, at - self.class_window)
-        decision = classes.assign(candidates, whistle, at, self.class_window, self.class_threshold)
-        if decision is None:
-            return []
-        if decision.proactive:  # intake owns it like any other whistle
-            await store.save_whistle(conn, decision.proactive, None)
-            p = decision.proactive
+        since = min(w.occurred_at for w in complaints) - self.class_window
+        by_category: dict[str, dict] = {}
+        for c in await store.candidate_classes(conn, complaints, since):
+            by_category.setdefault(c.category, {})[c.id] = c
+        changed: dict = {}
+        members, proactive, events = [], [], []
+        for w in complaints:
+            at = w.occurred_at  # the window counts from when the whistles were blown
+            known = by_category.setdefault(w.category, {})
+            decision = classes.assign(known.values(), w, at, self.class_window, self.class_threshold)
+            c = known[decision.problem_class.id] = changed[decision.problem_class.id] = decision.problem_class
+            members.append((c.id, w.whistle_id, at))
+            if decision.proactive:
+                proactive.append(decision.proactive)
+            events += decision.events
+        for p in proactive:  # intake owns it like any other whistle (saved before the class names it)
+            await store.save_whistle(conn, p, None)
             telemetry.WHISTLES.labels(p.source.value, p.category, p.tier.value).inc()
-        await store.save_class(conn, decision.problem_class, whistle.whistle_id, at)
-        return decision.events
+        await store.save_classes(conn, list(changed.values()), members)
+        return events
 
     async def list_classes(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """Problem classes (dispatchers, supervisors): size, first and last seen, members, proactive whistle."""

@@ -93,32 +93,43 @@ _CLASS_COLUMNS = ("id, category, building, grid, first_whistle_id, size, first_s
                   " proactive_whistle_id, raised_at")
 
 
-async def candidate_classes(conn: asyncpg.Connection, e: WhistleBlown, since: datetime) -> list[ProblemClass]:
-    """The classes the whistle could join: same category, its grid (if it names one) or its building."""
+async def candidate_classes(conn: asyncpg.Connection, whistles: list[WhistleBlown],
+                            since: datetime) -> list[ProblemClass]:
+    """The classes these whistles could join: same category, and a whistle's grid or else its building."""
     rows = await conn.fetch(
-        f"SELECT {_CLASS_COLUMNS} FROM problem_classes WHERE category = $1 AND last_seen >= $2"
-        " AND (CASE WHEN $3::text IS NULL THEN building = $4 ELSE grid = $3 END)",
-        e.category, since, e.location.grid, e.location.building,
+        f"SELECT {_CLASS_COLUMNS} FROM problem_classes c WHERE c.last_seen >= $4 AND EXISTS ("
+        " SELECT 1 FROM unnest($1::text[], $2::text[], $3::text[]) AS k(category, building, grid)"
+        " WHERE c.category = k.category AND CASE WHEN k.grid IS NULL THEN c.building = k.building"
+        " ELSE c.grid = k.grid END)",
+        [w.category for w in whistles], [w.location.building for w in whistles], [w.location.grid for w in whistles],
+        since,
     )
     return [ProblemClass(**dict(r)) for r in rows]
 
 
-async def is_grouped(conn: asyncpg.Connection, whistle_id: UUID) -> bool:
-    """Whether the whistle already joined a class (its event seen again, e.g. a stream replayed)."""
-    return bool(await conn.fetchval("SELECT true FROM class_members WHERE whistle_id = $1", whistle_id))
+async def grouped_among(conn: asyncpg.Connection, whistle_ids: list[UUID]) -> set[UUID]:
+    """Those of these whistles that already joined a class (their events seen again, e.g. a stream replayed)."""
+    rows = await conn.fetch("SELECT whistle_id FROM class_members WHERE whistle_id = ANY($1::uuid[])", whistle_ids)
+    return {r["whistle_id"] for r in rows}
 
 
-async def save_class(conn: asyncpg.Connection, c: ProblemClass, member: UUID, at: datetime) -> None:
-    """Insert or update the class, and attach the member."""
+async def save_classes(conn: asyncpg.Connection, changed: list[ProblemClass],
+                       members: list[tuple[UUID, UUID, datetime]]) -> None:
+    """Insert or update the classes as they now stand, and attach the members (class, whistle, joined at)."""
     await conn.execute(
-        f"INSERT INTO problem_classes ({_CLASS_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        f"INSERT INTO problem_classes ({_CLASS_COLUMNS}) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[],"
+        " $4::text[], $5::uuid[], $6::int[], $7::timestamptz[], $8::timestamptz[], $9::uuid[], $10::timestamptz[])"
         " ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, last_seen = EXCLUDED.last_seen,"
         " proactive_whistle_id = EXCLUDED.proactive_whistle_id, raised_at = EXCLUDED.raised_at",
-        c.id, c.category, c.building, c.grid, c.first_whistle_id, c.size, c.first_seen, c.last_seen,
-        c.proactive_whistle_id, c.raised_at,
+        *(list(column) for column in zip(*(
+            (c.id, c.category, c.building, c.grid, c.first_whistle_id, c.size, c.first_seen, c.last_seen,
+             c.proactive_whistle_id, c.raised_at) for c in changed), strict=True)),
     )
-    await conn.execute("INSERT INTO class_members (class_id, whistle_id, joined_at) VALUES ($1, $2, $3)",
-                       c.id, member, at)
+    await conn.execute(
+        "INSERT INTO class_members (class_id, whistle_id, joined_at)"
+        " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[])",
+        *(list(column) for column in zip(*members, strict=True)),
+    )
 
 
 async def list_classes(pool: asyncpg.Pool, status: str | None, category: str | None, building: str | None,

@@ -1,0 +1,167 @@
+"""The HTTP edge as plain ASGI middleware: body size, JSON only, bearer token, rate limit, metrics.
+
+Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware wraps every
+request in a task group and memory streams, which cost more CPU than the rest of a POST
+/v1/whistles (profiled with py-spy under the intake bench).
+
+A route may also have a fast path (`fast`): given the whole body and the caller, it answers the
+ordinary case itself, or returns None and the request goes through FastAPI as if nothing had
+happened (the body replayed), so every refusal keeps FastAPI's exact shape.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from services.gateway.limits import TokenBuckets, retry_after
+from shared import auth, telemetry
+from shared.contracts import Actor
+
+Scope = dict
+ASGIApp = Callable
+Answer = tuple[int, bytes]  # status, JSON body
+FastPath = Callable[[Scope, bytes, Actor | None], Awaitable[Answer | None]]
+
+
+class TokenCache:
+    """Verified bearer tokens (and the bad ones, as None): a token's HMAC is checked once, not per request."""
+
+    def __init__(self, secret: str, max_size: int = 10_000):
+        self.secret = secret
+        self.max_size = max_size
+        self._known: dict[str, Actor | None] = {}
+
+    def actor(self, token: str) -> Actor | None:
+        try:
+            return self._known[token]
+        except KeyError:
+            pass
+        if len(self._known) >= self.max_size:  # random tokens must not grow it without bound
+            self._known.clear()
+        actor = self._known[token] = auth.verify(self.secret, token)
+        return actor
+
+
+async def _read_body(receive, cap: int) -> bytes | bool | None:
+    """The whole request body; False once it grows past `cap` (no Content-Length); None if the client went away."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > cap:
+            return False
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A receive that hands the app the body already read, then whatever comes next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> dict:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _send_json(send, status: int, content: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]})
+    await send({"type": "http.response.body", "body": content})
+
+
+def _error(status: int, code: str, reason: str, extra: list[tuple[bytes, bytes]] = ()) -> tuple[int, list, bytes]:
+    body = json.dumps({"error": {"code": code, "reason": reason, "field": None}}, ensure_ascii=False).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    return status, headers, body
+
+
+class Edge:
+    """413 / 415 / 401 / 429 before anything else runs; the caller's actor in `request.state.actor`."""
+
+    def __init__(self, app: ASGIApp, *, tokens: TokenCache, limiter: TokenBuckets, max_body_bytes: int,
+                 max_import_bytes: int, fast: dict[tuple[str, str], FastPath] | None = None):
+        self.app = app
+        self.fast = fast or {}
+        self.tokens = tokens
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+        self.max_import_bytes = max_import_bytes
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        refused = self._refusal(scope)
+        status = 500
+        if refused is None and (fast := self.fast.get((scope["method"], scope["path"]))):
+            body = await _read_body(receive, self.max_body_bytes)
+            if body is None:  # the client went away
+                return
+            answered = await fast(scope, body, scope["state"]["actor"]) if isinstance(body, bytes) else _error(
+                413, "too_large", f"body over {self.max_body_bytes} bytes / 请求体过大")[::2]
+            if answered is not None:
+                status, content = answered
+                await _send_json(send, status, content)
+                telemetry.HTTP_REQUESTS.labels(scope["path"], str(status)).inc()
+                telemetry.HTTP_LATENCY.labels(scope["path"]).observe(time.perf_counter() - started)
+                return
+            receive = _replay(body, receive)
+        if refused is None:
+            async def send_and_see(message: dict) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_and_see)
+            finally:
+                route = scope.get("route")
+                label = route.path if route is not None else "unmatched"
+                telemetry.HTTP_REQUESTS.labels(label, str(status)).inc()
+                telemetry.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
+            return
+        status, headers, body = refused
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        telemetry.HTTP_REQUESTS.labels("unmatched", str(status)).inc()
+        telemetry.HTTP_LATENCY.labels("unmatched").observe(time.perf_counter() - started)
+
+    def _refusal(self, scope: Scope) -> tuple[int, list, bytes] | None:
+        """The answer for a request refused at the edge, or None (its actor then set on the scope)."""
+        headers: dict[bytes, bytes] = {}
+        for k, v in scope["headers"]:  # the first of a repeated header, as Starlette's Headers.get
+            headers.setdefault(k.lower(), v)
+        path: str = scope["path"]
+        length = headers.get(b"content-length", b"").decode("latin-1")
+        has_body = scope["method"] in ("POST", "PUT", "PATCH") and (length not in ("", "0")
+                                                                    or b"transfer-encoding" in headers)
+        media = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+        cap = self.max_import_bytes if path == "/v1/imports" else self.max_body_bytes
+        actor = None
+        if length and length.isdigit() and int(length) > cap:
+            return _error(413, "too_large", f"body over {cap} bytes / 请求体过大")
+        if path.startswith(("/v1/", "/r/")) and has_body and media != "application/json":
+            return _error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
+        if path.startswith("/v1/"):
+            scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+            actor = self.tokens.actor(token.strip()) if scheme.lower() == "bearer" else None
+            if actor is None:
+                return _error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌",
+                              [(b"www-authenticate", b"Bearer")])
+        if path.startswith(("/v1/", "/r/", "/open311/")):
+            client = scope.get("client")
+            wait = self.limiter.take(str(actor) if actor else f"addr:{client[0] if client else '?'}")
+            if wait:
+                return _error(429, "rate_limited", "too many requests; retry later / 请求过于频繁，请稍后再试",
+                              [(b"retry-after", retry_after(wait).encode())])
+        scope.setdefault("state", {})["actor"] = actor
+        return None

@@ -1,0 +1,125 @@
+"""The HTTP edge: refusals before anything runs, the caller handed on, and a fast path that can step aside."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from services.gateway.edge import Edge, TokenCache
+from services.gateway.limits import TokenBuckets
+from shared import auth
+
+SECRET = "unit-secret"
+TOKEN = auth.mint(SECRET, "dispatcher", "d1")
+
+
+class Inner:
+    """The app behind the edge: records what reached it and echoes the body and the actor."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes, object]] = []
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        actor = scope.get("state", {}).get("actor")
+        self.calls.append((scope["path"], body, actor))
+        content = json.dumps({"seen": body.decode(), "actor": str(actor)}).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": content})
+
+
+def client(inner: Inner, fast=None, rate=(1000.0, 1000.0), max_body=100) -> httpx.AsyncClient:
+    edge = Edge(inner, tokens=TokenCache(SECRET), limiter=TokenBuckets(*rate), max_body_bytes=max_body,
+                max_import_bytes=1000, fast=fast)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=edge), base_url="http://edge")
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+async def test_refusals_come_before_the_app():
+    inner = Inner()
+    async with client(inner) as c:
+        no_token = await c.get("/v1/summons")
+        bad_token = await c.get("/v1/summons", headers={"Authorization": f"Bearer {TOKEN}x"})
+        form = await c.post("/v1/whistles", content=b"a=b", headers={**AUTH, "Content-Type": "text/plain"})
+        too_big = await c.post("/v1/whistles", content=b"x" * 101, headers={**AUTH, "Content-Type": "application/json"})
+    assert no_token.status_code == bad_token.status_code == 401
+    assert no_token.headers["www-authenticate"] == "Bearer" and no_token.json()["error"]["code"] == "unauthenticated"
+    assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "too_large"
+    assert inner.calls == []
+
+
+async def test_a_caller_over_its_rate_gets_429_with_retry_after():
+    inner = Inner()
+    async with client(inner, rate=(1.0, 2.0)) as c:
+        statuses = [(await c.get("/v1/categories", headers=AUTH)) for _ in range(3)]
+    assert [r.status_code for r in statuses] == [200, 200, 429]
+    assert statuses[2].headers["retry-after"] == "1" and statuses[2].json()["error"]["code"] == "rate_limited"
+
+
+async def test_the_app_gets_the_caller():
+    inner = Inner()
+    async with client(inner) as c:
+        r = await c.get("/v1/categories", headers=AUTH)
+    assert r.json()["actor"] == "dispatcher:d1"
+
+
+async def test_a_fast_path_answers_with_the_body_and_the_caller():
+    inner, seen = Inner(), []
+
+    async def fast(scope, body, actor):
+        seen.append((body, str(actor)))
+        return 201, b'{"id": "w1"}'
+
+    async with client(inner, fast={("POST", "/v1/whistles"): fast}) as c:
+        r = await c.post("/v1/whistles", json={"a": 1}, headers=AUTH)
+    assert r.status_code == 201 and r.json() == {"id": "w1"} and r.headers["content-type"] == "application/json"
+    assert seen == [(b'{"a":1}', "dispatcher:d1")] and inner.calls == []
+
+
+async def test_a_fast_path_that_steps_aside_leaves_the_request_to_the_app_unchanged():
+    inner = Inner()
+
+    async def fast(scope, body, actor):
+        return None
+
+    async with client(inner, fast={("POST", "/v1/whistles"): fast}) as c:
+        r = await c.post("/v1/whistles", json={"a": 1}, headers=AUTH)
+        other = await c.post("/v1/imports", json={"b": 2}, headers=AUTH)  # no fast path: straight through
+    assert r.status_code == 200 and r.json()["seen"] == '{"a":1}'
+    assert [(path, body) for path, body, _ in inner.calls] == [("/v1/whistles", b'{"a":1}'), ("/v1/imports", b'{"b":2}')]
+    assert other.json()["actor"] == "dispatcher:d1"
+
+
+async def test_a_streamed_body_over_the_limit_is_413_on_a_fast_path():
+    inner = Inner()
+
+    async def fast(scope, body, actor):
+        raise AssertionError("never asked")
+
+    async def chunks():
+        for _ in range(3):
+            yield b"x" * 60
+
+    async with client(inner, fast={("POST", "/v1/whistles"): fast}) as c:
+        r = await c.post("/v1/whistles", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 413 and inner.calls == []
+
+
+def test_tokens_are_verified_once_and_the_cache_stays_bounded():
+    cache = TokenCache(SECRET, max_size=3)
+    first = cache.actor(TOKEN)
+    assert first is not None and str(first) == "dispatcher:d1" and cache.actor(TOKEN) is first
+    assert cache.actor("nope") is None and cache.actor(TOKEN + "x") is None
+    for i in range(10):
+        cache.actor(f"junk-{i}")
+    assert len(cache._known) <= 3
+    assert cache.actor(TOKEN) == first
