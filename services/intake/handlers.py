@@ -11,10 +11,12 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from services.intake import classes, domain, hotline, store
-from shared import telemetry
+from shared import subjects, telemetry
 from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
 
 
+# belongs in shared/subjects.py (owned elsewhere): the literal serves until it is there
+CMD_INTAKE_API_KEY_REVOKE = getattr(subjects, "CMD_INTAKE_API_KEY_REVOKE", "cmd.intake.api_key_revoke")
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 
 
@@ -125,6 +127,17 @@ class IntakeHandlers:
         await store.save_api_key(conn, key_hash(api_key), client, str(note)[:1000] if note else None,
                                  str(cmd.actor), now)
         return Reply.success({"api_key": api_key, "client": client}), []
+
+    async def revoke_api_keys(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """Revoke every key of an Open311 client (supervisors): from now on its requests get the spec's 403."""
+        if cmd.actor.role != "supervisor":
+            return Reply.refuse(403, "supervisor_only", "only supervisors revoke API keys / 仅限督办吊销密钥"), []
+        client = str(cmd.payload.get("client") or "")
+        revoked = await store.revoke_api_keys(conn, client, str(cmd.actor), now) if _CLIENT.match(client) else 0
+        if not revoked:
+            return Reply.refuse(404, "no_such_client", f"no active API key for {client[:64]!r} / 该客户端没有有效密钥",
+                                "client"), []
+        return Reply.success({"client": client, "revoked": revoked}), []
 
     async def check_api_key(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """The client an API key was issued to, or 403."""

@@ -85,6 +85,16 @@ async def save_api_key(conn: asyncpg.Connection, key_hash: str, client: str, not
     )
 
 
+async def revoke_api_keys(conn: asyncpg.Connection, client: str, by: str, at: datetime) -> int:
+    """Revoke the client's active keys; how many there were."""
+    rows = await conn.fetch(
+        "UPDATE api_keys SET revoked_at = $2, revoked_by = $3"
+        " WHERE client = $1 AND revoked_at IS NULL RETURNING key_hash",
+        client, at, by,
+    )
+    return len(rows)
+
+
 async def api_key_client(pool: asyncpg.Pool, key_hash: str) -> str | None:
     return await pool.fetchval("SELECT client FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", key_hash)
 

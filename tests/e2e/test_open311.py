@@ -205,3 +205,24 @@ def test_every_error_is_the_spec_list_in_the_asked_format(http: httpx.Client, ap
 def test_a_json_body_is_not_a_form_and_never_a_422(http: httpx.Client, api_key: str) -> None:
     r = http.post(f"{BASE}/requests.json", json={"api_key": api_key, "service_code": "noise", "address_id": "3"})
     assert r.status_code == 400 and r.json()[0]["code"] == 400
+
+
+def test_a_revoked_key_gets_the_specs_403_and_only_supervisors_revoke(system: System, http: httpx.Client) -> None:
+    with system.client("supervisor") as s:
+        key = s.post("/v1/api-keys", json={"client": "revoke-me"}).json()["api_key"]
+        spare = s.post("/v1/api-keys", json={"client": "revoke-me"}).json()["api_key"]
+    request = {"service_code": "noise", "address_id": "4", "description": "楼下烧烤到深夜"}
+    assert post(http, "json", api_key=key, **request).status_code == 200
+    with system.client("dispatcher") as d:
+        assert d.delete("/v1/api-keys/revoke-me").status_code == 403
+    assert post(http, "json", api_key=key, **request).status_code == 200  # a refused revocation changed nothing
+    with system.client("supervisor") as s:
+        r = s.delete("/v1/api-keys/revoke-me")
+        assert r.status_code == 200 and r.json() == {"client": "revoke-me", "revoked": 2}, r.text
+        again = s.delete("/v1/api-keys/revoke-me")
+        assert again.status_code == 404 and again.json()["error"]["code"] == "no_such_client"
+    for fmt, api_key in (("json", key), ("xml", spare)):
+        r = post(http, fmt, api_key=api_key, **request)
+        assert r.status_code == 403, r.text
+        assert [e["code"] for e in errors(r, fmt)] == [403]
+    assert post(http, "json", api_key=system.creds["open311_api_key"], **request).status_code == 200  # others unaffected
