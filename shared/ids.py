@@ -8,10 +8,30 @@ import uuid
 from datetime import UTC, datetime
 
 
+_RANDOM = bytearray()
+
+
+def _random80() -> int:
+    """80 random bits from the OS, drawn 4 KiB at a time (one getrandom call per ~400 ids, not per id)."""
+    global _RANDOM
+    if len(_RANDOM) < 10:
+        _RANDOM = bytearray(os.urandom(4000))
+    chunk = _RANDOM[-10:]
+    del _RANDOM[-10:]
+    return int.from_bytes(chunk, "big")
+
+
+def _forget_random() -> None:
+    _RANDOM.clear()  # a forked child must never reuse its parent's bytes
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def uuid7() -> uuid.UUID:
     """Return a UUIDv7: 48 bits of Unix milliseconds, then random bits."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = _random80()
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76  # version
     value |= ((rand >> 62) & 0xFFF) << 64  # rand_a (12 bits)

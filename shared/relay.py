@@ -6,20 +6,66 @@ import asyncio
 import contextlib
 
 import asyncpg
+import nats
 import structlog
-from nats.js import JetStreamContext
+from nats.aio.msg import Msg
 
 from shared import telemetry
 
 log = structlog.get_logger("relay")
 
 
+class PublishRefused(RuntimeError):
+    """JetStream did not store a message (no stream for the subject, a limit, an error)."""
+
+
+class PipelinedPublisher:
+    """JetStream publishes pipelined over core NATS: one reply subject per message, one subscription
+    counting the acknowledgements. Does what `publish_async` + `gather` did at about half the CPU
+    per message (no future, callback and ack object per message); any error fails the whole batch,
+    which the relay then retries (Nats-Msg-Id makes the retry harmless)."""
+
+    def __init__(self, nc: nats.NATS):
+        self._nc = nc
+        self._prefix = ""
+        self._tag = ""
+        self._batches = 0
+        self._left = 0
+        self._errors: list[str] = []
+        self._done = asyncio.Event()
+
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], timeout: float) -> None:
+        if not self._prefix:
+            self._prefix = self._nc.new_inbox()
+            await self._nc.subscribe(f"{self._prefix}.>", cb=self._on_ack)
+        self._batches += 1
+        self._tag = f"{self._prefix}.{self._batches}."  # a late ack of an earlier batch is ignored
+        self._left, self._errors = len(messages), []
+        self._done.clear()
+        for i, (subject, body, headers) in enumerate(messages):
+            await self._nc.publish(subject, body, reply=f"{self._tag}{i}", headers=headers)
+        await self._nc.flush(timeout=max(1, int(timeout)))
+        await asyncio.wait_for(self._done.wait(), timeout)
+        if self._errors:
+            raise PublishRefused(f"{len(self._errors)} of {len(messages)} refused, e.g. {self._errors[0]}")
+
+    async def _on_ack(self, msg: Msg) -> None:
+        if not msg.subject.startswith(self._tag):
+            return
+        status = (msg.headers or {}).get("Status")
+        if status or b'"error"' in msg.data:  # 503: no stream listens; {"error": …}: refused
+            self._errors.append(status and f"status {status}" or msg.data[:300].decode(errors="replace"))
+        self._left -= 1
+        if self._left <= 0:
+            self._done.set()
+
+
 class OutboxRelay:
     """One relay per service schema; a Postgres advisory lock keeps it single among replicas."""
 
-    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, service: str, *, batch: int = 1000):
+    def __init__(self, pool: asyncpg.Pool, nc: nats.NATS, service: str, *, batch: int = 1000):
         self._pool = pool
-        self._js = js
+        self._publisher = PipelinedPublisher(nc)
         self._service = service
         self._batch = batch
         self._wake = asyncio.Event()
@@ -62,13 +108,10 @@ class OutboxRelay:
                 telemetry.OUTBOX_LAG.labels(self._service).set(0)
                 return 0
             try:
-                futures = [
-                    await self._js.publish_async(
-                        r["subject"], bytes(r["body"]), headers={"Nats-Msg-Id": r["msg_id"], **r["headers"]}
-                    )
-                    for r in rows
-                ]
-                await asyncio.wait_for(asyncio.gather(*futures), timeout=15)
+                await self._publisher.publish(
+                    [(r["subject"], bytes(r["body"]), {"Nats-Msg-Id": r["msg_id"], **r["headers"]}) for r in rows],
+                    timeout=15,
+                )
             except Exception as exc:  # NATS unavailable: keep the rows, retry after a pause
                 log.warning("relay.publish_failed", service=self._service, error=repr(exc), pending=len(rows))
                 telemetry.RELAY_ERRORS.labels(self._service).inc()

@@ -226,7 +226,7 @@ class ServiceRuntime:
         self._nc = await nats.connect(self.settings.nats_url, name=f"{self.name}-relay", max_reconnect_attempts=-1)
         js = self._nc.jetstream(publish_async_max_pending=10_000)
         await ensure_streams(js, self.settings.stream_replicas)
-        self.relay = OutboxRelay(self.pool, js, self.name)
+        self.relay = OutboxRelay(self.pool, self._nc, self.name)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:
             await fn(self)
@@ -433,3 +433,14 @@ class ServiceRuntime:
         await self.nc.jetstream().publish(f"{subjects.DEADLETTER}.{self.name}", m.data, headers=headers)
         telemetry.HANDLED.labels(self.name, label, "dead_letter").inc()
         self.log.warning("message.dead_lettered", subject=m.subject, reason=reason[:300])
+
+
+def main(build: Callable[[], ServiceRuntime]) -> None:
+    """Run a service process on uvloop where it is installed (measured: less CPU per message and
+    per Postgres round trip than the default loop), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:  # platforms without uvloop
+        asyncio.run(build().run())
+    else:
+        uvloop.run(build().run())

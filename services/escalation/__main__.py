@@ -1,8 +1,7 @@
 """Run the escalation service: python -m services.escalation"""
 
-import asyncio
-
 from services.escalation.app import build
+from shared.runtime import main
 
 if __name__ == "__main__":
-    asyncio.run(build().run())
+    main(build)

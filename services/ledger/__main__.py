@@ -1,8 +1,7 @@
 """Run the ledger service: python -m services.ledger"""
 
-import asyncio
-
 from services.ledger.app import build
+from shared.runtime import main
 
 if __name__ == "__main__":
-    asyncio.run(build().run())
+    main(build)

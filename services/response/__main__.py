@@ -1,8 +1,7 @@
 """Run the response service: python -m services.response"""
 
-import asyncio
-
 from services.response.app import build
+from shared.runtime import main
 
 if __name__ == "__main__":
-    asyncio.run(build().run())
+    main(build)

@@ -1,8 +1,7 @@
 """Run the routing service: python -m services.routing"""
 
-import asyncio
-
 from services.routing.app import build
+from shared.runtime import main
 
 if __name__ == "__main__":
-    asyncio.run(build().run())
+    main(build)
