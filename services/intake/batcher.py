@@ -70,7 +70,11 @@ class BlowBatcher:
         checked = blows.check(cmd, self.catalogue, utcnow())
         if isinstance(checked, Reply):
             return checked
-        waiting = _Waiting(checked)
+        return await self.submit(checked)
+
+    async def submit(self, blow: blows.Blow) -> Reply:
+        """Queue a checked blow for the next batch; its reply once that batch has committed."""
+        waiting = _Waiting(blow)
         self._queue.append(waiting)
         self._queued.set()
         return await waiting.answer
@@ -90,11 +94,12 @@ class BlowBatcher:
                 self._queued.clear()
             try:
                 await self._write(batch)
-            except BaseException:
-                for w in batch:  # never leave a request without an answer
-                    if not w.answer.done():
-                        w.answer.set_result(UNAVAILABLE)
+            except asyncio.CancelledError:
+                _answer_all(batch, UNAVAILABLE)
                 raise
+            except Exception:  # a bug here must not stop the writer: every later blow would hang
+                log.exception("blow.writer_failed", size=len(batch))
+                _answer_all(batch, UNAVAILABLE)
 
     async def _write(self, batch: list[_Waiting]) -> None:
         started = time.perf_counter()
@@ -113,8 +118,7 @@ class BlowBatcher:
         for w in created:
             telemetry.WHISTLES.labels(w.source.value, w.category, w.tier.value).inc()
         for w, reply in zip(batch, replies, strict=True):
-            if not w.answer.done():  # the caller may have gone (cancelled)
-                w.answer.set_result(reply)
+            _answer_all([w], reply)
         log.info("blow.batch", size=len(batch), ms=round((time.perf_counter() - started) * 1e3, 2),
                  created=len(created),
                  replayed=sum(1 for r in replies if r.ok and r.data.get("replayed")),
@@ -155,3 +159,9 @@ class BlowBatcher:
         await store.save_whistles(conn, new)
         await write_outbox(conn, [b.whistle for b in new])
         return [s.reply for s in settled]
+
+
+def _answer_all(batch: list[_Waiting], reply: Reply) -> None:
+    for w in batch:
+        if not w.answer.done():  # a request is answered once; its caller may have gone meanwhile
+            w.answer.set_result(reply)

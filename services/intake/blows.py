@@ -72,6 +72,8 @@ def check(cmd: Command, catalogue: dict[str, domain.Category], now: datetime) ->
                 raised = RaiseWhistle.model_validate({**body, "description": f"{raised.description} {suffix}"})
     except ValidationError as exc:
         return Reply(ok=False, refusal=refusal_from(exc))
+    if field := nul_field(raised):
+        return Reply.refuse(422, "invalid", "text must not contain NUL characters / 文本不能包含空字符", field)
     outcome = domain.blow(raised, catalogue, str(cmd.actor), now)
     if isinstance(outcome, Refusal):
         return Reply(ok=False, refusal=outcome)
@@ -80,6 +82,15 @@ def check(cmd: Command, catalogue: dict[str, domain.Category], now: datetime) ->
         return Blow(outcome, raised)
     body_hash = hashlib.sha256(raised.model_dump_json().encode()).hexdigest()
     return Blow(outcome, raised, (str(cmd.actor), str(key)), body_hash)
+
+
+def nul_field(raised: RaiseWhistle) -> str | None:
+    """The first field holding a NUL character, which Postgres text cannot store (it would fail the write)."""
+    fields = {"description": raised.description, "category": raised.category,
+              **{f"location.{k}": v for k, v in raised.location.model_dump().items()},
+              **({f"reporter.{k}": v for k, v in raised.reporter.model_dump().items()} if raised.reporter else {}),
+              "attachments": "".join(raised.attachments)}
+    return next((name for name, value in fields.items() if isinstance(value, str) and "\x00" in value), None)
 
 
 def first_uses(blows: Iterable[Blow]) -> list[Blow]:

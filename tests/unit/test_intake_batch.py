@@ -40,7 +40,10 @@ def test_refusals_come_back_as_replies_naming_the_field():
     for changes, field in (({"location": {"building": "99"}}, "location.building"),
                            ({"category": "alien_landing"}, "category"),
                            ({"description": ""}, "description"),
-                           ({"attributes": "not a dict"}, "attributes")):
+                           ({"attributes": "not a dict"}, "attributes"),
+                           ({"description": "leak\x00"}, "description"),  # Postgres text cannot hold NUL
+                           ({"location": {"building": "7", "address": "7\x00"}}, "location.address"),
+                           ({"attachments": ["https://a.org/1.jpg", "https://a.org/\x00.jpg"]}, "attachments")):
         out = check(request(**changes), CATALOGUE, NOW)
         assert isinstance(out, Reply) and out.refusal.status == 422 and out.refusal.field == field, (changes, out)
 
