@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.escalation.domain import Clock
+from services.escalation.domain import MUTABLE_FIELDS, Clock, restore
 from services.escalation.policy import LadderStep
 
 _FIELDS = [f.name for f in fields(Clock)]
@@ -24,31 +24,38 @@ _TYPES = {
     "responder_kind": "text", "floor_deadline": "timestamptz",
 }
 assert set(_TYPES) == set(_FIELDS), "every Clock field needs its column type"
-_UNNEST = (
-    "unnest(" + ", ".join(f"${i}::{_TYPES[name]}[]" for i, name in enumerate(_FIELDS, start=1)) + f") AS u({_COLUMNS})"
+_MUTABLE = ["id", *sorted(MUTABLE_FIELDS)]
+
+
+def _unnest(names: list[str]) -> str:
+    return "unnest(" + ", ".join(f"${i}::{_TYPES[n]}[]" for i, n in enumerate(names, start=1)) + f") AS u({', '.join(names)})"
+
+
+_INSERT = (
+    f"INSERT INTO clocks ({_COLUMNS}) SELECT {', '.join('u.ladder::jsonb' if n == 'ladder' else f'u.{n}' for n in _FIELDS)}"
+    f" FROM {_unnest(_FIELDS)}"
 )
-_SOURCES = {name: "u.ladder::jsonb" if name == "ladder" else f"u.{name}" for name in _FIELDS}
-_INSERT = f"INSERT INTO clocks ({_COLUMNS}) SELECT {', '.join(_SOURCES.values())} FROM {_UNNEST}"
+# only what can change: fewer arrays to encode and to write
 _UPDATE = (
-    f"UPDATE clocks SET ({', '.join(n for n in _FIELDS if n != 'id')})"
-    f" = ({', '.join(v for n, v in _SOURCES.items() if n != 'id')}) FROM {_UNNEST} WHERE clocks.id = u.id"
+    f"UPDATE clocks SET ({', '.join(_MUTABLE[1:])}) = ({', '.join(f'u.{n}' for n in _MUTABLE[1:])})"
+    f" FROM {_unnest(_MUTABLE)} WHERE clocks.id = u.id"
 )
 
 
-def _columns(clocks: list[Clock]) -> list[list]:
+def _columns(clocks: list[Clock], names: list[str] = _FIELDS) -> list[list]:
     """The clocks as one list per column, for unnest()."""
     # getattr, not dataclasses.astuple: that deep-copies every field (the ladder's models too)
     return [
         [json.dumps([s.model_dump(mode="json") for s in c.ladder]) for c in clocks] if name == "ladder"
         else [getattr(c, name) for c in clocks]
-        for name in _FIELDS
+        for name in names
     ]
 
 
 def _clock(r: asyncpg.Record) -> Clock:
     values = dict(r)
     values["ladder"] = tuple(LadderStep.model_validate(s) for s in r["ladder"])
-    return Clock(**values)
+    return restore(values)
 
 
 async def summons_with_clocks(conn: asyncpg.Connection, summons_ids: list[UUID]) -> set[UUID]:
@@ -83,7 +90,7 @@ async def lock_summons_clocks(conn: asyncpg.Connection, summons_ids: list[UUID])
 
 async def save(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
     if clocks:
-        await conn.execute(_UPDATE, *_columns(clocks))
+        await conn.execute(_UPDATE, *_columns(clocks, _MUTABLE))
 
 
 async def pending_clocks(pool: asyncpg.Pool) -> list[Clock]:
