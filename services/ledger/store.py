@@ -29,6 +29,12 @@ _FIRST_TIME = {
     SummonsReported: "UPDATE summons SET reported_at = COALESCE(reported_at, $2) WHERE id = $1",
     SummonsResolved: "UPDATE summons SET resolved_at = COALESCE(resolved_at, $2) WHERE id = $1",
 }
+# one-way flags: they commute with each other and with every other view update, so a batch sets them last
+_FLAGS = {
+    SlaWarned: "UPDATE summons SET warned = true WHERE id = $1",
+    SlaBreached: "UPDATE summons SET breached = true WHERE id = $1",
+    EscalationRaised: "UPDATE summons SET escalations = escalations + 1 WHERE id = $1",
+}
 _DEADLINE = {
     "report": "UPDATE summons SET report_deadline = $2 WHERE id = $1",
     "resolve": "UPDATE summons SET resolve_deadline = $2 WHERE id = $1",
@@ -41,9 +47,11 @@ Write = tuple[str, tuple]
 async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
     """Append a batch to the timeline and update the whistle and summons views, in stream order.
 
-    Set-based where it is safe: one insert for the timeline; then a run of events whose view
-    updates are the same statements runs each statement once for the whole run (executemany, in
-    event order). A summons move reads its whistle's other summons, so it runs on its own.
+    Set-based where it is safe: one insert for the timeline and one for the whistles the batch
+    mentions before (or without) their whistle.blown; then a run of events whose view updates are
+    the same statements runs each statement once for the whole run (executemany, in event order);
+    a summons move reads its whistle's other summons, so it runs on its own; flags that only ever
+    go one way (warned, breached, escalations + 1) are set at the end, whatever their order.
     """
     await conn.execute(
         "INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
@@ -52,8 +60,22 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
         [e.whistle_id for e in events], [e.event_id for e in events], [e.subject for e in events],
         [e.actor for e in events], [e.occurred_at for e in events], [e.model_dump_json() for e in events],
     )
+    first: dict[UUID, Event] = {}
+    for e in events:
+        first.setdefault(e.whistle_id, e)
+    early = [e for e in first.values() if not isinstance(e, WhistleBlown)]
+    if early:  # a whistle the ledger meets before its whistle.blown (or whose blown is in an older batch)
+        await conn.execute(
+            "INSERT INTO whistles (id, status, updated_at) SELECT w, 'open', o"
+            " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(w, o) ON CONFLICT (id) DO NOTHING",
+            [e.whistle_id for e in early], [e.occurred_at for e in early],
+        )
+    flags: dict[str, list[tuple]] = {}
     run: list[list[Write]] = []
     for e in events:
+        if type(e) in _FLAGS:
+            flags.setdefault(_FLAGS[type(e)], []).append((e.summons_id,))
+            continue
         writes = _view_writes(e)
         if writes is None or (run and [sql for sql, _ in run[0]] != [sql for sql, _ in writes]):
             await _flush(conn, run)
@@ -63,6 +85,8 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
         else:
             run.append(writes)
     await _flush(conn, run)
+    for sql, args in flags.items():
+        await conn.executemany(sql, args)
 
 
 async def _flush(conn: asyncpg.Connection, run: list[list[Write]]) -> None:
@@ -93,10 +117,7 @@ def _view_writes(e: Event) -> list[Write] | None:
         )]
     if type(e) in domain.SUMMONS_STATE:
         return None
-    writes: list[Write] = [(
-        "INSERT INTO whistles (id, status, updated_at) VALUES ($1, 'open', $2) ON CONFLICT (id) DO NOTHING",
-        (e.whistle_id, e.occurred_at),
-    )]
+    writes: list[Write] = []
     if isinstance(e, SummonsIssued):
         writes += [(
             "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, state,"
@@ -128,12 +149,6 @@ def _view_writes(e: Event) -> list[Write] | None:
             "UPDATE summons SET waiting = $2, updated_at = $3 WHERE id = $1",
             (e.summons_id, isinstance(e, SummonsPaused), e.occurred_at),
         ))
-    elif isinstance(e, SlaWarned):
-        writes.append(("UPDATE summons SET warned = true WHERE id = $1", (e.summons_id,)))
-    elif isinstance(e, SlaBreached):
-        writes.append(("UPDATE summons SET breached = true WHERE id = $1", (e.summons_id,)))
-    elif isinstance(e, EscalationRaised):
-        writes.append(("UPDATE summons SET escalations = escalations + 1 WHERE id = $1", (e.summons_id,)))
     elif type(e) in domain.WHISTLE_STATUS:
         writes.append(_set_status(e.whistle_id, domain.WHISTLE_STATUS[type(e)], e))
     return writes
@@ -141,10 +156,6 @@ def _view_writes(e: Event) -> list[Write] | None:
 
 async def _project_summons_move(conn: asyncpg.Connection, e: Event) -> None:
     """A responder's move: the summons' state, then the whistle's status from all its summons."""
-    await conn.execute(
-        "INSERT INTO whistles (id, status, updated_at) VALUES ($1, 'open', $2) ON CONFLICT (id) DO NOTHING",
-        e.whistle_id, e.occurred_at,
-    )
     await conn.execute(
         "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
         e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
