@@ -17,7 +17,7 @@ its Unix socket under `$WHISTLE_HOME/pg` (`DATABASE_URL` / `--database-url`), an
 through `$WHISTLE_HOME/pids.json`. The clocks it arms stay in the system: use a fresh WHISTLE_HOME.
 
 The real path: the bench publishes `SummonsIssued` events (`model_dump_json`, `Nats-Msg-Id` =
-event id), pipelined with `publish_async`, straight into JetStream on `summons.issued`. Escalation
+event id), pipelined (the relay's own publisher), straight into JetStream on `summons.issued`. Escalation
 consumes them, writes the clock and its outbox rows in one transaction, and its relay publishes
 the schedule (`Nats-Schedule: @at …`) on `clock.timer.<clock_id>` in the CLOCKS stream. (Response
 and the ledger consume the same events, as they do in production.) The policy gives each summons a
@@ -81,6 +81,7 @@ from nats.js.errors import NotFoundError  # noqa: E402
 from services.escalation.policy import parse_duration  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
+from shared.relay import PipelinedPublisher  # noqa: E402
 
 from pipeline import NotUp, connect_all, quantile  # noqa: E402  (bench/ is on the path: the script's folder)
 from pipeline import locate as locate_system  # noqa: E402
@@ -235,13 +236,17 @@ def check_policy(where: dict) -> timedelta:
 
 
 class Publisher:
-    """SummonsIssued events into JetStream, pipelined; remembers the summons ids."""
+    """SummonsIssued events into JetStream, pipelined (the relay's publisher: the load generator
+    should not eat the CPU the system under test needs)."""
 
     def __init__(self, nc: nats.NATS, responders: list[dict]):
-        self.js = nc.jetstream(publish_async_max_pending=20_000)
+        self.pipe = PipelinedPublisher(nc)
         self.responders = responders
         self.published = 0
-        self.duplicates = 0
+
+    @property
+    def duplicates(self) -> int:
+        return self.pipe.duplicates
 
     def event(self, i: int, tier: Tier, occurred_at: datetime) -> SummonsIssued:
         r = self.responders[i % len(self.responders)]
@@ -252,20 +257,17 @@ class Publisher:
         )
 
     async def publish(self, events) -> None:
-        """`events` yields SummonsIssued; acks are awaited per chunk of 5,000."""
-        chunk: list[asyncio.Future] = []
+        """`events` yields SummonsIssued; acks are awaited per chunk of 2,000."""
+        chunk: list[tuple[str, bytes, dict[str, str]]] = []
         for e in events:
-            chunk.append(await self.js.publish_async(
-                SummonsIssued.SUBJECT, e.model_dump_json().encode(), headers={"Nats-Msg-Id": str(e.event_id)}))
-            if len(chunk) >= 5_000:
-                await self._settle(chunk)
+            chunk.append((SummonsIssued.SUBJECT, e.model_dump_json().encode(), {"Nats-Msg-Id": str(e.event_id)}))
+            if len(chunk) >= 2_000:
+                await self.pipe.publish(chunk, timeout=60)
+                self.published += len(chunk)
                 chunk = []
-            self.published += 1
-        await self._settle(chunk)
-
-    async def _settle(self, futures: list[asyncio.Future]) -> None:
-        for ack in await asyncio.gather(*futures):
-            self.duplicates += bool(ack.duplicate)
+        if chunk:
+            await self.pipe.publish(chunk, timeout=60)
+            self.published += len(chunk)
 
 
 async def clock_msgs(js) -> int:

@@ -33,6 +33,7 @@ class PipelinedPublisher:
         self._left = 0
         self._errors: list[str] = []
         self._done = asyncio.Event()
+        self.duplicates = 0  # messages JetStream had already stored (same Nats-Msg-Id in its window)
 
     async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], timeout: float) -> None:
         if not self._prefix:
@@ -55,6 +56,8 @@ class PipelinedPublisher:
         status = (msg.headers or {}).get("Status")
         if status or b'"error"' in msg.data:  # 503: no stream listens; {"error": …}: refused
             self._errors.append(status and f"status {status}" or msg.data[:300].decode(errors="replace"))
+        elif b'"duplicate":true' in msg.data:
+            self.duplicates += 1
         self._left -= 1
         if self._left <= 0:
             self._done.set()

@@ -84,6 +84,7 @@ class _Consumer:
     parse: Callable[[Msg], Any]
     dedup: Callable[[Any], UUID | None]
     batch: bool = False
+    concurrency: int = 1
 
 
 class ServiceRuntime:
@@ -120,6 +121,7 @@ class ServiceRuntime:
         handle: EventHandler | BatchHandler,
         *,
         batch: bool = False,
+        concurrency: int = 1,
         stream: str = subjects.EVENTS_STREAM,
         durable: str | None = None,
         parse: Callable[[Msg], Any] = parse_domain_event,
@@ -132,12 +134,16 @@ class ServiceRuntime:
         order, redeliveries already dropped by the inbox) and does set-based SQL; should it fail,
         the batch is handled again one message at a time, so one bad message cannot sink the rest.
 
+        `concurrency` > 1 runs that many fetch-and-handle loops on the same durable consumer, so one
+        batch's Postgres round trips overlap another's CPU. Only for messages whose order does not
+        matter (each handler locks what it changes, and stale messages are recognised).
+
         The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
         collection timeout low latency needs, left delivered messages unhandled until their
         ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
-        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup, batch))
+        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -231,13 +237,14 @@ class ServiceRuntime:
         for fn in self._startup:
             await fn(self)
         for consumer in self._consumers:
-            psub = await js.pull_subscribe(
-                consumer.subject, durable=consumer.durable, stream=consumer.stream,
-                config=consumer_config(consumer.durable, max_deliver=self.settings.max_deliver,
-                                       ack_wait_s=self.settings.ack_wait_s),
-            )
-            self._pulls.append(psub)
-            self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
+            for _ in range(consumer.concurrency):  # each loop its own pull subscription on the durable
+                psub = await js.pull_subscribe(
+                    consumer.subject, durable=consumer.durable, stream=consumer.stream,
+                    config=consumer_config(consumer.durable, max_deliver=self.settings.max_deliver,
+                                           ack_wait_s=self.settings.ack_wait_s),
+                )
+                self._pulls.append(psub)
+                self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()

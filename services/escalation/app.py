@@ -48,7 +48,8 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     # one consumer for every summons event keeps each summons' events in order
     runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True)
     runtime.on_events(
-        f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True,
+        # firings need no order (each locks its clock and checks the generation): two loops overlap
+        f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True, concurrency=2,
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
     )
     runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)
