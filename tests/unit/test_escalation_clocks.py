@@ -498,3 +498,41 @@ def test_any_sequence_of_operations_keeps_the_clock_honest(ops, cw):
         steps = [e.step for e in period if isinstance(e, EscalationRaised)]
         assert steps == list(range(1, len(steps) + 1))  # (b) consecutive from 1, none repeated
         assert len(steps) <= len(clock.ladder) * (1 + clock.ladder_repeats)
+
+
+# --- evolving and restoring clocks (the fast paths beside dataclasses) --------------------------------
+
+
+def test_evolve_changes_only_what_it_is_given_and_leaves_the_original_alone():
+    from dataclasses import asdict, replace
+
+    from services.escalation.domain import evolve
+
+    clock = report_clock()
+    before = asdict(clock)
+    later = evolve(clock, state="paused", generation=clock.generation + 1)
+    assert later == replace(clock, state="paused", generation=clock.generation + 1)
+    assert asdict(clock) == before and later is not clock
+    assert hash(later) == hash(replace(clock, state="paused", generation=clock.generation + 1))
+
+
+def test_evolve_refuses_fields_a_running_clock_must_keep():
+    from services.escalation.domain import evolve
+
+    with pytest.raises(TypeError, match="responder_id"):
+        evolve(report_clock(), responder_id="someone-else")
+    with pytest.raises(TypeError, match="no_such_field"):
+        evolve(report_clock(), no_such_field=1)
+
+
+def test_restore_rebuilds_an_equal_clock_from_every_field_and_refuses_missing_ones():
+    from dataclasses import asdict
+
+    from services.escalation.domain import restore
+
+    clock = report_clock()
+    values = {name: getattr(clock, name) for name in asdict(clock)}
+    assert restore(values) == clock
+    values.pop("tier")
+    with pytest.raises(TypeError, match="tier"):
+        restore(values)
