@@ -513,7 +513,6 @@ def test_evolve_changes_only_what_it_is_given_and_leaves_the_original_alone():
     later = evolve(clock, state="paused", generation=clock.generation + 1)
     assert later == replace(clock, state="paused", generation=clock.generation + 1)
     assert asdict(clock) == before and later is not clock
-    assert hash(later) == hash(replace(clock, state="paused", generation=clock.generation + 1))
 
 
 def test_evolve_refuses_fields_a_running_clock_must_keep():
