@@ -42,7 +42,7 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_ROUTING_RESPONDERS, editing.list, query=True)
     runtime.on_request(subjects.QRY_ROUTING_RESPONDER_ONE, editing.get, query=True)
     runtime.on_request(subjects.CMD_ROUTING_RESPONDER_PUT, editing.put)
-    runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistle_blown)
+    runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistles_blown, batch=True)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
     runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
     runtime.on_events(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)

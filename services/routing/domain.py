@@ -82,6 +82,9 @@ class LoadBook:
     def release(self, responder_id: str) -> None:
         self.load[responder_id] = max(0, self.load.get(responder_id, 0) - 1)
 
+    def copy(self) -> LoadBook:
+        return LoadBook(dict(self.load), dict(self.last), self.tick)
+
 
 @dataclass(frozen=True)
 class Candidate:

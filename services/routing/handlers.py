@@ -45,12 +45,23 @@ class RoutingHandlers:
         """Rebuild the load book from the assignments before consuming."""
         self.book = await store.load_book(runtime.pool)
 
-    async def on_whistle_blown(self, conn: asyncpg.Connection, whistle: WhistleBlown, now: datetime):
-        """Summon the lead (and co-handlers) for each new whistle, recording why."""
-        await store.save_whistle(conn, whistle)
-        decision, events = domain.route(whistle, self.rules, self.registry, self.book, now)
-        await store.record(conn, decision, events)
-        return events
+    async def on_whistles_blown(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime):
+        """Summon the lead (and co-handlers) for each new whistle, recording why; a batch at a time.
+
+        The load book lives in memory: if the batch fails (its writes roll back), so does the book.
+        """
+        saved = self.book.copy()
+        try:
+            await store.save_whistles(conn, whistles)
+            out: list = []
+            for whistle in whistles:
+                decision, events = domain.route(whistle, self.rules, self.registry, self.book, now)
+                await store.record(conn, decision, events)
+                out += events
+            return out
+        except BaseException:
+            self.book = saved
+            raise
 
     async def _release(self, conn: asyncpg.Connection, summons_id: UUID) -> None:
         if responder_id := await store.close_assignment(conn, summons_id):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from uuid import UUID
 
 import asyncpg
@@ -64,10 +63,11 @@ async def explanation(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
     return {**row["explanation"], "decided_at": row["decided_at"].isoformat()}
 
 
-async def save_whistle(conn: asyncpg.Connection, whistle: WhistleBlown) -> None:
+async def save_whistles(conn: asyncpg.Connection, whistles: list[WhistleBlown]) -> None:
     await conn.execute(
-        "INSERT INTO whistles (id, blown) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        whistle.whistle_id, json.loads(whistle.model_dump_json()),
+        "INSERT INTO whistles (id, blown) SELECT i, b::jsonb FROM unnest($1::uuid[], $2::text[]) AS u(i, b)"
+        " ON CONFLICT DO NOTHING",
+        [w.whistle_id for w in whistles], [w.model_dump_json() for w in whistles],
     )
 
 
