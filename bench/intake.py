@@ -6,6 +6,7 @@ Against the system `whistle up` started (found like bench/pipeline.py: WHISTLE_H
 credentials.json or WHISTLE_BASE). Two runs, one JSON line:
 - open loop at `--rate` whistles a second for `--seconds`: each POST /v1/whistles is sent at its
   scheduled time, and its latency counts from that time (a slow server cannot hide its queue);
+  connections are opened and `--warmup` seconds of the same load sent before the clock starts;
 - closed loop with `--concurrency` clients for `--closed-seconds`: the most it accepts
   (`accepted_per_s`).
 
@@ -106,13 +107,27 @@ class Tally:
                 "client_cpu_us_per_request": round(1e6 * cpu / max(1, len(self.latencies)), 1)}
 
 
-async def open_loop(where: dict, rate: float, seconds: float, connections: int) -> dict:
+async def open_loop(where: dict, rate: float, seconds: float, connections: int, warmup: float) -> dict:
     n = int(rate * seconds)
     raw = request_bytes(where, "POST", "/v1/whistles", BODY)
+    health = request_bytes(where, "GET", "/healthz")
     pool: asyncio.Queue[Connection] = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(Connection(*endpoint(where)))
+    conns = [Connection(*endpoint(where)) for _ in range(connections)]
+    await asyncio.gather(*(c.request(health) for c in conns))  # connected before the clock starts
+    for c in conns:
+        pool.put_nowait(c)
+    if warmup > 0:  # the same load, not counted: first requests pay for cold caches on every side
+        await _scheduled(pool, raw, rate, int(rate * warmup), Tally())
     tally = Tally()
+    elapsed = await _scheduled(pool, raw, rate, n, tally)
+    while not pool.empty():
+        pool.get_nowait().close()
+    return {"offered_per_s": rate, "sent": n, "accepted": tally.statuses.get(201, 0), "warmup_s": warmup,
+            **tally.summary(elapsed)}
+
+
+async def _scheduled(pool: asyncio.Queue[Connection], raw: bytes, rate: float, n: int, tally: Tally) -> float:
+    """Send n requests at `rate`, each at its time; the seconds it took."""
     tasks: set[asyncio.Task] = set()
 
     async def one(due: float) -> None:
@@ -137,10 +152,7 @@ async def open_loop(where: dict, rate: float, seconds: float, connections: int) 
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    while not pool.empty():
-        pool.get_nowait().close()
-    return {"offered_per_s": rate, "sent": n, "accepted": tally.statuses.get(201, 0), **tally.summary(elapsed)}
+    return time.perf_counter() - start
 
 
 async def closed_loop(where: dict, concurrency: int, seconds: float) -> dict:
@@ -179,7 +191,7 @@ async def main(args: argparse.Namespace) -> dict:
     if status != 200:
         raise NotUp(f"the system at {where['base']} is not ready: {status} {body[:300]!r}")
     say(f"open loop: {args.rate}/s for {args.seconds} s")
-    fixed = await open_loop(where, args.rate, args.seconds, args.connections)
+    fixed = await open_loop(where, args.rate, args.seconds, args.connections, args.warmup)
     say(f"open loop: {fixed}")
     await asyncio.sleep(args.settle)  # let the services drain before the next run
     say(f"closed loop: {args.concurrency} clients for {args.closed_seconds} s")
@@ -198,6 +210,7 @@ if __name__ == "__main__":
     parser.add_argument("--closed-seconds", type=float, default=20.0, help="closed loop duration")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--connections", type=int, default=256, help="open loop: keep-alive connections")
+    parser.add_argument("--warmup", type=float, default=2.0, help="open loop: seconds of load before measuring")
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--nats-url", default=None)
     parser.add_argument("--database-url", default=None)
