@@ -1,13 +1,7 @@
 """Run the intake service: python -m services.intake"""
 
-import asyncio
-
 from services.intake.app import build
-
-try:  # measured: the blow path's NATS and Postgres round trips cost less CPU on uvloop
-    import uvloop
-except ImportError:  # pragma: no cover - platforms without uvloop
-    uvloop = None
+from shared.runtime import main
 
 if __name__ == "__main__":
-    (uvloop.run if uvloop else asyncio.run)(build().run())
+    main(build)
