@@ -53,6 +53,14 @@ class Location(BaseModel):
     unit: str | None = Field(default=None, max_length=16, description="Entrance / unit of the building (单元)")
     address: str | None = Field(default=None, max_length=200, description="Free-text address")
     service_point: str | None = Field(default=None, max_length=64, description="Named service point")
+    lat: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="WGS 84 latitude")
+    long: float | None = Field(default=None, ge=-180, le=180, allow_inf_nan=False, description="WGS 84 longitude")
+
+    @model_validator(mode="after")
+    def _point_whole(self) -> Location:
+        if (self.lat is None) != (self.long is None):
+            raise ValueError("lat and long come together / 经纬度须同时提供")
+        return self
 
 
 class Reporter(BaseModel):

@@ -182,3 +182,16 @@ def test_reply_refuse_carries_the_refusal():
 def test_command_rejects_extra_fields():
     with pytest.raises(ValidationError):
         Command.model_validate({"actor": {"role": "dispatcher", "id": "d"}, "sudo": True})
+
+
+def test_a_location_point_comes_whole_and_on_the_earth():
+    import math
+
+    from shared.contracts import Location
+
+    point = Location(building="7", lat=39.7352, long=116.1432)
+    assert (point.lat, point.long) == (39.7352, 116.1432)
+    for bad in ({"lat": 39.7}, {"long": 116.1}, {"lat": 91, "long": 0}, {"lat": 0, "long": -181},
+                {"lat": math.nan, "long": 0}, {"lat": 0, "long": math.inf}):
+        with pytest.raises(ValidationError):
+            Location(building="7", **bad)
