@@ -60,14 +60,9 @@ def matches(c: ProblemClass, whistle: WhistleBlown) -> bool:
 
 def assign(
     existing_open_classes: Iterable[ProblemClass], whistle: WhistleBlown, now: datetime, window: timedelta,
-    threshold: int, decided_at: datetime | None = None,
+    threshold: int,
 ) -> Decision | None:
-    """Join the newest matching class seen within the window, or start one; None for proactive whistles.
-
-    `now` is when the whistle was blown (the window, first and last seen); `decided_at`, when the
-    grouping happens (its events, the proactive whistle), defaults to it.
-    """
-    decided_at = decided_at or now
+    """Join the newest matching class seen within the window, or start one; None for proactive whistles."""
     if whistle.source == Source.proactive:  # the class's own whistle is not a complaint about it
         return None
     candidates = [c for c in existing_open_classes if matches(c, whistle) and now - c.last_seen <= window]
@@ -82,12 +77,12 @@ def assign(
         created = True
     proactive = None
     if joined.size >= threshold and joined.raised_at is None:
-        proactive = proactive_whistle(joined, window, decided_at, whistle.event_id)
-        joined = replace(joined, proactive_whistle_id=proactive.whistle_id, raised_at=decided_at)
+        proactive = proactive_whistle(joined, window, now, whistle.event_id)
+        joined = replace(joined, proactive_whistle_id=proactive.whistle_id, raised_at=now)
     # the first whistle learns it is part of a class when the second arrives
     members = (joined.first_whistle_id, whistle.whistle_id) if joined.size == 2 else (whistle.whistle_id,)
     grouped = tuple(
-        WhistleGrouped(occurred_at=decided_at, whistle_id=member, causation_id=whistle.event_id, actor=ACTOR,
+        WhistleGrouped(occurred_at=now, whistle_id=member, causation_id=whistle.event_id, actor=ACTOR,
                        class_id=joined.id, size=joined.size, first_seen=joined.first_seen, last_seen=joined.last_seen)
         for member in members
     ) if joined.size >= 2 else ()

@@ -56,17 +56,17 @@ class IntakeHandlers:
                    "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": bool(cmd.payload.get("dry_run"))}
         return Reply.success(summary), events
 
-    async def group(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime) -> list[Event]:
+    async def group(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime) -> list[Event]:  # noqa: ARG002
         """一个诉求解决一类问题: attach each blown whistle to its problem class; at the threshold, raise one.
 
         Off the blow request path: intake consumes its own `whistle.blown` events (native, Open311,
         12345 imports alike), a fetched batch at a time, in stream order, in one intake process, so
         two whistles never decide on the same class at once and no lock is needed. The classes the
         batch may join are read once, decided in memory in order, and written back set-based. A
-        redelivery is dropped by the runtime's inbox; a replayed stream by `grouped_among`. Membership
-        counts from when each whistle was blown; the events carry `now`, when the grouping happened
-        (routing acts on the whistle meanwhile: stamped with the blow's time they came out of order in
-        the timeline).
+        redelivery is dropped by the runtime's inbox; a replayed stream by `grouped_among`. Everything
+        counts from when each whistle was blown, and its events carry that time, as when grouping ran
+        inside the blow (routing reacts to the same event concurrently, so the ledger may receive its
+        events before or after these).
         """
         complaints = [w for w in whistles if w.source != Source.proactive]  # the class's own whistle is not one
         if complaints:
@@ -83,7 +83,7 @@ class IntakeHandlers:
         for w in complaints:
             at = w.occurred_at  # the window counts from when the whistles were blown
             known = by_category.setdefault(w.category, {})
-            decision = classes.assign(known.values(), w, at, self.class_window, self.class_threshold, now)
+            decision = classes.assign(known.values(), w, at, self.class_window, self.class_threshold)
             c = known[decision.problem_class.id] = changed[decision.problem_class.id] = decision.problem_class
             members.append((c.id, w.whistle_id, at))
             if decision.proactive:

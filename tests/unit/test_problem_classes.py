@@ -109,13 +109,3 @@ def test_proactive_whistles_are_never_grouped():
     assert town.blow(raised) is None
     assert town.blow(blown(T0, source=Source.proactive)) is None
     assert [c.size for c in town.classes.values()] == [2]
-
-
-def test_events_carry_the_time_of_grouping_and_membership_the_time_of_the_whistle():
-    later = T0 + timedelta(seconds=3)
-    first = assign([], blown(T0), T0, WINDOW, 2, decided_at=later)
-    second = assign([first.problem_class], blown(T0 + timedelta(seconds=1)), T0 + timedelta(seconds=1), WINDOW, 2,
-                    decided_at=later)
-    assert second.problem_class.first_seen == T0 and second.problem_class.last_seen == T0 + timedelta(seconds=1)
-    assert {g.occurred_at for g in second.grouped} == {later}
-    assert second.proactive.occurred_at == later and second.problem_class.raised_at == later
