@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import structlog
@@ -14,27 +15,59 @@ from services.escalation.timers import parse_due, timer_message
 from shared import subjects, telemetry
 from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned
 from shared.db import write_outbox
-from shared.ids import uuid7
+from shared.ids import utcnow, uuid7
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger("escalation")
 
 
-async def reconcile(runtime: ServiceRuntime) -> None:
-    """Re-arm every pending clock from Postgres, so a lost schedule cannot lose a deadline.
+async def scheduled_clock_ids(runtime: ServiceRuntime) -> set[str]:
+    """The ids of the clocks whose schedule the CLOCKS stream holds (clock.timer.<id>), read from
+    the stream's per-subject counts, a page (the server's limit, 100,000) at a time."""
+    prefix = f"{subjects.CLOCK_TIMER}."
+    ids: set[str] = set()
+    while True:
+        reply = await runtime.nc.request(
+            f"$JS.API.STREAM.INFO.{subjects.CLOCKS_STREAM}",
+            json.dumps({"subjects_filter": f"{prefix}>", "offset": len(ids)}).encode(), timeout=30,
+        )
+        info = json.loads(reply.data)
+        if "error" in info:
+            raise RuntimeError(f"CLOCKS stream info: {info['error']}")
+        page = (info.get("state") or {}).get("subjects") or {}
+        ids.update(subject[len(prefix):] for subject in page)
+        if not page or len(ids) >= info.get("total", 0):
+            return ids
 
-    Re-arming replaces the clock's schedule (one message per subject), so it never doubles one;
-    an overdue clock fires at once. The generation is unchanged, so a firing already on its way
-    is not doubled either: whichever arrives first advances the generation, the other is stale.
-    Runs before the consumers start.
+
+async def reconcile(runtime: ServiceRuntime) -> None:
+    """Re-arm every running clock whose schedule is missing, so a lost schedule cannot lose a deadline.
+
+    Postgres holds the truth; the CLOCKS stream should hold one schedule per running clock (the
+    outbox writes it in the clock's own transaction, so it goes missing only if NATS lost it).
+    Clocks are read a page at a time, and a page's re-arms go out in one transaction. A clock past
+    its firing time is re-armed too, so it fires at once if its firing was lost. Re-arming replaces
+    the clock's schedule (one message per subject), so it never doubles one; the generation is
+    unchanged, so a firing already on its way is not doubled either: whichever arrives first
+    advances the generation, the other is stale. Runs before the consumers start.
     """
-    clocks = await store.pending_clocks(runtime.pool)
+    scheduled = await scheduled_clock_ids(runtime)
     boot = f"-r{uuid7().hex[:12]}"
-    for start in range(0, len(clocks), 5000):
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await write_outbox(conn, [timer_message(c, boot) for c in clocks[start:start + 5000]])
-    telemetry.CLOCKS_PENDING.labels("escalation").set(len(clocks))
-    log.info("clocks.reconciled", rearmed=len(clocks))
+    pending = rearmed = 0
+    after = None
+    while True:
+        clocks = await store.pending_clocks(runtime.pool, after, 5000)
+        if not clocks:
+            break
+        after, pending = clocks[-1].id, pending + len(clocks)
+        now = utcnow()
+        lost = [c for c in clocks if str(c.id) not in scheduled or c.fire_at <= now]
+        if lost:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                await write_outbox(conn, [timer_message(c, boot) for c in lost])
+            rearmed += len(lost)
+    telemetry.CLOCKS_PENDING.labels("escalation").set(pending)
+    log.info("clocks.reconciled", pending=pending, scheduled=len(scheduled), rearmed=rearmed)
 
 
 async def count_pending_clocks(runtime: ServiceRuntime) -> None:

@@ -93,8 +93,13 @@ async def save(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
         await conn.execute(_UPDATE, *_columns(clocks, _MUTABLE))
 
 
-async def pending_clocks(pool: asyncpg.Pool) -> list[Clock]:
-    rows = await pool.fetch(f"SELECT {_COLUMNS} FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL")
+async def pending_clocks(pool: asyncpg.Pool, after: UUID | None, limit: int) -> list[Clock]:
+    """Running clocks with a firing, by id after `after` (keyset paging: memory stays flat at 1M)."""
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL"
+        " AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        after, limit,
+    )
     return [_clock(r) for r in rows]
 
 
