@@ -19,6 +19,7 @@ CMD_INTAKE_BLOW = "cmd.intake.blow"
 CMD_INTAKE_IMPORT = "cmd.intake.import"
 QRY_INTAKE_CATEGORIES = "qry.intake.categories"
 CMD_INTAKE_API_KEY_ISSUE = "cmd.intake.api_key_issue"
+CMD_INTAKE_API_KEY_REVOKE = "cmd.intake.api_key_revoke"
 QRY_INTAKE_API_KEY_CHECK = "qry.intake.api_key_check"
 QRY_INTAKE_CLASSES = "qry.intake.classes"  # problem classes (一个诉求解决一类问题)
 CMD_RESPONSE_ACT = "cmd.response.act"  # report / arrive / resolve

@@ -70,8 +70,6 @@ def answer(reply: Reply, status: int = 200) -> JSONResponse:
     return response
 
 
-# belongs in shared/subjects.py (owned elsewhere): the literal serves until it is there
-CMD_INTAKE_API_KEY_REVOKE = getattr(subjects, "CMD_INTAKE_API_KEY_REVOKE", "cmd.intake.api_key_revoke")
 RESIDENT = Actor(role="resident", id="follow-up-link")  # the link itself is the credential
 
 
@@ -326,7 +324,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.delete("/v1/api-keys/{client}", tags=["open311"],
                 summary="Revoke every API key of an Open311 client (supervisors); its requests then get 403")
     async def revoke_api_keys(request: Request, client: Annotated[str, Path(max_length=64)]) -> JSONResponse:
-        return answer(await bus.ask(CMD_INTAKE_API_KEY_REVOKE, actor_of(request), {"client": client}))
+        return answer(await bus.ask(subjects.CMD_INTAKE_API_KEY_REVOKE, actor_of(request), {"client": client}))
 
     app.include_router(open311_router(bus, settings))
 

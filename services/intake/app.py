@@ -7,7 +7,7 @@ from pathlib import Path
 from services.intake.batcher import BlowBatcher
 from services.intake.domain import load_catalogue
 from services.intake.endpoint import BlowEndpoint
-from services.intake.handlers import CMD_INTAKE_API_KEY_REVOKE, IntakeHandlers
+from services.intake.handlers import IntakeHandlers
 from services.intake.settings import IntakeSettings
 from shared import subjects
 from shared.contracts import Command, WhistleBlown, WhistleGrouped
@@ -51,7 +51,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
     runtime.on_request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, query=True)
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)
-    runtime.on_request(CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys)
+    runtime.on_request(subjects.CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys)
     runtime.on_request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, query=True)
     runtime.documents(WhistleBlown, WhistleGrouped)
     return runtime

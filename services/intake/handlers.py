@@ -11,12 +11,10 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from services.intake import classes, domain, hotline, store
-from shared import subjects, telemetry
+from shared import telemetry
 from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
 
 
-# belongs in shared/subjects.py (owned elsewhere): the literal serves until it is there
-CMD_INTAKE_API_KEY_REVOKE = getattr(subjects, "CMD_INTAKE_API_KEY_REVOKE", "cmd.intake.api_key_revoke")
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 
 

@@ -181,7 +181,10 @@ async def whistle(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
             "SELECT * FROM summons WHERE whistle_id = $1 ORDER BY issued_at, id", whistle_id
         )
         timeline = await conn.fetch(
-            "SELECT event_id, subject, actor, occurred_at, data FROM timeline WHERE whistle_id = $1 ORDER BY seq",
+            # in event time (arrival breaks ties): services publish in parallel, so arrival order can
+            # put a later event first (a problem class joined after routing answered)
+            "SELECT event_id, subject, actor, occurred_at, data FROM timeline WHERE whistle_id = $1"
+            " ORDER BY occurred_at, seq",
             whistle_id,
         )
     return {
