@@ -169,8 +169,11 @@ class ServiceRuntime:
             )
             return reply.model_dump(mode="json")
 
+        # several at once: a slow query must not queue every other caller behind it (commands lock
+        # the rows they change, so they may overlap too)
         self.broker.subscriber(
-            subject, queue=self.name, title=f"{self.name}:{subject}", description=(handle.__doc__ or "").strip()
+            subject, queue=self.name, max_workers=self.settings.request_workers,
+            title=f"{self.name}:{subject}", description=(handle.__doc__ or "").strip(),
         )(on_message)
 
     def documents(self, *event_types: type[Event]) -> None:

@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     telemetry_port: int = Field(default=0, description="Private /metrics and /healthz port (0: none)")
     log_json: bool = Field(default=True, validation_alias=AliasChoices("WHISTLE_LOG_JSON", "log_json"))
     batch_size: int = Field(default=256, ge=1, le=4096, description="Pull batch size")
+    request_workers: int = Field(
+        default=8, ge=1, le=64, description="Gateway requests a service handles at once (each with its own connection)",
+    )
     batch_timeout_s: float = Field(default=0.02, gt=0, description="Max wait to fill a pull batch")
     max_deliver: int = Field(default=5, ge=1, description="Deliveries before a message is dead-lettered")
     ack_wait_s: float = Field(default=30.0, gt=0)
