@@ -48,6 +48,8 @@ class ReporterIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     name: str | None = Field(default=None, max_length=64)
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$", description="Digits, spaces, dashes")
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$",
+                              description="For follow-up; masked like the phone")
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -60,6 +62,14 @@ def mask_phone(phone: str | None) -> str | None:
     if len(d) >= 8:
         return "*" * (len(d) - 4) + d[-4:]
     return "*" * max(len(d) - 2, 1) + d[-2:]
+
+
+def mask_email(email: str | None) -> str | None:
+    """z***@example.com: the first letter and the domain."""
+    if not email or "@" not in email:
+        return email
+    local, domain = email.rsplit("@", 1)
+    return f"{local[:1]}***@{domain}"
 
 
 class SummonsAction(BaseModel):

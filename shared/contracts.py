@@ -69,6 +69,7 @@ class Reporter(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None, max_length=64)
     phone: str | None = Field(default=None, max_length=32, description="Masked except in intake's own store")
+    email: str | None = Field(default=None, max_length=254, description="Masked (z***@example.com) like the phone")
 
 
 class Event(BaseModel):

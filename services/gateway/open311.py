@@ -186,7 +186,7 @@ def request_of(w: dict, services: dict[str, dict]) -> dict:
         "agency_responsible": w.get("lead_responder_name"), "service_notice": None,
         "requested_datetime": w["raised_at"], "updated_datetime": w["updated_at"], "expected_datetime": expected,
         "address": location.get("address") or (f"{building}号楼" if building else None), "address_id": building,
-        "lat": None, "long": None, "media_url": (w.get("attachments") or [None])[0],
+        "lat": location.get("lat"), "long": location.get("long"), "media_url": (w.get("attachments") or [None])[0],
     }
 
 
@@ -313,18 +313,31 @@ def blow_payload(fields: dict[str, str], attributes: dict[str, list[str]], categ
         raise Open311Error(400, ("lat/long alone cannot be placed: " if has_point else "a location is required: ")
                            + ADDRESS_HELP)
     name = " ".join(p for p in (fields.get("first_name"), fields.get("last_name")) if p) or None
-    phone = fields.get("phone") or None
-    location = {"building": building}
+    phone, email = fields.get("phone") or None, fields.get("email") or None
+    location: dict[str, Any] = {"building": building}
     if fields.get("address_string"):
         location["address"] = fields["address_string"]
+    if fields.get("lat") or fields.get("long"):  # kept with the building it is given with
+        location["lat"], location["long"] = point(fields.get("lat"), fields.get("long"))
     return {
         "category": category["code"],
         "description": fields.get("description") or f"{category['name_zh']} / {category['name_en']} (Open311)",
         "location": location, "source": "online",
-        "reporter": {"name": name, "phone": phone} if name or phone else None,
+        "reporter": {"name": name, "phone": phone, "email": email} if name or phone or email else None,
         "attachments": [fields["media_url"]] if fields.get("media_url") else [],
         "attributes": attributes,
     }
+
+
+def point(lat: str | None, long: str | None) -> tuple[float, float]:
+    """lat / long as WGS 84 degrees, both or neither."""
+    try:
+        la, lo = float(lat or ""), float(long or "")
+    except ValueError:
+        raise Open311Error(400, "lat and long are decimal degrees, given together / 经纬度须为十进制度数并同时提供") from None
+    if not (-90 <= la <= 90 and -180 <= lo <= 180):
+        raise Open311Error(400, "lat is within ±90 and long within ±180 / 经纬度超出范围")
+    return la, lo
 
 
 def discovery(base_url: str) -> dict:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from shared.commands import RaiseWhistle, mask_phone
+from shared.commands import RaiseWhistle, mask_email, mask_phone
 from shared.contracts import Refusal, Reporter, Tier, WhistleBlown
 from shared.community import BUILDINGS
 from shared.ids import uuid7
@@ -117,6 +117,7 @@ def blow(
     return WhistleBlown(
         occurred_at=now, whistle_id=whistle_id, actor=actor, category=cmd.category,
         description=cmd.description, location=cmd.location, source=cmd.source, attachments=cmd.attachments,
-        reporter=Reporter(name=cmd.reporter.name, phone=mask_phone(cmd.reporter.phone)) if cmd.reporter else None,
+        reporter=Reporter(name=cmd.reporter.name, phone=mask_phone(cmd.reporter.phone),
+                          email=mask_email(cmd.reporter.email)) if cmd.reporter else None,
         tier=cmd.tier or Tier(catalogue[cmd.category].default_tier),
     )

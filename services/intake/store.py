@@ -15,14 +15,16 @@ from shared.contracts import WhistleBlown
 
 
 async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseWhistle | None) -> None:
-    """The whistle as raised; the reporter's phone whole (the event carries it masked). None: intake's own."""
+    """The whistle as raised; the reporter's phone and email whole (the event carries them masked).
+    None: intake's own."""
     reporter = raised.reporter if raised else None
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        " reporter_name, reporter_phone, attachments, reporter_email)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
         e.actor, e.occurred_at, reporter.name if reporter else None, reporter.phone if reporter else None,
-        e.attachments,
+        e.attachments, reporter.email if reporter else None,
     )
 
 
@@ -33,17 +35,17 @@ async def save_whistles(conn: asyncpg.Connection, blows: list[Blow]) -> None:
     rows = [(b.whistle, b.raised.reporter) for b in blows]
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments)"
+        " reporter_name, reporter_phone, attachments, reporter_email)"
         " SELECT id, category, description, location::jsonb, tier, source, raised_by, raised_at, reporter_name,"
-        " reporter_phone, attachments::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])"
-        " AS t(id, category, description, location, tier, source, raised_by, raised_at, reporter_name,"
-        " reporter_phone, attachments)",
+        " reporter_phone, attachments::jsonb, reporter_email FROM unnest($1::uuid[], $2::text[], $3::text[],"
+        " $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],"
+        " $12::text[]) AS t(id, category, description, location, tier, source, raised_by, raised_at, reporter_name,"
+        " reporter_phone, attachments, reporter_email)",
         [e.whistle_id for e, _ in rows], [e.category for e, _ in rows], [e.description for e, _ in rows],
         [e.location.model_dump_json() for e, _ in rows], [e.tier.value for e, _ in rows],
         [e.source.value for e, _ in rows], [e.actor for e, _ in rows], [e.occurred_at for e, _ in rows],
         [r.name if r else None for _, r in rows], [r.phone if r else None for _, r in rows],
-        [json.dumps(e.attachments) for e, _ in rows],
+        [json.dumps(e.attachments) for e, _ in rows], [r.email if r else None for _, r in rows],
     )
 
 

@@ -98,11 +98,12 @@ def test_a_posted_request_is_a_routed_whistle_with_attributes_phone_and_media(
         system: System, http: httpx.Client, api_key: str) -> None:
     request_id = roof_leak(http, api_key, first_name="阿姨", last_name="刘", phone="13812345678",
                            media_url="https://img.example.org/leak.jpg", email="liu@example.org",
-                           jurisdiction_id="xingcheng-7.fangshan.beijing")
+                           jurisdiction_id="xingcheng-7.fangshan.beijing", lat="39.7352", long="116.1432")
     whistle = system.wait_summons(request_id)
     assert whistle["source"] == "online" and whistle["location"]["building"] == "7"
     assert whistle["description"] == f"{CHINESE} [attr floor_type=top_floor]"
-    assert whistle["reporter"] == {"name": "阿姨 刘", "phone": "138****5678"}
+    assert whistle["reporter"] == {"name": "阿姨 刘", "phone": "138****5678", "email": "l***@example.org"}
+    assert (whistle["location"]["lat"], whistle["location"]["long"]) == (39.7352, 116.1432)
     assert whistle["attachments"] == ["https://img.example.org/leak.jpg"]
     assert whistle["raised_by"] == "dispatcher:open311:e2e-app"
     lead = next(s for s in whistle["summons"] if s["role"] == "lead")
@@ -111,8 +112,13 @@ def test_a_posted_request_is_a_routed_whistle_with_attributes_phone_and_media(
     assert datetime.fromisoformat(req["expected_datetime"]) > datetime.fromisoformat(req["requested_datetime"])
     assert req["agency_responsible"] == lead["responder_name"]
     assert req["status"] == "open" and req["service_code"] == "roof_leak" and req["address_id"] == "7"
-    assert req["media_url"] == "https://img.example.org/leak.jpg" and req["lat"] is None
-    assert "13812345678" not in http.get(f"{BASE}/requests/{request_id}.json").text
+    assert req["media_url"] == "https://img.example.org/leak.jpg"
+    assert (req["lat"], req["long"]) == (39.7352, 116.1432)
+    xml = ET.fromstring(http.get(f"{BASE}/requests/{request_id}.xml").content)
+    assert (xml.findtext("request/lat"), xml.findtext("request/long")) == ("39.7352", "116.1432")
+    for fmt in ("json", "xml"):
+        text = http.get(f"{BASE}/requests/{request_id}.{fmt}").text
+        assert "13812345678" not in text and "liu@example.org" not in text
 
 
 def test_chinese_round_trips_byte_for_byte_in_json_and_xml(http: httpx.Client, api_key: str) -> None:
@@ -182,6 +188,9 @@ def test_every_error_is_the_spec_list_in_the_asked_format(http: httpx.Client, ap
         (post(http, fmt, api_key=api_key, service_code="roof_leak", address_id="7"), 400, "floor_type"),
         (post(http, fmt, api_key=api_key, **{**leak, "attribute[floor_type]": "basement"}), 400, "floor_type"),
         (post(http, fmt, api_key=api_key, service_code="noise", lat="39.7", long="116.1"), 400, "22"),
+        (post(http, fmt, api_key=api_key, service_code="noise", address_id="7", lat="north"), 400, "lat"),
+        (post(http, fmt, api_key=api_key, service_code="noise", address_id="7", lat="95", long="1"), 400, "lat"),
+        (post(http, fmt, api_key=api_key, service_code="noise", address_id="7", email="not-an-email"), 400, "email"),
         (post(http, fmt, api_key=api_key, service_code="noise", address_id="40"), 400, "building"),
         (post(http, fmt, api_key=api_key, jurisdiction_id="chicago.il", **leak), 404, "jurisdiction"),
         (http.get(f"{BASE}/services.{fmt}", params={"jurisdiction_id": "nyc"}), 404, "jurisdiction"),

@@ -117,3 +117,16 @@ def test_any_json_value_validates_or_raises_validation_error(payload):
         pass
     else:
         assert isinstance(payload, dict)
+
+
+def test_an_email_is_checked_and_masked_to_its_first_letter_and_domain():
+    from pydantic import ValidationError
+
+    from shared.commands import ReporterIn, mask_email
+
+    assert ReporterIn(email="liu@example.org").email == "liu@example.org"
+    for bad in ("not-an-email", "a@b", "two@@example.org", "a b@example.org", "@example.org"):
+        with pytest.raises(ValidationError):
+            ReporterIn(email=bad)
+    assert mask_email("liu@example.org") == "l***@example.org"
+    assert mask_email(None) is None

@@ -137,8 +137,25 @@ def test_the_post_maps_onto_a_blow_with_source_online_and_lat_long_alone_is_refu
                                     "phone": "13812345678", "media_url": "https://x.org/a.jpg"},
                                    {"floor_type": ["other"]}, roof)
     assert payload["location"] == {"building": "7", "address": "7号楼"} and payload["source"] == "online"
-    assert payload["reporter"] == {"name": "阿姨 刘", "phone": "13812345678"}
+    assert payload["reporter"] == {"name": "阿姨 刘", "phone": "13812345678", "email": None}
     assert payload["attachments"] == ["https://x.org/a.jpg"] and payload["attributes"] == {"floor_type": ["other"]}
     with pytest.raises(Open311Error) as lat_long:
         open311.blow_payload({"lat": "39.7", "long": "116.1"}, {}, roof)
     assert lat_long.value.status == 400 and "22 buildings" in lat_long.value.description
+
+
+def test_a_point_and_an_email_given_with_the_address_are_kept() -> None:
+    roof = asdict(CATALOGUE["roof_leak"])
+    payload = open311.blow_payload({"address_id": "7", "lat": "39.7352", "long": "116.1432",
+                                    "email": "liu@example.org"}, {}, roof)
+    assert payload["location"] == {"building": "7", "lat": 39.7352, "long": 116.1432}
+    assert payload["reporter"] == {"name": None, "phone": None, "email": "liu@example.org"}
+    for bad in ({"lat": "39.7"}, {"lat": "north", "long": "116"}, {"lat": "91", "long": "0"},
+                {"lat": "nan", "long": "0"}, {"lat": "0", "long": "inf"}):
+        with pytest.raises(Open311Error) as refused:
+            open311.blow_payload({"address_id": "7", **bad}, {}, roof)
+        assert refused.value.status == 400 and "lat" in refused.value.description
+    shown = open311.request_of({"id": "x", "status": "open", "category": "roof_leak", "description": "d",
+                                "raised_at": "t", "updated_at": "t",
+                                "location": {"building": "7", "lat": 39.7352, "long": 116.1432}}, {})
+    assert (shown["lat"], shown["long"]) == (39.7352, 116.1432)
