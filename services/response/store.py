@@ -14,16 +14,21 @@ from shared.contracts import SummonsIssued
 
 
 async def add_summons(conn: asyncpg.Connection, issued: list[SummonsIssued]) -> None:
-    """Open the summons routing issued (a batch; a redelivered one changes nothing)."""
-    await conn.executemany(
-        "INSERT INTO whistles (id) VALUES ($1) ON CONFLICT DO NOTHING", [(e.whistle_id,) for e in issued]
+    """Open the summons routing issued (a batch, two statements; a redelivered one changes nothing)."""
+    await conn.execute(
+        "INSERT INTO whistles (id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+        [e.whistle_id for e in issued],
     )
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
-        " state, issued_at, updated_at, arbitrated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'issued', $9, $9, $10)"
-        " ON CONFLICT DO NOTHING",
-        [(e.summons_id, e.whistle_id, e.responder_id, e.responder_kind.value, e.responder_name, e.role,
-          e.category, e.tier.value, e.occurred_at, e.arbitrated) for e in issued],
+        " state, issued_at, updated_at, arbitrated)"
+        " SELECT i, w, r, k, n, ro, c, t, 'issued', at, at, a FROM unnest($1::uuid[], $2::uuid[], $3::text[],"
+        " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::bool[])"
+        " AS u(i, w, r, k, n, ro, c, t, at, a) ON CONFLICT DO NOTHING",
+        [e.summons_id for e in issued], [e.whistle_id for e in issued], [e.responder_id for e in issued],
+        [e.responder_kind.value for e in issued], [e.responder_name for e in issued], [e.role for e in issued],
+        [e.category for e in issued], [e.tier.value for e in issued], [e.occurred_at for e in issued],
+        [e.arbitrated for e in issued],
     )
 
 
