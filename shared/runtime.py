@@ -68,6 +68,11 @@ class Poison(ValueError):
     """A message that can never be handled (malformed, unknown subject)."""
 
 
+def _whistle_of(item: Any) -> Any:
+    """The whistle a message is about, if it says (an event's field, or a dict's key)."""
+    return item.get("whistle_id") if isinstance(item, dict) else getattr(item, "whistle_id", None)
+
+
 def parse_domain_event(m: Msg) -> Event:
     try:
         return parse_event(m.subject, m.data)
@@ -410,8 +415,15 @@ class ServiceRuntime:
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
         done: list[tuple[Msg, str]], failed: list[Msg],
     ) -> None:
-        """Each message in its own savepoint: a failing one is retried later, the others go on."""
+        """Each message in its own savepoint: a failing one is retried later, the others go on, but
+        not a later one of the same whistle (it waits, and keeps the whistle's events in order)."""
+        held: set = set()
         for m, item in parsed:
+            whistle = _whistle_of(item)
+            if whistle is not None and whistle in held:
+                self.log.info("message.held", subject=m.subject, whistle_id=str(whistle))
+                failed.append(m)
+                continue
             try:
                 async with conn.transaction():
                     key = consumer.dedup(item)
@@ -427,8 +439,10 @@ class ServiceRuntime:
             except Exception:
                 # a bug or a state we cannot handle: retry a few times, then the
                 # max-deliveries advisory dead-letters it (never retried forever)
-                self.log.exception("handler.failed", subject=m.subject, whistle_id=str(getattr(item, "whistle_id", "")))
+                self.log.exception("handler.failed", subject=m.subject, whistle_id=str(whistle or ""))
                 failed.append(m)
+                if whistle is not None:
+                    held.add(whistle)
 
     async def dead_letter(self, m: Msg, reason: str, label: str) -> None:
         """Publish a poison message to the dead-letter stream with its reason, then it is acked."""

@@ -56,7 +56,7 @@ async def until(predicate, timeout: float = 20.0):
         await asyncio.sleep(0.05)
 
 
-async def test_a_failing_message_does_not_sink_its_batch_and_duplicates_never_reach_the_handler(
+async def test_a_failing_message_does_not_sink_its_batch_nor_pass_its_whistle_and_duplicates_never_arrive(
     infra: dict, tmp_path: Path,
 ) -> None:
     migrations = tmp_path / "migrations"
@@ -68,9 +68,13 @@ async def test_a_failing_message_does_not_sink_its_batch_and_duplicates_never_re
     await ensure_streams(js)
     # published before the consumer exists, so the first fetch takes them all in one batch;
     # the last one repeats event 3 under another message id (a redelivery the stream let through)
+    # message 7 is about the same whistle as 5, which cannot be handled
+    whistle = {n: "w5" if n in (5, 7) else f"w{n}" for n in range(10)}
     for n, event_id in enumerate(ids):
-        await js.publish(SUBJECT, json.dumps({"id": str(event_id), "n": n}).encode(), headers={"Nats-Msg-Id": f"m{n}"})
-    await js.publish(SUBJECT, json.dumps({"id": str(ids[3]), "n": 3}).encode(), headers={"Nats-Msg-Id": "again"})
+        body = {"id": str(event_id), "n": n, "whistle_id": whistle[n]}
+        await js.publish(SUBJECT, json.dumps(body).encode(), headers={"Nats-Msg-Id": f"m{n}"})
+    again = {"id": str(ids[3]), "n": 3, "whistle_id": "w3"}
+    await js.publish(SUBJECT, json.dumps(again).encode(), headers={"Nats-Msg-Id": "again"})
 
     calls: list[list[int]] = []
 
@@ -89,21 +93,22 @@ async def test_a_failing_message_does_not_sink_its_batch_and_duplicates_never_re
         async def handled() -> set[int]:
             return {r["n"] for r in await runtime.pool.fetch("SELECT n FROM handled")}
 
-        expected = set(range(10)) - {5}
+        expected = set(range(10)) - {5, 7}
         assert await until(lambda: _equal(handled(), expected)) == expected
-        # message 5 is delivered max_deliver (2) times, then left for the max-deliveries advisory
-        assert await until(lambda: _count(calls, [5], 2))
+        # message 5 is delivered max_deliver (2) times, then left for the max-deliveries advisory;
+        # 7 waits behind it each time, so it is never handled before (or without) 5
+        assert await until(lambda: _delivered(calls, 5, 2))
         await asyncio.sleep(0.5)  # nothing more arrives after the last delivery
     finally:
         await runtime.stop()
         await nc.close()
 
     assert calls[0] == list(range(10)), "the whole batch first, the repeated event 3 already dropped"
-    # then one by one (in order), the good ones committed, the bad one rolled back
-    assert calls[1:11] == [[n] for n in range(10)]
-    # the redelivery of 5 (alone); nothing else is ever handled twice
-    assert calls[11:] == [[5]]
-    assert await _inbox_has(infra, ids[5]) is False
+    # then one by one (in order), the good ones committed, the bad one rolled back, 7 held back
+    assert calls[1:10] == [[0], [1], [2], [3], [4], [5], [6], [8], [9]]
+    # redeliveries bring only 5 and 7; 7 never reaches the handler without 5 before it
+    assert all(set(c) <= {5, 7} and c[0] == 5 for c in calls[10:])
+    assert await _inbox_has(infra, ids[5]) is False and await _inbox_has(infra, ids[7]) is False
     assert await _inbox_has(infra, ids[4]) is True
 
 
@@ -111,8 +116,9 @@ async def _equal(value, expected):
     return expected if await value == expected else None
 
 
-async def _count(calls: list[list[int]], call: list[int], n: int) -> bool:
-    return sum(1 for c in calls if c == call) >= n
+async def _delivered(calls: list[list[int]], n: int, times: int) -> bool:
+    """n was handed to the handler alone `times` times (its one-by-one attempts)."""
+    return sum(1 for c in calls if c == [n]) >= times
 
 
 async def _inbox_has(infra: dict, event_id: UUID) -> bool:
