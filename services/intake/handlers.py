@@ -40,6 +40,9 @@ class IntakeHandlers:
             return Reply(ok=False, data={"failed": failed}, refusal=Refusal(
                 status=422, code="invalid_rows", field="rows",
                 reason=f"{len(errors)} of {len(rows)} rows are invalid; nothing was imported / 有无效行，未导入")), []
+        # imports run one at a time (requests are answered concurrently, and intake may run twice):
+        # two imports of the same file must not both find an order new
+        await store.lock_imports(conn)
         known = await store.imported_orders(conn, [o.external_id for o in orders])
         fresh = [o for o in orders if o.external_id not in known]
         events: list[Event] = []

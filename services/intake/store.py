@@ -159,6 +159,11 @@ async def list_classes(pool: asyncpg.Pool, status: str | None, category: str | N
     return [dict(r) for r in rows]
 
 
+async def lock_imports(conn: asyncpg.Connection) -> None:
+    """Serialise hotline imports until the transaction ends."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('intake.hotline_import'))")
+
+
 async def imported_orders(conn: asyncpg.Connection, external_ids: list[str]) -> set[str]:
     rows = await conn.fetch("SELECT external_id FROM hotline_orders WHERE external_id = ANY($1::text[])", external_ids)
     return {r["external_id"] for r in rows}

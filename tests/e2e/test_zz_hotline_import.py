@@ -63,3 +63,24 @@ def test_a_5000_row_file_with_3_bad_rows_all_or_nothing_then_partial_then_idempo
             "row": 1, "field": "received_at", "reason": "not an ISO 8601 time with a zone / 时间格式不对"}
     with httpx.Client(base_url=system.base_url, headers={"Authorization": f"Bearer {system.token('d-housing')}"}) as c:
         assert c.post("/v1/imports", json={"rows": [{"order_id": "y"}]}).status_code == 403
+
+
+def test_the_same_orders_imported_twice_at_once_become_whistles_once(system: System) -> None:
+    """Requests are answered concurrently: two imports of one batch must not both find it new."""
+    import asyncio
+
+    rows = [{"order_id": f"12345-2026-C{i:05d}", "received_at": "2026-11-21T10:00:00+08:00",
+             "category_text": "噪音扰民", "address": f"星城街道第七社区{i % 22 + 1}号楼",
+             "description": f"同时导入 #{i}", "caller_phone": "13800001111", "deadline_class": "普通"}
+            for i in range(300)]
+
+    async def both() -> list[dict]:
+        headers = {"Authorization": f"Bearer {system.token('dispatcher')}"}
+        async with httpx.AsyncClient(base_url=system.base_url, headers=headers, timeout=60) as c:
+            replies = await asyncio.gather(*(c.post("/v1/imports", json={"rows": rows}) for _ in range(2)))
+        assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+        return [r.json() for r in replies]
+
+    results = asyncio.run(both())
+    assert sorted(r["imported"] for r in results) == [0, 300]
+    assert sorted(r["unchanged"] for r in results) == [0, 300]
