@@ -105,7 +105,10 @@ class RegistryHandlers:
             " ON CONFLICT (id) DO UPDATE SET data = $2, updated_at = $3, updated_by = $4",
             responder_id, data, now, str(cmd.actor),
         )
-        responders = dict(registry.responders)
+        # edits are answered concurrently: build on the registry as it is now, not as it was before
+        # the write above (no await from here on, so no other edit can land in between)
+        current = self.holder.registry
+        responders = dict(current.responders)
         responders[responder_id] = responder_from(data)
-        self.holder.registry = Registry(responders, {g: tuple(b) for g, b in registry.grids.items()})
+        self.holder.registry = Registry(responders, {g: tuple(b) for g, b in current.grids.items()})
         return Reply.success({"responder": public(responders[responder_id]), "created": created}), []
