@@ -24,8 +24,7 @@ import nats
 import structlog
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from shared import subjects, telemetry
@@ -40,6 +39,7 @@ from shared.db import (
     write_outbox,
 )
 from shared.ids import utcnow
+from shared.pull import PullBatches
 from shared.relay import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.streams import consumer_config, ensure_streams
@@ -112,7 +112,7 @@ class ServiceRuntime:
         self.ready = False
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
-        self._pulls: list[JetStreamContext.PullSubscription] = []
+        self._pulls: list[PullBatches] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
         self.every(15.0, self._consumer_lag)
@@ -245,14 +245,18 @@ class ServiceRuntime:
         for fn in self._startup:
             await fn(self)
         for consumer in self._consumers:
-            for _ in range(consumer.concurrency):  # each loop its own pull subscription on the durable
-                psub = await js.pull_subscribe(
-                    consumer.subject, durable=consumer.durable, stream=consumer.stream,
-                    config=consumer_config(consumer.durable, max_deliver=self.settings.max_deliver,
-                                           ack_wait_s=self.settings.ack_wait_s),
-                )
-                self._pulls.append(psub)
-                self._tasks.append(asyncio.create_task(self._consume(consumer, psub), name=consumer.durable))
+            try:  # an existing durable keeps its configuration (JetStream cannot change most of it)
+                await js.consumer_info(consumer.stream, consumer.durable)
+            except NotFoundError:
+                await js.add_consumer(consumer.stream, consumer_config(
+                    consumer.durable, max_deliver=self.settings.max_deliver, ack_wait_s=self.settings.ack_wait_s,
+                    filter_subject=consumer.subject,
+                ))
+            for _ in range(consumer.concurrency):  # each loop its own pull requests on the durable
+                pull = PullBatches(self._nc, consumer.stream, consumer.durable, batch=self.settings.batch_size)
+                await pull.start()
+                self._pulls.append(pull)
+                self._tasks.append(asyncio.create_task(self._consume(consumer, pull), name=consumer.durable))
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()
@@ -268,9 +272,9 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
-        for psub in self._pulls:  # a message delivered after the last fetch would hold drain() up
+        for pull in self._pulls:  # a message delivered after the last batch would hold drain() up
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await pull.stop()
         if self._nc:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -325,13 +329,11 @@ class ServiceRuntime:
             label = e.subject if isinstance(e, Event) else ".".join(e.subject.split(".")[:2])
             telemetry.EVENTS_EMITTED.labels(self.name, label).inc()
 
-    async def _consume(self, consumer: _Consumer, psub: JetStreamContext.PullSubscription) -> None:
-        """Fetch a batch (returns as soon as anything is there), handle it, repeat; one batch at a time."""
+    async def _consume(self, consumer: _Consumer, pull: PullBatches) -> None:
+        """Take a batch (returns as soon as anything is there), handle it, repeat; one batch at a time."""
         while not self._stopping:
             try:
-                msgs = await psub.fetch(batch=self.settings.batch_size, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):  # nothing came within the wait: ask again at once
-                continue
+                msgs = await pull.next_batch()
             except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
                 if self._stopping:
                     break

@@ -129,3 +129,35 @@ async def _inbox_has(infra: dict, event_id: UUID) -> bool:
         return bool(await conn.fetchval("SELECT true FROM rtbatch.inbox WHERE event_id = $1", event_id))
     finally:
         await conn.close()
+
+
+async def test_pull_batches_bring_every_message_once_in_order_then_end_empty_on_expiry(infra: dict) -> None:
+    from shared.pull import PullBatches
+    from shared.streams import consumer_config
+
+    nc = await nats.connect(infra["nats_url"])
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await js.add_consumer("EVENTS", consumer_config("pulltest", max_deliver=2, ack_wait_s=30,
+                                                        filter_subject="whistle.pulltest"))
+        for n in range(1000):
+            await js.publish("whistle.pulltest", str(n).encode(), headers={"Nats-Msg-Id": f"pull-{n}"})
+        pull = PullBatches(nc, "EVENTS", "pulltest", batch=64, expires_s=0.5)
+        await pull.start()
+        seen: list[int] = []
+        sizes: list[int] = []
+        while len(seen) < 1000:
+            batch = await pull.next_batch()
+            assert batch, "messages were waiting: a batch is never empty then"
+            sizes.append(len(batch))
+            for m in batch:
+                seen.append(int(m.data))
+                await m.ack()
+        assert seen == list(range(1000)) and max(sizes) <= 64
+        assert await pull.next_batch() == [] and pull.last_status == "408"  # nothing more: the request expired
+        await js.publish("whistle.pulltest", b"1000", headers={"Nats-Msg-Id": "pull-1000"})
+        assert [int(m.data) for m in await pull.next_batch()] == [1000]  # a new request picks up the newcomer
+        await pull.stop()
+    finally:
+        await nc.close()
