@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 SETTLE_S = 0.002  # once messages flow, how long a pause ends the batch
+BACKOFF_S = 0.5  # after a refused request
 
 
 class PullBatches:
@@ -84,4 +85,8 @@ class PullBatches:
                 if self._got:
                     break  # a pause: take what came
         got, self._got = self._got, []
+        if not got and not self._live and self.last_status not in (None, "408"):
+            # the server refused the request (no such consumer, too many waiting, …): ask again
+            # after a pause, not in a tight loop
+            await asyncio.sleep(BACKOFF_S)
         return got

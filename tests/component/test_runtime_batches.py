@@ -158,6 +158,12 @@ async def test_pull_batches_bring_every_message_once_in_order_then_end_empty_on_
         assert await pull.next_batch() == [] and pull.last_status == "408"  # nothing more: the request expired
         await js.publish("whistle.pulltest", b"1000", headers={"Nats-Msg-Id": "pull-1000"})
         assert [int(m.data) for m in await pull.next_batch()] == [1000]  # a new request picks up the newcomer
+        await js.delete_consumer("EVENTS", "pulltest")
+        started = asyncio.get_running_loop().time()
+        for _ in range(3):  # refused requests: empty batches, spaced out rather than a tight loop
+            assert await pull.next_batch() == []
+        assert pull.last_status not in (None, "408")
+        assert asyncio.get_running_loop().time() - started >= 1.0
         await pull.stop()
     finally:
         await nc.close()
