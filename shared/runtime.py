@@ -68,11 +68,6 @@ class Poison(ValueError):
     """A message that can never be handled (malformed, unknown subject)."""
 
 
-def _whistle_of(item: Any) -> Any:
-    """The whistle a message is about, if it says (an event's field, or a dict's key)."""
-    return item.get("whistle_id") if isinstance(item, dict) else getattr(item, "whistle_id", None)
-
-
 def parse_domain_event(m: Msg) -> Event:
     try:
         return parse_event(m.subject, m.data)
@@ -421,7 +416,7 @@ class ServiceRuntime:
         not a later one of the same whistle (it waits, and keeps the whistle's events in order)."""
         held: set = set()
         for m, item in parsed:
-            whistle = _whistle_of(item)
+            whistle = getattr(item, "whistle_id", None)  # the order that matters is per whistle
             if whistle is not None and whistle in held:
                 self.log.info("message.held", subject=m.subject, whistle_id=str(whistle))
                 failed.append(m)

@@ -12,6 +12,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from uuid import UUID, uuid4
 
 import nats
@@ -79,15 +80,15 @@ async def test_a_failing_message_does_not_sink_its_batch_nor_pass_its_whistle_an
     calls: list[list[int]] = []
 
     async def handle(conn, items, now):  # noqa: ARG001
-        calls.append([i["n"] for i in items])
-        if any(i["n"] == 5 for i in items):
+        calls.append([i.n for i in items])
+        if any(i.n == 5 for i in items):
             raise ValueError("message 5 cannot be handled")
-        await conn.executemany("INSERT INTO handled (n) VALUES ($1)", [(i["n"],) for i in items])
+        await conn.executemany("INSERT INTO handled (n) VALUES ($1)", [(i.n,) for i in items])
         return []
 
     runtime = ServiceRuntime("rtbatch", settings(infra), migrations)
-    runtime.on_events(SUBJECT, handle, batch=True, durable="rtbatch", parse=lambda m: json.loads(m.data),
-                      dedup=lambda item: UUID(item["id"]))
+    runtime.on_events(SUBJECT, handle, batch=True, durable="rtbatch", parse=lambda m: SimpleNamespace(**json.loads(m.data)),
+                      dedup=lambda item: UUID(item.id))
     await runtime.start()
     try:
         async def handled() -> set[int]:
