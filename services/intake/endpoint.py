@@ -1,8 +1,9 @@
 """`cmd.intake.blow` served concurrently, so that concurrent requests can share a batch.
 
-The runtime's request subscribers (FastStream over nats-py) run one handler at a time per
-subscription: the next request waits for the previous reply, so every batch would hold one request
-(measured: 2,818 batches, all of size 1, at 50 whistles/s). This endpoint takes requests off its own
+The runtime's request subscribers (FastStream over nats-py) answered one request at a time, so
+every batch held one request (measured: 2,818 batches, all of size 1, at 50 whistles/s); they now
+answer a few at once, but serving blows through them with 500 workers measured 498 whistles/s and
+p99 1.16 s at 500/s offered, against 960/s and 80 ms here: FastStream's per-message cost. This endpoint takes requests off its own
 NATS connection as they come, hands each to the batcher in its own task and replies when the batch
 has committed. The reply is the runtime's `Reply`, as every other request gets.
 """
