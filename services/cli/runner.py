@@ -133,7 +133,10 @@ class Runner:
         pids = {n: c.proc.pid for n, c in self.children.items() if c.proc}
         if self.nats_proc:
             pids["nats"] = self.nats_proc.pid
-        (self.home / "pids.json").write_text(json.dumps(pids))
+        # written whole then renamed: a reader (tests, the timers bench) never sees a half-written file
+        part = self.home / "pids.json.part"
+        part.write_text(json.dumps(pids))
+        part.replace(self.home / "pids.json")
 
     def supervise_once(self) -> None:
         """Restart a crashed service or embedded NATS server (services with backoff), and log it."""
