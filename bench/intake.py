@@ -9,6 +9,12 @@ credentials.json or WHISTLE_BASE). Two runs, one JSON line:
   connections are opened and `--warmup` seconds of the same load sent before the clock starts;
 - closed loop with `--concurrency` clients for `--closed-seconds`: the most it accepts
   (`accepted_per_s`).
+Each run starts once every consumer has caught up (`quiet_wait_s`), so it is not measured against
+the previous run's backlog. After the closed loop the bench waits until the whole system has handled
+what was accepted (routed, summoned, clocks armed, projected): `drained_after_s` past the end, and
+`end_to_end_per_s` = accepted / (closed-loop seconds + drained_after_s), the rate the whole system
+sustains; `accepted_per_s` is the burst intake takes while the services behind it lag (they run at
+a lower CPU priority, <SERVICE>_NICE).
 
 The client is a small keep-alive HTTP/1.1 client on asyncio streams with the request bytes made
 once: httpx spent more CPU per request than the gateway on this 2-core machine, so the load
@@ -27,7 +33,9 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import NotUp, locate, ms, quantile, say  # noqa: E402
+import nats  # noqa: E402
+
+from pipeline import NotUp, locate, ms, quantile, say, wait_quiet  # noqa: E402
 
 BODY = {"category": "noise", "description": "bench: noise at the west gate", "location": {"building": "3"},
         "tier": "routine", "source": "online"}
@@ -190,15 +198,32 @@ async def main(args: argparse.Namespace) -> dict:
         conn.close()
     if status != 200:
         raise NotUp(f"the system at {where['base']} is not ready: {status} {body[:300]!r}")
-    say(f"open loop: {args.rate}/s for {args.seconds} s")
-    fixed = await open_loop(where, args.rate, args.seconds, args.connections, args.warmup)
-    say(f"open loop: {fixed}")
-    await asyncio.sleep(args.settle)  # let the services drain before the next run
-    say(f"closed loop: {args.concurrency} clients for {args.closed_seconds} s")
-    most = await closed_loop(where, args.concurrency, args.closed_seconds)
-    say(f"closed loop: {most}")
+    nc = await nats.connect(where["nats_url"])
+    js = nc.jetstream()
+    try:
+        began = time.perf_counter()
+        quiet = await wait_quiet(js, args.settle)
+        quiet_wait = [round(time.perf_counter() - began, 1)]
+        say(f"open loop: {args.rate}/s for {args.seconds} s")
+        fixed = await open_loop(where, args.rate, args.seconds, args.connections, args.warmup)
+        say(f"open loop: {fixed}")
+        began = time.perf_counter()
+        quiet = await wait_quiet(js, args.settle) and quiet  # let the services drain before the next run
+        quiet_wait.append(round(time.perf_counter() - began, 1))
+        say(f"closed loop: {args.concurrency} clients for {args.closed_seconds} s")
+        most = await closed_loop(where, args.concurrency, args.closed_seconds)
+        say(f"closed loop: {most}")
+        began = time.perf_counter()
+        drained = await wait_quiet(js, args.settle)
+        drained_after = time.perf_counter() - began
+    finally:
+        await nc.close()
+    accepted = most["statuses"].get(201, 0)
     return {"accepted_per_s": most["accepted_per_s"], "p50_ms": fixed["p50_ms"], "p99_ms": fixed["p99_ms"],
             "offered_per_s": args.rate, "accepted_at_offered_per_s": fixed["accepted_per_s"],
+            "drained_after_s": round(drained_after, 1) if drained else None,
+            "end_to_end_per_s": round(accepted / (args.closed_seconds + drained_after), 1) if drained else None,
+            "quiet_before_runs": quiet, "quiet_wait_s": quiet_wait,
             "client_cpu_pct": {"open_loop": fixed["client_cpu_pct"], "closed_loop": most["client_cpu_pct"]},
             "open_loop": fixed, "closed_loop": most}
 
@@ -211,7 +236,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--connections", type=int, default=256, help="open loop: keep-alive connections")
     parser.add_argument("--warmup", type=float, default=2.0, help="open loop: seconds of load before measuring")
-    parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=300.0,
+                        help="longest wait for the consumers to catch up (before each run, and after the last)")
     parser.add_argument("--nats-url", default=None)
     parser.add_argument("--database-url", default=None)
     try:

@@ -314,6 +314,24 @@ class Pipeline:
         }
 
 
+async def wait_quiet(js, limit_s: float) -> bool:
+    """True once every consumer of EVENTS has nothing pending or unacked (checked twice)."""
+    deadline = time.perf_counter() + limit_s
+    calm = 0
+    last_say = 0.0
+    while time.perf_counter() < deadline:
+        infos = await js.consumers_info(EVENTS_STREAM)
+        behind = {c.name: (c.num_pending or 0) + (c.num_ack_pending or 0) for c in infos}
+        calm = calm + 1 if not any(behind.values()) else 0
+        if calm >= 2:
+            return True
+        if time.perf_counter() - last_say >= 5.0:
+            say("quiet: waiting for", {k: v for k, v in behind.items() if v})
+            last_say = time.perf_counter()
+        await asyncio.sleep(0.5)
+    return False
+
+
 async def last_seq(js, stream: str) -> int | None:
     try:
         return (await js.stream_info(stream)).state.last_seq

@@ -34,7 +34,9 @@ Phases:
            T + i/due s, published, armed (counted as in 1), then each firing is timed: lateness =
            time.time() when its `sla.breached` event reaches a core subscription - its deadline.
            `nats_fire_lateness_*` is the same for the clock.due message the schedule stored (its
-           stream timestamp), i.e. the NATS part of the lateness.
+           stream timestamp, read after the window), i.e. the NATS part; it is negative when
+           escalation has JetStream fire ahead of the deadline (ESCALATION_TIMER_LEAD_MS) and holds
+           the firing until the deadline.
     armed_per_s = N / (duration of phase 1 + duration of phase 3's arming).
  4. APScheduler 3.11, BackgroundScheduler, SQLAlchemyJobStore (psycopg2) in table
     `bench_apscheduler_jobs` on the same Postgres (dropped at the end), 20 worker threads,
@@ -75,7 +77,7 @@ if str(REPO) not in sys.path:
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import nats  # noqa: E402
-from nats.js.api import DeliverPolicy  # noqa: E402
+from nats.js.api import ConsumerConfig, DeliverPolicy  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
 
 from services.escalation.policy import parse_duration  # noqa: E402
@@ -83,7 +85,7 @@ from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 from shared.relay import PipelinedPublisher  # noqa: E402
 
-from pipeline import NotUp, connect_all, quantile  # noqa: E402  (bench/ is on the path: the script's folder)
+from pipeline import NotUp, connect_all, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
 from pipeline import locate as locate_system  # noqa: E402
 
 EVENTS_STREAM = "EVENTS"
@@ -293,24 +295,6 @@ async def wait_armed(js, target: int, publisher: Publisher, label: str, stall_s:
         await asyncio.sleep(0.1)
 
 
-async def wait_quiet(js, limit_s: float) -> bool:
-    """True once every consumer of EVENTS has nothing pending or unacked (checked twice)."""
-    deadline = time.perf_counter() + limit_s
-    calm = 0
-    last_say = 0.0
-    while time.perf_counter() < deadline:
-        infos = await js.consumers_info(EVENTS_STREAM)
-        behind = {c.name: (c.num_pending or 0) + (c.num_ack_pending or 0) for c in infos}
-        calm = calm + 1 if not any(behind.values()) else 0
-        if calm >= 2:
-            return True
-        if time.perf_counter() - last_say >= 5.0:
-            say("quiet: waiting for", {k: v for k, v in behind.items() if v})
-            last_say = time.perf_counter()
-        await asyncio.sleep(0.5)
-    return False
-
-
 async def pg_sizes(db: asyncpg.Connection) -> dict:
     row = await db.fetchrow(
         "SELECT pg_total_relation_size('escalation.clocks') AS clocks, pg_database_size(current_database()) AS db,"
@@ -331,41 +315,58 @@ def healthy(where: dict) -> bool:
 
 
 class DueWatch:
-    """Core subscription on sla.breached, and an ordered consumer on clock.due.> for the NATS part."""
+    """Core subscription on sla.breached during the window (each message only timed and kept, parsed
+    afterwards), then, after the window, the clock.due messages' stream timestamps for the NATS part,
+    so the bench takes as little CPU as it can from the system while it is measured."""
 
     def __init__(self, nc: nats.NATS, due_summons: set[str]):
         self.nc, self.due_summons = nc, due_summons
+        self.received: list[tuple[float, bytes]] = []
         self.breached: dict[str, tuple[float, float]] = {}  # summons id -> (received, deadline) epoch s
-        self.stored: dict[str, float] = {}  # clock id -> stream timestamp of its clock.due message
         self.subs: list = []
 
     async def on_breach(self, msg) -> None:
-        received = time.time()
-        try:
-            body = json.loads(msg.data)
-            summons = body["summons_id"]
-            deadline = datetime.fromisoformat(body["deadline"]).timestamp()
-        except (ValueError, KeyError, TypeError):
-            return
-        if summons in self.due_summons and summons not in self.breached:
-            self.breached[summons] = (received, deadline)
+        self.received.append((time.time(), msg.data))
 
-    async def on_due(self, msg) -> None:
-        with contextlib.suppress(Exception):
-            self.stored.setdefault(msg.subject.rsplit(".", 1)[-1], msg.metadata.timestamp.timestamp())
+    def seen(self) -> int:
+        """Breaches of the due summons seen so far (parses what came since the last call)."""
+        for received, data in self.received:
+            try:
+                body = json.loads(data)
+                summons = body["summons_id"]
+                deadline = datetime.fromisoformat(body["deadline"]).timestamp()
+            except (ValueError, KeyError, TypeError):
+                continue
+            if summons in self.due_summons and summons not in self.breached:
+                self.breached[summons] = (received, deadline)
+        self.received = []
+        return len(self.breached)
 
     async def start(self) -> None:
         self.subs.append(await self.nc.subscribe("sla.breached", cb=self.on_breach,
                                                  pending_msgs_limit=-1, pending_bytes_limit=-1))
-        self.subs.append(await self.nc.jetstream().subscribe(
-            "clock.due.>", stream=CLOCKS_STREAM, cb=self.on_due, ordered_consumer=True,
-            deliver_policy=DeliverPolicy.NEW, pending_msgs_limit=-1, pending_bytes_limit=-1))
         await self.nc.flush()
 
     async def stop(self) -> None:
         for sub in self.subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def stored(self, since: datetime) -> dict[str, float]:
+        """clock id -> stream timestamp of its clock.due message (each bench clock fires once)."""
+        out: dict[str, float] = {}
+        sub = await self.nc.jetstream().subscribe(
+            "clock.due.>", stream=CLOCKS_STREAM, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME,
+            config=ConsumerConfig(opt_start_time=since), pending_msgs_limit=-1, pending_bytes_limit=-1)
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=2.0)
+                except nats.errors.TimeoutError:
+                    return out
+                out.setdefault(msg.subject.rsplit(".", 1)[-1], msg.metadata.timestamp.timestamp())
+        finally:
+            await sub.unsubscribe()
 
 
 async def whistle_run(args: argparse.Namespace, where: dict, nc: nats.NATS, db: asyncpg.Connection,
@@ -429,7 +430,7 @@ async def whistle_run(args: argparse.Namespace, where: dict, nc: nats.NATS, db: 
         cpu = CpuWindow(procs)  # from the first deadline to the last firing
         give_up = window_start + 1.0 + args.fire_timeout_s
         last_say = 0.0
-        while len(watch.breached) < due_n and time.time() < give_up:
+        while watch.seen() < due_n and time.time() < give_up:
             if time.time() - last_say > 5:
                 say(f"due: breaches seen {len(watch.breached)}/{due_n}, window at {window_start - time.time():+.1f} s")
                 last_say = time.time()
@@ -437,6 +438,7 @@ async def whistle_run(args: argparse.Namespace, where: dict, nc: nats.NATS, db: 
         out["cpu_util_due"] = cpu.stop()
         await asyncio.sleep(0.5)
         await watch.stop()
+        watch.seen()
         lateness = [received - deadline for received, deadline in watch.breached.values()]
         out.update(lateness_stats(lateness, "lateness_"))
         out["fired"] = len(lateness)
@@ -444,7 +446,8 @@ async def whistle_run(args: argparse.Namespace, where: dict, nc: nats.NATS, db: 
         deadlines = {r["id"]: r["deadline"].timestamp() for r in await db.fetch(
             "SELECT id::text AS id, deadline FROM escalation.clocks WHERE summons_id = ANY($1::uuid[])",
             list(watch.due_summons))}
-        nats_late = [ts - deadlines[c] for c, ts in watch.stored.items() if c in deadlines]
+        stored = await watch.stored(datetime.fromtimestamp(window_start - 60, UTC))
+        nats_late = [ts - deadlines[c] for c, ts in stored.items() if c in deadlines]
         out.update(lateness_stats(nats_late, "nats_fire_lateness_"))
         say(f"due: {len(lateness)} fired, p50 {out['lateness_p50_s']} s, p99 {out['lateness_p99_s']} s; "
             f"NATS part p99 {out['nats_fire_lateness_p99_s']} s; cpu {out['cpu_util_due']}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
+from shared import priority
 from shared.contracts import Event
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -22,21 +24,36 @@ def _schema(name: str) -> str:
     return name
 
 
-async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8) -> asyncpg.Pool:
-    """A pool whose connections see only the service's own schema (search_path)."""
+async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 8, nice: int = 0) -> asyncpg.Pool:
+    """A pool whose connections see only the service's own schema (search_path); with `nice`, each
+    connection's Postgres backend gets the service's CPU priority where it runs on this host."""
     await ensure_schema(dsn, schema)
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         server_settings={"search_path": _schema(schema), "application_name": f"whistle-{schema}"},
-        init=_init_connection,
+        init=functools.partial(_init_connection, nice=nice),
     )
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: asyncpg.Connection, nice: int = 0) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    if nice:
+        renice_backend(await conn.fetchval("SELECT pg_backend_pid()"), nice)
+
+
+def renice_backend(pid: int, nice: int) -> bool:
+    """Lower the CPU priority of a Postgres backend if it is a process of this host (embedded or
+    local Postgres run by the same user); elsewhere (another host or container) it is left alone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if not f.read().startswith(b"postgres"):
+                return False  # that pid is not a Postgres backend here: the server is elsewhere
+    except OSError:
+        return False
+    return priority.lower(pid, nice)
 
 
 async def ensure_schema(dsn: str, schema: str) -> None:
@@ -80,26 +97,59 @@ class OutboxMessage:
     msg_id: str
     headers: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, event: Event) -> OutboxMessage:
+        """An event serialised now, to be queued later as it is (work done ahead of a deadline)."""
+        return cls(event.subject, event.model_dump_json().encode(), str(event.event_id))
 
-async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage]) -> int:
-    """Queue events and messages for the relay, inside the caller's transaction (one statement)."""
-    rows = [
-        (m.subject, json.dumps(m.headers), m.body, m.msg_id)
-        if isinstance(m, OutboxMessage)
-        else (m.subject, "{}", m.model_dump_json().encode(), str(m.event_id))
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """An outbox row as written: what the relay publishes (headers with Nats-Msg-Id), and its seq."""
+
+    seq: int
+    subject: str
+    body: bytes
+    headers: dict[str, str]
+
+
+async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage], *,
+                       notify: bool = True) -> list[Queued]:
+    """Queue events and messages for the relay, inside the caller's transaction (one statement).
+
+    `notify` wakes the relay through Postgres (NOTIFY): needed when the relay runs in another
+    process (another replica holds the relay lock). A process whose own relay leads hands it the
+    rows instead, once the transaction has committed (`OutboxRelay.handoff`): they are returned,
+    with their seq, so the relay publishes them from memory rather than reading them back (a
+    transaction that notifies also takes a lock shared by every notifying commit).
+    """
+    queued = [
+        (m.subject, m.headers, m.body, m.msg_id) if isinstance(m, OutboxMessage)
+        else (m.subject, {}, m.model_dump_json().encode(), str(m.event_id))
         for m in messages
     ]
-    if rows:
-        # one round trip: unnest keeps the handlers' order (the relay publishes by seq), and a
-        # data-modifying WITH runs once whatever the outer SELECT reads; headers travel as text
-        # (an array parameter would take a dict for a nested array)
-        await conn.execute(
-            "WITH queued AS (INSERT INTO outbox (subject, headers, body, msg_id)"
-            " SELECT s, h::jsonb, b, i FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(s, h, b, i))"
-            " SELECT pg_notify(current_schema() || '_outbox', '')",
-            *(list(column) for column in zip(*rows, strict=True)),
-        )
-    return len(rows)
+    if not queued:
+        return []
+    # one round trip: unnest keeps the handlers' order (the relay publishes by seq), and a
+    # data-modifying WITH runs once whatever the outer SELECT reads; headers travel as text
+    # (an array parameter would take a dict for a nested array)
+    columns = ([q[0] for q in queued], [json.dumps(q[1]) if q[1] else "{}" for q in queued],
+               [q[2] for q in queued], [q[3] for q in queued])
+    if notify:
+        await conn.execute(_QUEUE_AND_NOTIFY, *columns)
+        return []
+    # the sequence numbers rows in the order unnest gives them: sorted seqs match the list
+    seqs = sorted(r[0] for r in await conn.fetch(_QUEUE_RETURNING, *columns))
+    return [Queued(seq, subject, body, {"Nats-Msg-Id": msg_id, **headers})
+            for seq, (subject, headers, body, msg_id) in zip(seqs, queued, strict=True)]
+
+
+_QUEUE = (
+    "INSERT INTO outbox (subject, headers, body, msg_id)"
+    " SELECT s, h::jsonb, b, i FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(s, h, b, i)"
+)
+_QUEUE_RETURNING = f"{_QUEUE} RETURNING seq"
+_QUEUE_AND_NOTIFY = f"WITH queued AS ({_QUEUE}) SELECT pg_notify(current_schema() || '_outbox', '')"
 
 
 async def claim_inbox(conn: asyncpg.Connection, event_id) -> bool:
@@ -112,6 +162,8 @@ async def claim_inbox(conn: asyncpg.Connection, event_id) -> bool:
 
 async def claim_inbox_many(conn: asyncpg.Connection, event_ids: list) -> set:
     """Record a batch of incoming events as processed; returns the ids not seen before."""
+    if not event_ids:
+        return set()
     rows = await conn.fetch(
         "INSERT INTO inbox (event_id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id",
         event_ids,

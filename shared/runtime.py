@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -27,11 +30,12 @@ from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from shared import subjects, telemetry
+from shared import heap, priority, subjects, telemetry
 from shared.contracts import Command, Event, Reply, parse_event
 from shared.db import (
     SHARED_MIGRATIONS,
     OutboxMessage,
+    Queued,
     claim_inbox,
     claim_inbox_many,
     create_pool,
@@ -48,8 +52,11 @@ T = TypeVar("T")
 Effects = list[Event | OutboxMessage]
 EventHandler = Callable[[asyncpg.Connection, Any, datetime], Awaitable[Effects]]
 BatchHandler = Callable[[asyncpg.Connection, list[Any], datetime], Awaitable[Effects]]
+Prepare = Callable[[asyncpg.Pool, list[Any]], Awaitable[list[Any]]]
 RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
 QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # release time of a message that names none
 
 # Faults worth a retry: the database or the network, not our code or the message.
 TRANSIENT = (
@@ -85,6 +92,28 @@ class _Consumer:
     dedup: Callable[[Any], UUID | None]
     batch: bool = False
     concurrency: int = 1
+    not_before: Callable[[Any], datetime | None] | None = None
+    prepare: Prepare | None = None
+
+
+class _Held:
+    """Messages that came before their time, in a heap by release time, until a releaser takes them."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[datetime, int, Msg, Any]] = []
+        self.arrived = asyncio.Event()  # something was pushed (perhaps earlier than the heap's top)
+        self._order = itertools.count()  # ties keep arrival order; messages are never compared
+
+    def push(self, at: datetime, m: Msg, item: Any) -> None:
+        heapq.heappush(self.heap, (at, next(self._order), m, item))
+        self.arrived.set()
+
+    def pop_ready(self, now: datetime, limit: int) -> list[tuple[Msg, Any]]:
+        ready = []
+        while self.heap and self.heap[0][0] <= now and len(ready) < limit:
+            _, _, m, item = heapq.heappop(self.heap)
+            ready.append((m, item))
+        return ready
 
 
 class ServiceRuntime:
@@ -108,6 +137,7 @@ class ServiceRuntime:
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
         self._pulls: list[PullBatches] = []
+        self._held: list[_Held] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
         self.every(15.0, self._consumer_lag)
@@ -126,6 +156,8 @@ class ServiceRuntime:
         durable: str | None = None,
         parse: Callable[[Msg], Any] = parse_domain_event,
         dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
+        not_before: Callable[[Any], datetime | None] | None = None,
+        prepare: Prepare | None = None,
         description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
@@ -141,9 +173,21 @@ class ServiceRuntime:
         The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
         collection timeout low latency needs, left delivered messages unhandled until their
         ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
+
+        `not_before` gives a message's release time: one that arrives earlier is held (unacked) until
+        then, and one more than `hold_max_s` early goes back to the server with that delay. Timers
+        that JetStream fires a little ahead of their time are thus handled on time, never early.
+        Fetching goes on while messages wait; `concurrency` releasers hand the due ones, in time
+        order, to the handler.
+
+        `prepare` (with `not_before`) runs on a batch as soon as it arrives, before it is held, and
+        what it returns is what the handler gets: work that can be done ahead (reading, computing,
+        serialising) is then out of the way when the messages fall due. Should it fail, the handler
+        gets the messages as parsed.
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
-        self._consumers.append(_Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency))
+        self._consumers.append(
+            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -228,7 +272,8 @@ class ServiceRuntime:
             server.close()
 
     async def start(self) -> None:
-        self.pool = await create_pool(self.settings.database_url, self.name)
+        priority.lower(0, self.settings.nice)
+        self.pool = await create_pool(self.settings.database_url, self.name, nice=self.settings.nice)
         applied = await migrate(self.pool, self.migrations)
         if applied:
             self.log.info("migrations.applied", files=applied)
@@ -247,14 +292,20 @@ class ServiceRuntime:
                     consumer.durable, max_deliver=self.settings.max_deliver, ack_wait_s=self.settings.ack_wait_s,
                     filter_subject=consumer.subject,
                 ))
+            held = _Held() if consumer.not_before is not None else None
+            if held is not None:
+                self._held.append(held)
             for _ in range(consumer.concurrency):  # each loop its own pull requests on the durable
                 pull = PullBatches(self._nc, consumer.stream, consumer.durable, batch=self.settings.batch_size)
                 await pull.start()
                 self._pulls.append(pull)
-                self._tasks.append(asyncio.create_task(self._consume(consumer, pull), name=consumer.durable))
+                self._tasks.append(asyncio.create_task(self._consume(consumer, pull, held), name=consumer.durable))
+                if held is not None:
+                    self._tasks.append(asyncio.create_task(self._release(consumer, held), name=f"{consumer.durable}-hold"))
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()
+        heap.settle()
         self.ready = True
 
     async def stop(self) -> None:
@@ -270,6 +321,12 @@ class ServiceRuntime:
         for pull in self._pulls:  # a message delivered after the last batch would hold drain() up
             with contextlib.suppress(Exception):
                 await pull.stop()
+        now = utcnow()
+        for held in self._held:  # back to the server for the next process, each due at its time
+            for at, _, m, _ in held.heap:
+                with contextlib.suppress(Exception):
+                    await m.nak(delay=max((at - now).total_seconds(), 0.0))
+            held.heap.clear()
         if self._nc:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -299,10 +356,11 @@ class ServiceRuntime:
             async with self.pool.acquire() as conn:
                 transaction = conn.transaction()
                 await transaction.start()
+                queued: list[Queued] = []
                 try:
                     reply, effects = await handle(conn, command, now)
                     if reply.ok:
-                        await self._emit(conn, effects)
+                        queued = await self._emit(conn, effects)
                         await transaction.commit()
                     else:
                         await transaction.rollback()  # a refused request changes nothing
@@ -310,22 +368,27 @@ class ServiceRuntime:
                     await transaction.rollback()
                     raise
             if effects and reply.ok:
-                self.relay.wake()
+                self.relay.handoff(queued)
             return reply
         except Exception as exc:
             self.log.exception("request.failed", subject=subject)
             return Reply.refuse(503, "unavailable", f"{self.name} could not complete the request: {exc!r}")
 
-    async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> None:
-        await write_outbox(conn, effects)
-        for e in effects:
-            # an event's subject is its type; a raw message (a clock's timer) is labelled by its
-            # subject's first two tokens, never by the clock id in the rest
-            label = e.subject if isinstance(e, Event) else ".".join(e.subject.split(".")[:2])
-            telemetry.EVENTS_EMITTED.labels(self.name, label).inc()
+    async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
+        """Queue the effects in the outbox; the rows to hand the relay once committed, if it leads."""
+        queued = await write_outbox(conn, effects, notify=not self.relay.leading)
+        # an event's subject is its type; a raw message (a clock's timer) is labelled by its
+        # subject's first two tokens, never by the clock id in the rest. Counted per label, not per
+        # message (labels() is a lookup under a lock), and OutboxMessage is tested first
+        # (isinstance against a pydantic model goes through ABCMeta.__instancecheck__).
+        emitted = Counter(".".join(e.subject.split(".")[:2]) if isinstance(e, OutboxMessage) else e.subject
+                          for e in effects)
+        for label, n in emitted.items():
+            telemetry.EVENTS_EMITTED.labels(self.name, label).inc(n)
+        return queued
 
-    async def _consume(self, consumer: _Consumer, pull: PullBatches) -> None:
-        """Take a batch (returns as soon as anything is there), handle it, repeat; one batch at a time."""
+    async def _consume(self, consumer: _Consumer, pull: PullBatches, held: _Held | None) -> None:
+        """Take a batch (returns as soon as anything is there), handle or hold it, repeat."""
         while not self._stopping:
             try:
                 msgs = await pull.next_batch()
@@ -338,28 +401,85 @@ class ServiceRuntime:
             if not msgs:
                 continue
             try:
-                await self._process_batch(msgs, consumer)
+                await self._process_batch(msgs, consumer, held)
             except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
                 self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(self.settings.nack_delay_s)
 
-    async def _process_batch(self, raw: list[Msg], consumer: _Consumer) -> None:
-        assert self.pool is not None
-        started, now, label = time.perf_counter(), utcnow(), consumer.subject
+    async def _process_batch(self, raw: list[Msg], consumer: _Consumer, held: _Held | None = None) -> None:
         parsed: list[tuple[Msg, Any]] = []
         for m in raw:
             try:
                 parsed.append((m, consumer.parse(m)))
             except Poison as exc:
-                await self.dead_letter(m, f"malformed: {exc}", label)
+                await self.dead_letter(m, f"malformed: {exc}", consumer.subject)
                 await m.ack()
+        if held is None:
+            await self._process_parsed(parsed, consumer)
+            return
+        await self._hold(parsed, consumer, held)
+
+    async def _hold(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer, held: _Held) -> None:
+        """Early messages wait in the heap (prepared first, if the consumer prepares); those far too
+        early go back to the server until then."""
+        assert consumer.not_before is not None
+        release, now = consumer.not_before, utcnow()
+        horizon = now + timedelta(seconds=self.settings.hold_max_s)
+        near, far = [], []
+        for m, item in parsed:
+            at = release(item) or _EPOCH
+            (near if at <= horizon else far).append((at, m, item))
+        if far:
+            telemetry.HANDLED.labels(self.name, consumer.subject, "nack").inc(len(far))
+        for at, m, _ in far:
+            await m.nak(delay=(at - now).total_seconds())
+        if not near:
+            return
+        items = [item for _, _, item in near]
+        if consumer.prepare is not None:
+            try:
+                items = await consumer.prepare(self.pool, items)
+            except TRANSIENT as exc:
+                self.log.warning("prepare.transient_failure", error=repr(exc), size=len(near))
+                telemetry.HANDLED.labels(self.name, consumer.subject, "nack").inc(len(near))
+                for _, m, _ in near:
+                    await m.nak(delay=self.settings.nack_delay_s)
+                return
+            except Exception:  # the handler then does the whole work itself
+                self.log.exception("prepare.failed", subject=consumer.subject, size=len(near))
+        for (at, m, _), item in zip(near, items, strict=True):
+            held.push(at, m, item)
+
+    async def _release(self, consumer: _Consumer, held: _Held) -> None:
+        """Hand the held messages that are due to the handler, in time order, each as soon as it is
+        due (not when a whole batch is); a newcomer earlier than the heap's top wakes it."""
+        limit = 4 * self.settings.batch_size
+        while not self._stopping:
+            now = utcnow()
+            wait = (held.heap[0][0] - now).total_seconds() if held.heap else 0.5
+            if wait > 0:
+                held.arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(held.arrived.wait(), wait)
+                continue
+            ready = held.pop_ready(now, limit)
+            try:
+                await self._process_parsed(ready, consumer)
+            except Exception as exc:  # e.g. NATS gone while acking: unacked ones come back
+                self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
+                await asyncio.sleep(self.settings.nack_delay_s)
+
+    async def _process_parsed(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> None:
+        assert self.pool is not None
+        started, now, label = time.perf_counter(), utcnow(), consumer.subject
         done: list[tuple[Msg, str]] = []
         failed: list[Msg] = []
+        queued: list[Queued] = []
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
-                if not (together and await self._handle_together(conn, consumer, parsed, now, done)):
-                    await self._handle_one_by_one(conn, consumer, parsed, now, done, failed)
+                if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
+                    await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
         except TRANSIENT as exc:
             self.log.warning("batch.transient_failure", error=repr(exc), size=len(parsed))
             for m, _ in parsed:
@@ -367,22 +487,24 @@ class ServiceRuntime:
                 await m.nak(delay=self.settings.nack_delay_s)
             return
         if done:
-            self.relay.wake()
+            self.relay.handoff(queued)
         self.log.info(
-            "batch", subject=label, size=len(raw), handled=sum(1 for _, o in done if o == "ack"),
+            "batch", subject=label, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
             duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),
-            dead_lettered=len(raw) - len(parsed), ms=round((time.perf_counter() - started) * 1e3, 2),
+            ms=round((time.perf_counter() - started) * 1e3, 2),  # dead letters are logged one by one
         )
-        for m, outcome in done:
-            telemetry.HANDLED.labels(self.name, label, outcome).inc()
+        for outcome, n in Counter(outcome for _, outcome in done).items():
+            telemetry.HANDLED.labels(self.name, label, outcome).inc(n)
+        for m, _ in done:
             await m.ack()
+        if failed:
+            telemetry.HANDLED.labels(self.name, label, "nack").inc(len(failed))
         for m in failed:
-            telemetry.HANDLED.labels(self.name, label, "nack").inc()
             await m.nak(delay=self.settings.nack_delay_s)
 
     async def _handle_together(
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
-        done: list[tuple[Msg, str]],
+        done: list[tuple[Msg, str]], queued: list[Queued],
     ) -> bool:
         """A batch handler's path: one inbox claim, one call, one outbox write. False if it failed."""
         keys = [consumer.dedup(item) for _, item in parsed]
@@ -399,18 +521,20 @@ class ServiceRuntime:
                     else:
                         outcomes.append("duplicate")
                 if items:
-                    await self._emit(conn, await consumer.handle(conn, items, now))
+                    rows = await self._emit(conn, await consumer.handle(conn, items, now))
         except TRANSIENT:
             raise
         except Exception:
             self.log.exception("batch_handler.failed", subject=consumer.subject, size=len(parsed))
             return False
+        if items:
+            queued += rows
         done.extend((m, outcome) for (m, _), outcome in zip(parsed, outcomes, strict=True))
         return True
 
     async def _handle_one_by_one(
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
-        done: list[tuple[Msg, str]], failed: list[Msg],
+        done: list[tuple[Msg, str]], failed: list[Msg], queued: list[Queued],
     ) -> None:
         """Each message in its own savepoint: a failing one is retried later, the others go on, but
         not a later one of the same whistle (it waits, and keeps the whistle's events in order)."""
@@ -429,7 +553,8 @@ class ServiceRuntime:
                         continue
                     effects = await (consumer.handle(conn, [item], now) if consumer.batch
                                      else consumer.handle(conn, item, now))
-                    await self._emit(conn, effects)
+                    rows = await self._emit(conn, effects)
+                queued += rows  # only once its savepoint stands
                 done.append((m, "ack"))
             except TRANSIENT:
                 raise

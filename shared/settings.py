@@ -32,3 +32,11 @@ class ServiceSettings(BaseSettings):
     max_deliver: int = Field(default=5, ge=1, description="Deliveries before a message is dead-lettered")
     ack_wait_s: float = Field(default=30.0, gt=0)
     nack_delay_s: float = Field(default=1.0, ge=0, description="Delay before redelivery after a transient fault")
+    nice: int = Field(
+        default=0, ge=0, le=19,
+        description="CPU priority when the machine is busy, for the process and its Postgres backends where"
+        " they run on the same host: 0 goes first, 19 last. Read models yield to intake and timers.",
+    )
+    hold_max_s: float = Field(
+        default=5.0, gt=0, description="Longest a message that came before its time is held (unacked) in memory",
+    )

@@ -13,7 +13,7 @@ from services.escalation.policy import load_policies
 from services.escalation.settings import EscalationSettings
 from services.escalation.timers import parse_due, timer_message
 from shared import subjects, telemetry
-from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned
+from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned, SummonsIssued
 from shared.db import write_outbox
 from shared.ids import utcnow, uuid7
 from shared.runtime import ServiceRuntime
@@ -64,7 +64,7 @@ async def reconcile(runtime: ServiceRuntime) -> None:
         lost = [c for c in clocks if str(c.id) not in scheduled or c.fire_at <= now]
         if lost:
             async with runtime.pool.acquire() as conn, conn.transaction():
-                await write_outbox(conn, [timer_message(c, boot) for c in lost])
+                await write_outbox(conn, [timer_message(c, boot, runtime.settings.timer_lead) for c in lost])
             rearmed += len(lost)
     telemetry.CLOCKS_PENDING.labels("escalation").set(pending)
     log.info("clocks.reconciled", pending=pending, scheduled=len(scheduled), rearmed=rearmed)
@@ -77,13 +77,16 @@ async def count_pending_clocks(runtime: ServiceRuntime) -> None:
 def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     settings = settings or EscalationSettings()
     runtime = ServiceRuntime("escalation", settings, Path(__file__).with_name("migrations"))
-    handlers = EscalationHandlers(load_policies(settings.policy_file))
+    handlers = EscalationHandlers(load_policies(settings.policy_file), settings.timer_lead)
     # one consumer for every summons event keeps each summons' events in order
-    runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True)
+    # a summons.issued needs no inbox row: its clocks are started only for a summons that has none
+    runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True,
+                      dedup=lambda e: None if isinstance(e, SummonsIssued) else e.event_id)
     runtime.on_events(
         # firings need no order (each locks its clock and checks the generation): two loops overlap
         f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True, concurrency=2,
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
+        not_before=lambda due: due.due_at, prepare=handlers.prepare_dues,
     )
     runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)
     runtime.on_startup(reconcile)

@@ -46,7 +46,7 @@ Level = Literal["responder", "superior", "street_command", "district"]
 
 
 class LadderStep(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)  # shared by every clock that snapshots it
     level: Level
     after: Duration = Field(description="Wall-time wait after the previous step (the first: after the deadline)")
 
@@ -115,7 +115,8 @@ class Policies(BaseModel):
         policy = self.tiers[tier]
         matching = [o for o in self.overrides if o.category == category and o.tier in (None, tier)]
         for override in sorted(matching, key=lambda o: o.tier is not None):
-            changes = override.model_dump(exclude={"category", "tier"}, exclude_none=True)
+            # what the override names, a null included (`"warn_at": null`: no warning for this category)
+            changes = override.model_dump(exclude={"category", "tier"}, exclude_unset=True)
             policy = policy.model_copy(update={k: getattr(override, k) for k in changes})
         return policy
 

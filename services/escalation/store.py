@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import fields
 from uuid import UUID
@@ -25,20 +26,28 @@ _TYPES = {
 }
 assert set(_TYPES) == set(_FIELDS), "every Clock field needs its column type"
 _MUTABLE = ["id", *sorted(MUTABLE_FIELDS)]
+# read as text: the few distinct ladders are parsed once each (_ladder), not once per row
+_SELECT = ", ".join("ladder::text AS ladder" if n == "ladder" else n for n in _FIELDS)
 
 
 def _unnest(names: list[str]) -> str:
-    return "unnest(" + ", ".join(f"${i}::{_TYPES[n]}[]" for i, n in enumerate(names, start=1)) + f") AS u({', '.join(names)})"
+    types = {**_TYPES, "was": "int4"}  # was: the generation a firing was worked out at
+    return "unnest(" + ", ".join(f"${i}::{types[n]}[]" for i, n in enumerate(names, start=1)) + f") AS u({', '.join(names)})"
 
 
 _INSERT = (
     f"INSERT INTO clocks ({_COLUMNS}) SELECT {', '.join('u.ladder::jsonb' if n == 'ladder' else f'u.{n}' for n in _FIELDS)}"
-    f" FROM {_unnest(_FIELDS)}"
+    f" FROM {_unnest(_FIELDS)} ON CONFLICT (summons_id, kind) DO NOTHING RETURNING summons_id"
 )
 # only what can change: fewer arrays to encode and to write
 _UPDATE = (
     f"UPDATE clocks SET ({', '.join(_MUTABLE[1:])}) = ({', '.join(f'u.{n}' for n in _MUTABLE[1:])})"
     f" FROM {_unnest(_MUTABLE)} WHERE clocks.id = u.id"
+)
+# a firing worked out ahead: saved only where the clock is still at the generation it was read at
+_SAVE_FIRED = (
+    f"UPDATE clocks SET ({', '.join(_MUTABLE[1:])}) = ({', '.join(f'u.{n}' for n in _MUTABLE[1:])})"
+    f" FROM {_unnest([*_MUTABLE, 'was'])} WHERE clocks.id = u.id AND clocks.generation = u.was RETURNING clocks.id"
 )
 
 
@@ -54,33 +63,51 @@ def _columns(clocks: list[Clock], names: list[str] = _FIELDS) -> list[list]:
 
 def _clock(r: asyncpg.Record) -> Clock:
     values = dict(r)
-    values["ladder"] = tuple(LadderStep.model_validate(s) for s in r["ladder"])
+    values["ladder"] = _ladder(r["ladder"])
     return restore(values)
 
 
-async def summons_with_clocks(conn: asyncpg.Connection, summons_ids: list[UUID]) -> set[UUID]:
-    """Which of these summons already have their clocks (a redelivered summons.issued)."""
-    rows = await conn.fetch("SELECT DISTINCT summons_id FROM clocks WHERE summons_id = ANY($1::uuid[])", summons_ids)
-    return {r["summons_id"] for r in rows}
+@functools.lru_cache(maxsize=1024)
+def _ladder(text: str) -> tuple[LadderStep, ...]:
+    """A stored ladder (JSON text), parsed once: clocks share the policies' few ladders."""
+    return tuple(LadderStep.model_validate(s) for s in json.loads(text))
 
 
-async def insert(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
-    if clocks:
-        await conn.execute(_INSERT, *_columns(clocks))
+async def insert(conn: asyncpg.Connection, clocks: list[Clock]) -> set[UUID]:
+    """Insert new summons' clocks; returns the summons whose clocks went in (not those that had them)."""
+    if not clocks:
+        return set()
+    return {r["summons_id"] for r in await conn.fetch(_INSERT, *_columns(clocks))}
 
 
 async def lock_clocks(conn: asyncpg.Connection, clock_ids: list[UUID]) -> dict[UUID, Clock]:
     """The clocks by id, locked (in id order, so two transactions cannot deadlock)."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM clocks WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", clock_ids
+        f"SELECT {_SELECT} FROM clocks WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", clock_ids
     )
     return {r["id"]: _clock(r) for r in rows}
+
+
+async def read_clocks(pool: asyncpg.Pool, clock_ids: list[UUID]) -> dict[UUID, Clock]:
+    """The clocks by id, unlocked (a firing worked out ahead is saved against their generation)."""
+    rows = await pool.fetch(f"SELECT {_SELECT} FROM clocks WHERE id = ANY($1::uuid[])", clock_ids)
+    return {r["id"]: _clock(r) for r in rows}
+
+
+async def save_fired(conn: asyncpg.Connection, fired: list[tuple[Clock, int]]) -> set[UUID]:
+    """Save fired clocks, each (clock, generation it was read at), where that generation still
+    stands; returns the ids saved. A clock changed since (reported, paused, fired) is left alone."""
+    if not fired:
+        return set()
+    clocks = [c for c, _ in fired]
+    rows = await conn.fetch(_SAVE_FIRED, *_columns(clocks, _MUTABLE), [was for _, was in fired])
+    return {r["id"] for r in rows}
 
 
 async def lock_summons_clocks(conn: asyncpg.Connection, summons_ids: list[UUID]) -> dict[UUID, list[Clock]]:
     """Each summons' clocks (by kind), locked."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM clocks WHERE summons_id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", summons_ids
+        f"SELECT {_SELECT} FROM clocks WHERE summons_id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", summons_ids
     )
     out: dict[UUID, list[Clock]] = {}
     for r in sorted(rows, key=lambda r: r["kind"]):
@@ -96,7 +123,7 @@ async def save(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
 async def pending_clocks(pool: asyncpg.Pool, after: UUID | None, limit: int) -> list[Clock]:
     """Running clocks with a firing, by id after `after` (keyset paging: memory stays flat at 1M)."""
     rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL"
+        f"SELECT {_SELECT} FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL"
         " AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
         after, limit,
     )

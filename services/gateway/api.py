@@ -16,7 +16,7 @@ from services.gateway.edge import Edge, TokenCache
 from services.gateway.limits import TokenBuckets
 from services.gateway.open311 import build_router as open311_router
 from services.gateway.settings import GatewaySettings
-from shared import auth, subjects
+from shared import auth, heap, subjects
 from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
 from shared.contracts import Actor, Reply, ReturnReason
 from shared.validation import refusal_from
@@ -85,6 +85,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await bus.connect()
+        heap.settle()
         yield
         await bus.close()
 

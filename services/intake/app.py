@@ -27,7 +27,7 @@ class IntakeRuntime(ServiceRuntime):
                                     description=(batcher.blow.__doc__ or "").strip())(_documented)
 
     async def _start_blows(self, _: ServiceRuntime) -> None:
-        self.batcher.start(self.pool, self.relay.wake)
+        self.batcher.start(self.pool, self.relay)
         await self.blow_endpoint.start(self.settings.nats_url)
 
     async def stop(self) -> None:

@@ -3,7 +3,7 @@
 Requests are checked at once (a refusal is answered straight away and changes nothing) and queued;
 one writer task takes whatever is queued (up to `max_batch`, lingering `linger_s` after the first
 so that a burst travels together), settles the Idempotency-Keys, writes every whistle, key and
-outbox row with set-based SQL, commits, wakes the relay, then answers every request of the batch.
+outbox row with set-based SQL, commits, hands the relay the rows, then answers every request of the batch.
 
 Failures: a transient fault (database gone) answers the whole batch 503, nothing written; any other
 error (a bug, a row the database refuses) retries the batch one request at a time, each under its
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -24,13 +24,21 @@ from services.intake import blows, store
 from services.intake.domain import Category
 from shared import telemetry
 from shared.contracts import Command, Reply, WhistleBlown
-from shared.db import write_outbox
+from shared.db import Queued, write_outbox
 from shared.ids import utcnow
 from shared.runtime import TRANSIENT
 
 log = structlog.get_logger("intake.batcher")
 
 UNAVAILABLE = Reply.refuse(503, "unavailable", "intake could not save the whistle; retry / 暂时无法受理，请重试")
+
+
+class Relay(Protocol):
+    """What the batcher needs of the outbox relay (`shared.relay.OutboxRelay`)."""
+
+    leading: bool
+
+    def handoff(self, rows: list[Queued]) -> None: ...
 
 
 @dataclass
@@ -49,13 +57,13 @@ class BlowBatcher:
         self._queue: list[_Waiting] = []
         self._queued = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
-        self._wake: Callable[[], None] = lambda: None
+        self._relay: Relay | None = None
         self._writer: asyncio.Task | None = None
         self._stopping = False
 
-    def start(self, pool: asyncpg.Pool, wake_relay: Callable[[], None]) -> None:
-        """Begin writing: `wake_relay` is called after each commit that queued events."""
-        self._pool, self._wake = pool, wake_relay
+    def start(self, pool: asyncpg.Pool, relay: Relay) -> None:
+        """Begin writing: each commit that queued events hands `relay` its rows."""
+        self._pool, self._relay = pool, relay
         self._writer = asyncio.create_task(self._write_forever(), name="intake-blow-writer")
 
     async def stop(self) -> None:
@@ -103,17 +111,20 @@ class BlowBatcher:
 
     async def _write(self, batch: list[_Waiting]) -> None:
         started = time.perf_counter()
+        queued: list[Queued] = []
         try:
-            replies = await self._commit([w.blow for w in batch])
+            replies = await self._commit([w.blow for w in batch], queued)
         except TRANSIENT as exc:
             log.warning("blow.batch_unavailable", size=len(batch), error=repr(exc))
-            replies = [UNAVAILABLE] * len(batch)
+            replies, queued = [UNAVAILABLE] * len(batch), []
         except Exception:
             log.exception("blow.batch_failed", size=len(batch))
-            replies = await self._commit_one_by_one([w.blow for w in batch])
+            queued = []
+            replies = await self._commit_one_by_one([w.blow for w in batch], queued)
         created = [w.blow.whistle for w, r in zip(batch, replies, strict=True) if r.ok and not r.data.get("replayed")]
         if created:
-            self._wake()
+            assert self._relay is not None
+            self._relay.handoff(queued)
             telemetry.EVENTS_EMITTED.labels("intake", WhistleBlown.SUBJECT).inc(len(created))
         for w in created:
             telemetry.WHISTLES.labels(w.source.value, w.category, w.tier.value).inc()
@@ -124,12 +135,13 @@ class BlowBatcher:
                  replayed=sum(1 for r in replies if r.ok and r.data.get("replayed")),
                  refused=sum(1 for r in replies if not r.ok))
 
-    async def _commit(self, batch: list[blows.Blow]) -> list[Reply]:
+    async def _commit(self, batch: list[blows.Blow], queued: list[Queued]) -> list[Reply]:
+        """One transaction; `queued` gets its outbox rows (the relay's once it has committed)."""
         assert self._pool is not None
         async with self._pool.acquire() as conn, conn.transaction():
-            return await self._save(conn, batch)
+            return await self._save(conn, batch, queued)
 
-    async def _commit_one_by_one(self, batch: list[blows.Blow]) -> list[Reply]:
+    async def _commit_one_by_one(self, batch: list[blows.Blow], queued: list[Queued]) -> list[Reply]:
         """After a batch failed for a reason other than the database: each request under its own savepoint."""
         assert self._pool is not None
         replies: list[Reply] = []
@@ -137,8 +149,10 @@ class BlowBatcher:
             async with self._pool.acquire() as conn, conn.transaction():
                 for b in batch:
                     try:
+                        rows: list[Queued] = []
                         async with conn.transaction():
-                            replies += await self._save(conn, [b])
+                            replies += await self._save(conn, [b], rows)
+                        queued += rows  # only once its savepoint stands
                     except TRANSIENT:
                         raise
                     except Exception:
@@ -146,10 +160,11 @@ class BlowBatcher:
                         replies.append(UNAVAILABLE)
         except TRANSIENT as exc:
             log.warning("blow.batch_unavailable", size=len(batch), error=repr(exc))
+            queued.clear()
             return [UNAVAILABLE] * len(batch)
         return replies
 
-    async def _save(self, conn: asyncpg.Connection, batch: list[blows.Blow]) -> list[Reply]:
+    async def _save(self, conn: asyncpg.Connection, batch: list[blows.Blow], queued: list[Queued]) -> list[Reply]:
         """Claim the keys, then write the new whistles and their events; the replies in batch order."""
         firsts = blows.first_uses(batch)
         claimed = await store.claim_idempotency(conn, firsts, utcnow())
@@ -157,7 +172,8 @@ class BlowBatcher:
         settled = blows.settle(batch, known)
         new = [s.blow for s in settled if s.new]
         await store.save_whistles(conn, new)
-        await write_outbox(conn, [b.whistle for b in new])
+        assert self._relay is not None
+        queued += await write_outbox(conn, [b.whistle for b in new], notify=not self._relay.leading)
         return [s.reply for s in settled]
 
 

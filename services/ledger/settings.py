@@ -9,6 +9,8 @@ from shared.settings import ServiceSettings
 
 class LedgerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+    nice: int = Field(default=10, ge=0, le=19, description="CPU priority: the ledger is a read model, it yields the"
+                      " CPU to intake and timers under load; 0 to turn off")
     score_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_WEIGHTS),
         description="Weights of the combined score, JSON in LEDGER_SCORE_WEIGHTS:"

@@ -30,7 +30,9 @@ from shared.runtime import ServiceRuntime
 def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     settings = settings or ResponseSettings()
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
-    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True)
+    # no inbox: opening a summons is idempotent by itself (ON CONFLICT DO NOTHING on its id), and an
+    # inbox row per summons would only add Postgres work
+    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True, dedup=lambda _: None)
     runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)

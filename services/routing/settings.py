@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.routing.domain import DEFAULT_RULES
@@ -14,3 +15,5 @@ class RoutingSettings(ServiceSettings):
     registry_file: Path = DEFAULT_REGISTRY
     rules_file: Path = DEFAULT_RULES
     rules_check_s: float = 5.0
+    nice: int = Field(default=5, ge=0, le=19, description="CPU priority: dispatch yields to the front door (intake,"
+                      " the gateway) under load, and goes before the ledger; 0 to turn off")

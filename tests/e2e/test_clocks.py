@@ -33,6 +33,23 @@ def test_a_report_stops_the_ladder(system: System) -> None:
     assert len(raised_after) == raised_before < 4
 
 
+def test_a_report_just_before_the_deadline_stops_a_firing_already_worked_out(system: System) -> None:
+    """The schedule fires 2 s early (ESCALATION_TIMER_LEAD_MS) and escalation works the firing out
+    then; a report after that but before the deadline must still stop it (the generation moved)."""
+    whistle_id = system.blow(category="elderly_care")  # routine + elderly_care: report within 15 s, no warning
+    summons = system.wait_summons(whistle_id)["summons"][0]
+    started = wait_for(lambda: [t for t in _timeline(system, whistle_id) if t["type"] == "sla.started"],
+                       what="sla.started")[0]
+    deadline = datetime.fromisoformat(started["data"]["deadlines"]["report"])
+    time.sleep(max((deadline - datetime.now(UTC)).total_seconds() - 1.2, 0))  # the timer came 2 s early
+    with system.client(summons["responder_id"]) as responder:
+        assert responder.post(f"/v1/summons/{summons['id']}/report").status_code == 200
+    assert datetime.now(UTC) < deadline - timedelta(seconds=0.5), "reported too late to test anything"
+    wait_for(lambda: "summons.reported" in [t["type"] for t in _timeline(system, whistle_id)])
+    time.sleep(max((deadline - datetime.now(UTC)).total_seconds(), 0) + 3)  # well past the deadline
+    assert not _sla(system, whistle_id), "the clock was stopped before its deadline"
+
+
 def test_waiting_on_the_resident_holds_the_clock(system: System) -> None:
     whistle_id = system.blow(category="noise")  # routine + noise: resolve within 4 s, no warning
     summons = system.wait_summons(whistle_id)["summons"][0]

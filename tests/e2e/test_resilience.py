@@ -77,3 +77,48 @@ def test_poison_message_is_dead_lettered_with_its_reason(system: System) -> None
     # the services are still healthy and the loop still works after the poison
     assert httpx.get(f"{system.base_url}/healthz").status_code == 200
     system.wait_summons(system.blow())
+
+
+def test_a_redelivered_summons_issued_changes_nothing(system: System) -> None:
+    """Response and escalation take summons.issued without an inbox (response's insert is ON CONFLICT
+    DO NOTHING; escalation starts clocks only for a summons that has none): the same event again,
+    after the responder has reported, neither adds a summons, nor resets its state, nor starts its
+    clocks again."""
+    from datetime import UTC, datetime, timedelta
+
+    from nats.js.api import ConsumerConfig, DeliverPolicy
+
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    whistle_id = system.blow(tier="routine")
+    summons = system.wait_summons(whistle_id)["summons"][0]
+    with system.client(summons["responder_id"]) as responder:
+        assert responder.post(f"/v1/summons/{summons['id']}/report").status_code == 200
+
+    async def redeliver() -> None:
+        nc = await nats.connect(system.nats_url)
+        js = nc.jetstream()
+        try:
+            sub = await js.subscribe("summons.issued", ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME,
+                                     config=ConsumerConfig(opt_start_time=since))
+            while True:
+                msg = await sub.next_msg(timeout=10)
+                if json.loads(msg.data)["summons_id"] == summons["id"]:
+                    break
+            await sub.unsubscribe()
+            # the same event (same event id) under a new message id, as a redelivery would bring it
+            await js.publish("summons.issued", msg.data, headers={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
+            for _ in range(400):  # until response, escalation and the ledger have taken it
+                infos = [await js.consumer_info("EVENTS", name)
+                         for name in ("response-summons-issued", "escalation-summons", "ledger-events")]
+                if not any(i.num_pending or i.num_ack_pending for i in infos):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await nc.close()
+
+    asyncio.run(redeliver())
+    with system.client(summons["responder_id"]) as responder:
+        mine = [s for s in responder.get("/v1/summons").json() if s["id"] == summons["id"]]
+    assert len(mine) == 1 and mine[0]["state"] == "reported", mine
+    started = [t for t in system.whistle(whistle_id)["timeline"] if t["type"] == "sla.started"]
+    assert len(started) == 1, started

@@ -267,3 +267,21 @@ def test_any_schedule_of_firings_raises_each_step_once_and_never_early(offsets):
     expected_steps = sum(1 for due in STEP_DUE if any(t >= due for t in times))
     assert len(raised) == expected_steps
     assert len(breaches) == (1 if times[-1] >= DEADLINE else 0)
+
+
+def test_the_schedule_fires_ahead_by_the_lead_and_names_the_clock_time_it_is_held_until():
+    import json
+
+    from services.escalation.timers import parse_due, timer_message
+
+    clock = report_clock(issued(), URGENT)
+    message = timer_message(clock, lead=timedelta(milliseconds=500))
+    assert message.headers["Nats-Schedule"] == "@at 2026-03-06T09:29:59.500000Z"
+    assert message.headers["Nats-Schedule-Target"] == f"clock.due.{clock.id}"
+    due = parse_due(type("Msg", (), {"data": message.body})())
+    assert (due.clock_id, due.generation, due.due_at) == (clock.id, clock.generation, DEADLINE)
+    # without a lead the schedule is the clock's time itself
+    assert timer_message(clock).headers["Nats-Schedule"] == "@at 2026-03-06T09:30:00.000000Z"
+    # a firing armed before the lead existed names no time: it is handled at once
+    assert parse_due(type("Msg", (), {"data": json.dumps(
+        {"clock_id": str(clock.id), "generation": 1}).encode()})()).due_at is None

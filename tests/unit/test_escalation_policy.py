@@ -89,6 +89,15 @@ def test_e2e_policies_validate():
     assert len(policies.for_tier(Tier.complex).ladder) == 4
 
 
+def test_an_override_can_take_a_warning_away_and_leaves_what_it_does_not_name():
+    policies = load_policies(E2E_POLICIES)
+    routine = policies.for_tier(Tier.routine)
+    assert routine.warn_at == 0.8
+    elders = policies.for_summons(Tier.routine, "elderly_care")  # "warn_at": null, "report_within": "15s"
+    assert elders.warn_at is None and elders.report_within == timedelta(seconds=15)
+    assert elders.ladder == routine.ladder and elders.basis == routine.basis
+
+
 def write(tmp_path: Path, tiers: dict) -> Path:
     path = tmp_path / "policies.json"
     path.write_text(json.dumps({"tiers": tiers}), encoding="utf-8")

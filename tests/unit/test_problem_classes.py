@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.intake.classes import Decision, ProblemClass, assign
+from services.intake.classes import Decision, assign
 from shared.contracts import Location, Source, Tier, WhistleBlown
 from shared.ids import uuid7
 
