@@ -37,3 +37,24 @@ def autogroup_nice(pid: int | str) -> int | None:
             return int(f.read().rsplit("nice", 1)[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def lower_children(parent: int, prefix: bytes, nice: int) -> list[int]:
+    """Give the children of `parent` whose command line starts with `prefix` (a Postgres server's
+    autovacuum workers, say) at most the priority of `nice`; the pids lowered by this call."""
+    try:
+        with open(f"/proc/{parent}/task/{parent}/children") as f:
+            children = [int(pid) for pid in f.read().split()]
+    except (OSError, ValueError):
+        return []
+    lowered = []
+    for pid in children:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read().startswith(prefix) or os.getpriority(os.PRIO_PROCESS, pid) >= nice:
+                    continue
+        except OSError:  # gone meanwhile
+            continue
+        if lower(pid, nice):
+            lowered.append(pid)
+    return lowered

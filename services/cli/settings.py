@@ -17,6 +17,11 @@ class RunnerSettings(BaseSettings):
     telemetry_base_port: int = 9101
     demo: bool = True
     auth_secret: str | None = None
+    maintenance_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="CPU priority of the embedded Postgres's autovacuum workers (0 leaves them): upkeep"
+        " yields to intake and the clocks when the machine is busy, like the ledger",
+    )
 
     @property
     def base_url(self) -> str:

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from shared.db import renice_backend
-from shared.priority import autogroup_nice
+from shared.priority import autogroup_nice, lower_children
 
 
 def _spawn(argv0: str) -> subprocess.Popen:
@@ -40,3 +40,31 @@ def test_a_postgres_backend_of_this_host_gets_the_priority_and_nothing_else_does
             p.kill()
             p.wait()
     assert renice_backend(backend.pid, 7) is False  # gone (another host's pid, say): left alone
+
+
+def test_only_the_children_named_so_are_lowered_once():
+    parent = subprocess.Popen(
+        ["bash", "-c", "(exec -a 'postgres: autovacuum worker' sleep 30) & (exec -a 'postgres: walwriter' sleep 30) & wait"],
+        start_new_session=True)
+    try:
+        for _ in range(200):  # until both children have exec'd
+            with open(f"/proc/{parent.pid}/task/{parent.pid}/children") as f:
+                kids = [int(p) for p in f.read().split()]
+            names = {}
+            for pid in kids:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    names[f.read().split(b"\0")[0]] = pid
+            if set(names) == {b"postgres: autovacuum worker", b"postgres: walwriter"}:
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"children did not exec: {names}")
+        worker, walwriter = names[b"postgres: autovacuum worker"], names[b"postgres: walwriter"]
+        assert lower_children(parent.pid, b"postgres: autovacuum worker", 10) == [worker]
+        assert os.getpriority(os.PRIO_PROCESS, worker) == 10
+        assert os.getpriority(os.PRIO_PROCESS, walwriter) == 0
+        assert lower_children(parent.pid, b"postgres: autovacuum worker", 10) == []  # already there
+    finally:
+        os.killpg(parent.pid, 9)
+        parent.wait()
+    assert lower_children(parent.pid, b"postgres: autovacuum worker", 10) == []  # the parent is gone
