@@ -47,12 +47,8 @@ async def _init_connection(conn: asyncpg.Connection, nice: int = 0) -> None:
 def renice_backend(pid: int, nice: int) -> bool:
     """Lower the CPU priority of a Postgres backend if it is a process of this host (embedded or
     local Postgres run by the same user); elsewhere (another host or container) it is left alone."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            if not f.read().startswith(b"postgres"):
-                return False  # that pid is not a Postgres backend here: the server is elsewhere
-    except OSError:
-        return False
+    if not priority.named(pid, b"postgres"):
+        return False  # that pid is not a Postgres backend here: the server is elsewhere
     return priority.lower(pid, nice)
 
 

@@ -50,11 +50,19 @@ def lower_children(parent: int, prefix: bytes, nice: int) -> list[int]:
     lowered = []
     for pid in children:
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if not f.read().startswith(prefix) or os.getpriority(os.PRIO_PROCESS, pid) >= nice:
-                    continue
-        except OSError:  # gone meanwhile
+            if not named(pid, prefix) or os.getpriority(os.PRIO_PROCESS, pid) >= nice:
+                continue
+        except OSError:  # gone before its priority was read
             continue
         if lower(pid, nice):
             lowered.append(pid)
     return lowered
+
+
+def named(pid: int, prefix: bytes) -> bool:
+    """Whether process `pid` of this host has a command line starting with `prefix` (False if none)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().startswith(prefix)
+    except OSError:
+        return False

@@ -26,8 +26,8 @@ from shared.streams import ensure_streams
 
 log = structlog.get_logger("runner")
 # Postgres's vacuum and analyze of the tables the services churn: measured here, a round over six
-# tables ran through the 10,000-clock window of bench/timers.py and Postgres took 0.89 of the two
-# cores there (0.64 without), the firings' lateness p99 1.4 s
+# tables ran through the 10,000-clock window of bench/timers.py: Postgres took 0.89 of the two cores
+# there (0.64 in a run without), the firings' lateness p99 was 1.4 s. Upkeep can wait; clocks cannot
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
 SERVICES = ("intake", "routing", "response", "escalation", "ledger", "gateway")
 
