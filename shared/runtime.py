@@ -94,6 +94,7 @@ class _Consumer:
     concurrency: int = 1
     not_before: Callable[[Any], datetime | None] | None = None
     prepare: Prepare | None = None
+    overlaps: Callable[[Any], bool] | None = None
 
 
 class _Held:
@@ -158,6 +159,7 @@ class ServiceRuntime:
         dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
         not_before: Callable[[Any], datetime | None] | None = None,
         prepare: Prepare | None = None,
+        overlaps: Callable[[Any], bool] | None = None,
         description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
@@ -184,10 +186,16 @@ class ServiceRuntime:
         what it returns is what the handler gets: work that can be done ahead (reading, computing,
         serialising) is then out of the way when the messages fall due. Should it fail, the handler
         gets the messages as parsed.
+
+        `overlaps` keeps one ordered fetch loop but lets batches overlap where order cannot matter:
+        a batch whose every message it holds true for (a new summons, which nothing earlier can
+        touch) is handled while earlier batches still are, up to `concurrency` at a time; any other
+        batch first waits until every earlier one is done. One batch's Postgres round trips and
+        commit then overlap the next one's CPU, and no message is handled before one it follows.
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
         self._consumers.append(
-            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare))
+            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -295,7 +303,8 @@ class ServiceRuntime:
             held = _Held() if consumer.not_before is not None else None
             if held is not None:
                 self._held.append(held)
-            for _ in range(consumer.concurrency):  # each loop its own pull requests on the durable
+            loops = 1 if consumer.overlaps is not None else consumer.concurrency
+            for _ in range(loops):  # each loop its own pull requests on the durable
                 pull = PullBatches(self._nc, consumer.stream, consumer.durable, batch=self.settings.batch_size)
                 await pull.start()
                 self._pulls.append(pull)
@@ -389,6 +398,15 @@ class ServiceRuntime:
 
     async def _consume(self, consumer: _Consumer, pull: PullBatches, held: _Held | None) -> None:
         """Take a batch (returns as soon as anything is there), handle or hold it, repeat."""
+        inflight: set[asyncio.Task] = set()  # batches being handled (with `overlaps`)
+        try:
+            await self._fetch_loop(consumer, pull, held, inflight)
+        finally:
+            if inflight:
+                await asyncio.wait(inflight)
+
+    async def _fetch_loop(self, consumer: _Consumer, pull: PullBatches, held: _Held | None,
+                          inflight: set[asyncio.Task]) -> None:
         while not self._stopping:
             try:
                 msgs = await pull.next_batch()
@@ -400,13 +418,38 @@ class ServiceRuntime:
                 continue
             if not msgs:
                 continue
+            if consumer.overlaps is not None:
+                await self._dispatch(msgs, consumer, inflight)
+                continue
             try:
                 await self._process_batch(msgs, consumer, held)
             except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
                 self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(self.settings.nack_delay_s)
 
-    async def _process_batch(self, raw: list[Msg], consumer: _Consumer, held: _Held | None = None) -> None:
+    async def _dispatch(self, msgs: list[Msg], consumer: _Consumer, inflight: set[asyncio.Task]) -> None:
+        """Start handling a batch, alongside earlier ones only if it `overlaps` them (see on_events)."""
+        assert consumer.overlaps is not None
+        parsed = await self._parse(msgs, consumer)
+        if not all(consumer.overlaps(item) for _, item in parsed):
+            await self._settle(inflight, 0)  # it may follow any of them: they finish first
+        await self._settle(inflight, consumer.concurrency - 1)
+        if parsed:
+            task = asyncio.create_task(self._process_parsed(parsed, consumer))
+            inflight.add(task)
+
+    async def _settle(self, inflight: set[asyncio.Task], most: int) -> None:
+        """Wait until at most `most` batches are in flight; a failed one is logged (its unacked
+        messages come back)."""
+        while len(inflight) > most:
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            inflight.difference_update(done)
+            for task in done:
+                if task.exception() is not None:
+                    self.log.warning("consumer.batch_failed", error=repr(task.exception()))
+
+    async def _parse(self, raw: list[Msg], consumer: _Consumer) -> list[tuple[Msg, Any]]:
+        """The batch's messages parsed; a malformed one is dead-lettered."""
         parsed: list[tuple[Msg, Any]] = []
         for m in raw:
             try:
@@ -414,6 +457,10 @@ class ServiceRuntime:
             except Poison as exc:
                 await self.dead_letter(m, f"malformed: {exc}", consumer.subject)
                 await m.ack()
+        return parsed
+
+    async def _process_batch(self, raw: list[Msg], consumer: _Consumer, held: _Held | None = None) -> None:
+        parsed = await self._parse(raw, consumer)
         if held is None:
             await self._process_parsed(parsed, consumer)
             return

@@ -80,8 +80,10 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     handlers = EscalationHandlers(load_policies(settings.policy_file), settings.timer_lead)
     # one consumer for every summons event keeps each summons' events in order
     # a summons.issued needs no inbox row: its clocks are started only for a summons that has none
+    # batches of new summons only overlap (nothing earlier can touch a new summons' clocks)
     runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True,
-                      dedup=lambda e: None if isinstance(e, SummonsIssued) else e.event_id)
+                      dedup=lambda e: None if isinstance(e, SummonsIssued) else e.event_id,
+                      overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
     runtime.on_events(
         # firings need no order (each locks its clock and checks the generation): two loops overlap
         f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True, concurrency=2,

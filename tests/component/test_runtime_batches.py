@@ -227,6 +227,59 @@ async def test_messages_that_come_early_are_held_until_their_time_in_time_order_
     assert handled["later"][1] == 1 and handled["far"][1] == 2  # the far one went back once, then was held
 
 
+async def test_batches_that_overlap_run_together_and_any_other_waits_for_every_batch_before_it(
+    infra: dict, tmp_path: Path,
+) -> None:
+    """Escalation's summons consumer: batches of new summons overlap (two at a time); a batch with a
+    later event of a summons starts only once every batch before it is done, so it finds its clocks."""
+    subject = "whistle.overlaptest"
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    # published before the consumer exists: batches of 8 in stream order; batch 2 holds one "move"
+    kinds = ["new"] * 16 + ["move"] + ["new"] * 15 + ["new"] * 8
+    for n, kind in enumerate(kinds):
+        body = {"n": n, "kind": kind}
+        await js.publish(subject, json.dumps(body).encode(), headers={"Nats-Msg-Id": f"overlap-{n}"})
+
+    spans: list[tuple[list[int], float, float]] = []  # (messages, started, ended) per handled batch
+    loop = asyncio.get_running_loop()
+
+    async def handle(conn, items, now):  # noqa: ARG001
+        started = loop.time()
+        await asyncio.sleep(0.6 if items[0].n == 0 else 0.3)  # the first batch ends after the second
+        spans.append(([i.n for i in items], started, loop.time()))
+        return []
+
+    config = settings(infra).model_copy(update={"batch_size": 8})
+    runtime = ServiceRuntime("rtoverlap", config, tmp_path)
+    runtime.on_events(subject, handle, batch=True, durable="rtoverlap", concurrency=2,
+                      parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
+                      overlaps=lambda item: item.kind == "new")
+    await runtime.start()
+    try:
+        async def all_handled() -> bool:
+            return sum(len(ns) for ns, _, _ in spans) >= len(kinds)
+
+        assert await until(all_handled, timeout=15)
+        await asyncio.sleep(0.5)  # nothing more arrives
+    finally:
+        await runtime.stop()
+        await nc.close()
+
+    assert sorted(n for ns, _, _ in spans for n in ns) == list(range(len(kinds))), "each message once"
+    batches = {ns[0] // 8: (s, e) for ns, s, e in spans}
+    assert sorted(ns for ns, _, _ in spans) == [list(range(b * 8, b * 8 + 8)) for b in range(5)]
+    # batches 0 and 1 (new summons only) ran together
+    assert batches[1][0] < batches[0][1]
+    # batch 2 (a move) started once 0 and 1 were done; batch 3 (new summons only) overlapped it
+    assert batches[2][0] >= max(batches[0][1], batches[1][1])
+    assert batches[3][0] < batches[2][1]
+    # never more than two at once
+    for b, (s, _) in batches.items():
+        assert sum(1 for s2, e2 in batches.values() if s2 <= s < e2) <= 2, f"batch {b} started a third"
+
+
 async def test_only_a_process_whose_relay_is_not_leading_notifies_postgres(infra: dict, tmp_path: Path) -> None:
     """Two replicas of one service: the first one's relay takes the lock and is woken directly;
     the other's outbox writes NOTIFY, the leader's do not."""
