@@ -25,10 +25,10 @@ class EscalationSettings(ServiceSettings):
         " out at once and saves it at the time (the server's scheduler wakes at most every 250 ms). Below hold_max_s.",
     )
 
-    # 2: measured here (timers bench, 100,000 clocks), arming went from 4,726/s (one at a time) to
-    # 6,469/s; 3 gave 6,735/s, within run-to-run noise
+    # measured here (timers bench, 100,000 clocks): one at a time 4,726-4,819/s; 2 in flight
+    # 5,777-6,762/s; 3 in flight 6,712-6,735/s (runs vary by about 10%)
     issued_in_flight: int = Field(
-        default=2, ge=1, le=8,
+        default=3, ge=1, le=8,
         description="Batches of new summons handled at once (each starts its summons' clocks; nothing earlier"
         " can touch them); a batch with any other summons event waits until those before it are done.",
     )

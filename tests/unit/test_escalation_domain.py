@@ -282,6 +282,12 @@ def test_the_schedule_fires_ahead_by_the_lead_and_names_the_clock_time_it_is_hel
     assert (due.clock_id, due.generation, due.due_at) == (clock.id, clock.generation, DEADLINE)
     # without a lead the schedule is the clock's time itself
     assert timer_message(clock).headers["Nats-Schedule"] == "@at 2026-03-06T09:30:00.000000Z"
+    # a time in another zone is given in UTC
+    from zoneinfo import ZoneInfo
+
+    from services.escalation.timers import _utc_text
+    beijing = datetime(2026, 3, 6, 17, 30, 0, 7, tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert _utc_text(beijing) == "2026-03-06T09:30:00.000007Z"
     # a firing armed before the lead existed names no time: it is handled at once
     assert parse_due(type("Msg", (), {"data": json.dumps(
         {"clock_id": str(clock.id), "generation": 1}).encode()})()).due_at is None
