@@ -402,33 +402,29 @@ class ServiceRuntime:
         """Take a batch (returns as soon as anything is there), handle or hold it, repeat."""
         inflight: set[asyncio.Task] = set()  # batches being handled (with `overlaps`)
         try:
-            await self._fetch_loop(consumer, pull, held, inflight)
+            while not self._stopping:
+                await self.relay.room(RELAY_BACKLOG)
+                try:
+                    msgs = await pull.next_batch()
+                except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
+                    if self._stopping:
+                        break
+                    self.log.warning("consumer.fetch_failed", durable=consumer.durable, error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    continue
+                if not msgs:
+                    continue
+                try:
+                    if consumer.overlaps is not None:
+                        await self._dispatch(msgs, consumer, inflight)
+                    else:
+                        await self._process_batch(msgs, consumer, held)
+                except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
+                    self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
+                    await asyncio.sleep(self.settings.nack_delay_s)
         finally:
             if inflight:
                 await asyncio.wait(inflight)
-
-    async def _fetch_loop(self, consumer: _Consumer, pull: PullBatches, held: _Held | None,
-                          inflight: set[asyncio.Task]) -> None:
-        while not self._stopping:
-            await self.relay.room(RELAY_BACKLOG)
-            try:
-                msgs = await pull.next_batch()
-            except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
-                if self._stopping:
-                    break
-                self.log.warning("consumer.fetch_failed", durable=consumer.durable, error=repr(exc))
-                await asyncio.sleep(0.5)
-                continue
-            if not msgs:
-                continue
-            if consumer.overlaps is not None:
-                await self._dispatch(msgs, consumer, inflight)
-                continue
-            try:
-                await self._process_batch(msgs, consumer, held)
-            except Exception as exc:  # e.g. NATS gone while dead-lettering: unacked ones come back
-                self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
-                await asyncio.sleep(self.settings.nack_delay_s)
 
     async def _dispatch(self, msgs: list[Msg], consumer: _Consumer, inflight: set[asyncio.Task]) -> None:
         """Start handling a batch, alongside earlier ones only if it `overlaps` them (see on_events)."""

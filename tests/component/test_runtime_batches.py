@@ -280,6 +280,45 @@ async def test_batches_that_overlap_run_together_and_any_other_waits_for_every_b
         assert sum(1 for s2, e2 in batches.values() if s2 <= s < e2) <= 2, f"batch {b} started a third"
 
 
+async def test_an_overlapping_consumer_outlives_a_batch_it_could_not_start(infra: dict, tmp_path: Path) -> None:
+    """A fault while a batch is being started (dead-lettering with NATS gone, say) leaves its
+    messages unacked for redelivery; the fetch loop goes on."""
+    subject = "whistle.overlapfault"
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    for n in range(3):
+        await js.publish(subject, json.dumps({"n": n}).encode(), headers={"Nats-Msg-Id": f"overlapfault-{n}"})
+    faults = {"left": 1}
+    handled: list[int] = []
+
+    def overlaps(item) -> bool:
+        if faults["left"]:
+            faults["left"] -= 1
+            raise ConnectionError("NATS gone while starting the batch")
+        return True
+
+    async def handle(conn, items, now):  # noqa: ARG001
+        handled.extend(i.n for i in items)
+        return []
+
+    config = settings(infra).model_copy(update={"ack_wait_s": 1.0})
+    runtime = ServiceRuntime("rtoverlapfault", config, tmp_path)
+    runtime.on_events(subject, handle, batch=True, durable="rtoverlapfault", concurrency=2,
+                      parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
+                      overlaps=overlaps)
+    await runtime.start()
+    try:
+        async def all_handled() -> bool:
+            return sorted(handled) == [0, 1, 2]
+
+        assert await until(all_handled, timeout=15), handled
+    finally:
+        await runtime.stop()
+        await nc.close()
+    assert faults["left"] == 0
+
+
 async def test_only_a_process_whose_relay_is_not_leading_notifies_postgres(infra: dict, tmp_path: Path) -> None:
     """Two replicas of one service: the first one's relay takes the lock and is woken directly;
     the other's outbox writes NOTIFY, the leader's do not."""
