@@ -56,7 +56,9 @@ Prepare = Callable[[asyncpg.Pool, list[Any]], Awaitable[list[Any]]]
 RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
 QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
 
-# handed outbox rows (two per new clock) the relay may have waiting before consumers fetch more
+# handed outbox rows (two per new clock) the relay may have waiting before a consumer whose batches
+# overlap fetches more; others never wait (clock firings must not queue behind a burst of arming:
+# measured, making them wait too put the timers bench's lateness p99 at 0.59 and 1.21 s)
 RELAY_BACKLOG = 4000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # release time of a message that names none
 
@@ -403,7 +405,8 @@ class ServiceRuntime:
         inflight: set[asyncio.Task] = set()  # batches being handled (with `overlaps`)
         try:
             while not self._stopping:
-                await self.relay.room(RELAY_BACKLOG)
+                if consumer.overlaps is not None:  # overlapping batches can outrun the relay
+                    await self.relay.room(RELAY_BACKLOG)
                 try:
                     msgs = await pull.next_batch()
                 except Exception as exc:  # disconnected: nats-py reconnects; try again shortly
