@@ -440,3 +440,10 @@ class Command(BaseModel):
     actor: Actor
     request_id: UUID = Field(default_factory=uuid7)
     payload: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="The client's Idempotency-Key: a command retried with it gets its first result back",
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="When the gateway stops waiting: a command taken later is not carried out",
+    )

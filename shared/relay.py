@@ -9,26 +9,37 @@ from collections import deque
 
 import asyncpg
 import nats
+import nats.errors
 import structlog
 from nats.aio.msg import Msg
 
-from shared import telemetry
+from shared import subjects, telemetry
 from shared.db import Queued
-from shared.ids import utcnow
 
 log = structlog.get_logger("relay")
 POLL_S = 0.5  # how often the table is read while rows come handed over (others' rows, retries)
+BACKOFF_FIRST_S, BACKOFF_MOST_S = 0.5, 10.0  # restarts after an error
+LISTENER_CHECK_S = 2.0  # how often the connection holding the lock is checked (a restart ends it)
+DEAD_LETTER_BODY = 512 * 1024  # a set-aside row's body as its dead letter carries it (whole in outbox_dead)
 
 
 class PublishRefused(RuntimeError):
     """JetStream did not store a message (no stream for the subject, a limit, an error)."""
 
 
+class PublishFailed(RuntimeError):
+    """A batch could not be sent or acknowledged as a whole (NATS away, a timeout): try it all again."""
+
+
 class PipelinedPublisher:
     """JetStream publishes pipelined over core NATS: one reply subject per message, one subscription
     counting the acknowledgements. Does what `publish_async` + `gather` did at about half the CPU
-    per message (no future, callback and ack object per message); any error fails the whole batch,
-    which the relay then retries (Nats-Msg-Id makes the retry harmless)."""
+    per message (no future, callback and ack object per message).
+
+    `publish` returns the messages refused one by one (index, why): one that would break the
+    protocol or is over the server's max_payload is not sent at all, one JetStream answers with an
+    error was not stored; the others were stored. A fault of the whole batch raises (NATS away, an
+    ack missing): the caller sends it all again, and Nats-Msg-Id makes the copies harmless."""
 
     def __init__(self, nc: nats.NATS):
         self._nc = nc
@@ -36,37 +47,44 @@ class PipelinedPublisher:
         self._tag = ""
         self._batches = 0
         self._left = 0
-        self._errors: list[str] = []
+        self._refused: list[tuple[int, str]] = []
         self._done = asyncio.Event()
         self.duplicates = 0  # messages JetStream had already stored (same Nats-Msg-Id in its window)
 
-    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], timeout: float) -> None:
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]], timeout: float) -> list[tuple[int, str]]:
         if not messages:
-            return
+            return []
+        if self._nc.is_closed or self._nc.is_draining_pubs or not self._nc.is_connected:
+            raise PublishFailed("NATS is not connected")
         if not self._prefix:
             self._prefix = self._nc.new_inbox()
             await self._nc.subscribe(f"{self._prefix}.>", cb=self._on_ack)
         self._batches += 1
         self._tag = f"{self._prefix}.{self._batches}."  # a late ack of an earlier batch is ignored
-        self._left, self._errors = len(messages), []
+        commands, refused = [], []
+        for i, m in enumerate(messages):
+            try:
+                commands.append(_hpub(m, f"{self._tag}{i}", self._nc.max_payload))
+            except PublishRefused as exc:  # the server would drop the connection or misread the stream
+                refused.append((i, str(exc)))
+        self._left, self._refused = len(commands), []
         self._done.clear()
-        if self._nc.is_closed or self._nc.is_draining_pubs:
-            raise nats.errors.ConnectionClosedError
-        biggest = max(len(body) for _, body, _ in messages)
-        if biggest > self._nc.max_payload:  # the server would drop the connection
-            raise PublishRefused(f"a message of {biggest} bytes is over the server's {self._nc.max_payload}")
-        await self._nc._send_command(b"".join(_hpub(m, f"{self._tag}{i}") for i, m in enumerate(messages)))
-        await self._nc.flush(timeout=max(1, int(timeout)))
-        await asyncio.wait_for(self._done.wait(), timeout)
-        if self._errors:
-            raise PublishRefused(f"{len(self._errors)} of {len(messages)} refused, e.g. {self._errors[0]}")
+        if commands:
+            try:
+                await self._nc._send_command(b"".join(commands))
+                await self._nc.flush(timeout=max(1, int(timeout)))
+                await asyncio.wait_for(self._done.wait(), timeout)
+            except Exception as exc:
+                raise PublishFailed(f"{len(commands)} messages sent, {self._left} not acknowledged: {exc!r}") from exc
+        return sorted(refused + self._refused)
 
     async def _on_ack(self, msg: Msg) -> None:
         if not msg.subject.startswith(self._tag):
             return
         status = (msg.headers or {}).get("Status")
         if status or b'"error"' in msg.data:  # 503: no stream listens; {"error": …}: refused
-            self._errors.append(status and f"status {status}" or msg.data[:300].decode(errors="replace"))
+            index = int(msg.subject.rsplit(".", 1)[1])
+            self._refused.append((index, status and f"status {status}" or msg.data[:300].decode(errors="replace")))
         elif b'"duplicate"' in msg.data:  # {…,"duplicate": true}
             self.duplicates += 1
         self._left -= 1
@@ -74,7 +92,7 @@ class PipelinedPublisher:
             self._done.set()
 
 
-def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str) -> bytes:
+def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str, max_payload: int) -> bytes:
     """One HPUB protocol command, as nats-py's `publish` makes it (nats.protocol.command.hpub_cmd)
     without its per-header regex and per-message writes: the batch goes in as one command. Measured
     here (py-spy, timers bench): `Client.publish` was 11% of escalation's CPU while arming."""
@@ -86,6 +104,8 @@ def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str) -> bytes:
         raise PublishRefused(f"cannot publish on {subject!r} with headers {headers!r}")
     hdr = head.encode()
     size = len(hdr) + len(body)
+    if size > max_payload:
+        raise PublishRefused(f"a message of {size} bytes is over the server's max_payload of {max_payload}")
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(hdr), size, hdr, body)
 
 
@@ -97,10 +117,17 @@ class OutboxRelay:
     rows left by a crash or a failed publish, every `POLL_S` and whenever nothing is handed over.
     A row read from the table just before its hand-off arrives is published once: the last reads'
     seqs are remembered (and should one slip through, its Nats-Msg-Id makes the copy a no-op).
+
+    Whenever rows may be waiting in the table (at start, after a failed publish or any error) it
+    drains the table before taking hand-offs again: rows go out in commit order, so an older
+    clock timer never replaces a newer one. Any error restarts it after a backoff (`problem` says
+    why meanwhile); a row JetStream will never take is set aside with its reason (`outbox_dead`,
+    and a dead letter) so the rows behind it go on.
     """
 
     def __init__(self, pool: asyncpg.Pool, nc: nats.NATS, service: str, *, batch: int = 1000):
         self._pool = pool
+        self._nc = nc
         self._publisher = PipelinedPublisher(nc)
         self._service = service
         self._batch = batch
@@ -109,16 +136,14 @@ class OutboxRelay:
         self._handed: deque[Queued] = deque()
         self._read: deque[set[int]] = deque(maxlen=4)  # seqs the last table reads published
         self._notified = True  # read the table at the next turn (start, NOTIFY)
+        self._table_first = True  # rows may wait in the table: drain it before publishing hand-offs
         self._published = asyncio.Event()  # handed rows went out (a consumer may be waiting for room)
         self.leading = False  # this process's relay holds the lock: its commits hand it their rows
-
-    def wake(self) -> None:
-        """Nudge the relay after a commit in this process (others arrive through NOTIFY)."""
-        self._wake.set()
+        self.problem: str | None = None  # why the relay is not publishing, while it is not
 
     def handoff(self, rows: list[Queued]) -> None:
         """Rows this process has just committed: published from memory, not read back."""
-        if rows and self.leading:
+        if rows and self.leading and not self._table_first:
             if self._read:
                 rows = [r for r in rows if not any(r.seq in seqs for seqs in self._read)]
             self._handed.extend(rows)
@@ -134,6 +159,25 @@ class OutboxRelay:
                 await asyncio.wait_for(self._published.wait(), timeout=1.0)
 
     async def run(self) -> None:
+        """Lead and publish until stopped; after any error (the database restarted, a bug), again
+        after a backoff, from the table."""
+        backoff = BACKOFF_FIRST_S
+        while not self._stopped:
+            started = time.monotonic()
+            try:
+                await self._lead()
+            except Exception as exc:
+                if self._stopped:
+                    break
+                if time.monotonic() - started > 60:
+                    backoff = BACKOFF_FIRST_S  # it had been working: this is a new fault
+                self.problem = f"relay restarting after {exc!r}"[:300]
+                telemetry.RELAY_ERRORS.labels(self._service).inc()
+                log.warning("relay.failed", service=self._service, error=repr(exc), restart_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MOST_S)
+
+    async def _lead(self) -> None:
         listener = await self._pool.acquire()
         channel = f"{self._service}_outbox"
 
@@ -144,14 +188,29 @@ class OutboxRelay:
         try:
             await listener.add_listener(channel, on_notify)
             while not await listener.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.relay'))"):
+                if self._stopped:
+                    return
                 await asyncio.sleep(2.0)
-            self.leading = True
-            last_read = 0.0
+            self._table_first, self.leading = True, True
+            last_read = last_check = 0.0
             while not self._stopped:
+                if time.monotonic() - last_check > LISTENER_CHECK_S:  # its lock goes with its session
+                    last_check = time.monotonic()
+                    await listener.fetchval("SELECT 1", timeout=5)
+                if self._table_first:
+                    self._handed.clear()  # committed, so in the table: read there, in order
+                    read = await self._drain_once()
+                    if read is None:
+                        continue  # not published: again, still table first
+                    if read < self._batch:
+                        self._table_first = False  # drained: later commits come handed over
+                        self._published.set()
+                    last_read = time.monotonic()
+                    continue
                 published = await self._publish_handed() if self._handed else 0
                 if published == 0 or self._notified or time.monotonic() - last_read > POLL_S:
                     self._notified, last_read = False, time.monotonic()
-                    published += await self._drain_once()
+                    published += await self._drain_once() or 0
                 if published == 0 and not self._handed:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
@@ -163,7 +222,8 @@ class OutboxRelay:
             with contextlib.suppress(Exception):
                 await listener.execute("SELECT pg_advisory_unlock_all()")
                 await listener.remove_listener(channel, on_notify)
-            await self._pool.release(listener)
+            with contextlib.suppress(Exception):
+                await self._pool.release(listener)
 
     def stop(self) -> None:
         self._stopped = True
@@ -172,43 +232,76 @@ class OutboxRelay:
     async def _publish_handed(self) -> int:
         rows = [self._handed.popleft() for _ in range(min(self._batch, len(self._handed)))]
         self._published.set()
-        if not await self._publish([(r.subject, r.body, r.headers) for r in rows]):
-            return 0  # left in the table: a later read publishes them
+        return await self._send(rows) or 0
+
+    async def _drain_once(self) -> int | None:
+        """Publish the oldest rows of the table: how many were read, None if they could not go out."""
         async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, subject, headers, body, msg_id FROM outbox ORDER BY seq LIMIT $1", self._batch)
+        if self._handed:  # already on their way from memory
+            handed = {r.seq for r in self._handed}
+            rows = [r for r in rows if r["seq"] not in handed]
+        if not rows:
+            self.problem = None
+            return 0
+        self._read.append({r["seq"] for r in rows})
+        queued = [Queued(r["seq"], r["subject"], bytes(r["body"]), {"Nats-Msg-Id": r["msg_id"], **r["headers"]})
+                  for r in rows]
+        return len(rows) if await self._send(queued) is not None else None
+
+    async def _send(self, rows: list[Queued]) -> int | None:
+        """Publish rows and delete them (setting aside those JetStream refuses for good); None if
+        the batch could not go out (the rows stay, and the table is read first from now on)."""
+        try:
+            refused = await self._publisher.publish([(r.subject, r.body, r.headers) for r in rows], timeout=15)
+            if refused:
+                refused = await self._for_good(refused)
+                await self._set_aside([(rows[i], why) for i, why in refused])
+        except (PublishFailed, PublishRefused, nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
+            self.problem = f"cannot publish to NATS: {exc!r}"[:300]
+            log.warning("relay.publish_failed", service=self._service, error=repr(exc), pending=len(rows))
+            telemetry.RELAY_ERRORS.labels(self._service).inc()
+            self._table_first = True
+            self._handed.clear()
+            await asyncio.sleep(1.0)
+            return None
+        async with self._pool.acquire() as conn:
+            # by id, not by range: a row with a lower seq may commit after this read
             await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r.seq for r in rows])
+        self.problem = None
         telemetry.RELAYED.labels(self._service).inc(len(rows))
         return len(rows)
 
-    async def _drain_once(self) -> int:
-        async with self._pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, subject, headers, body, msg_id, created_at FROM outbox ORDER BY seq LIMIT $1",
-                self._batch,
-            )
-            if self._handed:  # already on their way from memory
-                handed = {r.seq for r in self._handed}
-                rows = [r for r in rows if r["seq"] not in handed]
-            if not rows:
-                telemetry.OUTBOX_LAG.labels(self._service).set(0)
-                return 0
-            # the lag: how long the oldest row waited (rows come in seq order); 0 once drained
-            telemetry.OUTBOX_LAG.labels(self._service).set((utcnow() - rows[0]["created_at"]).total_seconds())
-            self._read.append({r["seq"] for r in rows})
-            if not await self._publish(
-                [(r["subject"], bytes(r["body"]), {"Nats-Msg-Id": r["msg_id"], **r["headers"]}) for r in rows]
-            ):
-                return 0
-            # by id, not by range: a row with a lower seq may commit after this read
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
-            telemetry.RELAYED.labels(self._service).inc(len(rows))
-            return len(rows)
+    async def _for_good(self, refused: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """The refusals that no retry will cure. "No stream takes this subject" (503) is only final
+        while JetStream itself answers: it also says so while JetStream is starting."""
+        if any(why == "status 503" for _, why in refused):
+            try:
+                await self._nc.request("$JS.API.INFO", b"", timeout=2.0)
+            except Exception as exc:
+                raise PublishFailed(f"JetStream is not answering: {exc!r}") from exc
+        return refused
 
-    async def _publish(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> bool:
-        try:
-            await self._publisher.publish(messages, timeout=15)
-            return True
-        except Exception as exc:  # NATS unavailable: keep the rows, retry after a pause
-            log.warning("relay.publish_failed", service=self._service, error=repr(exc), pending=len(messages))
-            telemetry.RELAY_ERRORS.labels(self._service).inc()
-            await asyncio.sleep(1.0)
-            return False
+    async def _set_aside(self, refused: list[tuple[Queued, str]]) -> None:
+        """Rows JetStream will never take: a dead letter each (for the supervisor, with the reason),
+        and the row kept whole in `outbox_dead`; the caller then deletes them from the outbox."""
+        letters = []
+        for row, why in refused:
+            log.error("relay.row_set_aside", service=self._service, seq=row.seq, subject=row.subject, reason=why)
+            letters.append((f"{subjects.DEADLETTER}.{self._service}", row.body[:DEAD_LETTER_BODY], {
+                "Whistle-Reason": " ".join(f"not publishable: {why}".split())[:1000],
+                "Whistle-Subject": " ".join(row.subject.split())[:200] or "-",
+                "Whistle-Service": self._service, "Whistle-Stream": "outbox", "Whistle-Stream-Seq": str(row.seq),
+                "Whistle-Consumer": "relay", "Whistle-Deliveries": "1",
+                "Nats-Msg-Id": f"dl-{self._service}-outbox-{row.seq}",
+            }))
+        still = await self._publisher.publish(letters, timeout=15)
+        if still:
+            raise PublishFailed(f"dead letters refused too: {still[0][1]}")
+        async with self._pool.acquire() as conn:
+            await conn.executemany(
+                "INSERT INTO outbox_dead (seq, subject, headers, body, reason) VALUES ($1, $2, $3, $4, $5)"
+                " ON CONFLICT (seq) DO NOTHING",
+                [(row.seq, row.subject, row.headers, row.body, why) for row, why in refused])
+        telemetry.RELAY_SET_ASIDE.labels(self._service).inc(len(refused))

@@ -14,9 +14,9 @@ import itertools
 import logging
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from uuid import UUID
 
 import asyncpg
 import nats
+import nats.errors
 import structlog
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
@@ -62,21 +63,93 @@ QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
 RELAY_BACKLOG = 4000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # release time of a message that names none
 
-# Faults worth a retry: the database or the network, not our code or the message.
+# Faults worth a retry: the database or the network, not our code or the message. Postgres's
+# shutdown and admin errors (57P01 admin_shutdown and the rest of class 57, operator intervention)
+# come when it restarts; class 53 (out of disk, memory, connections) passes too.
 TRANSIENT = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.NoServersError,
+    nats.errors.StaleConnectionError,
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.TimeoutError,
 )
+RETRY_FIRST_S, RETRY_MOST_S = 0.5, 5.0  # backoff of in-place retries (a transient fault, a failing message)
+STALL_S = 10.0  # a dependency down longer than this is logged and alerted on
 
 
 class Poison(ValueError):
     """A message that can never be handled (malformed, unknown subject)."""
+
+
+def _backoff(attempt: int) -> float:
+    return min(RETRY_FIRST_S * 2 ** max(attempt - 1, 0), RETRY_MOST_S)
+
+
+class _Blocked:
+    """Whistles whose message failed on its own, each with that message and the later ones of the
+    same whistle, in arrival order: retried in place (never redelivered, which could reorder them)
+    until the first is handled or dead-lettered; the later ones then follow, in order."""
+
+    def __init__(self) -> None:
+        self.queues: dict[Any, deque[tuple[Msg, Any]]] = {}
+        self.attempts: dict[Any, int] = {}
+        self.retry_at: dict[Any, float] = {}
+        self.errors: dict[Any, str] = {}
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.queues
+
+    def park(self, key: Any, m: Msg, item: Any) -> None:
+        self.queues[key].append((m, item))
+
+    def block(self, key: Any, entries: list[tuple[Msg, Any]], error: str) -> None:
+        """`entries` (the failed message first) wait behind the whistle's earlier failure, if any."""
+        self.queues.setdefault(key, deque()).extendleft(reversed(entries))
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        self.errors[key] = error
+        self.retry_at[key] = time.monotonic() + _backoff(self.attempts[key])
+
+    def due(self, now: float) -> list[Any]:
+        return [key for key, at in self.retry_at.items() if at <= now]
+
+    def take(self, key: Any) -> list[tuple[Msg, Any]]:
+        """Everything waiting for the whistle, for another attempt (what fails again goes back)."""
+        queue = self.queues.pop(key)
+        self.retry_at.pop(key, None)
+        self.queues[key] = deque()  # newcomers meanwhile still wait behind this attempt
+        return list(queue)
+
+    def settle(self, key: Any) -> None:
+        """The attempt ended: forget the whistle unless something still waits."""
+        if not self.queues.get(key):
+            self.queues.pop(key, None)
+            self.attempts.pop(key, None)
+            self.errors.pop(key, None)
+            self.retry_at.pop(key, None)
+        elif key not in self.retry_at:
+            self.retry_at[key] = time.monotonic()  # newcomers that arrived during the attempt
+
+    def messages(self) -> list[Msg]:
+        return [m for queue in self.queues.values() for m, _ in queue]
+
+
+def _key(m: Msg, item: Any) -> Any:
+    """The order that matters is per whistle; a message of no whistle waits for nothing but itself."""
+    whistle = getattr(item, "whistle_id", None)
+    if whistle is not None:
+        return whistle
+    meta = m.metadata
+    return ("message", meta.stream, meta.sequence.stream) if meta else ("message", id(m))
 
 
 def parse_domain_event(m: Msg) -> Event:
@@ -99,6 +172,8 @@ class _Consumer:
     not_before: Callable[[Any], datetime | None] | None = None
     prepare: Prepare | None = None
     overlaps: Callable[[Any], bool] | None = None
+    max_deliver: int | None = None  # a failing message's attempts before it is dead-lettered; -1: never
+    blocked: _Blocked = field(default_factory=_Blocked, compare=False)
 
 
 class _Held:
@@ -138,7 +213,8 @@ class ServiceRuntime:
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self.log = structlog.get_logger(name)
-        self.ready = False
+        self.started = False
+        self._stalls: dict[str, tuple[str, float, bool]] = {}  # component -> (why, since, logged)
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
         self._pulls: list[PullBatches] = []
@@ -146,6 +222,8 @@ class ServiceRuntime:
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
         self.every(15.0, self._consumer_lag)
+        self.every(1.0, self._check_dependencies)
+        self.every(3600.0, self._forget_old_replies)
         self.broker.subscriber(f"{subjects.HEALTH}.{name}", include_in_schema=False)(self._health)
 
     # --- registration ------------------------------------------------------
@@ -164,6 +242,7 @@ class ServiceRuntime:
         not_before: Callable[[Any], datetime | None] | None = None,
         prepare: Prepare | None = None,
         overlaps: Callable[[Any], bool] | None = None,
+        max_deliver: int | None = None,
         description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
@@ -196,10 +275,17 @@ class ServiceRuntime:
         touch) is handled while earlier batches still are, up to `concurrency` at a time; any other
         batch first waits until every earlier one is done. One batch's Postgres round trips and
         commit then overlap the next one's CPU, and no message is handled before one it follows.
+
+        Faults: a transient one (database or NATS away) is retried in place, the batch in hand and
+        nothing more fetched, until it passes; it never counts against the message. A message that
+        fails on its own is retried in place with backoff, the later messages of its whistle waiting
+        behind it (across batches), and after `max_deliver` attempts (the setting by default; -1:
+        never, for a consumer that must not dead-letter) it is dead-lettered with its last error.
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
         self._consumers.append(
-            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps))
+            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
+                      max_deliver))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -274,7 +360,7 @@ class ServiceRuntime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        server = await telemetry.serve_telemetry(self.settings.telemetry_port, lambda: self.ready)
+        server = await telemetry.serve_telemetry(self.settings.telemetry_port, self.health)
         await self.start()
         self.log.info("service.ready", telemetry_port=self.settings.telemetry_port)
         await stop.wait()
@@ -297,13 +383,19 @@ class ServiceRuntime:
         for fn in self._startup:
             await fn(self)
         for consumer in self._consumers:
-            try:  # an existing durable keeps its configuration (JetStream cannot change most of it)
-                await js.consumer_info(consumer.stream, consumer.durable)
+            # the server's count of deliveries only guards against a message that kills its process
+            # every time: failures are counted here, and transient faults are never counted
+            config = consumer_config(
+                consumer.durable, max_deliver=-1 if consumer.max_deliver == -1 else self.settings.crash_deliver,
+                ack_wait_s=self.settings.ack_wait_s, filter_subject=consumer.subject,
+            )
+            try:
+                info = await js.consumer_info(consumer.stream, consumer.durable)
+                if info.config.max_deliver != config.max_deliver:  # one of the few settings JetStream can change
+                    await js.add_consumer(consumer.stream, config)
             except NotFoundError:
-                await js.add_consumer(consumer.stream, consumer_config(
-                    consumer.durable, max_deliver=self.settings.max_deliver, ack_wait_s=self.settings.ack_wait_s,
-                    filter_subject=consumer.subject,
-                ))
+                await js.add_consumer(consumer.stream, config)
+            self._tasks.append(asyncio.create_task(self._retry_blocked(consumer), name=f"{consumer.durable}-retry"))
             held = _Held() if consumer.not_before is not None else None
             if held is not None:
                 self._held.append(held)
@@ -319,10 +411,10 @@ class ServiceRuntime:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()
         heap.settle()
-        self.ready = True
+        self.started = True
 
     async def stop(self) -> None:
-        self.ready = False
+        self.started = False
         self._stopping = True
         with contextlib.suppress(Exception):
             await self.broker.stop()
@@ -340,6 +432,10 @@ class ServiceRuntime:
                 with contextlib.suppress(Exception):
                     await m.nak(delay=max((at - now).total_seconds(), 0.0))
             held.heap.clear()
+        for consumer in self._consumers:  # whistles behind a failure: back to the server, in order
+            for m in consumer.blocked.messages():
+                with contextlib.suppress(Exception):
+                    await m.nak()
         if self._nc:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -353,8 +449,71 @@ class ServiceRuntime:
 
     # --- internals ---------------------------------------------------------
 
+    @property
+    def ready(self) -> bool:
+        """Started, and its pool, NATS connection, relay and consumers all working."""
+        return self.started and not self._stalls
+
+    def health(self) -> dict:
+        """Whether the service is ready and, if not, what is down and since when."""
+        now = time.monotonic()
+        return {"service": self.name, "ready": self.ready,
+                "problems": {c: {"reason": why, "for_s": round(now - since, 1)}
+                             for c, (why, since, _) in self._stalls.items()}}
+
+    def stalled(self, component: str, why: str) -> None:
+        """A dependency is down (the service is not ready until `recovered`); logged past STALL_S."""
+        _, since, logged = self._stalls.get(component, (why, time.monotonic(), False))
+        self._stalls[component] = (why, since, logged)
+
+    def recovered(self, component: str) -> None:
+        gone = self._stalls.pop(component, None)
+        if gone is not None and gone[2]:
+            self.log.warning("service.recovered", component=component, down_s=round(time.monotonic() - gone[1], 1))
+
+    async def _check_dependencies(self, _: ServiceRuntime) -> None:
+        """Probe the pool, NATS and the relay; log a stall past STALL_S once; set the gauges."""
+        try:
+            assert self.pool is not None
+            async with self.pool.acquire(timeout=2.0) as conn:
+                oldest, rows = await conn.fetchrow(
+                    "SELECT (SELECT extract(epoch FROM now() - created_at) FROM outbox ORDER BY seq LIMIT 1),"
+                    " (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) o)", timeout=2.0)
+            self.recovered("postgres")
+            telemetry.OUTBOX_LAG.labels(self.name).set(float(oldest or 0.0))
+            telemetry.OUTBOX_ROWS.labels(self.name).set(rows)
+            if oldest is not None and oldest > STALL_S:
+                self.stalled("outbox", f"the oldest unpublished event waits {oldest:.0f} s")
+            else:
+                self.recovered("outbox")
+        except Exception as exc:
+            self.stalled("postgres", f"database unreachable: {exc!r}"[:300])
+        if self._nc is not None and not self._nc.is_connected:
+            self.stalled("nats", "NATS disconnected, reconnecting")
+        else:
+            self.recovered("nats")
+        if self.relay is not None and self.relay.problem:
+            self.stalled("relay", self.relay.problem)
+        else:
+            self.recovered("relay")
+        now = time.monotonic()
+        down: dict[str, float] = {}
+        for component, (why, since, logged) in list(self._stalls.items()):
+            kind = component.split(":", 1)[0]
+            down[kind] = max(down.get(kind, 0.0), now - since)
+            if not logged and now - since > STALL_S:
+                self.log.warning("service.stalled", component=component, reason=why, for_s=round(now - since, 1))
+                self._stalls[component] = (why, since, True)
+        for kind in telemetry.STALL_COMPONENTS:
+            telemetry.STALLED.labels(self.name, kind).set(down.get(kind, 0.0))
+
+    async def _forget_old_replies(self, _: ServiceRuntime) -> None:
+        """Replies kept for Idempotency-Key retries live a day."""
+        assert self.pool is not None
+        await self.pool.execute("DELETE FROM command_replies WHERE created_at < now() - interval '1 day'")
+
     async def _health(self, body: Any = None) -> dict:  # noqa: ARG002
-        return {"service": self.name, "ready": self.ready}
+        return self.health()
 
     async def _answer(self, subject: str, handle: Any, body: dict, query: bool) -> Reply:
         try:
@@ -366,19 +525,39 @@ class ServiceRuntime:
             if query:
                 return await handle(self.pool, command)
             now = utcnow()
+            if command.expires_at is not None and now > command.expires_at:
+                return EXPIRED  # the gateway has answered 504: doing it now would surprise the client
+            key = (str(command.actor), command.idempotency_key) if command.idempotency_key else None
             async with self.pool.acquire() as conn:
                 transaction = conn.transaction()
                 await transaction.start()
                 queued: list[Queued] = []
+                effects: Effects = []
                 try:
+                    first = key and await conn.fetchrow(
+                        "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
+                    if first:
+                        await transaction.rollback()
+                        return _replayed(first, subject)
                     reply, effects = await handle(conn, command, now)
+                    if reply.ok and key:
+                        # a twin with the same key committed meanwhile: its reply is the answer
+                        stored = await conn.fetchval(
+                            "INSERT INTO command_replies (actor, key, subject, reply) VALUES ($1, $2, $3, $4)"
+                            " ON CONFLICT DO NOTHING RETURNING true", *key, subject, reply.model_dump(mode="json"))
+                        if not stored:
+                            await transaction.rollback()
+                            first = await conn.fetchrow(
+                                "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
+                            return _replayed(first, subject)
                     if reply.ok:
                         queued = await self._emit(conn, effects)
                         await transaction.commit()
                     else:
                         await transaction.rollback()  # a refused request changes nothing
                 except BaseException:
-                    await transaction.rollback()
+                    with contextlib.suppress(Exception):  # already ended, or the connection is gone
+                        await transaction.rollback()
                     raise
             if effects and reply.ok:
                 self.relay.handoff(queued)
@@ -488,12 +667,8 @@ class ServiceRuntime:
         if consumer.prepare is not None:
             try:
                 items = await consumer.prepare(self.pool, items)
-            except TRANSIENT as exc:
+            except TRANSIENT as exc:  # the handler then does the work, retried in place if need be
                 self.log.warning("prepare.transient_failure", error=repr(exc), size=len(near))
-                telemetry.HANDLED.labels(self.name, consumer.subject, "nack").inc(len(near))
-                for _, m, _ in near:
-                    await m.nak(delay=self.settings.nack_delay_s)
-                return
             except Exception:  # the handler then does the whole work itself
                 self.log.exception("prepare.failed", subject=consumer.subject, size=len(near))
         for (at, m, _), item in zip(near, items, strict=True):
@@ -519,37 +694,114 @@ class ServiceRuntime:
                 await asyncio.sleep(self.settings.nack_delay_s)
 
     async def _process_parsed(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> None:
-        assert self.pool is not None
-        started, now, label = time.perf_counter(), utcnow(), consumer.subject
-        done: list[tuple[Msg, str]] = []
-        failed: list[Msg] = []
-        queued: list[Queued] = []
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
-                if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
-                    await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
-        except TRANSIENT as exc:
-            self.log.warning("batch.transient_failure", error=repr(exc), size=len(parsed))
-            for m, _ in parsed:
-                telemetry.HANDLED.labels(self.name, label, "nack").inc()
-                await m.nak(delay=self.settings.nack_delay_s)
-            return
+        """Handle a batch, except the messages of whistles blocked behind a failure (they wait their
+        turn); a transient fault is retried in place, the batch still in hand, until it passes."""
+        blocked = consumer.blocked
+        fresh = []
+        for m, item in parsed:
+            key = _key(m, item)
+            if key in blocked:
+                blocked.park(key, m, item)
+            else:
+                fresh.append((m, item))
+        if fresh:
+            failed = await self._attempt_until_done(fresh, consumer)
+            for key, entries, error in failed:
+                blocked.block(key, entries, error)
+                telemetry.HANDLED.labels(self.name, consumer.subject, "retry").inc(len(entries))
+
+    async def _attempt_until_done(
+        self, parsed: list[tuple[Msg, Any]], consumer: _Consumer,
+    ) -> list[tuple[Any, list[tuple[Msg, Any]], str]]:
+        """One transaction for the batch, again and again while the database or NATS is away (the
+        messages kept, their ack deadline pushed back, nothing fetched meanwhile), then acks.
+        Returns the whistles whose message failed on its own: each with that message and the later
+        ones of the batch, and the error."""
+        attempt, component = 0, f"consumer:{consumer.durable}"
+        kept_at = time.monotonic()
+        while True:
+            try:
+                done, failed, queued = await self._attempt(parsed, consumer)
+                break
+            except TRANSIENT as exc:
+                attempt += 1
+                self.stalled(component, f"{consumer.durable}: {exc!r}")
+                if attempt == 1:
+                    self.log.warning("batch.transient_failure", durable=consumer.durable, error=repr(exc),
+                                     size=len(parsed))
+                if self._stopping:  # unacked: the next process gets them
+                    return []
+                await asyncio.sleep(_backoff(attempt))
+                if time.monotonic() - kept_at > self.settings.ack_wait_s / 3:
+                    kept_at = time.monotonic()
+                    await self._keep([m for m, _ in parsed])
+        if attempt:
+            self.recovered(component)
+            self.log.info("batch.recovered", durable=consumer.durable, attempts=attempt + 1)
         if done:
             self.relay.handoff(queued)
+        for outcome, n in Counter(outcome for _, outcome in done).items():
+            telemetry.HANDLED.labels(self.name, consumer.subject, outcome).inc(n)
+        for m, _ in done:
+            await m.ack()
+        return failed
+
+    async def _keep(self, msgs: list[Msg]) -> None:
+        """Tell the server these messages are still being worked on (their ack wait starts again)."""
+        try:
+            for m in msgs:
+                await m.in_progress()
+        except Exception as exc:  # NATS away too: they may come back later, the inbox drops the copy
+            self.log.info("messages.keep_failed", error=repr(exc), size=len(msgs))
+
+    async def _attempt(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer):
+        """Handle the batch in one transaction: (done, failed, queued); a transient fault raises."""
+        assert self.pool is not None
+        started, now = time.perf_counter(), utcnow()
+        done: list[tuple[Msg, str]] = []
+        failed: list[tuple[Any, list[tuple[Msg, Any]], str]] = []
+        queued: list[Queued] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
+            if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
+                await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
         self.log.info(
-            "batch", subject=label, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
+            "batch", subject=consumer.subject, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
             duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),
             ms=round((time.perf_counter() - started) * 1e3, 2),  # dead letters are logged one by one
         )
-        for outcome, n in Counter(outcome for _, outcome in done).items():
-            telemetry.HANDLED.labels(self.name, label, outcome).inc(n)
-        for m, _ in done:
-            await m.ack()
-        if failed:
-            telemetry.HANDLED.labels(self.name, label, "nack").inc(len(failed))
-        for m in failed:
-            await m.nak(delay=self.settings.nack_delay_s)
+        return done, failed, queued
+
+    async def _retry_blocked(self, consumer: _Consumer) -> None:
+        """Try the blocked whistles again when their backoff is up; a message that has failed
+        `max_deliver` times is dead-lettered with its last error, and its whistle's later ones go on."""
+        blocked = consumer.blocked
+        most = consumer.max_deliver or self.settings.max_deliver
+        kept_at = time.monotonic()
+        while not self._stopping:
+            await asyncio.sleep(0.1)
+            if time.monotonic() - kept_at > self.settings.ack_wait_s / 3:
+                kept_at = time.monotonic()
+                await self._keep(blocked.messages())
+            for key in blocked.due(time.monotonic()):
+                entries = blocked.take(key)
+                head, attempts, error = entries[0], blocked.attempts.get(key, 0), blocked.errors.get(key, "")
+                try:
+                    if most > 0 and attempts >= most:
+                        await self.dead_letter(head[0], f"failed {attempts} times: {error}", consumer.subject)
+                        await head[0].ack()
+                        entries = entries[1:]
+                        blocked.attempts[key] = 0
+                    failed = await self._attempt_until_done(entries, consumer) if entries else []
+                except Exception as exc:  # NATS away while dead-lettering or acking: again later
+                    self.log.warning("consumer.retry_failed", durable=consumer.durable, error=repr(exc))
+                    failed = [(key, entries, blocked.errors.get(key, repr(exc)))]
+                    blocked.attempts[key] = max(blocked.attempts.get(key, 1) - 1, 0)  # not the message's fault
+                for k, again, err in failed:
+                    if again[0][0] is not head[0]:  # the first went through: a later one is the new head
+                        blocked.attempts[k] = 0
+                    blocked.block(k, again, err)
+                blocked.settle(key)
 
     async def _handle_together(
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
@@ -583,21 +835,20 @@ class ServiceRuntime:
 
     async def _handle_one_by_one(
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
-        done: list[tuple[Msg, str]], failed: list[Msg], queued: list[Queued],
+        done: list[tuple[Msg, str]], failed: list[tuple[Any, list[tuple[Msg, Any]], str]], queued: list[Queued],
     ) -> None:
         """Each message in its own savepoint: a failing one is retried later, the others go on, but
         not a later one of the same whistle (it waits, and keeps the whistle's events in order)."""
-        held: set = set()
+        held: dict[Any, list[tuple[Msg, Any]]] = {}
         for m, item in parsed:
-            whistle = getattr(item, "whistle_id", None)  # the order that matters is per whistle
-            if whistle is not None and whistle in held:
-                self.log.info("message.held", subject=m.subject, whistle_id=str(whistle))
-                failed.append(m)
+            key = _key(m, item)
+            if key in held:
+                held[key].append((m, item))
                 continue
             try:
                 async with conn.transaction():
-                    key = consumer.dedup(item)
-                    if key is not None and not await claim_inbox(conn, key):
+                    dedup = consumer.dedup(item)
+                    if dedup is not None and not await claim_inbox(conn, dedup):
                         done.append((m, "duplicate"))
                         continue
                     effects = await (consumer.handle(conn, [item], now) if consumer.batch
@@ -607,27 +858,45 @@ class ServiceRuntime:
                 done.append((m, "ack"))
             except TRANSIENT:
                 raise
-            except Exception:
-                # a bug or a state we cannot handle: retry a few times, then the
-                # max-deliveries advisory dead-letters it (never retried forever)
-                self.log.exception("handler.failed", subject=m.subject, whistle_id=str(whistle or ""))
-                failed.append(m)
-                if whistle is not None:
-                    held.add(whistle)
+            except Exception as exc:
+                # a bug or a state we cannot handle: retried in place a few times, then dead-lettered
+                # with this error (never retried forever)
+                self.log.exception("handler.failed", subject=m.subject, key=str(key))
+                held[key] = [(m, item)]
+                failed.append((key, held[key], f"{type(exc).__name__}: {exc}"))
 
     async def dead_letter(self, m: Msg, reason: str, label: str) -> None:
-        """Publish a poison message to the dead-letter stream with its reason, then it is acked."""
+        """Publish a message that cannot be handled to the dead-letter stream with its reason and where
+        it came from (stream, sequence, consumer, deliveries), for the ledger to record; then it is acked."""
         meta = m.metadata
+        stream, seq = (meta.stream, str(meta.sequence.stream)) if meta else ("", "")
+        consumer = meta.consumer if meta else ""
         headers = {
-            "Whistle-Reason": reason[:1000],
+            "Whistle-Reason": " ".join(reason.split())[:1000],  # one line: a header cannot hold CR or LF
             "Whistle-Subject": m.subject,
             "Whistle-Service": self.name,
-            "Whistle-Stream-Seq": str(meta.sequence.stream) if meta else "",
-            "Nats-Msg-Id": f"dl-{self.name}-{meta.stream if meta else ''}-{meta.sequence.stream if meta else ''}",
+            "Whistle-Stream": stream,
+            "Whistle-Stream-Seq": seq,
+            "Whistle-Consumer": consumer,
+            "Whistle-Deliveries": str(meta.num_delivered if meta else 0),
+            "Nats-Msg-Id": f"dl-{self.name}-{consumer}-{stream}-{seq}",
         }
         await self.nc.jetstream().publish(f"{subjects.DEADLETTER}.{self.name}", m.data, headers=headers)
         telemetry.HANDLED.labels(self.name, label, "dead_letter").inc()
-        self.log.warning("message.dead_lettered", subject=m.subject, reason=reason[:300])
+        self.log.warning("message.dead_lettered", subject=m.subject, consumer=consumer, reason=reason[:300])
+
+
+EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
+                       " / 请求超时，未执行")
+IDEMPOTENCY_CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another request"
+                                    " / 该幂等键已用于另一请求", "Idempotency-Key")
+
+
+def _replayed(first: asyncpg.Record, subject: str) -> Reply:
+    """The first reply to a command sent again with its Idempotency-Key."""
+    if first["subject"] != subject:
+        return IDEMPOTENCY_CONFLICT
+    return Reply.model_validate(first["reply"])
 
 
 def main(build: Callable[[], ServiceRuntime]) -> None:

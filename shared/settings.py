@@ -29,7 +29,14 @@ class ServiceSettings(BaseSettings):
         default=8, ge=1, le=64, description="Gateway requests a service handles at once (each with its own connection)",
     )
     batch_timeout_s: float = Field(default=0.02, gt=0, description="Max wait to fill a pull batch")
-    max_deliver: int = Field(default=5, ge=1, description="Deliveries before a message is dead-lettered")
+    max_deliver: int = Field(
+        default=5, ge=1, description="Attempts of a message that fails on its own before it is dead-lettered"
+        " (transient faults, the database or NATS away, never count)",
+    )
+    crash_deliver: int = Field(
+        default=50, ge=2, description="Deliveries the server makes of a message never acknowledged (its process"
+        " died handling it every time) before the max-deliveries advisory dead-letters it",
+    )
     ack_wait_s: float = Field(default=30.0, gt=0)
     nack_delay_s: float = Field(default=1.0, ge=0, description="Delay before redelivery after a transient fault")
     nice: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -16,8 +17,16 @@ HANDLED = Counter(
     ["service", "subject", "outcome"],
 )
 RELAYED = Counter("whistle_outbox_relayed_total", "Outbox rows published to JetStream", ["service"])
-RELAY_ERRORS = Counter("whistle_outbox_relay_errors_total", "Relay publish failures", ["service"])
-OUTBOX_LAG = Gauge("whistle_outbox_lag_seconds", "Age of the oldest unpublished outbox row", ["service"])
+RELAY_ERRORS = Counter("whistle_outbox_relay_errors_total", "Relay publish failures and restarts", ["service"])
+RELAY_SET_ASIDE = Counter(
+    "whistle_outbox_set_aside_total", "Outbox rows JetStream refused for good, dead-lettered", ["service"])
+OUTBOX_LAG = Gauge("whistle_outbox_lag_seconds", "Age of the oldest unpublished outbox row (read from the table)",
+                   ["service"])
+OUTBOX_ROWS = Gauge("whistle_outbox_rows", "Unpublished outbox rows (counted up to 100,000)", ["service"])
+STALLED = Gauge(
+    "whistle_stalled_seconds", "How long a dependency of the service has been down (0: up)", ["service", "component"],
+)
+STALL_COMPONENTS = ("postgres", "nats", "relay", "consumer", "outbox")
 COMMANDS = Counter(
     "whistle_commands_total", "Request/reply commands by outcome", ["service", "command", "outcome"]
 )
@@ -64,8 +73,8 @@ def configure_logging(service: str, json: bool = True) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
 
-async def serve_telemetry(port: int, ready: Callable[[], bool]) -> asyncio.AbstractServer | None:
-    """Serve GET /metrics and GET /healthz (200 when ready, else 503) on a private port."""
+async def serve_telemetry(port: int, health: Callable[[], dict]) -> asyncio.AbstractServer | None:
+    """Serve GET /metrics and GET /healthz (200 when `health()["ready"]`, else 503, with its problems)."""
     if not port:
         return None
 
@@ -78,9 +87,9 @@ async def serve_telemetry(port: int, ready: Callable[[], bool]) -> asyncio.Abstr
             if path.startswith(b"/metrics"):
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest()
             elif path.startswith(b"/healthz"):
-                ok = ready()
-                status = "200 OK" if ok else "503 Service Unavailable"
-                ctype, body = "application/json", b'{"ready": true}' if ok else b'{"ready": false}'
+                state = health()
+                status = "200 OK" if state["ready"] else "503 Service Unavailable"
+                ctype, body = "application/json", json.dumps(state, ensure_ascii=False).encode()
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found"
             head = f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"

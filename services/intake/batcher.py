@@ -26,7 +26,7 @@ from shared import telemetry
 from shared.contracts import Command, Reply, WhistleBlown
 from shared.db import Queued, write_outbox
 from shared.ids import utcnow
-from shared.runtime import TRANSIENT
+from shared.runtime import EXPIRED, TRANSIENT
 
 log = structlog.get_logger("intake.batcher")
 
@@ -75,6 +75,8 @@ class BlowBatcher:
 
     async def blow(self, cmd: Command) -> Reply:
         """Raise a whistle (吹哨): 201 once committed, a replay or a 409 for a used Idempotency-Key."""
+        if cmd.expires_at is not None and utcnow() > cmd.expires_at:
+            return EXPIRED  # the gateway has answered 504: a whistle raised now would be a surprise
         checked = blows.check(cmd, self.catalogue, utcnow())
         if isinstance(checked, Reply):
             return checked

@@ -12,7 +12,7 @@ import pytest
 
 from services.cli.embedded import start_nats
 from shared import subjects
-from shared.relay import PipelinedPublisher, PublishRefused
+from shared.relay import PipelinedPublisher, PublishFailed
 from shared.streams import ensure_streams
 from tests.e2e.conftest import free_port
 
@@ -66,26 +66,38 @@ async def test_a_batch_is_stored_byte_for_byte_in_order_and_a_resend_is_all_dupl
     ("whistle blown", b"{}", {"Nats-Msg-Id": "z"}),  # a blank would split the command
     ("", b"{}", {"Nats-Msg-Id": "e"}),
 ])
-async def test_a_message_that_would_break_the_protocol_is_refused_and_its_batch_not_sent(js, bad) -> None:
+async def test_a_message_that_would_break_the_protocol_is_refused_alone_and_never_sent(js, bad) -> None:
     nc, js = js
     publisher = PipelinedPublisher(nc)
-    with pytest.raises(PublishRefused):
-        await publisher.publish([*batch(5, "b"), bad], timeout=10)
-    assert await stored(js) == 0
-    await publisher.publish(batch(5, "b"), timeout=10)  # the connection is still good
-    assert await stored(js) == 5
+    refused = await publisher.publish([*batch(3, "b"), bad, *batch(5, "b")[3:]], timeout=10)
+    assert [i for i, _ in refused] == [3] and "cannot publish" in refused[0][1]
+    assert await stored(js) == 5  # the others went out, in order
+    assert (await js.get_msg(subjects.EVENTS_STREAM, 4)).headers["X-Order"] == "3"
+    assert await publisher.publish(batch(2, "c"), timeout=10) == []  # the connection is still good
+    assert await stored(js) == 7
 
 
 async def test_too_big_a_message_is_refused_and_the_connection_kept(js) -> None:
     nc, js = js
     publisher = PipelinedPublisher(nc)
-    with pytest.raises(PublishRefused, match="bytes"):
-        await publisher.publish([("whistle.blown", b"x" * (nc.max_payload + 1), {"Nats-Msg-Id": "big"})], timeout=10)
-    await publisher.publish(batch(2, "c"), timeout=10)
-    assert await stored(js) == 2
+    refused = await publisher.publish(
+        [("whistle.blown", b"x" * (nc.max_payload + 1), {"Nats-Msg-Id": "big"}), *batch(1, "d")], timeout=10)
+    assert [i for i, _ in refused] == [0] and "max_payload" in refused[0][1]
+    assert await publisher.publish(batch(2, "c"), timeout=10) == []
+    assert await stored(js) == 3
 
 
-async def test_a_subject_no_stream_takes_is_refused(js) -> None:
+async def test_a_subject_no_stream_takes_is_refused_by_the_server(js) -> None:
     nc, js = js
-    with pytest.raises(PublishRefused, match="503"):
-        await PipelinedPublisher(nc).publish([("nowhere.at.all", b"{}", {"Nats-Msg-Id": "n"})], timeout=10)
+    refused = await PipelinedPublisher(nc).publish(
+        [*batch(1, "e"), ("nowhere.at.all", b"{}", {"Nats-Msg-Id": "n"})], timeout=10)
+    assert refused == [(1, "status 503")]
+    assert await stored(js) == 1
+
+
+async def test_a_batch_sent_while_nats_is_gone_fails_whole(js) -> None:
+    nc, js = js
+    publisher = PipelinedPublisher(nc)
+    await nc.close()
+    with pytest.raises(PublishFailed):
+        await publisher.publish(batch(2, "f"), timeout=2)

@@ -372,7 +372,8 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
 
     await nc.subscribe(WhistleClosed.SUBJECT, cb=hear)
     relay = OutboxRelay(pool, nc, "rthandoff")
-    relay.leading = True  # as run() sets it once it holds the lock; its loop is not running here
+    relay.leading, relay._table_first = True, False  # as run() sets them once it holds the lock and has
+    # drained the table; its loop is not running here
 
     def closed() -> WhistleClosed:
         return WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")

@@ -10,13 +10,13 @@ from shared.relay import OutboxRelay
 
 async def test_a_consumer_waits_while_the_relay_has_more_than_its_room_then_goes_on() -> None:
     relay = OutboxRelay(pool=None, nc=None, service="t", batch=4)  # type: ignore[arg-type]
-    relay.leading = True
+    relay.leading, relay._table_first = True, False
     relay.handoff([Queued(seq, "sla.started", b"{}", {}) for seq in range(10)])
 
-    async def failing_publish(messages) -> bool:  # noqa: ARG001  (NATS down: rows stay in the table)
-        return False
+    async def failing_send(rows) -> None:  # noqa: ARG001  (NATS down: rows stay in the table)
+        return None
 
-    relay._publish = failing_publish  # type: ignore[method-assign]
+    relay._send = failing_send  # type: ignore[method-assign]
     waiting = asyncio.create_task(relay.room(5))
     await asyncio.sleep(0.05)
     assert not waiting.done(), "10 rows wait, room for 5"
