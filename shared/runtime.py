@@ -788,7 +788,7 @@ class ServiceRuntime:
                 head, attempts, error = entries[0], blocked.attempts.get(key, 0), blocked.errors.get(key, "")
                 try:
                     if most > 0 and attempts >= most:
-                        await self.dead_letter(head[0], f"failed {attempts} times: {error}", consumer.subject)
+                        await self.dead_letter(head[0], f"failed {attempts} times: {error}", consumer.subject, attempts)
                         await head[0].ack()
                         entries = entries[1:]
                         blocked.attempts[key] = 0
@@ -865,7 +865,7 @@ class ServiceRuntime:
                 held[key] = [(m, item)]
                 failed.append((key, held[key], f"{type(exc).__name__}: {exc}"))
 
-    async def dead_letter(self, m: Msg, reason: str, label: str) -> None:
+    async def dead_letter(self, m: Msg, reason: str, label: str, attempts: int | None = None) -> None:
         """Publish a message that cannot be handled to the dead-letter stream with its reason and where
         it came from (stream, sequence, consumer, deliveries), for the ledger to record; then it is acked."""
         meta = m.metadata
@@ -878,7 +878,8 @@ class ServiceRuntime:
             "Whistle-Stream": stream,
             "Whistle-Stream-Seq": seq,
             "Whistle-Consumer": consumer,
-            "Whistle-Deliveries": str(meta.num_delivered if meta else 0),
+            # attempts in this process (retried in place), else the server's deliveries
+            "Whistle-Deliveries": str(attempts or (meta.num_delivered if meta else 0)),
             "Nats-Msg-Id": f"dl-{self.name}-{consumer}-{stream}-{seq}",
         }
         await self.nc.jetstream().publish(f"{subjects.DEADLETTER}.{self.name}", m.data, headers=headers)

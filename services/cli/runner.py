@@ -41,15 +41,44 @@ def _die_with_parent() -> None:
 
 
 @dataclass
+class Backoff:
+    """When to restart a crashed process: 1 s after, doubling to 30 s, back to 1 s after 60 s up."""
+
+    delay: float = 1.0
+    due: float = 0.0  # when the next start is due; 0.0 while up
+    up_since: float = 0.0
+    restarts: int = 0
+
+    def up(self, now: float) -> None:
+        """Seen running (restarted by someone else, maybe)."""
+        if self.due:
+            self.due, self.up_since = 0.0, now
+        elif now - self.up_since > 60:
+            self.delay = 1.0
+
+    def crashed(self, now: float) -> None:
+        """Seen down: the next start is due after the current delay."""
+        self.due = now + self.delay
+
+    def started(self, now: float) -> None:
+        """Restarted: the next crash waits twice as long."""
+        self.restarts += 1
+        self.due, self.up_since = 0.0, now
+        self.delay = min(self.delay * 2, 30.0)
+
+    def failed(self, now: float) -> None:
+        """A start that did not come up: try again after twice the delay."""
+        self.delay = min(self.delay * 2, 30.0)
+        self.due = now + self.delay
+
+
+@dataclass
 class Child:
     name: str
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen | None = None
-    restarts: int = 0
-    started_at: float = 0.0
-    backoff: float = 1.0
-    next_start: float = 0.0
+    backoff: Backoff = field(default_factory=Backoff)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -57,7 +86,6 @@ class Child:
             env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent, start_new_session=True,
         )
-        self.started_at = time.monotonic()
 
 
 @dataclass
@@ -65,7 +93,10 @@ class Runner:
     settings: RunnerSettings
     children: dict[str, Child] = field(default_factory=dict)
     nats_proc: subprocess.Popen | None = None
+    nats_backoff: Backoff = field(default_factory=Backoff)
     postgres: EmbeddedPostgres | None = None
+    postgres_pid: int | None = None  # the postmaster last seen running: pids.json's "postgres"
+    postgres_backoff: Backoff = field(default_factory=Backoff)
     stopping: bool = False
 
     @property
@@ -85,15 +116,20 @@ class Runner:
         """NATS_URL and DATABASE_URL: the given ones, or embedded servers started here."""
         nats_url = os.environ.get("NATS_URL")
         if not nats_url:
-            self.nats_proc = start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
+            self.nats_proc = self.start_nats()
             nats_url = f"nats://127.0.0.1:{self.settings.nats_port}"
             log.info("nats.started", url=nats_url, pid=self.nats_proc.pid)
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             self.postgres = EmbeddedPostgres(self.home)
+            self.postgres_pid = self.postgres.pid
             database_url = self.postgres.uri
-            log.info("postgres.started", url=database_url)
+            log.info("postgres.started", url=database_url, pid=self.postgres_pid)
         return nats_url, database_url
+
+    def start_nats(self) -> subprocess.Popen:
+        """The embedded nats-server, dying with the runner; RuntimeError if it does not listen."""
+        return start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
 
     async def declare_and_migrate(self, nats_url: str, database_url: str) -> None:
         """Streams first, then each service's migrations, before any service starts."""
@@ -137,44 +173,95 @@ class Runner:
         pids = {n: c.proc.pid for n, c in self.children.items() if c.proc}
         if self.nats_proc:
             pids["nats"] = self.nats_proc.pid
+        if self.postgres_pid:
+            pids["postgres"] = self.postgres_pid
         # written whole then renamed: a reader (tests, the timers bench) never sees a half-written file
         part = self.home / "pids.json.part"
         part.write_text(json.dumps(pids))
         part.replace(self.home / "pids.json")
 
     def supervise_once(self) -> None:
-        """Restart a crashed service or embedded NATS server (services with backoff), and log it."""
+        """Restart a crashed service or embedded server with backoff, adopt a postmaster started by hand, and log it."""
         now = time.monotonic()
         changed = False
-        if self.nats_proc and self.nats_proc.poll() is not None and not self.stopping:
-            code = self.nats_proc.returncode
-            self.nats_proc = start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
-            log.warning("nats.restarted", exit_code=code, pid=self.nats_proc.pid)
-            changed = True
+        if self.nats_proc and not self.stopping:
+            changed |= self.supervise_nats(now)
+        if self.postgres and not self.stopping:
+            changed |= self.supervise_postgres(now)
         for child in self.children.values():
             code = child.proc.poll() if child.proc else 0
             if code is None:
-                if now - child.started_at > 60:
-                    child.backoff = 1.0
+                child.backoff.up(now)
                 continue
-            if child.next_start == 0.0:
-                child.next_start = now + child.backoff
-                log.warning("service.crashed", service=child.name, exit_code=code, restart_in_s=child.backoff)
+            if not child.backoff.due:
+                child.backoff.crashed(now)
+                log.warning("service.crashed", service=child.name, exit_code=code, restart_in_s=child.backoff.delay)
                 continue
-            if now >= child.next_start:
-                child.restarts += 1
+            if now >= child.backoff.due:
                 child.start()
-                child.next_start = 0.0
-                child.backoff = min(child.backoff * 2, 30.0)
+                child.backoff.started(now)
                 changed = True
-                log.warning("service.restarted", service=child.name, pid=child.proc.pid, restarts=child.restarts)
+                log.warning("service.restarted", service=child.name, pid=child.proc.pid, restarts=child.backoff.restarts)
         if changed:
             self.write_pids()
-        if self.postgres and self.postgres.pid and self.settings.maintenance_nice:
-            priority.lower_children(self.postgres.pid, AUTOVACUUM_WORKER, self.settings.maintenance_nice)
+        if self.postgres_pid and self.settings.maintenance_nice:
+            priority.lower_children(self.postgres_pid, AUTOVACUUM_WORKER, self.settings.maintenance_nice)
+
+    def supervise_nats(self, now: float) -> bool:
+        """Restart the embedded nats-server once its backoff has passed; True if its pid changed."""
+        backoff = self.nats_backoff
+        code = self.nats_proc.poll()
+        if code is None:
+            backoff.up(now)
+            return False
+        if not backoff.due:
+            backoff.crashed(now)
+            log.warning("nats.crashed", pid=self.nats_proc.pid, exit_code=code, restart_in_s=backoff.delay)
+            return False
+        if now < backoff.due:
+            return False
+        try:
+            self.nats_proc = self.start_nats()
+        except RuntimeError as exc:
+            backoff.failed(time.monotonic())
+            log.warning("nats.restart_failed", reason=str(exc), restart_in_s=backoff.delay)
+            return False
+        backoff.started(time.monotonic())
+        log.warning("nats.restarted", pid=self.nats_proc.pid, restarts=backoff.restarts)
+        return True
+
+    def supervise_postgres(self, now: float) -> bool:
+        """Restart a dead postmaster once its backoff has passed, or adopt one started by someone else
+        on the data dir (never a second one); True if its pid changed."""
+        backoff = self.postgres_backoff
+        pid = self.postgres.pid
+        if pid:
+            backoff.up(now)
+            if pid == self.postgres_pid:
+                return False
+            log.warning("postgres.adopted", pid=pid, previous_pid=self.postgres_pid)
+            self.postgres_pid = pid
+            return True
+        if not backoff.due:
+            backoff.crashed(now)
+            log.warning("postgres.crashed", pid=self.postgres_pid, restart_in_s=backoff.delay)
+            return False
+        if now < backoff.due:
+            return False
+        try:
+            self.postgres_pid = self.postgres.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            # after a kill -9 a new postmaster is refused while the old one's backends still hold its
+            # shared memory, or while its pid (a zombie until reaped) still holds postmaster.pid
+            backoff.failed(time.monotonic())
+            log.warning("postgres.restart_failed", reason=str(exc), restart_in_s=backoff.delay)
+            return False
+        backoff.started(time.monotonic())
+        log.warning("postgres.restarted", pid=self.postgres_pid, restarts=backoff.restarts)
+        return True
 
     def stop_all(self) -> None:
-        """SIGTERM every service, wait, then SIGKILL stragglers; stop the embedded servers."""
+        """SIGTERM every service, wait, then SIGKILL stragglers; stop the embedded servers, whatever their pids now."""
         self.stopping = True
         for child in self.children.values():
             if child.proc and child.proc.poll() is None:
@@ -193,6 +280,7 @@ class Runner:
                 self.nats_proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.nats_proc.kill()
+                self.nats_proc.wait()
         if self.postgres:
             self.postgres.stop()
         (self.home / "pids.json").unlink(missing_ok=True)
@@ -253,13 +341,18 @@ def run(settings: RunnerSettings) -> None:
                             headers={"Authorization": f"Bearer {creds['supervisor']['token']}"}, timeout=10.0)
         issued.raise_for_status()
         creds["open311_api_key"] = issued.json()["api_key"]  # a fresh key each start; old ones stay valid
-        path = runner.home / "credentials.json"
-        path.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
-        path.chmod(0o600)
         if settings.demo:
             seeded = demo.seed(creds)
             if seeded:
                 log.info("demo.seeded", whistles=seeded)
+        # written last, whole, then renamed: tests and scripts wait for it as the sign that all is up,
+        # and a fault they inject then must not hit the demo's seeding (a failed seed stops the runner)
+        path = runner.home / "credentials.json"
+        part = path.with_name(path.name + ".part")
+        part.unlink(missing_ok=True)
+        part.touch(mode=0o600)
+        part.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
+        part.replace(path)
         print(banner(creds, path), flush=True)
         while True:
             runner.supervise_once()

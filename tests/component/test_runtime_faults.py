@@ -158,7 +158,7 @@ async def test_a_failing_message_holds_its_whistle_across_batches_then_is_dead_l
         letter = await deadletters.next_msg(timeout=30)
         assert json.loads(letter.data)["n"] == 100
         assert letter.headers["Whistle-Consumer"] == "rtorder" and letter.headers["Whistle-Stream"] == "EVENTS"
-        assert "failed 3 times" in letter.headers["Whistle-Reason"]
+        assert "failed 3 times" in letter.headers["Whistle-Reason"] and letter.headers["Whistle-Deliveries"] == "3"
         assert "100 can never be handled" in letter.headers["Whistle-Reason"]
         assert await until(lambda: _count(runtime.pool, 7))  # 101 went on after 100 was set aside
         assert attempts[100] == 3 and attempts[101] == 1 and order[-1] == 101

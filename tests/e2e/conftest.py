@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.cli.embedded import pg_ctl, postmaster_pid, process_alive
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
@@ -60,6 +62,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
 
 
+def every_page(client: httpx.Client, path: str, params: dict | None = None) -> list[httpx.Response]:
+    """Each page of a list, following X-Next-Cursor until the last."""
+    pages = [client.get(path, params=params or {})]
+    while (cursor := pages[-1].headers.get("X-Next-Cursor")) is not None:
+        assert pages[-1].status_code == 200 and len(pages) < 10_000, pages[-1].text
+        pages.append(client.get(path, params={**(params or {}), "cursor": cursor}))
+    assert pages[-1].status_code == 200, pages[-1].text
+    return pages
+
+
 @dataclass
 class System:
     base_url: str
@@ -84,6 +96,57 @@ class System:
 
     def pids(self) -> dict[str, int]:
         return json.loads((self.home / "pids.json").read_text())
+
+    def postgres_pid(self) -> int | None:
+        """The running postmaster's pid (postmaster.pid's first line), None while none runs."""
+        pid = postmaster_pid(self.home / "pg")
+        return pid if pid and process_alive(pid, "postgres") else None
+
+    def pg_ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The embedded pg_ctl on this system's data dir, logging to its server log; `start` with the
+        options the postmaster last ran with. Its output is in `.stdout`."""
+        return pg_ctl(self.home / "pg", *args)
+
+    def wait_postgres_adopted(self, other_than: int | None = None, timeout: float = 30.0) -> int:
+        """The postmaster's pid once one runs (not `other_than`) and the runner wrote it to pids.json."""
+        return wait_for(lambda: (pid := self.postgres_pid()) not in (None, other_than)
+                        and self.pids().get("postgres") == pid and pid, timeout, what="the runner's postmaster")
+
+    def kill_postgres(self) -> int:
+        """SIGKILL the postmaster; the runner starts a new one with backoff. The killed pid."""
+        pid = self.postgres_pid()
+        assert pid, "no postmaster running"
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def stop_postgres_for(self, seconds: float) -> int:
+        """Postgres stopped (fast) for `seconds`, the runner paused meanwhile so it cannot restart it,
+        then started by hand: the runner must adopt that postmaster. Its pid."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        try:
+            stopped = self.pg_ctl("stop", "-m", "fast", "-w")
+            assert stopped.returncode == 0, stopped.stdout
+            time.sleep(seconds)
+            started = self.pg_ctl("start", "-w")
+            assert started.returncode == 0, started.stdout
+        finally:
+            os.kill(self.proc.pid, signal.SIGCONT)
+        return self.wait_postgres_adopted()
+
+    def kill_nats(self) -> int:
+        """SIGKILL nats-server; the runner starts a new one with backoff. The killed pid."""
+        pid = self.pids()["nats"]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def pause_nats_for(self, seconds: float) -> None:
+        """nats-server frozen (SIGSTOP) for `seconds`: connections stay open, nothing is answered."""
+        pid = self.pids()["nats"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     def whistle(self, whistle_id: str) -> dict:
         with self.client() as c:
@@ -124,6 +187,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         PYTHONUNBUFFERED="1",
         # one caller with a small limit, to see 429s without slowing anyone else down
         GATEWAY_RATE_OVERRIDES='{"responder:m-b03-secretary": [5, 10]}',
+        ESCALATION_RECONCILE_EVERY_S="2",  # periodic reconcile seen within a test (test_clock_reconcile)
     )
     log = (home / "runner.log").open("wb")
     proc = subprocess.Popen(
@@ -141,15 +205,20 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         pids = {}
         if (home / "pids.json").exists():
             pids = json.loads((home / "pids.json").read_text())
+        pid = postmaster_pid(home / "pg")
+        if pid and process_alive(pid, "postgres"):  # the postmaster running now, whether or not the runner saw it
+            pids.setdefault("postgres", pid)
+            if pids["postgres"] != pid:
+                pids["postgres (postmaster.pid)"] = pid
+        proc.send_signal(signal.SIGCONT)  # a test that failed while the runner was paused
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-        for name, pid in pids.items():  # no orphans: every service and nats-server is gone
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+        for name, pid in pids.items():  # no orphans: every service, nats-server and the postmaster are gone
+            # a zombie is gone: the postmaster's parent is init, which may reap it late
+            if not process_alive(pid, "postgres" if name.startswith("postgres") else None):
                 continue
             os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"{name} (pid {pid}) outlived `whistle up`")
