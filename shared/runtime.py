@@ -391,7 +391,8 @@ class ServiceRuntime:
             )
             try:
                 info = await js.consumer_info(consumer.stream, consumer.durable)
-                if info.config.max_deliver != config.max_deliver:  # one of the few settings JetStream can change
+                # two of the few settings JetStream lets a durable change
+                if (info.config.max_deliver, info.config.ack_wait) != (config.max_deliver, config.ack_wait):
                     await js.add_consumer(consumer.stream, config)
             except NotFoundError:
                 await js.add_consumer(consumer.stream, config)

@@ -37,7 +37,11 @@ class ServiceSettings(BaseSettings):
         default=50, ge=2, description="Deliveries the server makes of a message never acknowledged (its process"
         " died handling it every time) before the max-deliveries advisory dead-letters it",
     )
-    ack_wait_s: float = Field(default=30.0, gt=0)
+    ack_wait_s: float = Field(
+        default=10.0, gt=0, description="How long a delivered message may go unacknowledged before the server"
+        " sends it again: what a crashed process's messages wait (messages kept longer on purpose, held or"
+        " retried in place, have it renewed)",
+    )
     nack_delay_s: float = Field(default=1.0, ge=0, description="Delay before redelivery after a transient fault")
     nice: int = Field(
         default=0, ge=0, le=19,

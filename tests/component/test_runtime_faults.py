@@ -279,3 +279,28 @@ async def _outbox_empty(pool: asyncpg.Pool) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_durable_made_by_an_earlier_version_gets_the_delivery_limit_and_ack_wait_of_this_one(
+    infra: dict, tmp_path: Path,
+) -> None:
+    from shared.streams import consumer_config
+
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    await js.add_consumer("EVENTS", consumer_config("rtold", max_deliver=5, ack_wait_s=30.0,
+                                                    filter_subject="whistle.rtold"))
+
+    async def handle(conn, item, now):  # noqa: ARG001
+        return []
+
+    runtime = ServiceRuntime("rtold", settings(infra, crash_deliver=40, ack_wait_s=9.0), handled_table(tmp_path))
+    runtime.on_events("whistle.rtold", handle, durable="rtold", parse=parse)
+    await runtime.start()
+    try:
+        config = (await js.consumer_info("EVENTS", "rtold")).config
+        assert (config.max_deliver, config.ack_wait) == (40, 9.0)
+    finally:
+        await runtime.stop()
+        await nc.close()
