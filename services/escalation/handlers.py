@@ -14,10 +14,10 @@ import structlog
 from services.escalation import domain, store
 from services.escalation.calendar import WallClock
 from services.escalation.policy import Policies
-from services.escalation.timers import ClockDue, timer_message
+from services.escalation.timers import REARMED, ClockDue, timer_message
 from shared import telemetry
 from shared.db import OutboxMessage
-from shared.ids import utcnow
+from shared.ids import utcnow, uuid7
 from shared.contracts import (
     Command,
     EscalationRaised,
@@ -143,7 +143,9 @@ class EscalationHandlers:
             at = max(due.due_at, now) if due.due_at else now
             fired, events = domain.fire(clock, due.generation, at, self._cw(clock))
             if fired is clock:
-                out.append(Firing(due, None))
+                # an older generation's firing for a clock still running: the handler locks the
+                # clock and arms its current schedule again
+                out.append(due if _rearms(clock, due) else Firing(due, None))
                 continue
             effects = [OutboxMessage.of(e) for e in events]
             if fired.pending:
@@ -152,7 +154,8 @@ class EscalationHandlers:
         return out
 
     async def on_clocks_due(self, conn: asyncpg.Connection, items: list[ClockDue | Firing], now: datetime) -> list:
-        """Timers fired: warn, breach, climb the ladder — or drop a firing whose generation is stale.
+        """Timers fired: warn, breach, climb the ladder — or drop a firing whose generation is stale
+        (re-arming the clock's current schedule if it still runs).
 
         A firing worked out ahead is saved only where its clock still stands at the generation it
         was read at (one statement, no lock taken first); a timer that came without (its clock not
@@ -183,6 +186,7 @@ class EscalationHandlers:
         before = dict(clocks)
         out: list = []
         counts: Counter = Counter()
+        stale: dict[UUID, int] = {}  # clock id -> the generation of a stale firing that re-arms it
         for due in dues:
             clock = clocks.get(due.clock_id)
             if clock is None:
@@ -191,6 +195,8 @@ class EscalationHandlers:
             updated, events = domain.fire(clock, due.generation, now, self._cw(clock))
             if updated is clock:
                 counts[_STALE] += 1
+                if _rearms(clock, due):
+                    stale[clock.id] = due.generation
                 continue
             clocks[due.clock_id] = updated
             counts.update(_counts(clock, events))
@@ -199,11 +205,27 @@ class EscalationHandlers:
             metric.labels(*labels).inc(n)
         changed = [c for clock_id, c in clocks.items() if c is not before[clock_id]]
         await store.save(conn, changed)
-        return out + [timer_message(c, lead=self.timer_lead) for c in changed if c.pending]
+        out += [timer_message(c, lead=self.timer_lead) for c in changed if c.pending]
+        # the schedule it carried may have replaced the current one (published out of order, or NATS
+        # restored from an older state): arm the current one again, unless fired here (armed above)
+        rearm = [clocks[i] for i in stale if clocks[i] is before[i]]
+        if rearm:
+            tag = f"-f{uuid7().hex[:12]}"
+            out += [timer_message(c, tag, self.timer_lead) for c in rearm]
+            REARMED.labels("stale_firing").inc(len(rearm))
+            for c in rearm:
+                log.warning("clock.rearmed", clock_id=str(c.id), reason="stale_firing", firing_generation=stale[c.id],
+                            generation=c.generation, fire_at=c.fire_at.isoformat())
+        return out
 
     async def policies_query(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
         """The SLA policies in force."""
         return Reply.success(self.policies.model_dump(mode="json"))
+
+
+def _rearms(clock: domain.Clock, due: ClockDue) -> bool:
+    """A firing of another generation for a clock still running re-arms the clock's current schedule."""
+    return clock.pending and due.generation != clock.generation
 
 
 def _counts(clock: domain.Clock, events: list[Event]) -> list[tuple]:

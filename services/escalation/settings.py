@@ -33,6 +33,18 @@ class EscalationSettings(ServiceSettings):
         " can touch them); a batch with any other summons event waits until those before it are done.",
     )
 
+    # each run reads every running clock's (id, generation, time) and every schedule in CLOCKS
+    reconcile_every_s: float = Field(
+        default=60, gt=0,
+        description="How often running clocks are checked against their schedules in NATS (a missing or stale"
+        " one is armed again); a run taking long waits nine times its length before the next.",
+    )
+    # longer: fewer firings doubled when handling is slow; shorter: a lost firing is armed again sooner
+    reconcile_grace_s: float = Field(
+        default=30, ge=0,
+        description="A missing schedule whose time passed less than this ago is left alone: its firing is on its way.",
+    )
+
     @property
     def timer_lead(self) -> timedelta:
         return timedelta(milliseconds=self.timer_lead_ms)

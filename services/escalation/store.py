@@ -120,15 +120,27 @@ async def save(conn: asyncpg.Connection, clocks: list[Clock]) -> None:
         await conn.execute(_UPDATE, *_columns(clocks, _MUTABLE))
 
 
-async def pending_clocks(pool: asyncpg.Pool, after: UUID | None, limit: int) -> list[Clock]:
-    """Running clocks with a firing, by id after `after` (keyset paging: memory stays flat at 1M)."""
-    rows = await pool.fetch(
-        f"SELECT {_SELECT} FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL"
+async def count_pending(pool: asyncpg.Pool) -> int:
+    return await pool.fetchval("SELECT count(*) FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL")
+
+
+async def pending_schedules(pool: asyncpg.Pool, after: UUID | None, limit: int) -> list[asyncpg.Record]:
+    """(id, generation, fire_at) of running clocks with a firing, by id after `after`: what their
+    schedule should say, a page at a time (keyset paging: memory stays flat at 1M)."""
+    return await pool.fetch(
+        "SELECT id, generation, fire_at FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL"
         " AND ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
         after, limit,
     )
-    return [_clock(r) for r in rows]
 
 
-async def count_pending(pool: asyncpg.Pool) -> int:
-    return await pool.fetchval("SELECT count(*) FROM clocks WHERE state = 'running' AND fire_at IS NOT NULL")
+async def lock_unchanged(conn: asyncpg.Connection, seen: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Lock those of `seen` (id, generation, fire_at) still running at that generation and time.
+    A clock locked by a handler is skipped, not waited for: it is being moved, and its mover arms it."""
+    return await conn.fetch(
+        "SELECT c.id, c.generation, c.fire_at FROM clocks c"
+        " JOIN unnest($1::uuid[], $2::int4[], $3::timestamptz[]) AS u(id, generation, fire_at)"
+        " ON c.id = u.id AND c.generation = u.generation AND c.fire_at = u.fire_at"
+        " WHERE c.state = 'running' ORDER BY c.id FOR UPDATE OF c SKIP LOCKED",
+        [r["id"] for r in seen], [r["generation"] for r in seen], [r["fire_at"] for r in seen],
+    )

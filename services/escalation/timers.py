@@ -6,12 +6,17 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from nats.aio.msg import Msg
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.escalation.domain import Clock
 from shared import subjects
 from shared.db import OutboxMessage
 from shared.runtime import Poison
+
+# why: missing (NATS lost it), stale (NATS holds another generation or time), stale_firing (a firing
+# of an older generation came for a clock still running: its current schedule may be gone)
+REARMED = Counter("whistle_clocks_rearmed_total", "Clock schedules re-armed from Postgres", ["reason"])
 
 
 class ClockDue(BaseModel):
@@ -35,16 +40,26 @@ def timer_message(clock: Clock, rearm: str = "", lead: timedelta = timedelta(0))
     window would otherwise drop; replacing a schedule with the same one is harmless.
     """
     assert clock.fire_at is not None
+    return timer_for(str(clock.id), clock.generation, clock.fire_at, rearm, lead)
+
+
+def timer_for(clock_id: str, generation: int, fire_at: datetime, rearm: str = "",
+              lead: timedelta = timedelta(0)) -> OutboxMessage:
+    """`timer_message` from the three columns it needs (reconcile reads no more)."""
+    body, at = schedule_parts(clock_id, generation, fire_at, lead)
+    return OutboxMessage(
+        subject=f"{subjects.CLOCK_TIMER}.{clock_id}", body=body, msg_id=f"timer-{clock_id}-{generation}{rearm}",
+        headers={"Nats-Schedule": at, "Nats-Schedule-Target": f"{subjects.CLOCK_DUE}.{clock_id}"},
+    )
+
+
+def schedule_parts(clock_id: str, generation: int, fire_at: datetime, lead: timedelta) -> tuple[bytes, str]:
+    """A schedule's body and its Nats-Schedule header: what the CLOCKS stream holds for a clock armed
+    at this generation and time, compared byte for byte by reconcile."""
     # formatted by hand (a UUID, an int and two UTC times need no escaping): json.dumps and
     # strftime were a tenth of escalation's CPU while arming (measured with py-spy)
-    clock_id, due = str(clock.id), _utc_text(clock.fire_at)
-    return OutboxMessage(
-        subject=f"{subjects.CLOCK_TIMER}.{clock_id}",
-        body=f'{{"clock_id":"{clock_id}","generation":{clock.generation},"due_at":"{due}"}}'.encode(),
-        msg_id=f"timer-{clock_id}-{clock.generation}{rearm}",
-        headers={"Nats-Schedule": f"@at {_utc_text(clock.fire_at - lead)}",
-                 "Nats-Schedule-Target": f"{subjects.CLOCK_DUE}.{clock_id}"},
-    )
+    body = f'{{"clock_id":"{clock_id}","generation":{generation},"due_at":"{_utc_text(fire_at)}"}}'.encode()
+    return body, f"@at {_utc_text(fire_at - lead)}"
 
 
 def _utc_text(dt: datetime) -> str:
