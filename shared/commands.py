@@ -50,6 +50,8 @@ class ReporterIn(BaseModel):
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 -]{4,19}$", description="Digits, spaces, dashes")
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s.]+(\.[^@\s.]+)+$",
                               description="For follow-up; masked like the phone")
+    sms_consent: bool = Field(default=False, description="Agrees to be texted the follow-up link (回访短信)"
+                              " at this phone once the whistle is verified")
 
 
 def mask_phone(phone: str | None) -> str | None:

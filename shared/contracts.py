@@ -70,6 +70,7 @@ class Reporter(BaseModel):
     name: str | None = Field(default=None, max_length=64)
     phone: str | None = Field(default=None, max_length=32, description="Masked except in intake's own store")
     email: str | None = Field(default=None, max_length=254, description="Masked (z***@example.com) like the phone")
+    sms_consent: bool = Field(default=False, description="Agreed to be texted the follow-up link (回访短信)")
 
 
 class Event(BaseModel):
@@ -350,6 +351,37 @@ class EscalationRaised(Event):
     reason: str
 
 
+# --- notifier -----------------------------------------------------------------
+
+
+class _NotificationAttempt(Event):
+    notification_id: UUID = Field(description="Also the message id every attempt carries (webhook-id, OutId,"
+                                  " Message-ID): a receiver drops a repeat by it")
+    summons_id: UUID | None = None
+    kind: str = Field(description="The event that caused it, e.g. summons.issued")
+    recipient_id: str = Field(description="A responder id, a desk ('community', 'street-command-centre') or 'resident'")
+    step: str = Field(description="Step of the recipient's contact rule; 3.1: the superior's first, from step 3")
+    channel: Literal["webhook", "wecom", "dingtalk", "email", "sms"]
+    address: str | None = Field(default=None, description="Masked: 138****1234, z***@example.org, a URL's host")
+    attempt: int = Field(ge=1)
+    status: int | None = Field(default=None, description="The channel's HTTP status or SMTP code")
+    answer: str | None = Field(default=None, max_length=300, description="The channel's own words, cut short")
+
+
+class NotificationSent(_NotificationAttempt):
+    """An attempt the channel accepted: the notification is delivered."""
+
+    SUBJECT: ClassVar[str] = "notification.sent"
+
+
+class NotificationFailed(_NotificationAttempt):
+    """An attempt that did not go through: tried again at `retry_at`, or `final` (4xx, or attempts spent)."""
+
+    SUBJECT: ClassVar[str] = "notification.failed"
+    final: bool
+    retry_at: AwareDatetime | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.SUBJECT: cls
     for cls in (
@@ -379,6 +411,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SlaWarned,
         SlaBreached,
         EscalationRaised,
+        NotificationSent,
+        NotificationFailed,
     )
 }
 

@@ -1,7 +1,7 @@
 """Subject and stream names (one place; services import, never spell them)."""
 
 EVENTS_STREAM = "EVENTS"
-EVENTS_SUBJECTS = ["whistle.>", "summons.>", "sla.>", "escalation.>"]
+EVENTS_SUBJECTS = ["whistle.>", "summons.>", "sla.>", "escalation.>", "notification.>"]
 
 CLOCKS_STREAM = "CLOCKS"
 CLOCK_TIMER = "clock.timer"  # + .<clock_id>: the schedule message (Nats-Schedule: @at …)
@@ -38,9 +38,16 @@ QRY_ROUTING_EXPLAIN = "qry.routing.explain"
 QRY_LEDGER_WHISTLE = "qry.ledger.whistle"
 QRY_LEDGER_WHISTLES = "qry.ledger.whistles"
 QRY_LEDGER_DEADLETTERS = "qry.ledger.deadletters"
+QRY_LEDGER_DEADLETTER = "qry.ledger.deadletter"  # one dead letter, with its body and replays
+CMD_LEDGER_DEADLETTER_REPLAY = "cmd.ledger.deadletter_replay"  # put it back on its subject (supervisors)
 QRY_LEDGER_RATES = "qry.ledger.rates"
 QRY_LEDGER_RANKING = "qry.ledger.ranking"
 QRY_LEDGER_OPEN311 = "qry.ledger.open311"  # whistles by ids / categories / dates / open-closed, for Open311
 QRY_ESCALATION_POLICIES = "qry.escalation.policies"
+CMD_NOTIFIER_CONTACTS_PUT = "cmd.notifier.contacts_put"  # a responder's contact rule (supervisor, or itself)
+QRY_NOTIFIER_CONTACTS = "qry.notifier.contacts"
+QRY_NOTIFIER_NOTIFICATIONS = "qry.notifier.notifications"  # what was sent, to whom, each attempt
+QRY_INTAKE_REPORTER_CONTACT = "qry.intake.reporter_contact"  # the whole phone, for the notifier only (system)
+QRY_RESPONSE_FOLLOW_UP_TOKEN = "qry.response.follow_up_token"  # the follow-up link to text (system)
 
-SERVICES = ("intake", "routing", "response", "escalation", "ledger")
+SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier")

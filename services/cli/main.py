@@ -18,6 +18,9 @@ from services.cli.settings import RunnerSettings
 app = typer.Typer(help="Whistle: the community blows the whistle, everyone reports (吹哨报到).", no_args_is_help=True)
 summons_app = typer.Typer(help="A responder's summons: list, report, arrive, resolve.", no_args_is_help=True)
 app.add_typer(summons_app, name="summons")
+dead_letters_app = typer.Typer(help="Messages that could not be handled (supervisors): list, show, replay.",
+                               no_args_is_help=True)
+app.add_typer(dead_letters_app, name="dead-letters")
 
 Who = Annotated[str, typer.Option("--as", help="dispatcher, supervisor or a responder id")]
 
@@ -126,6 +129,46 @@ for _action in ("report", "arrive", "resolve"):
     summons_app.command(_action)(_act(_action))
 
 
+@dead_letters_app.command("list")
+def dead_letters_list(
+    replayed: Annotated[bool | None, typer.Option("--replayed/--not-replayed",
+                                                  help="Only those replayed / never replayed")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="The API's answer as it is, bodies included")] = False,
+    who: Who = "supervisor",
+) -> None:
+    """Dead letters, newest first, one a line: id, consumer, event type, whistle, attempts, replays, last error."""
+    params = {"limit": limit} if replayed is None else {"limit": limit, "replayed": str(replayed).lower()}
+    if as_json:
+        _call(who, "GET", "/v1/dead-letters", params=params)
+        return
+    try:
+        with client(_home(), who) as c:
+            r = c.get("/v1/dead-letters", params=params)
+    except ClientError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if r.status_code >= 400:
+        typer.echo(json.dumps(r.json(), ensure_ascii=False, indent=2))
+        raise typer.Exit(1)
+    for d in r.json():
+        typer.echo(f"{d['id']:>6}  {(d['recorded_at'] or '')[:19]}  {d['consumer'] or d['service']:<22} "
+                   f"{d['event_type'] or d['subject']:<18} {d['whistle_id'] or '-':<36}  tried {d['deliveries'] or '?'}"
+                   f"  replayed {d['replays']}  {d['reason'][:100]}")
+
+
+@dead_letters_app.command("show")
+def dead_letters_show(dead_letter_id: Annotated[str, typer.Argument(metavar="ID")], who: Who = "supervisor") -> None:
+    """One dead letter, with the message's body."""
+    _call(who, "GET", f"/v1/dead-letters/{dead_letter_id}")
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(dead_letter_id: Annotated[str, typer.Argument(metavar="ID")], who: Who = "supervisor") -> None:
+    """Put the message back on its subject once its cause is fixed; a consumer that handled it ignores it."""
+    _call(who, "POST", f"/v1/dead-letters/{dead_letter_id}/replay")
+
+
 def _read_orders(path: Path) -> list[dict]:
     """A CSV (header row: order_id, received_at, category_text, address, description, caller_phone,
     deadline_class) or a JSON list of such objects."""
@@ -182,11 +225,12 @@ def docs(out: Annotated[Path, typer.Option(help="Folder for the AsyncAPI documen
     from services.escalation.app import build as escalation
     from services.intake.app import build as intake
     from services.ledger.app import build as ledger
+    from services.notifier.app import build as notifier
     from services.response.app import build as response
     from services.routing.app import build as routing
 
     out.mkdir(parents=True, exist_ok=True)
-    for build in (intake, routing, response, escalation, ledger):
+    for build in (intake, routing, response, escalation, ledger, notifier):
         runtime = build()
         package = importlib.import_module(f"services.{runtime.name}")
         spec = AsyncAPI(runtime.broker, runtime.spec_broker, title=f"Whistle {runtime.name}", version="0.1.0", description=package.__doc__)

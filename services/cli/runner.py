@@ -29,7 +29,7 @@ log = structlog.get_logger("runner")
 # tables ran through the 10,000-clock window of bench/timers.py: Postgres took 0.89 of the two cores
 # there (0.64 in a run without), the firings' lateness p99 was 1.4 s. Upkeep can wait; clocks cannot
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
-SERVICES = ("intake", "routing", "response", "escalation", "ledger", "gateway")
+SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier", "gateway")
 
 
 def _die_with_parent() -> None:
@@ -141,11 +141,12 @@ class Runner:
         from services.escalation.app import build as escalation
         from services.intake.app import build as intake
         from services.ledger.app import build as ledger
+        from services.notifier.app import build as notifier
         from services.response.app import build as response
         from services.routing.app import build as routing
         from shared.db import create_pool, migrate
 
-        for build in (intake, routing, response, escalation, ledger):
+        for build in (intake, routing, response, escalation, ledger, notifier):
             runtime = build()
             pool = await create_pool(database_url, runtime.name, max_size=1)
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
@@ -16,8 +17,9 @@ from services.gateway.edge import Edge, TokenCache
 from services.gateway.limits import TokenBuckets
 from services.gateway.open311 import build_router as open311_router
 from services.gateway.settings import GatewaySettings
-from shared import auth, heap, subjects
+from shared import auth, heap, paging, subjects
 from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
+from shared.contacts import ContactRule
 from shared.contracts import Actor, Reply, ReturnReason
 from shared.validation import refusal_from
 
@@ -55,6 +57,18 @@ class Verification(Note):
     photo_url: str | None = Field(default=None, max_length=500)
 
 
+# every command takes one; a retry with it gets the first answer (the owner keeps it per caller)
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=128,
+    description="Any string of 1–128 characters; a retry with the same key gets the first answer, not a second effect",
+)]
+Limit = Annotated[int, Query(ge=1, le=paging.MAX_LIMIT, description="Rows a page, at most")]
+Cursor = Annotated[str | None, Query(
+    min_length=1, max_length=paging.MAX_CURSOR, pattern=r"^[A-Za-z0-9_-]+$",
+    description="Where the next page starts: X-Next-Cursor (or the Link rel=\"next\") of the page before",
+)]
+
+
 def error(status: int, code: str, reason: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"code": code, "reason": reason, "field": field}})
 
@@ -70,16 +84,34 @@ def answer(reply: Reply, status: int = 200) -> JSONResponse:
     return response
 
 
+def paged(request: Request, reply: Reply, body=lambda data: data["items"]) -> JSONResponse:
+    """A page of a list as the body it always was; `Link: rel="next"` and `X-Next-Cursor` when there is more."""
+    if not reply.ok:
+        return answer(reply)
+    response = JSONResponse(content=body(reply.data))
+    if cursor := reply.data.get("next_cursor"):
+        following = request.url.include_query_params(cursor=cursor)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        response.headers["X-Next-Cursor"] = cursor
+    return response
+
+
 RESIDENT = Actor(role="resident", id="follow-up-link")  # the link itself is the credential
+
+
+def resident_key(token: str, key: str | None) -> str | None:
+    """A resident's Idempotency-Key, scoped to its link: every resident is the same caller to the owner."""
+    return None if key is None else hashlib.sha256(f"{token}\n{key}".encode()).hexdigest()
 
 
 def actor_of(request: Request) -> Actor:
     return request.state.actor
 
 
-def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) -> FastAPI:
+    """The gateway's app; `bus` is for tests (a fake owner on the other side)."""
     settings = settings or GatewaySettings()
-    bus = Bus(settings.nats_url, settings.request_timeout_s)
+    bus = bus or Bus(settings.nats_url, settings.request_timeout_s)
     secret = settings.auth_secret.get_secret_value()
 
     @asynccontextmanager
@@ -108,7 +140,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             raised = RaiseWhistle.model_validate_json(body)
         except ValidationError:
             return None
-        reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor, {**raised.model_dump(mode="json"), "idempotency_key": key})
+        reply = await bus.command(subjects.CMD_INTAKE_BLOW, actor, {**raised.model_dump(mode="json"),
+                                                                     "idempotency_key": key}, idempotency_key=key)
         response = answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
         return response.status_code, response.body
 
@@ -119,7 +152,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path")]
+        loc = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
         return JSONResponse(
             status_code=422,
             content={
@@ -130,9 +163,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"], summary="200 only when every service is ready")
     async def healthz() -> JSONResponse:
-        services = await bus.health()
+        health = await bus.health()
+        services = {name: h["ready"] for name, h in health.items()}
+        problems = {name: h["problems"] for name, h in health.items() if not h["ready"]}
         ready = all(services.values())
-        return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, "services": services})
+        content = {"ready": ready, "services": services} | ({"problems": problems} if problems else {})
+        return JSONResponse(status_code=200 if ready else 503, content=content)
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
@@ -144,17 +180,20 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/whistles", tags=["intake"], status_code=201, summary="Blow the whistle / 吹哨")
     async def raise_whistle(
-        request: Request, body: RaiseWhistle,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=128)] = None,
+        request: Request, body: RaiseWhistle, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         payload = {**body.model_dump(mode="json"), "idempotency_key": idempotency_key}
-        reply = await bus.ask(subjects.CMD_INTAKE_BLOW, actor_of(request), payload)
+        reply = await bus.command(subjects.CMD_INTAKE_BLOW, actor_of(request), payload,
+                                  idempotency_key=idempotency_key)
         return answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
 
     @app.post("/v1/imports", tags=["intake"],
               summary="Import a batch of 12345 work orders (up to 1,000 rows a call) / 导入12345工单")
-    async def import_orders(request: Request, body: ImportBatch) -> JSONResponse:
-        return answer(await bus.ask(subjects.CMD_INTAKE_IMPORT, actor_of(request), body.model_dump()))
+    async def import_orders(
+        request: Request, body: ImportBatch, idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return answer(await bus.command(subjects.CMD_INTAKE_IMPORT, actor_of(request), body.model_dump(),
+                                        idempotency_key=idempotency_key))
 
     @app.get("/v1/whistles", tags=["ledger"], summary="The ledger: open whistles / 问题清单")
     async def list_whistles(
@@ -162,9 +201,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         status: Annotated[
             Literal["open", "dispatched", "resolved", "verified", "closed", "unroutable"] | None, Query()
         ] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
+        cursor: Cursor = None,
     ) -> JSONResponse:
-        return answer(await bus.ask(subjects.QRY_LEDGER_WHISTLES, actor_of(request), {"status": status, "limit": limit}))
+        payload = {"status": status, "limit": limit, "cursor": cursor}
+        return paged(request, await bus.ask(subjects.QRY_LEDGER_WHISTLES, actor_of(request), payload))
 
     @app.get("/v1/classes", tags=["intake"], summary="Problem classes / 一个诉求解决一类问题")
     async def list_classes(
@@ -172,10 +213,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         status: Annotated[Literal["open", "raised"] | None, Query()] = None,
         category: Annotated[str | None, Query(max_length=64)] = None,
         building: Annotated[str | None, Query(max_length=16)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
+        cursor: Cursor = None,
     ) -> JSONResponse:
-        payload = {"status": status, "category": category, "building": building, "limit": limit}
-        return answer(await bus.ask(subjects.QRY_INTAKE_CLASSES, actor_of(request), payload))
+        payload = {"status": status, "category": category, "building": building, "limit": limit, "cursor": cursor}
+        return paged(request, await bus.ask(subjects.QRY_INTAKE_CLASSES, actor_of(request), payload))
 
     @app.get("/v1/whistles/{whistle_id}", tags=["ledger"], summary="A whistle, its summons and timeline")
     async def get_whistle(request: Request, whistle_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
@@ -209,31 +251,36 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @app.post("/v1/whistles/{whistle_id}/verify", tags=["response"], summary="Verify and strike off / 核验销号")
     async def verify(
         request: Request, whistle_id: Annotated[str, Path(max_length=64)],
-        body: Annotated[Verification | None, Body()] = None,
+        body: Annotated[Verification | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         body = body or Verification()
         payload = {"whistle_id": whistle_id, **body.model_dump()}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload))
+        return answer(await bus.command(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
 
     @app.get("/v1/summons", tags=["response"], summary="The caller's own summons / 我的派单")
-    async def list_summons(request: Request, limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> JSONResponse:
-        return answer(await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), {"limit": limit}))
+    async def list_summons(request: Request, limit: Limit = 100, cursor: Cursor = None) -> JSONResponse:
+        payload = {"limit": limit, "cursor": cursor}
+        return paged(request, await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), payload))
 
     @app.post("/v1/summons/{summons_id}/extension", tags=["response"], summary="Ask for more time / 申请延期")
     async def ask_extension(
         request: Request, summons_id: Annotated[str, Path(max_length=64)], body: ExtensionAsk,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         payload = {"summons_id": summons_id, **body.model_dump(mode="json")}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_EXTENSION, actor_of(request), payload))
+        return answer(await bus.command(subjects.CMD_RESPONSE_EXTENSION, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
 
     @app.post("/v1/summons/{summons_id}/extension/{decision}", tags=["response"],
               summary="Grant or refuse an extension (supervisors) / 审批延期")
     async def decide_extension(
         request: Request, summons_id: Annotated[str, Path(max_length=64)], decision: Literal["grant", "refuse"],
-        body: Annotated[Note | None, Body()] = None,
+        body: Annotated[Note | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         payload = {"summons_id": summons_id, "decision": decision, "note": (body or Note()).note}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_EXTENSION_DECISION, actor_of(request), payload))
+        return answer(await bus.command(subjects.CMD_RESPONSE_EXTENSION_DECISION, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
 
     @app.post("/v1/summons/{summons_id}/{action}", tags=["response"],
               summary="Report / arrive / resolve; pause and resume while waiting on the resident; "
@@ -242,7 +289,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         request: Request,
         summons_id: Annotated[str, Path(max_length=64)],
         action: Literal["report", "arrive", "resolve", "pause", "resume", "return", "transfer"],
-        body: Annotated[Move | None, Body()] = None,
+        body: Annotated[Move | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         try:
             move = SummonsAction(summons_id=summons_id, action=action, **(body or Move()).model_dump(exclude_none=True))
@@ -254,7 +301,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             if not target.ok:
                 return error(422 if target.refusal.status == 404 else target.refusal.status, target.refusal.code,
                              target.refusal.reason, "to_responder_id")
-        return answer(await bus.ask(subjects.CMD_RESPONSE_ACT, actor_of(request), move.model_dump(mode="json")))
+        return answer(await bus.command(subjects.CMD_RESPONSE_ACT, actor_of(request), move.model_dump(mode="json"),
+                                        idempotency_key=idempotency_key))
 
     @app.get("/v1/whistles/{whistle_id}/routing", tags=["routing"],
              summary="Which rule routed the whistle and why each candidate was chosen or skipped")
@@ -265,17 +313,21 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
               summary="Name who handles a twice-returned whistle (supervisors) / 审定")
     async def arbitrate(
         request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: Arbitration,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         payload = {"whistle_id": whistle_id, **body.model_dump()}
-        return answer(await bus.ask(subjects.CMD_ROUTING_ARBITRATE, actor_of(request), payload))
+        return answer(await bus.command(subjects.CMD_ROUTING_ARBITRATE, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
 
     @app.post("/v1/whistles/{whistle_id}/follow-up", tags=["response"],
               summary="Record the resident's follow-up (dispatchers) / 回访; not solved or dissatisfied reopens it")
     async def follow_up(
         request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: FollowUp,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         payload = {"whistle_id": whistle_id, **body.model_dump()}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_FOLLOW_UP, actor_of(request), payload))
+        return answer(await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
 
     @app.get("/v1/responders", tags=["routing"], summary="The responder registry / 响应单位名册")
     async def list_responders(
@@ -283,11 +335,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         kind: Annotated[Literal["member", "section", "department"] | None, Query()] = None,
         branch: Annotated[str | None, Query(max_length=16)] = None,
         building: Annotated[str | None, Query(max_length=16)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="Rows skipped after the cursor")] = 0,
     ) -> JSONResponse:
-        payload = {"kind": kind, "branch": branch, "building": building, "limit": limit, "offset": offset}
-        return answer(await bus.ask(subjects.QRY_ROUTING_RESPONDERS, actor_of(request), payload))
+        payload = {"kind": kind, "branch": branch, "building": building, "limit": limit, "cursor": cursor,
+                   "offset": offset}
+        reply = await bus.ask(subjects.QRY_ROUTING_RESPONDERS, actor_of(request), payload)
+        return paged(request, reply, lambda data: {"total": data["total"], "responders": data["items"]})
 
     @app.get("/v1/responders/{responder_id}", tags=["routing"], summary="One responder")
     async def get_responder(request: Request, responder_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
@@ -297,21 +352,55 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
              summary="Create or replace a responder (supervisors); a new one gets its bearer token")
     async def put_responder(
         request: Request, responder_id: Annotated[str, Path(max_length=64)], body: ResponderIn,
+        idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        reply = await bus.ask(subjects.CMD_ROUTING_RESPONDER_PUT, actor_of(request),
-                              {"id": responder_id, **body.model_dump()})
+        reply = await bus.command(subjects.CMD_ROUTING_RESPONDER_PUT, actor_of(request),
+                                  {"id": responder_id, **body.model_dump()}, idempotency_key=idempotency_key)
         if reply.ok and reply.data.get("created"):
             reply.data["token"] = auth.mint(secret, "responder", responder_id)
         return answer(reply, 201 if reply.ok and reply.data.get("created") else 200)
+
+    @app.put("/v1/responders/{responder_id}/contacts", tags=["notifier"],
+             summary="How a responder is reached (supervisors, or the responder itself) / 联系规则")
+    async def put_contacts(
+        request: Request, responder_id: Annotated[str, Path(max_length=64)], body: ContactRule,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        payload = {"id": responder_id, "rule": body.model_dump(mode="json")}
+        return answer(await bus.command(subjects.CMD_NOTIFIER_CONTACTS_PUT, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
+
+    @app.get("/v1/responders/{responder_id}/contacts", tags=["notifier"],
+             summary="A responder's contact rule, or the community default it falls back on")
+    async def get_contacts(request: Request, responder_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_NOTIFIER_CONTACTS, actor_of(request), {"id": responder_id}))
+
+    @app.get("/v1/notifications", tags=["notifier"],
+             summary="Notifications and each delivery attempt, newest first (dispatchers, supervisors) / 通知记录")
+    async def notifications(
+        request: Request,
+        whistle_id: Annotated[str | None, Query(max_length=64)] = None,
+        responder_id: Annotated[str | None, Query(max_length=64, description="The recipient")] = None,
+        state: Annotated[Literal["pending", "delivered", "failed", "cancelled"] | None, Query()] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> JSONResponse:
+        payload = {"whistle_id": whistle_id, "responder_id": responder_id, "state": state, "limit": limit,
+                   "cursor": cursor}
+        return paged(request, await bus.ask(subjects.QRY_NOTIFIER_NOTIFICATIONS, actor_of(request), payload))
 
     @app.get("/r/{token}", tags=["residents"], summary="A resident's one-time follow-up link / 回访链接")
     async def resident_link(token: Annotated[str, Path(min_length=8, max_length=64)]) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, {"token": token}))
 
     @app.post("/r/{token}", tags=["residents"], summary="The resident answers the follow-up, once / 居民回访")
-    async def resident_answer(token: Annotated[str, Path(min_length=8, max_length=64)], body: FollowUp) -> JSONResponse:
+    async def resident_answer(
+        token: Annotated[str, Path(min_length=8, max_length=64)], body: FollowUp,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
         payload = {"token": token, **body.model_dump()}
-        return answer(await bus.ask(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, payload))
+        return answer(await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, payload,
+                                        idempotency_key=resident_key(token, idempotency_key)))
 
     @app.get("/v1/policies", tags=["escalation"], summary="SLA policies and ladders in force")
     async def policies(request: Request) -> JSONResponse:
@@ -319,18 +408,41 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.post("/v1/api-keys", tags=["open311"], status_code=201,
               summary="Issue an Open311 API key to a client (supervisors); shown once")
-    async def issue_api_key(request: Request, body: ApiKeyIn) -> JSONResponse:
-        return answer(await bus.ask(subjects.CMD_INTAKE_API_KEY_ISSUE, actor_of(request), body.model_dump()), 201)
+    async def issue_api_key(request: Request, body: ApiKeyIn, idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        return answer(await bus.command(subjects.CMD_INTAKE_API_KEY_ISSUE, actor_of(request), body.model_dump(),
+                                        idempotency_key=idempotency_key), 201)
 
     @app.delete("/v1/api-keys/{client}", tags=["open311"],
                 summary="Revoke every API key of an Open311 client (supervisors); its requests then get 403")
-    async def revoke_api_keys(request: Request, client: Annotated[str, Path(max_length=64)]) -> JSONResponse:
-        return answer(await bus.ask(subjects.CMD_INTAKE_API_KEY_REVOKE, actor_of(request), {"client": client}))
+    async def revoke_api_keys(
+        request: Request, client: Annotated[str, Path(max_length=64)], idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return answer(await bus.command(subjects.CMD_INTAKE_API_KEY_REVOKE, actor_of(request), {"client": client},
+                                        idempotency_key=idempotency_key))
 
     app.include_router(open311_router(bus, settings))
 
-    @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages (supervisors)")
-    async def dead_letters(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
-        return answer(await bus.ask(subjects.QRY_LEDGER_DEADLETTERS, actor_of(request), {"limit": limit}))
+    @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages, newest first (supervisors) / 死信")
+    async def dead_letters(
+        request: Request,
+        replayed: Annotated[bool | None, Query(description="true: replayed at least once; false: never")] = None,
+        limit: Limit = 100,
+        cursor: Cursor = None,
+    ) -> JSONResponse:
+        payload = {"replayed": replayed, "limit": limit, "cursor": cursor}
+        return paged(request, await bus.ask(subjects.QRY_LEDGER_DEADLETTERS, actor_of(request), payload))
+
+    @app.get("/v1/dead-letters/{dead_letter_id}", tags=["ops"], summary="One dead letter (supervisors)")
+    async def dead_letter(request: Request, dead_letter_id: Annotated[str, Path(max_length=64)]) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_LEDGER_DEADLETTER, actor_of(request), {"id": dead_letter_id}))
+
+    @app.post("/v1/dead-letters/{dead_letter_id}/replay", tags=["ops"], status_code=202,
+              summary="Put the message back on its subject for the consumer that failed it (supervisors) / 重放死信")
+    async def replay_dead_letter(
+        request: Request, dead_letter_id: Annotated[str, Path(max_length=64)], idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        reply = await bus.command(subjects.CMD_LEDGER_DEADLETTER_REPLAY, actor_of(request), {"id": dead_letter_id},
+                                  idempotency_key=idempotency_key)
+        return answer(reply, 202)
 
     return app

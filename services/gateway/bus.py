@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import nats
@@ -12,6 +13,21 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from shared import subjects
 from shared.contracts import Actor, Reply
+from shared.ids import utcnow
+
+
+def unstorable(value: Any, path: str = "") -> str | None:
+    """Where in a JSON value the first string Postgres cannot store is (a NUL, half a surrogate pair), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and unstorable(key) is not None:
+            return where
+        if (found := unstorable(item, where)) is not None:
+            return found
+    return None
 
 
 class Bus:
@@ -27,10 +43,27 @@ class Bus:
         if self.nc:
             await self.nc.drain()
 
-    async def ask(self, subject: str, actor: Actor, payload: dict[str, Any] | None = None) -> Reply:
+    async def ask(self, subject: str, actor: Actor, payload: dict[str, Any] | None = None, *,
+                  idempotency_key: str | None = None, expires_at: datetime | None = None) -> Reply:
         """Send a command or query to the owning service; 503 / 504 when it cannot answer."""
         assert self.nc is not None
-        body = json.dumps({"actor": actor.model_dump(), "payload": payload or {}}).encode()
+        message: dict[str, Any] = {"actor": actor.model_dump(), "payload": payload or {}}
+        if idempotency_key is not None:
+            message["idempotency_key"] = idempotency_key
+        if expires_at is not None:
+            message["expires_at"] = expires_at.isoformat()
+        text = json.dumps(message, ensure_ascii=False)  # UTF-8: escaped Chinese would be twice the bytes
+        try:
+            body = text.encode()
+        except UnicodeEncodeError:  # half a surrogate pair, in free-form JSON (typed fields refuse it)
+            body = None
+        # Postgres stores neither a NUL nor half a surrogate pair; caught here for every owner at once
+        where = unstorable(payload or {}) if body is None or "\\u0000" in text else None
+        if body is None or where is not None:
+            return Reply.refuse(422, "invalid", "text may not hold NUL (\\u0000) or half a surrogate pair"
+                                " / 文本不能包含空字符或不成对的代理字符", where)
+        if len(body) > self.nc.max_payload:  # what the client sent, once escaped, is more than one message holds
+            return Reply.refuse(413, "too_large", "the request is too large to forward / 请求过大")
         try:
             msg = await self.nc.request(subject, body, timeout=self.timeout)
         except NoRespondersError:
@@ -39,16 +72,26 @@ class Bus:
             return Reply.refuse(504, "service_timeout", f"{subject} did not answer in time / 服务响应超时")
         return Reply.model_validate_json(msg.data)
 
-    async def health(self) -> dict[str, bool]:
-        """Readiness of every service, asked in parallel."""
+    async def command(self, subject: str, actor: Actor, payload: dict[str, Any] | None = None, *,
+                      idempotency_key: str | None = None) -> Reply:
+        """A command: the owner carries it out only while this gateway still waits for the answer, and a
+        retry with the same idempotency key gets the first answer back."""
+        return await self.ask(subject, actor, payload, idempotency_key=idempotency_key,
+                              expires_at=utcnow() + timedelta(seconds=self.timeout))
+
+    async def health(self) -> dict[str, dict]:
+        """Readiness of every service, asked in parallel: {"ready", "problems": {component: why}}."""
         assert self.nc is not None
 
-        async def one(name: str) -> bool:
+        async def one(name: str) -> dict:
             try:
                 msg = await self.nc.request(f"{subjects.HEALTH}.{name}", b"{}", timeout=1.0)
-                return bool(json.loads(msg.data).get("ready"))
-            except Exception:
-                return False
+                state = json.loads(msg.data)
+                return {"ready": bool(state.get("ready")), "problems": state.get("problems") or {}}
+            except NoRespondersError:
+                return {"ready": False, "problems": {"service": {"reason": "not running / 未运行"}}}
+            except Exception as exc:
+                return {"ready": False, "problems": {"service": {"reason": f"no answer / 无应答: {exc!r}"}}}
 
         results = await asyncio.gather(*(one(n) for n in subjects.SERVICES))
         return dict(zip(subjects.SERVICES, results, strict=True))

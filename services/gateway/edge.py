@@ -45,7 +45,7 @@ class TokenCache:
 
 
 async def _read_body(receive, cap: int) -> bytes | bool | None:
-    """The whole request body; False once it grows past `cap` (no Content-Length); None if the client went away."""
+    """The whole request body; False as soon as it grows past `cap` (the rest unread); None if the client went away."""
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -101,18 +101,26 @@ class Edge:
         started = time.perf_counter()
         refused = self._refusal(scope)
         status = 500
-        if refused is None and (fast := self.fast.get((scope["method"], scope["path"]))):
-            body = await _read_body(receive, self.max_body_bytes)
+        fast = self.fast.get((scope["method"], scope["path"])) if refused is None else None
+        body: bytes | bool | None = None
+        if refused is None and (fast or scope["state"]["has_body"]):
+            # read here, counting bytes as they arrive (chunked or not): past the cap the answer is 413 at
+            # once and the rest is never read; the app gets the body replayed
+            cap = self._cap(scope)
+            body = await _read_body(receive, cap)
             if body is None:  # the client went away
                 return
-            answered = await fast(scope, body, scope["state"]["actor"]) if isinstance(body, bytes) else _error(
-                413, "too_large", f"body over {self.max_body_bytes} bytes / 请求体过大")[::2]
+            if body is False:
+                refused = _error(413, "too_large", f"body over {cap} bytes / 请求体过大", [(b"connection", b"close")])
+        if refused is None and fast:
+            answered = await fast(scope, body, scope["state"]["actor"])
             if answered is not None:
                 status, content = answered
                 await _send_json(send, status, content)
                 telemetry.HTTP_REQUESTS.labels(scope["path"], str(status)).inc()
                 telemetry.HTTP_LATENCY.labels(scope["path"]).observe(time.perf_counter() - started)
                 return
+        if refused is None and body is not None:
             receive = _replay(body, receive)
         if refused is None:
             async def send_and_see(message: dict) -> None:
@@ -135,21 +143,25 @@ class Edge:
         telemetry.HTTP_REQUESTS.labels("unmatched", str(status)).inc()
         telemetry.HTTP_LATENCY.labels("unmatched").observe(time.perf_counter() - started)
 
+    def _cap(self, scope: Scope) -> int:
+        return self.max_import_bytes if scope["path"] == "/v1/imports" else self.max_body_bytes
+
     def _refusal(self, scope: Scope) -> tuple[int, list, bytes] | None:
-        """The answer for a request refused at the edge, or None (its actor then set on the scope)."""
+        """The answer for a request refused at the edge, or None (its actor and whether it has a body then set
+        on the scope)."""
         headers: dict[bytes, bytes] = {}
         for k, v in scope["headers"]:  # the first of a repeated header, as Starlette's Headers.get
             headers.setdefault(k.lower(), v)
         path: str = scope["path"]
-        length = headers.get(b"content-length", b"").decode("latin-1")
-        has_body = scope["method"] in ("POST", "PUT", "PATCH") and (length not in ("", "0")
-                                                                    or b"transfer-encoding" in headers)
+        length = headers.get(b"content-length", b"").decode("latin-1").strip()
+        has_body = (length not in ("", "0") or b"transfer-encoding" in headers)
         media = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
-        cap = self.max_import_bytes if path == "/v1/imports" else self.max_body_bytes
+        cap = self._cap(scope)
         actor = None
-        if length and length.isdigit() and int(length) > cap:
+        if length.isascii() and length.isdigit() and (len(length) > 15 or int(length) > cap):
             return _error(413, "too_large", f"body over {cap} bytes / 请求体过大")
-        if path.startswith(("/v1/", "/r/")) and has_body and media != "application/json":
+        if path.startswith(("/v1/", "/r/")) and has_body and scope["method"] in ("POST", "PUT", "PATCH") \
+                and media != "application/json":
             return _error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
         if path.startswith("/v1/"):
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -163,5 +175,6 @@ class Edge:
             if wait:
                 return _error(429, "rate_limited", "too many requests; retry later / 请求过于频繁，请稍后再试",
                               [(b"retry-after", retry_after(wait).encode())])
-        scope.setdefault("state", {})["actor"] = actor
+        state = scope.setdefault("state", {})
+        state["actor"], state["has_body"] = actor, has_body
         return None

@@ -18,13 +18,14 @@ from fastapi.responses import Response
 
 from services.gateway.bus import Bus
 from services.gateway.settings import GatewaySettings
-from shared import subjects
+from shared import paging, subjects
 from shared.contracts import Actor, Reply
 
 PREFIX = "/open311/v2"
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 READER = Actor(role="system", id="open311")  # GETs are public; the ledger answers the edge as a system caller
 MAX_SPAN = timedelta(days=90)
+EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9998, 12, 31, tzinfo=UTC)
 BEIJING = timezone(timedelta(hours=8))
 # XML list elements and the name of each item in them
 ITEM = {"values": "value", "attributes": "attribute", "endpoints": "endpoint", "formats": "format",
@@ -77,10 +78,14 @@ _BUILDING = (re.compile(r"(\d{1,3})\s*(?:号楼|号|栋|幢)"), re.compile(r"(?i
              re.compile(r"^\s*(\d{1,3})\s*$"))
 
 
+_ADDRESS_ID = re.compile(r"\s*([0-9]{1,3})\s*")
+
+
 def building_of(address_string: str | None, address_id: str | None) -> str | None:
     """The building number from address_id, or from '7号楼' / 'building 7' / '7' in address_string."""
-    if address_id and address_id.strip().isdigit():
-        return str(int(address_id))
+    # ASCII digits only: '²' is a digit to isdigit() but not to int(), and 5,000 digits are too many for int()
+    if address_id and (m := _ADDRESS_ID.fullmatch(address_id)):
+        return str(int(m.group(1)))
     for pattern in _BUILDING:
         if address_string and (m := pattern.search(address_string)):
             return str(int(m.group(1)))
@@ -93,7 +98,11 @@ def parse_when(value: str, field: str) -> datetime:
         at = datetime.fromisoformat(value.strip().replace("z", "Z"))
     except ValueError as exc:
         raise Open311Error(400, f"{field} must be ISO 8601, e.g. 2024-05-01T08:00:00+08:00 / 日期格式无效") from exc
-    return at if at.tzinfo else at.replace(tzinfo=BEIJING)
+    at = at if at.tzinfo else at.replace(tzinfo=BEIJING)
+    # 90 days either side must still be a time Python and Postgres have
+    if not EARLIEST <= at <= LATEST:
+        raise Open311Error(400, f"{field} must fall in the years 1900–9998 / 日期须在 1900–9998 年之间")
+    return at
 
 
 def period(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
@@ -212,10 +221,11 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
     async def catalogue() -> dict[str, dict]:
         return {c["code"]: c for c in check(await bus.ask(subjects.QRY_INTAKE_CATEGORIES, READER))}
 
-    async def requests_by(payload: dict) -> list[dict]:
-        rows = check(await bus.ask(subjects.QRY_LEDGER_OPEN311, READER, payload))
+    async def requests_by(payload: dict) -> tuple[list[dict], str | None]:
+        """A page of service requests and the cursor of the next one (None: the last)."""
+        found = check(await bus.ask(subjects.QRY_LEDGER_OPEN311, READER, payload))
         services = {code: service_of(c) for code, c in (await catalogue()).items()}
-        return [request_of(w, services) for w in rows]
+        return [request_of(w, services) for w in found["items"]], found["next_cursor"]
 
     async def answer(request: Request, name: str, handle) -> Response:
         fmt = "xml" if name.endswith(".xml") else "json"
@@ -241,7 +251,13 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
             if stem == "services":
                 return render(fmt, "services", "service", [service_of(c) for c in (await catalogue()).values()])
             if stem == "requests":
-                return render(fmt, "service_requests", "request", await requests_by(query(params)))
+                found, cursor = await requests_by(query(params))
+                response = render(fmt, "service_requests", "request", found)
+                if cursor:
+                    following = request.url.include_query_params(cursor=cursor)
+                    response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+                    response.headers["X-Next-Cursor"] = cursor
+                return response
             raise Open311Error(404, f"no resource {stem!r} / 资源不存在")
         return await answer(request, name, handle)
 
@@ -254,7 +270,7 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
                     raise Open311Error(404, f"no service {stem!r} / 无此服务")
                 return render(fmt, "service_definition", None, definition_of(c))
             if kind in ("requests", "tokens"):
-                found = await requests_by({"ids": [stem]})
+                found, _ = await requests_by({"ids": [stem], "limit": 1})
                 if not found:
                     raise Open311Error(404, f"no service request {stem!r} / 无此诉求")
                 if kind == "tokens":  # requests are created synchronously: the token is the request id
@@ -276,9 +292,13 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
             services = await catalogue()
             if not code or code not in services:
                 raise Open311Error(400, f"service_code {code!r} is not a service; see services.{fmt} / 服务代码无效")
-            payload = blow_payload(fields, attributes_of(form), services[code])
-            reply = await bus.ask(subjects.CMD_INTAKE_BLOW, Actor(role="dispatcher", id=f"open311:{client['client']}"),
-                                  payload)
+            key = request.headers.get("idempotency-key")
+            if key is not None and not 1 <= len(key) <= 128:
+                raise Open311Error(400, "Idempotency-Key: 1–128 characters / 幂等键须为 1–128 个字符")
+            payload = {**blow_payload(fields, attributes_of(form), services[code]), "idempotency_key": key}
+            reply = await bus.command(subjects.CMD_INTAKE_BLOW,
+                                      Actor(role="dispatcher", id=f"open311:{client['client']}"), payload,
+                                      idempotency_key=key)
             notice = "received; the community dispatches it / 已受理，社区将派单"
             return render(fmt, "service_requests", "request",
                           [{"service_request_id": check(reply)["id"], "service_notice": notice, "account_id": None}])
@@ -292,9 +312,14 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
 
 
 def query(params: dict[str, str]) -> dict:
-    """GET requests' filters as the ledger's query: ids override the rest."""
+    """GET requests' filters and page (`limit`, `cursor`) as the ledger's query: ids override the filters."""
+    page = {"limit": bounded(params.get("limit"), "limit", 1, paging.MAX_LIMIT, default=paging.MAX_LIMIT)}
+    if cursor := params.get("cursor"):
+        if not _CURSOR.fullmatch(cursor):
+            raise Open311Error(400, "cursor: not one this list handed out / 游标无效")
+        page["cursor"] = cursor
     if ids := [i.strip() for i in (params.get("service_request_id") or "").split(",") if i.strip()]:
-        return {"ids": ids}
+        return {"ids": ids, **page}
     status = params.get("status") or None
     if status is not None and status not in ("open", "closed"):
         raise Open311Error(400, "status is open or closed / 状态须为 open 或 closed")
@@ -302,7 +327,19 @@ def query(params: dict[str, str]) -> dict:
     codes = [c.strip() for c in (params.get("service_code") or "").split(",") if c.strip()] or None
     # end_date is inclusive: the ledger's upper bound is exclusive
     return {"categories": codes, "start": begins.isoformat(), "end": (ends + timedelta(microseconds=1)).isoformat(),
-            "status": status}
+            "status": status, **page}
+
+
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,%d}" % paging.MAX_CURSOR)
+
+
+def bounded(value: str | None, field: str, least: int, most: int, default: int) -> int:
+    """A whole number parameter within [least, most]; the default when absent."""
+    if value is None or value == "":
+        return default
+    if not re.fullmatch(r"[0-9]{1,7}", value.strip()) or not least <= int(value) <= most:
+        raise Open311Error(400, f"{field} is a whole number from {least} to {most} / {field} 须为 {least}–{most} 的整数")
+    return int(value)
 
 
 def blow_payload(fields: dict[str, str], attributes: dict[str, list[str]], category: dict) -> dict:

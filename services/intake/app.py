@@ -53,5 +53,6 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)
     runtime.on_request(subjects.CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys)
     runtime.on_request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, query=True)
+    runtime.on_request(subjects.QRY_INTAKE_REPORTER_CONTACT, handlers.reporter_contact, query=True)
     runtime.documents(WhistleBlown, WhistleGrouped)
     return runtime

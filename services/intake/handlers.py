@@ -7,11 +7,12 @@ import re
 import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 
 from services.intake import classes, domain, hotline, store
-from shared import telemetry
+from shared import paging, telemetry
 from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
 
 
@@ -105,14 +106,12 @@ class IntakeHandlers:
         status = q.get("status")
         if status not in (None, "open", "raised"):
             return Reply.refuse(422, "invalid", "status: open or raised / 状态无效", "status")
-        try:
-            limit = int(q.get("limit") or 100)
-        except (TypeError, ValueError):
-            limit = 0
-        if not 1 <= limit <= 1000:
-            return Reply.refuse(422, "invalid", "limit: 1–1000 / 数量无效", "limit")
-        rows = await store.list_classes(pool, status, q.get("category"), q.get("building"), limit)
-        return Reply.success([_class_view(r) for r in rows])
+        asked = paging.window(q, 100, paging.aware, paging.uuid)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
+        rows = await store.list_classes(pool, status, q.get("category"), q.get("building"), limit + 1, after)
+        return Reply.success(paging.page([_class_view(r) for r in rows], limit, lambda c: (c["first_seen"], c["id"])))
 
     async def categories(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
         """The service catalogue, with each category's attributes, keywords and group."""
@@ -142,6 +141,19 @@ class IntakeHandlers:
             return Reply.refuse(404, "no_such_client", f"no active API key for {client[:64]!r} / 该客户端没有有效密钥",
                                 "client"), []
         return Reply.success({"client": client, "revoked": revoked}), []
+
+    async def reporter_contact(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """The reporter's whole phone, for the notifier to text the follow-up link (system callers only)."""
+        if cmd.actor.role != "system":
+            return Reply.refuse(403, "forbidden", "system callers only / 仅限系统调用")
+        try:
+            whistle_id = UUID(str(cmd.payload.get("whistle_id")))
+        except ValueError:
+            return Reply.refuse(422, "invalid", "not a whistle id / 哨编号无效", "whistle_id")
+        row = await store.reporter_contact(pool, whistle_id)
+        if row is None:
+            return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨")
+        return Reply.success({"phone": row["reporter_phone"], "sms_consent": row["reporter_sms_consent"]})
 
     async def check_api_key(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """The client an API key was issued to, or 403."""

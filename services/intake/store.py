@@ -20,11 +20,11 @@ async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseW
     reporter = raised.reporter if raised else None
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
         e.actor, e.occurred_at, reporter.name if reporter else None, reporter.phone if reporter else None,
-        e.attachments, reporter.email if reporter else None,
+        e.attachments, reporter.email if reporter else None, bool(reporter and reporter.sms_consent),
     )
 
 
@@ -35,18 +35,25 @@ async def save_whistles(conn: asyncpg.Connection, blows: list[Blow]) -> None:
     rows = [(b.whistle, b.raised.reporter) for b in blows]
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email)"
+        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent)"
         " SELECT id, category, description, location::jsonb, tier, source, raised_by, raised_at, reporter_name,"
-        " reporter_phone, attachments::jsonb, reporter_email FROM unnest($1::uuid[], $2::text[], $3::text[],"
+        " reporter_phone, attachments::jsonb, reporter_email, consent FROM unnest($1::uuid[], $2::text[], $3::text[],"
         " $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],"
-        " $12::text[]) AS t(id, category, description, location, tier, source, raised_by, raised_at, reporter_name,"
-        " reporter_phone, attachments, reporter_email)",
+        " $12::text[], $13::bool[]) AS t(id, category, description, location, tier, source, raised_by, raised_at,"
+        " reporter_name, reporter_phone, attachments, reporter_email, consent)",
         [e.whistle_id for e, _ in rows], [e.category for e, _ in rows], [e.description for e, _ in rows],
         [e.location.model_dump_json() for e, _ in rows], [e.tier.value for e, _ in rows],
         [e.source.value for e, _ in rows], [e.actor for e, _ in rows], [e.occurred_at for e, _ in rows],
         [r.name if r else None for _, r in rows], [r.phone if r else None for _, r in rows],
         [json.dumps(e.attachments) for e, _ in rows], [r.email if r else None for _, r in rows],
+        [bool(r and r.sms_consent) for _, r in rows],
     )
+
+
+async def reporter_contact(pool: asyncpg.Pool, whistle_id: UUID) -> asyncpg.Record | None:
+    """The reporter's whole phone and whether they agreed to be texted."""
+    return await pool.fetchrow(
+        "SELECT reporter_phone, reporter_sms_consent FROM whistles WHERE id = $1", whistle_id)
 
 
 async def claim_idempotency(conn: asyncpg.Connection, blows: list[Blow], at: datetime) -> set[IdempotencyKey]:
@@ -144,17 +151,23 @@ async def save_classes(conn: asyncpg.Connection, changed: list[ProblemClass],
     )
 
 
+MAX_LISTED_MEMBERS = 1000  # member ids listed per class (`size` counts them all): a page's rows stay bounded
+
+
 async def list_classes(pool: asyncpg.Pool, status: str | None, category: str | None, building: str | None,
-                       limit: int) -> list[dict]:
-    """Classes, newest activity first, each with its member whistle ids in the order they joined."""
+                       limit: int, after: tuple[datetime, UUID] | None = None) -> list[dict]:
+    """Classes, newest first (by when they began: a stable order to page by), after a page's last, each with
+    its first member whistle ids in the order they joined."""
+    at, last = after or (None, None)
     rows = await pool.fetch(
         f"SELECT {', '.join('c.' + col for col in _CLASS_COLUMNS.split(', '))},"
-        " array_agg(m.whistle_id ORDER BY m.joined_at, m.whistle_id) AS member_ids"
+        " (array_agg(m.whistle_id ORDER BY m.joined_at, m.whistle_id))[1:$7] AS member_ids"
         " FROM problem_classes c JOIN class_members m ON m.class_id = c.id"
         " WHERE ($1::text IS NULL OR ($1 = 'raised') = (c.raised_at IS NOT NULL))"
         " AND ($2::text IS NULL OR c.category = $2) AND ($3::text IS NULL OR c.building = $3)"
-        " GROUP BY c.id ORDER BY c.last_seen DESC, c.id LIMIT $4",
-        status, category, building, limit,
+        " AND ($5::timestamptz IS NULL OR (c.first_seen, c.id) < ($5, $6::uuid))"
+        " GROUP BY c.id ORDER BY c.first_seen DESC, c.id DESC LIMIT $4",
+        status, category, building, limit, at, last, MAX_LISTED_MEMBERS,
     )
     return [dict(r) for r in rows]
 

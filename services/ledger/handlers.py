@@ -1,62 +1,17 @@
-"""Ledger's handlers: project every event; record dead letters; answer queries."""
+"""Ledger's handlers: project every event; answer queries (dead letters: dead_letter_handlers.py)."""
 
 from __future__ import annotations
 
-import json
-import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-from nats.aio.msg import Msg
 
 from services.ledger import rates, store
+from shared import paging
 from shared.contracts import Command, Event, Refusal, Reply
 from shared.ids import utcnow
-from shared.runtime import Poison, ServiceRuntime
-
-_NS = uuid.UUID("6b1f5e0a-3c1d-4f7e-9a51-7a3f0b9c2d10")
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    key: UUID
-    service: str
-    subject: str
-    reason: str
-    stream_seq: int | None
-    body: bytes | None
-
-
-@dataclass(frozen=True)
-class MaxDeliveries:
-    key: UUID
-    stream: str
-    consumer: str
-    stream_seq: int
-    deliveries: int
-
-
-def parse_dead_letter(m: Msg) -> DeadLetter:
-    h = m.headers or {}
-    seq = m.metadata.sequence.stream if m.metadata else 0
-    return DeadLetter(
-        key=uuid.uuid5(_NS, f"deadletter:{seq}"), service=h.get("Whistle-Service", m.subject.rsplit(".", 1)[-1]),
-        subject=h.get("Whistle-Subject", "?"), reason=h.get("Whistle-Reason", "unknown"),
-        stream_seq=int(h["Whistle-Stream-Seq"]) if h.get("Whistle-Stream-Seq", "").isdigit() else None, body=m.data,
-    )
-
-
-def parse_advisory(m: Msg) -> MaxDeliveries:
-    try:
-        a = json.loads(m.data)
-        return MaxDeliveries(
-            key=uuid.uuid5(_NS, f"advisory:{a['stream']}:{a['consumer']}:{a['stream_seq']}"),
-            stream=a["stream"], consumer=a["consumer"], stream_seq=int(a["stream_seq"]), deliveries=int(a["deliveries"]),
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise Poison(f"bad advisory: {exc}") from exc
+from shared.runtime import ServiceRuntime
 
 
 def _uuid(value: object) -> UUID | None:
@@ -84,25 +39,6 @@ class LedgerHandlers:
         await store.project_many(conn, events)
         return []
 
-    async def on_dead_letter(self, conn: asyncpg.Connection, dl: DeadLetter, now: datetime):  # noqa: ARG002
-        """Keep every dead-lettered message, with its reason, for the supervisor."""
-        await store.record_dead_letter(conn, dl.key, dl.service, dl.subject, dl.reason, dl.stream_seq, dl.body)
-        return []
-
-    async def on_max_deliveries(self, conn: asyncpg.Connection, a: MaxDeliveries, now: datetime):  # noqa: ARG002
-        """A message failed `max_deliver` times: fetch it by stream sequence and dead-letter it."""
-        subject, body = "?", None
-        try:
-            raw = await self.runtime.nc.jetstream().get_msg(a.stream, a.stream_seq)
-            subject, body = raw.subject, raw.data
-        except Exception:  # already gone from the stream: keep the record anyway
-            pass
-        await store.record_dead_letter(
-            conn, a.key, a.consumer.split("-", 1)[0], subject,
-            f"failed {a.deliveries} deliveries to consumer {a.consumer}", a.stream_seq, body,
-        )
-        return []
-
     async def whistle(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """A whistle with its summons and timeline."""
         whistle_id = _uuid(cmd.payload.get("id"))
@@ -120,8 +56,12 @@ class LedgerHandlers:
         if cmd.actor.role == "responder":
             return Reply(ok=False, refusal=Refusal(status=403, code="forbidden", reason="dispatchers and supervisors only / 仅限调度员和督办"))
         status = cmd.payload.get("status")
-        limit = min(int(cmd.payload.get("limit") or 100), 1000)
-        return Reply.success(await store.whistles(pool, status, limit))
+        asked = paging.window(cmd.payload, 100, paging.aware_or_none, paging.uuid)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
+        rows = await store.whistles(pool, status, limit + 1, after)
+        return Reply.success(paging.page(rows, limit, lambda r: (r["raised_at"], r["id"])))
 
     async def open311(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """Whistles for the Open311 GeoReport edge: by ids, or by categories, [start, end) and open / closed."""
@@ -142,16 +82,13 @@ class LedgerHandlers:
         if status not in (None, "open", "closed"):
             return Reply.refuse(422, "bad_status", "status is open or closed / 状态须为 open 或 closed", "status")
         categories = p.get("categories") or None
-        limit = min(int(p.get("limit") or 1000), 1000)
+        asked = paging.window(p, 1000, paging.aware, paging.uuid)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
         rows = await store.open311_requests(pool, ids, categories, begins, ends,
-                                            None if status is None else status == "closed", limit)
-        return Reply.success(rows)
-
-    async def dead_letters(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """Dead-lettered messages, newest first (supervisors)."""
-        if cmd.actor.role != "supervisor":
-            return Reply(ok=False, refusal=Refusal(status=403, code="supervisor_only", reason="supervisors only / 仅限督办"))
-        return Reply.success(await store.dead_letters(pool, min(int(cmd.payload.get("limit") or 100), 1000)))
+                                            None if status is None else status == "closed", limit + 1, after)
+        return Reply.success(paging.page(rows, limit, lambda r: (r["raised_at"], r["id"])))
 
     async def rates(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """The three rates (三率) of one responder, or of the community, over a month or dates."""

@@ -34,6 +34,9 @@ RATE_NAMES = ("response", "resolution", "satisfaction")
 DEFAULT_WEIGHTS: dict[str, float] = {"response": 0.1, "resolution": 0.45, "satisfaction": 0.45}
 PLEASED = frozenset({"satisfied", "basically_satisfied"})
 LIST_SIZE = 5
+# the years a period may fall in: at the edges of Python's and Postgres's calendars a Beijing midnight
+# (or the month after) is not a time either of them has
+FIRST_YEAR, LAST_YEAR = 1900, 9998
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -69,6 +72,8 @@ class Period:
         if not match:
             raise PeriodError("month", f"{text!r} is not a month like 2026-11 / 月份格式应为 YYYY-MM")
         year, month = int(match[1]), int(match[2])
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise PeriodError("month", f"a month of {FIRST_YEAR}–{LAST_YEAR} / 月份须在 {FIRST_YEAR}–{LAST_YEAR} 年之间")
         return cls(date(year, month, 1), date(year + month // 12, month % 12 + 1, 1))
 
     def as_dict(self) -> dict:
@@ -90,6 +95,8 @@ def period_from(month: str | None = None, start: str | None = None, end: str | N
             dates[name] = date.fromisoformat(text)
         except ValueError:
             raise PeriodError(name, f"{text!r} is not a date like 2026-11-01 / 日期格式应为 YYYY-MM-DD") from None
+        if not FIRST_YEAR <= dates[name].year <= LAST_YEAR:
+            raise PeriodError(name, f"a date of {FIRST_YEAR}–{LAST_YEAR} / 日期须在 {FIRST_YEAR}–{LAST_YEAR} 年之间")
     if dates["to"] <= dates["from"]:
         raise PeriodError("to", "to must be after from / 结束日期须晚于开始日期")
     return Period(dates["from"], dates["to"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -213,39 +214,25 @@ async def responder_has_summons(pool: asyncpg.Pool, whistle_id: UUID, responder_
     ))
 
 
-async def whistles(pool: asyncpg.Pool, status: str | None, limit: int) -> list[dict]:
-    """The ledger: whistles newest first, open ones (not struck off) unless a status is asked."""
+async def whistles(pool: asyncpg.Pool, status: str | None, limit: int,
+                   after: tuple[datetime | None, UUID] | None = None) -> list[dict]:
+    """The ledger: whistles newest first, open ones (not struck off) unless a status is asked, after a page's last.
+
+    A whistle the ledger knows before its `whistle.blown` (no raised_at yet) comes after every raised one.
+    """
+    at, last = after or (None, None)
     rows = await pool.fetch(
         "SELECT id, category, tier, source, status, location, raised_at, updated_at FROM whistles"
-        " WHERE ($1::text IS NULL AND status <> 'closed') OR status = $1 ORDER BY raised_at DESC NULLS LAST LIMIT $2",
-        status, limit,
+        " WHERE (($1::text IS NULL AND status <> 'closed') OR status = $1) AND ($3::uuid IS NULL OR CASE"
+        "  WHEN $4::timestamptz IS NULL THEN raised_at IS NULL AND id < $3"
+        "  ELSE raised_at < $4 OR (raised_at = $4 AND id < $3) OR raised_at IS NULL END)"
+        " ORDER BY raised_at DESC NULLS LAST, id DESC LIMIT $2",
+        status, limit, last, at,
     )
     return [
         {"id": str(r["id"]), "category": r["category"], "tier": r["tier"], "source": r["source"],
          "status": r["status"], "location": r["location"], "raised_at": _iso(r["raised_at"]),
          "updated_at": _iso(r["updated_at"])}
-        for r in rows
-    ]
-
-
-async def record_dead_letter(conn: asyncpg.Connection, key: UUID, service: str, subject: str, reason: str,
-                             stream_seq: int | None, body: bytes | None) -> None:
-    await conn.execute(
-        "INSERT INTO dead_letters (key, service, subject, reason, stream_seq, body) VALUES ($1,$2,$3,$4,$5,$6)"
-        " ON CONFLICT (key) DO NOTHING",
-        key, service, subject, reason, stream_seq, body,
-    )
-
-
-async def dead_letters(pool: asyncpg.Pool, limit: int) -> list[dict]:
-    rows = await pool.fetch(
-        "SELECT id, service, subject, reason, stream_seq, body, recorded_at FROM dead_letters ORDER BY id DESC LIMIT $1",
-        limit,
-    )
-    return [
-        {"id": r["id"], "service": r["service"], "subject": r["subject"], "reason": r["reason"],
-         "stream_seq": r["stream_seq"], "body": (r["body"] or b"").decode("utf-8", "replace"),
-         "recorded_at": _iso(r["recorded_at"])}
         for r in rows
     ]
 
@@ -288,8 +275,11 @@ async def rate_facts(pool: asyncpg.Pool, period: Period, responder_id: str | Non
 
 
 async def open311_requests(pool: asyncpg.Pool, ids: list[UUID] | None, categories: list[str] | None,
-                           begins, ends, closed: bool | None, limit: int) -> list[dict]:
-    """Whistles as Open311 shows them, with the lead summons still in play (ids, when given, override the rest)."""
+                           begins, ends, closed: bool | None, limit: int,
+                           after: tuple[datetime, UUID] | None = None) -> list[dict]:
+    """Whistles as Open311 shows them, with the lead summons still in play (ids, when given, override the rest),
+    newest first, after a page's last."""
+    at, last = after or (None, None)
     rows = await pool.fetch(
         "SELECT w.id, w.category, w.description, w.status, w.location, w.attachments, w.raised_at, w.updated_at,"
         " l.responder_name, l.deadlines FROM whistles w"
@@ -299,8 +289,9 @@ async def open311_requests(pool: asyncpg.Pool, ids: list[UUID] | None, categorie
         " WHERE w.raised_at IS NOT NULL AND CASE WHEN $1::uuid[] IS NOT NULL THEN w.id = ANY($1::uuid[]) ELSE"
         "  ($2::text[] IS NULL OR w.category = ANY($2::text[])) AND w.raised_at >= $3 AND w.raised_at < $4"
         "  AND ($5::boolean IS NULL OR (w.status = 'closed') = $5) END"
-        " ORDER BY w.raised_at DESC LIMIT $6",
-        ids, categories, begins, ends, closed, limit,
+        " AND ($7::timestamptz IS NULL OR (w.raised_at, w.id) < ($7, $8::uuid))"
+        " ORDER BY w.raised_at DESC, w.id DESC LIMIT $6",
+        ids, categories, begins, ends, closed, limit, at, last,
     )
     return [
         {"id": str(r["id"]), "category": r["category"], "description": r["description"], "status": r["status"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from services.response import handlers
@@ -27,6 +28,11 @@ from shared.contracts import (
 from shared.runtime import ServiceRuntime
 
 
+def _with_secret(handler, secret: str):
+    """The handler with the link key bound (its docstring kept: it documents the subject)."""
+    return functools.update_wrapper(functools.partial(handler, link_secret=secret), handler)
+
+
 def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     settings = settings or ResponseSettings()
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
@@ -36,9 +42,11 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
-    runtime.on_request(subjects.CMD_RESPONSE_VERIFY, handlers.verify)
+    secret = settings.link_secret.get_secret_value()
+    runtime.on_request(subjects.CMD_RESPONSE_VERIFY, _with_secret(handlers.verify, secret))
     runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, handlers.follow_up)
     runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, handlers.follow_up_link, query=True)
+    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_TOKEN, _with_secret(handlers.follow_up_token, secret), query=True)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
     runtime.every(15.0, handlers.count_summons)
     runtime.documents(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from uuid import UUID
 
@@ -86,6 +86,8 @@ class Wait(StrEnum):
 
 WAIT_TRANSITIONS: dict[tuple[bool, Wait], bool] = {(False, Wait.pause): True, (True, Wait.resume): False}
 PAUSABLE = frozenset({SummonsState.reported, SummonsState.on_site})
+# a granted deadline is counted to in working time, day by day, and armed as a timer: years ahead is no deadline
+MAX_EXTENSION = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ def request_extension(
     if new_deadline <= now:
         return Refusal(status=422, code="deadline_in_past", field="new_deadline",
                        reason="the new deadline must be in the future / 新时限须晚于现在")
+    if new_deadline > now + MAX_EXTENSION:
+        return Refusal(status=422, code="deadline_too_far", field="new_deadline",
+                       reason="an extension reaches at most a year ahead / 延期不得超过一年")
     return [ExtensionRequested(
         occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor), summons_id=summons.id,
         responder_id=summons.responder_id, clock=clock, new_deadline=new_deadline, reason=reason,

@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.response import domain, store
-from shared import telemetry
+from shared import paging, telemetry
 from shared.commands import ExtensionDecision, ExtensionRequest, FollowUp, SummonsAction, VerifyWhistle
 from shared.contracts import Command, Refusal, Reply, SummonsIssued
 from shared.validation import refusal_from
@@ -100,7 +100,7 @@ async def decide_extension(conn: asyncpg.Connection, cmd: Command, now: datetime
     return Reply.success({"id": str(summons.id), "extension": decided}), outcome
 
 
-async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):
+async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime, *, link_secret: str):
     """The dispatcher verifies the fix; the whistle is struck off the ledger (挂账销号)."""
     try:
         body = VerifyWhistle.model_validate(cmd.payload)
@@ -117,8 +117,8 @@ async def verify(conn: asyncpg.Connection, cmd: Command, now: datetime):
     if isinstance(outcome, Refusal):
         return _refused(outcome)
     await store.close_whistle(conn, whistle_id, now)
-    token = await store.new_follow_up_link(conn, whistle_id, now)
-    # the dispatcher texts this link to the resident; it answers the follow-up once
+    token = await store.new_follow_up_link(conn, whistle_id, now, link_secret)
+    # the dispatcher hands this link to the resident (the notifier texts it when they agreed); answered once
     return Reply.success({"id": str(whistle_id), "status": "closed", "follow_up_link": f"/r/{token}"}), outcome
 
 
@@ -169,8 +169,25 @@ async def follow_up_link(pool: asyncpg.Pool, cmd: Command) -> Reply:
     })
 
 
+async def follow_up_token(pool: asyncpg.Pool, cmd: Command, *, link_secret: str) -> Reply:
+    """The whistle's open follow-up link, for the notifier to text the resident (system callers only)."""
+    if cmd.actor.role != "system":
+        return Reply.refuse(403, "forbidden", "system callers only / 仅限系统调用")
+    whistle_id = _uuid(str(cmd.payload.get("whistle_id")))
+    link = await store.latest_follow_up_link(pool, whistle_id) if whistle_id else None
+    if link is None or link["nonce"] is None:
+        return Reply.refuse(404, "no_such_link", "no follow-up link for this whistle / 该哨无回访链接")
+    if link["used_at"] is not None or not link["closed"]:
+        return Reply.refuse(409, "already_answered", "the follow-up was answered, or the whistle reopened / 已回访或已重办")
+    return Reply.success({"whistle_id": str(whistle_id), "token": store.link_token(link_secret, link["nonce"])})
+
+
 async def list_summons(pool: asyncpg.Pool, cmd: Command) -> Reply:
-    """The caller's own summons (a responder sees only its own)."""
-    limit = min(int(cmd.payload.get("limit", 100) or 100), 500 if cmd.actor.role == "responder" else 5000)
+    """The caller's own summons (a responder sees only its own), a page at a time, newest first."""
+    asked = paging.window(cmd.payload, 100, paging.aware, paging.uuid)
+    if isinstance(asked, Reply):
+        return asked
+    limit, after = asked
     responder_id = cmd.actor.id if cmd.actor.role == "responder" else None
-    return Reply.success(await store.list_summons(pool, responder_id, limit))
+    rows = await store.list_summons(pool, responder_id, limit + 1, after)
+    return Reply.success(paging.page(rows, limit, lambda r: (r["issued_at"], r["id"])))

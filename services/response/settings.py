@@ -1,6 +1,6 @@
 """Response's settings (env prefix RESPONSE_)."""
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -10,3 +10,6 @@ class ResponseSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RESPONSE_", extra="ignore")
     nice: int = Field(default=5, ge=0, le=19, description="CPU priority (its summons.issued projection can"
                       " wait a little while intake and timers are busy; commands are light); 0 to turn off")
+    link_secret: SecretStr = Field(
+        default=SecretStr("dev-only-secret"), validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "link_secret"),
+        description="Key of the follow-up links' tokens (the system's secret, as the runner hands every service)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 from datetime import datetime
 from uuid import UUID
@@ -87,14 +89,22 @@ async def resolved_lead(conn: asyncpg.Connection, whistle_id: UUID) -> str | Non
     )
 
 
-async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int) -> list[dict]:
-    """A responder's own summons, newest first (all summons for a supervisor or dispatcher)."""
-    rows = await pool.fetch(
-        "SELECT id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier, state,"
-        " waiting, extension, issued_at, updated_at FROM summons WHERE ($1::text IS NULL OR responder_id = $1)"
-        " ORDER BY issued_at DESC LIMIT $2",
-        responder_id, limit,
-    )
+_SUMMONS_PAGE = (
+    "SELECT id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier, state,"
+    " waiting, extension, issued_at, updated_at FROM summons WHERE {mine}"
+    " ($2::timestamptz IS NULL OR (issued_at, id) < ($2, $3::uuid)) ORDER BY issued_at DESC, id DESC LIMIT $1"
+)
+
+
+async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int,
+                       after: tuple[datetime, UUID] | None = None) -> list[dict]:
+    """A responder's own summons, newest first (all summons for a supervisor or dispatcher), after a page's last."""
+    at, last = after or (None, None)
+    # two statements, not `$4 IS NULL OR responder_id = $4`: each keeps its own index (a generic plan would not)
+    if responder_id is None:
+        rows = await pool.fetch(_SUMMONS_PAGE.format(mine=""), limit, at, last)
+    else:
+        rows = await pool.fetch(_SUMMONS_PAGE.format(mine="responder_id = $4 AND"), limit, at, last, responder_id)
     return [
         {**dict(r), "id": str(r["id"]), "whistle_id": str(r["whistle_id"]),
          "issued_at": r["issued_at"].isoformat(), "updated_at": r["updated_at"].isoformat()}
@@ -116,13 +126,32 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def new_follow_up_link(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> str:
-    """A one-time token for the resident's follow-up; only its hash is stored."""
-    token = secrets.token_urlsafe(18)
+def link_token(secret: str, nonce: str) -> str:
+    """A link's token: the HMAC of its nonce under the service's secret. Only the nonce and the token's
+    hash are stored, so the database alone yields no working link, yet the token can be given again
+    (to the notifier, which texts it)."""
+    mac = hmac.new(secret.encode(), f"follow-up-link:{nonce}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
+async def new_follow_up_link(conn: asyncpg.Connection, whistle_id: UUID, at: datetime, secret: str) -> str:
+    """A one-time token for the resident's follow-up."""
+    nonce = secrets.token_urlsafe(18)
+    token = link_token(secret, nonce)
     await conn.execute(
-        "INSERT INTO follow_up_links (token_hash, whistle_id, created_at) VALUES ($1, $2, $3)", _hash(token), whistle_id, at
+        "INSERT INTO follow_up_links (token_hash, whistle_id, created_at, nonce) VALUES ($1, $2, $3, $4)",
+        _hash(token), whistle_id, at, nonce,
     )
     return token
+
+
+async def latest_follow_up_link(pool: asyncpg.Pool, whistle_id: UUID) -> asyncpg.Record | None:
+    """The whistle's newest link (one per verification) and whether it is still open."""
+    return await pool.fetchrow(
+        "SELECT l.nonce, l.used_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
+        " WHERE l.whistle_id = $1 ORDER BY l.created_at DESC LIMIT 1",
+        whistle_id,
+    )
 
 
 async def lock_follow_up_link(conn: asyncpg.Connection, token: str) -> asyncpg.Record | None:

@@ -14,6 +14,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.routing.registry import Registry, Window, responder_from
+from shared import paging
 from shared.commands import ResponderIn
 from shared.contracts import Command, Reply
 from shared.validation import refusal_from
@@ -63,12 +64,20 @@ class RegistryHandlers:
         if cmd.actor.role not in ("dispatcher", "supervisor"):
             return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
         p = cmd.payload
+        asked = paging.window(p, 100, paging.text)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
+        offset = p.get("offset") or 0
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            return Reply.refuse(422, "invalid", "offset: 0 or more / 偏移量无效", "offset")
         rows = [r for r in self.holder.registry.values()
                 if (not p.get("kind") or r.kind.value == p["kind"]) and (not p.get("branch") or r.branch == p["branch"])
                 and (not p.get("building") or r.building == p["building"])]
         rows.sort(key=lambda r: r.id)
-        offset, limit = int(p.get("offset") or 0), min(int(p.get("limit") or 100), 1000)
-        return Reply.success({"total": len(rows), "responders": [public(r) for r in rows[offset:offset + limit]]})
+        shown = [r for r in rows if after is None or r.id > after[0]][offset:offset + limit + 1]
+        listed = paging.page([public(r) for r in shown], limit, lambda r: (r["id"],))
+        return Reply.success({"total": len(rows), **listed})
 
     async def get(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """One responder."""

@@ -80,10 +80,12 @@ class System:
     creds: dict
     proc: subprocess.Popen
     telemetry_base: int = 0
+    fake_http_port: int = 0  # the notifier's WeCom, DingTalk and SMS base URLs point here (tests start the fake)
+    fake_smtp_port: int = 0  # and its SMTP host
 
     def telemetry_url(self, service: str) -> str:
         """The private /metrics + /healthz port of a service."""
-        index = ("intake", "routing", "response", "escalation", "ledger").index(service)
+        index = ("intake", "routing", "response", "escalation", "ledger", "notifier").index(service)
         return f"http://127.0.0.1:{self.telemetry_base + index}"
 
     def client(self, who: str = "dispatcher") -> httpx.Client:
@@ -179,7 +181,8 @@ class System:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     home = tmp_path_factory.mktemp("whistle-home")
-    port, nats_port, telemetry = free_port(), free_port(), free_port_block(5)
+    port, nats_port, telemetry = free_port(), free_port(), free_port_block(6)
+    fake_http, fake_smtp = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update(
         WHISTLE_HOME=str(home), WHISTLE_PORT=str(port), WHISTLE_NATS_PORT=str(nats_port),
@@ -188,6 +191,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         # one caller with a small limit, to see 429s without slowing anyone else down
         GATEWAY_RATE_OVERRIDES='{"responder:m-b03-secretary": [5, 10]}',
         ESCALATION_RECONCILE_EVERY_S="2",  # periodic reconcile seen within a test (test_clock_reconcile)
+        # the notifier's channels at local fakes the notifier tests start (tests/e2e/notifier_fakes.py)
+        NOTIFIER_WECOM_BASE_URL=f"http://127.0.0.1:{fake_http}/wecom/send",
+        NOTIFIER_DINGTALK_BASE_URL=f"http://127.0.0.1:{fake_http}/dingtalk/send",
+        NOTIFIER_SMS_BASE_URL=f"http://127.0.0.1:{fake_http}/sms", NOTIFIER_SMS_API_KEY="fake-sms-key",
+        NOTIFIER_SMTP_HOST="127.0.0.1", NOTIFIER_SMTP_PORT=str(fake_smtp),
+        NOTIFIER_WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]',
+        NOTIFIER_TIMEOUT_S="3",  # an attempt out at a kill -9 comes due again after 3 x 3 + 5 s
     )
     log = (home / "runner.log").open("wb")
     proc = subprocess.Popen(
@@ -199,7 +209,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         if proc.poll() is not None:
             raise RuntimeError(f"whistle up exited: {(home / 'runner.log').read_text()[-3000:]}")
         creds = json.loads(creds_path.read_text())
-        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc, telemetry)
+        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc, telemetry,
+                      fake_http, fake_smtp)
         yield sys_
     finally:
         pids = {}

@@ -179,3 +179,37 @@ def test_postgres_and_nats_killed_under_load_lose_nothing(system: System) -> Non
     ids = load.join()
     assert_nothing_lost(settled(system, ids, since))
     wait_for(lambda: healthz(system)[0] == 200, timeout=30, what="health 200 again")
+
+
+def test_a_command_that_timed_out_and_committed_later_gets_its_first_reply_on_retry(system: System) -> None:
+    whistle_id = system.blow(**QUIET)
+    summons = system.wait_summons(whistle_id)["summons"][0]
+    responder, key = summons["responder_id"], str(uuid.uuid4())
+    path = f"/v1/summons/{summons['id']}/report"
+    answers: list[httpx.Response] = []
+
+    async def hold_the_summons_while_reporting() -> None:
+        """The report waits on the summons's row lock past the gateway's timeout, then commits."""
+        conn = await asyncpg.connect(dsn(system))
+        try:
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute("SELECT 1 FROM response.summons WHERE id = $1 FOR UPDATE", uuid.UUID(summons["id"]))
+            async with httpx.AsyncClient(base_url=system.base_url, timeout=30, headers={
+                    "Authorization": f"Bearer {system.token(responder)}", "Idempotency-Key": key}) as c:
+                answers.append(await c.post(path))
+            await tx.rollback()
+        finally:
+            await conn.close()
+
+    asyncio.run(hold_the_summons_while_reporting())
+    assert answers[0].status_code == 504, answers[0].text
+    wait_for(lambda: any(t["type"] == "summons.reported" for t in system.whistle(whistle_id)["timeline"]),
+             timeout=20, what="the report committed after the timeout")
+    with system.client(responder) as c:
+        retried = c.post(path, headers={"Idempotency-Key": key})
+        assert retried.status_code == 200, retried.text  # its first result, not 409 already_reported
+        assert retried.json()["state"] == "reported"
+        assert c.post(path, headers={"Idempotency-Key": str(uuid.uuid4())}).status_code == 409  # a new one is refused
+    reports = [t for t in system.whistle(whistle_id)["timeline"] if t["type"] == "summons.reported"]
+    assert len(reports) == 1, reports

@@ -57,6 +57,15 @@ SAMPLES: dict[str, dict] = {
     "whistle.arbitration_needed": {"returned_by": ["s-urban", "d-enforcement"]},
     "whistle.arbitrated": {"responder_id": "s-urban", "note": "审定"},
     "whistle.grouped": {"class_id": SUMMONS_ID, "size": 3, "first_seen": NOW - timedelta(days=2), "last_seen": NOW},
+    "notification.sent": {
+        "notification_id": CAUSE_ID, "summons_id": SUMMONS_ID, "kind": "summons.issued", "recipient_id": "m-zhang-wei",
+        "step": "1", "channel": "wecom", "address": "robo…", "attempt": 1, "status": 200, "answer": '{"errcode":0}',
+    },
+    "notification.failed": {
+        "notification_id": CAUSE_ID, "kind": "whistle.verified", "recipient_id": "resident", "step": "1",
+        "channel": "sms", "address": "138****5678", "attempt": 2, "status": 503, "answer": "busy", "final": False,
+        "retry_at": LATER,
+    },
 }
 SUBJECTS = sorted(EVENT_TYPES)
 

@@ -123,3 +123,56 @@ def test_tokens_are_verified_once_and_the_cache_stays_bounded():
         cache.actor(f"junk-{i}")
     assert len(cache._known) <= 3
     assert cache.actor(TOKEN) == first
+
+
+def counted(n: int, size: int, pulled: list[int]):
+    """A chunked body of n chunks, noting how many the server pulled."""
+    async def chunks():
+        for _ in range(n):
+            pulled[0] += 1
+            yield b"x" * size
+    return chunks()
+
+
+async def test_a_chunked_body_over_the_cap_is_413_as_soon_as_it_passes_it_for_every_route():
+    inner = Inner()
+    for path, headers in (("/v1/whistles/w1/verify", {**AUTH, "Content-Type": "application/json"}),
+                          ("/open311/v2/requests.json", {"Content-Type": "application/x-www-form-urlencoded"}),
+                          ("/v1/imports", {**AUTH, "Content-Type": "application/json"})):
+        pulled = [0]
+        async with client(inner) as c:
+            r = await c.post(path, content=counted(1000, 60, pulled), headers=headers)
+        cap = 1000 if path == "/v1/imports" else 100
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", path
+        assert r.headers["connection"] == "close" and str(cap) in r.json()["error"]["reason"]
+        assert pulled[0] == cap // 60 + 1  # not one chunk more than it took to pass the cap
+    assert inner.calls == []
+
+
+async def test_a_chunked_body_under_the_cap_reaches_the_app_whole():
+    inner, pulled = Inner(), [0]
+    async with client(inner) as c:
+        r = await c.post("/open311/v2/requests.json", content=counted(3, 30, pulled),
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and inner.calls[0][1] == b"x" * 90
+
+
+async def test_a_content_length_that_is_not_ascii_digits_is_not_a_500():
+    """'²' is a digit to isdigit() but not to int(); 5,000 digits are too many for int()."""
+    for length in ("²", "1" * 5000):
+        inner, sent = Inner(), []
+        scope = {"type": "http", "method": "POST", "path": "/open311/v2/requests.json", "headers": [
+            (b"content-length", length.encode()), (b"content-type", b"application/x-www-form-urlencoded")],
+            "client": ("127.0.0.1", 1), "query_string": b""}
+        messages = [{"type": "http.request", "body": b"a=b", "more_body": False}]
+
+        async def receive():
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        edge = Edge(inner, tokens=TokenCache(SECRET), limiter=TokenBuckets(1000.0, 1000.0), max_body_bytes=100,
+                    max_import_bytes=1000)
+        await edge(scope, receive, send)
+        assert sent[0]["status"] in (200, 413), length

@@ -78,7 +78,8 @@ def test_the_period_defaults_to_the_last_90_days_and_refuses_more() -> None:
 
 
 def test_ids_override_the_other_filters() -> None:
-    assert open311.query({"service_request_id": "a, b", "status": "bogus", "start_date": "x"}) == {"ids": ["a", "b"]}
+    assert open311.query({"service_request_id": "a, b", "status": "bogus", "start_date": "x"}) == {
+        "ids": ["a", "b"], "limit": 1000}
     with pytest.raises(Open311Error):
         open311.query({"status": "pending"})
 
@@ -159,3 +160,37 @@ def test_a_point_and_an_email_given_with_the_address_are_kept() -> None:
                                 "raised_at": "t", "updated_at": "t",
                                 "location": {"building": "7", "lat": 39.7352, "long": 116.1432}}, {})
     assert (shown["lat"], shown["long"]) == (39.7352, 116.1432)
+
+
+@pytest.mark.parametrize("address_id", ["²", "٣", "1" * 5000, "-1", "3.0", "0x7", ""])
+def test_an_address_id_that_is_not_ascii_digits_places_nothing(address_id) -> None:
+    """'²' is a digit to isdigit() but not to int() (it was a 500); 5,000 digits are too many for int()."""
+    assert open311.building_of(None, address_id) is None
+    assert open311.building_of("7号楼", address_id) == "7"
+    with pytest.raises(Open311Error) as err:
+        open311.blow_payload({"address_id": address_id}, {}, asdict(CATALOGUE["noise"]))
+    assert err.value.status == 400
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "1001"}, {"limit": "²"}, {"limit": "1" * 5000},
+                                    {"limit": "-1"}, {"cursor": "%%%"}, {"cursor": "x" * 513}])
+def test_a_bad_page_is_the_specs_400(params) -> None:
+    with pytest.raises(Open311Error) as err:
+        open311.query(params)
+    assert err.value.status == 400
+
+
+def test_a_page_is_asked_with_its_limit_and_cursor() -> None:
+    asked = open311.query({"limit": " 5 ", "cursor": "WyJhIl0", "status": "open"})
+    assert asked["limit"] == 5 and asked["cursor"] == "WyJhIl0" and asked["status"] == "open"
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("0001-01-01T00:00:00+14:00", None), ("9999-12-31", None), (None, "9999-12-31T23:59:59"),
+    (None, "0001-01-01"), ("9999-12-31T23:59:59-14:00", None), ("1899-12-31", "1900-01-02"),
+])
+def test_dates_at_the_ends_of_the_calendar_are_the_specs_400(start, end) -> None:
+    """90 days before or after them is no date Python or Postgres has (they were 500s and 503s)."""
+    with pytest.raises(Open311Error) as err:
+        open311.period(start, end, NOW)
+    assert err.value.status == 400

@@ -380,3 +380,14 @@ def test_a_returned_summons_is_left_out_and_its_replacement_counts():
     rates = compute("d-enforcement", facts, NOV, NOW).as_dict()
     assert rates["response"] == {"rate": 1.0, "numerator": 1, "denominator": 1}
     assert compute("s-urban", facts, NOV, NOW).as_dict()["response"]["denominator"] == 0
+
+
+@pytest.mark.parametrize(("kwargs", "field"), [
+    ({"month": "0000-01"}, "month"), ({"month": "9999-12"}, "month"), ({"month": "0001-01"}, "month"),
+    ({"start": "0001-01-01", "end": "0001-01-02"}, "from"), ({"start": "2026-11-01", "end": "9999-12-31"}, "to"),
+])
+def test_a_period_at_the_ends_of_the_calendar_names_the_field(kwargs, field):
+    """Year 0 or 10,000 is no date, and a Beijing midnight of 0001-01-01 is no UTC time Postgres has (503s)."""
+    with pytest.raises(PeriodError) as err:
+        period_from(**kwargs)
+    assert err.value.field == field

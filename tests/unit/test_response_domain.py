@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
 
-from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, verify
+from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, request_extension, verify
 from shared.contracts import (
     SummonsResumed,
     SummonsReturned,
@@ -240,3 +240,13 @@ def test_follow_up_reopens_to_the_same_lead_unless_solved_and_satisfied(solved, 
     assert (len(out) == 2) is reopens
     if reopens:
         assert isinstance(out[1], WhistleReopened) and out[1].lead_responder_id == "d-housing"
+
+
+def test_an_extension_reaches_at_most_a_year_ahead() -> None:
+    """A deadline years ahead is counted to in working time day by day, and 9999-12-31 -14:00 is no UTC time."""
+    issued = summons(S.reported)
+    far = request_extension(issued, "resolve", NOW + timedelta(days=367), "x", OWNER, NOW)
+    edge = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))
+    assert isinstance(far, Refusal) and (far.status, far.code, far.field) == (422, "deadline_too_far", "new_deadline")
+    assert isinstance(request_extension(issued, "resolve", edge, "x", OWNER, NOW), Refusal)
+    assert not isinstance(request_extension(issued, "resolve", NOW + timedelta(days=30), "x", OWNER, NOW), Refusal)
