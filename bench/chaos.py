@@ -20,8 +20,9 @@ raises two ladder steps (at the deadline, and 15 s later). Then, at once:
 
 Once the faults are over and every whistle is answered or given up, it waits (up to
 `--settle-timeout-s`) for the system to settle: every outbox empty, every durable consumer caught
-up (nothing pending nor unacknowledged), every accepted whistle routed (`settle_s`, from the end of
-the faults). Then it waits for every clock of those whistles to finish its ladder (`clocks_done_s`)
+up (nothing pending nor unacknowledged, but for clock firings escalation holds until they are due:
+the clocks of whistles accepted late still have their ladder ahead), every accepted whistle routed
+(`settle_s`, from the end of the faults). Then it waits for every clock of those whistles to finish its ladder (`clocks_done_s`)
 and the consumers to catch up again, and counts, straight from each service's schema in Postgres:
 
 - `lost`: accepted whistles routing never summoned anyone for (nor found unroutable);
@@ -332,8 +333,10 @@ async def query(where: dict, work):
         await conn.close()
 
 
-async def consumers_behind(where: dict) -> int:
-    """Messages every durable consumer of the system's streams has pending or unacknowledged."""
+async def consumers_behind(where: dict, held_firings: bool = True) -> int:
+    """Messages every durable consumer of the system's streams has pending or unacknowledged; with
+    `held_firings` false, the clock firings escalation holds until their time (delivered ahead of it,
+    unacknowledged until due: future work, not a backlog) are not counted."""
     nc = await nats.connect(where["nats_url"], connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
     try:
         js = nc.jetstream()
@@ -341,7 +344,8 @@ async def consumers_behind(where: dict) -> int:
         for stream in STREAMS:
             for c in await js.consumers_info(stream):
                 if c.config.durable_name:  # not the short-lived ones (escalation's reconcile)
-                    behind += (c.num_pending or 0) + (c.num_ack_pending or 0)
+                    held = stream == "CLOCKS" and not held_firings
+                    behind += (c.num_pending or 0) + (0 if held else c.num_ack_pending or 0)
         return behind
     finally:
         await nc.close()
@@ -365,7 +369,7 @@ async def snapshot(where: dict, ids: list[str]) -> dict:
     with contextlib.suppress(Exception):
         out["outbox"], out["unrouted"] = await query(where, read)
     with contextlib.suppress(Exception):
-        out["behind"] = await consumers_behind(where)
+        out["behind"] = await consumers_behind(where, held_firings=False)
     return out
 
 

@@ -10,50 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import nats
-import pytest
 
-from services.cli.embedded import EmbeddedPostgres, start_nats
 from services.ledger.app import build
 from services.ledger.settings import LedgerSettings
 from shared import subjects
 from shared.contracts import Location, Source, Tier, WhistleBlown
 from shared.ids import uuid7
 from shared.streams import ensure_streams
-from tests.e2e.conftest import free_port
+from tests.component.conftest import until
 
 ADVISORY = subjects.MAX_DELIVERIES_ADVISORY
-
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("ledger-dead-letters")
-    port = free_port()
-    proc: subprocess.Popen = start_nats(home, port, home / "nats.log")
-    pg = None
-    try:  # nats-server goes even if Postgres does not start
-        pg = EmbeddedPostgres(home)
-        yield {"nats_url": f"nats://127.0.0.1:{port}", "database_url": pg.uri}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if pg is not None:
-            pg.stop()
-
-
-async def until(predicate, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 def _blown() -> WhistleBlown:

@@ -9,36 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from uuid import UUID, uuid4
 
 import nats
-import pytest
 
-from services.cli.embedded import EmbeddedPostgres, start_nats
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
-from tests.e2e.conftest import free_port
+from tests.component.conftest import until
 
 SUBJECT = "whistle.blown"
-
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("runtime-batches")
-    port = free_port()
-    proc: subprocess.Popen = start_nats(home, port, home / "nats.log")
-    pg = EmbeddedPostgres(home)
-    try:
-        yield {"nats_url": f"nats://127.0.0.1:{port}", "database_url": pg.uri, "home": home}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        pg.stop()
 
 
 def settings(infra: dict) -> ServiceSettings:
@@ -46,15 +28,6 @@ def settings(infra: dict) -> ServiceSettings:
         "nats_url": infra["nats_url"], "database_url": infra["database_url"],
         "max_deliver": 2, "nack_delay_s": 0.1, "batch_size": 64,
     })
-
-
-async def until(predicate, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def test_a_failing_message_does_not_sink_its_batch_nor_pass_its_whistle_and_duplicates_never_arrive(

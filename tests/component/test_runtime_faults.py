@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from uuid import UUID, uuid4
 
 import asyncpg
 import nats
-import pytest
 
 from services.cli import embedded
-from services.cli.embedded import EmbeddedPostgres, start_nats
 from shared import subjects
 from shared.contracts import Actor, Command, Reply, WhistleClosed
 from shared.db import OutboxMessage
@@ -30,21 +26,7 @@ from shared.ids import utcnow
 from shared.runtime import ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
-from tests.e2e.conftest import free_port
-
-@pytest.fixture(scope="module")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    home = tmp_path_factory.mktemp("runtime-faults")
-    port = free_port()
-    proc: subprocess.Popen = start_nats(home, port, home / "nats.log")
-    pg = EmbeddedPostgres(home)
-    try:
-        yield {"nats_url": f"nats://127.0.0.1:{port}", "database_url": pg.uri, "home": home, "pg": pg}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        pg.stop()
-
+from tests.component.conftest import until
 
 def pg_ctl(infra: dict, *args: str) -> None:
     embedded.pg_ctl(infra["pg"].data_dir, *args, "-w").check_returncode()
@@ -66,15 +48,6 @@ def handled_table(tmp_path: Path) -> Path:
 
 def parse(m) -> SimpleNamespace:
     return SimpleNamespace(**json.loads(m.data))
-
-
-async def until(predicate, timeout: float = 30.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def publish(js, subject: str, ns, whistle=lambda n: f"w{n}") -> dict[int, UUID]:
