@@ -19,6 +19,7 @@ import nats
 import structlog
 
 from services.cli import demo
+from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
 from shared import auth, priority
@@ -343,6 +344,7 @@ def run(settings: RunnerSettings) -> None:
         issued.raise_for_status()
         creds["open311_api_key"] = issued.json()["api_key"]  # a fresh key each start; old ones stay valid
         if settings.demo:
+            creds["console"] = asyncio.run(set_demo_passwords(nats_url, creds))
             seeded = demo.seed(creds)
             if seeded:
                 log.info("demo.seeded", whistles=seeded)
@@ -376,5 +378,9 @@ def banner(creds: dict, path: Path) -> str:
     ]
     for r in creds["responders"][:4]:
         lines.append(f"  {r['id']:<22}{r['token']}")
+    if console := creds.get("console"):
+        lines.append(f"console / 控制台: {console['url']}   user name / 用户名 → password / 密码:")
+        for role in ("dispatcher", "supervisor", "responders"):
+            lines.append(f"  {console[role]['username']:<34}{console[role]['password']}")
     lines.append(f"  … {len(creds['responders'])} responders in all. Ctrl-C stops everything / 按 Ctrl-C 停止")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.bus import Bus
+from services.gateway.console import mount as mount_console
 from services.gateway.edge import Edge, TokenCache
 from services.gateway.limits import TokenBuckets
 from services.gateway.open311 import build_router as open311_router
@@ -177,6 +178,15 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
     @app.get("/v1/categories", tags=["intake"], summary="The service catalogue / 问题类别")
     async def categories(request: Request) -> JSONResponse:
         return answer(await bus.ask(subjects.QRY_INTAKE_CATEGORIES, actor_of(request)))
+
+    @app.get("/v1/buildings", tags=["routing"],
+             summary="The 22 buildings: grid, WGS 84 centre and footprint (GeoJSON polygon) / 楼栋及坐标")
+    async def buildings(request: Request) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_ROUTING_BUILDINGS, actor_of(request)))
+
+    @app.get("/v1/grids", tags=["routing"], summary="The grids: their buildings, centre and bounds / 网格")
+    async def grids(request: Request) -> JSONResponse:
+        return answer(await bus.ask(subjects.QRY_ROUTING_GRIDS, actor_of(request)))
 
     @app.post("/v1/whistles", tags=["intake"], status_code=201, summary="Blow the whistle / 吹哨")
     async def raise_whistle(
@@ -421,6 +431,8 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
                                         idempotency_key=idempotency_key))
 
     app.include_router(open311_router(bus, settings))
+    # the console's pages sign people in with a session cookie; the edge leaves /console/ to them
+    mount_console(app, bus, secret)
 
     @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages, newest first (supervisors) / 死信")
     async def dead_letters(

@@ -30,8 +30,8 @@ BEIJING = timezone(timedelta(hours=8))
 # XML list elements and the name of each item in them
 ITEM = {"values": "value", "attributes": "attribute", "endpoints": "endpoint", "formats": "format",
         "keywords": "keyword"}
-ADDRESS_HELP = "the community is 22 buildings: give address_string ('7号楼', 'building 7') or address_id (1–22)" \
-               " / 本社区共 22 栋楼，请填写楼号"
+ADDRESS_HELP = "the community is 22 buildings: give address_string ('7号楼', 'building 7') or address_id (1–22)," \
+               " or lat/long near one / 本社区共 22 栋楼，请填写楼号或楼旁的经纬度"
 
 
 class Open311Error(Exception):
@@ -281,13 +281,15 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
 
     @router.post("/{name}", summary="create a service request (form-encoded, api_key required)")
     async def create(request: Request, name: str) -> Response:
-        async def handle(stem: str, fmt: str, _params, form: list[tuple[str, str]]) -> Response:
+        async def handle(stem: str, fmt: str, params: dict, form: list[tuple[str, str]]) -> Response:
             if stem != "requests":
                 raise Open311Error(404, f"no resource {stem!r} / 资源不存在")
             fields = {k: v.strip() for k, v in form if not k.startswith("attribute[")}
-            if not fields.get("api_key"):
+            # clients differ: the spec's examples send it in the form, the community's Swagger in the query
+            api_key = fields.get("api_key") or (params.get("api_key") or "").strip()
+            if not api_key:
                 raise Open311Error(403, "api_key is required / 需要 API 密钥")
-            client = check(await bus.ask(subjects.QRY_INTAKE_API_KEY_CHECK, READER, {"api_key": fields["api_key"]}))
+            client = check(await bus.ask(subjects.QRY_INTAKE_API_KEY_CHECK, READER, {"api_key": api_key}))
             code = fields.get("service_code")
             services = await catalogue()
             if not code or code not in services:
@@ -295,7 +297,13 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
             key = request.headers.get("idempotency-key")
             if key is not None and not 1 <= len(key) <= 128:
                 raise Open311Error(400, "Idempotency-Key: 1–128 characters / 幂等键须为 1–128 个字符")
-            payload = {**blow_payload(fields, attributes_of(form), services[code]), "idempotency_key": key}
+            placed = None
+            if building_of(fields.get("address_string"), fields.get("address_id")) is None \
+                    and (fields.get("lat") or fields.get("long")):
+                # a bare point (FixMyStreet-style clients): routing, which keeps the buildings, places it
+                la, lo = point(fields.get("lat"), fields.get("long"))
+                placed = check(await bus.ask(subjects.QRY_ROUTING_PLACE, READER, {"lat": la, "long": lo}))["id"]
+            payload = {**blow_payload(fields, attributes_of(form), services[code], placed), "idempotency_key": key}
             reply = await bus.command(subjects.CMD_INTAKE_BLOW,
                                       Actor(role="dispatcher", id=f"open311:{client['client']}"), payload,
                                       idempotency_key=key)
@@ -342,19 +350,18 @@ def bounded(value: str | None, field: str, least: int, most: int, default: int) 
     return int(value)
 
 
-def blow_payload(fields: dict[str, str], attributes: dict[str, list[str]], category: dict) -> dict:
-    """An Open311 POST as intake's blow command (source online; attributes checked by intake)."""
-    building = building_of(fields.get("address_string"), fields.get("address_id"))
+def blow_payload(fields: dict[str, str], attributes: dict[str, list[str]], category: dict,
+                 placed: str | None = None) -> dict:
+    """An Open311 POST as intake's blow command (source online); `placed`: the building its bare lat/long is at."""
+    building = building_of(fields.get("address_string"), fields.get("address_id")) or placed
     if building is None:
-        has_point = fields.get("lat") and fields.get("long")
-        raise Open311Error(400, ("lat/long alone cannot be placed: " if has_point else "a location is required: ")
-                           + ADDRESS_HELP)
+        raise Open311Error(400, "a location is required: " + ADDRESS_HELP)
     name = " ".join(p for p in (fields.get("first_name"), fields.get("last_name")) if p) or None
     phone, email = fields.get("phone") or None, fields.get("email") or None
     location: dict[str, Any] = {"building": building}
     if fields.get("address_string"):
         location["address"] = fields["address_string"]
-    if fields.get("lat") or fields.get("long"):  # kept with the building it is given with
+    if fields.get("lat") or fields.get("long"):  # kept with the building it is given with, or placed at
         location["lat"], location["long"] = point(fields.get("lat"), fields.get("long"))
     return {
         "category": category["code"],

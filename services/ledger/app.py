@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.ledger.board import BoardHandlers
 from services.ledger.dead_letter_handlers import DeadLetterHandlers
 from services.ledger.dead_letters import parse_advisory, parse_dead_letter
 from services.ledger.handlers import LedgerHandlers
@@ -35,4 +36,5 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_LEDGER_RATES, handlers.rates, query=True)
     runtime.on_request(subjects.QRY_LEDGER_RANKING, handlers.ranking, query=True)
     runtime.on_request(subjects.QRY_LEDGER_OPEN311, handlers.open311, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_BOARD, BoardHandlers().board, query=True)
     return runtime

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.routing.accounts import AccountHandlers
 from services.routing.domain import load_rules
 from services.routing.handlers import RoutingHandlers
+from services.routing.places import PlaceHandlers, load_site
 from services.routing.registry import load_registry
 from services.routing.responders import RegistryHandlers, read_registry, seed_registry
 from services.routing.settings import RoutingSettings
@@ -32,6 +34,7 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     registry = load_registry(settings.registry_file)  # checked at start; Postgres holds the live one
     handlers = RoutingHandlers(registry, load_rules(registry, settings.rules_file), settings.rules_file)
     editing = RegistryHandlers(handlers, BUILDINGS)
+    places = PlaceHandlers(load_site(settings.registry_file), settings.place_within_m)  # checked at start too
 
     async def start(rt: ServiceRuntime) -> None:
         await seed_registry(rt.pool, settings.registry_file)
@@ -42,6 +45,10 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_ROUTING_RESPONDERS, editing.list, query=True)
     runtime.on_request(subjects.QRY_ROUTING_RESPONDER_ONE, editing.get, query=True)
     runtime.on_request(subjects.CMD_ROUTING_RESPONDER_PUT, editing.put)
+    accounts = AccountHandlers(handlers)
+    runtime.on_request(subjects.CMD_ROUTING_PASSWORD_SET, accounts.set_password)
+    # a query (own transaction): a refused sign-in must still count against the name
+    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_CHECK, accounts.check, query=True)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistles_blown, batch=True)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
     runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
@@ -50,6 +57,9 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_ROUTING_ARBITRATE, handlers.arbitrate)
     runtime.on_request(subjects.QRY_ROUTING_EXPLAIN, handlers.explain, query=True)
     runtime.on_request(subjects.QRY_ROUTING_RESPONDER, handlers.responder, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_BUILDINGS, places.buildings, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_GRIDS, places.grids, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_PLACE, places.place, query=True)
     runtime.every(settings.rules_check_s, handlers.reload_rules)
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)
     return runtime

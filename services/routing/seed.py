@@ -8,6 +8,7 @@ Run `python -m services.routing.seed > services/routing/data/registry.json` to r
 from __future__ import annotations
 
 import json
+import math
 import random
 import sys
 
@@ -40,6 +41,49 @@ DEPARTMENTS = [
     ("d-police", "Xingcheng police station", "星城派出所"),
     ("d-market", "Market supervision office", "市场监管所"),
 ]
+
+
+# The estate on the ground: about 380 m east-west by 340 m north-south (0.13 km²) in Xingcheng, Yanshan
+# (Fangshan District), its streets turned ROTATION degrees anticlockwise from north. Each building is
+# (x, y) of its centre in metres east and north of the estate's south-west corner, and its width and
+# depth: six-storey slabs of 60 × 13 m in rows far enough apart for winter sun, and six high-rise
+# towers (13–18: the seed names six high-rises).
+ORIGIN = (39.71795, 115.97325)  # lat, long (WGS 84) of the south-west corner before the turn
+ROTATION = 10.0
+EXTENT = (380.0, 340.0)
+LAYOUT = {
+    "1": (55, 305, 60, 13), "2": (140, 305, 60, 13), "3": (55, 260, 60, 13), "4": (140, 260, 60, 13),
+    "5": (55, 215, 60, 13), "6": (140, 215, 60, 13),
+    "7": (240, 305, 60, 13), "8": (325, 305, 60, 13), "9": (240, 260, 60, 13), "10": (325, 260, 60, 13),
+    "11": (240, 215, 60, 13), "12": (325, 215, 60, 13),
+    "13": (45, 140, 28, 24), "14": (115, 140, 28, 24), "15": (45, 60, 28, 24), "16": (115, 60, 28, 24),
+    "17": (175, 95, 28, 24),
+    "18": (240, 140, 28, 24), "19": (325, 140, 60, 13), "20": (250, 85, 60, 13), "21": (330, 85, 60, 13),
+    "22": (290, 30, 80, 13),
+}
+_METRES_PER_DEGREE = 6_371_008.8 * math.pi / 180  # the mean earth radius places.haversine_m measures with
+
+
+def _lat_long(x: float, y: float) -> tuple[float, float]:
+    """A point of the estate in metres, turned about its centre, as WGS 84 degrees (flat: within 2 cm here)."""
+    cx, cy = EXTENT[0] / 2, EXTENT[1] / 2
+    turn = math.radians(ROTATION)
+    dx, dy = x - cx, y - cy
+    east = cx + dx * math.cos(turn) - dy * math.sin(turn)
+    north = cy + dx * math.sin(turn) + dy * math.cos(turn)
+    lat = ORIGIN[0] + north / _METRES_PER_DEGREE
+    return round(lat, 7), round(ORIGIN[1] + east / (_METRES_PER_DEGREE * math.cos(math.radians(ORIGIN[0]))), 7)
+
+
+def buildings() -> dict:
+    """Each building's centre and footprint (a closed GeoJSON ring of [long, lat], anticlockwise)."""
+    out = {}
+    for bid, (x, y, width, depth) in LAYOUT.items():
+        lat, long = _lat_long(x, y)
+        corners = [(-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1)]
+        ring = [list(reversed(_lat_long(x + sx * width / 2, y + sy * depth / 2))) for sx, sy in corners]
+        out[bid] = {"centre": {"lat": lat, "long": long}, "footprint": ring}
+    return out
 
 
 def grid_of(building: str) -> str:
@@ -91,7 +135,7 @@ def generate(seed: int = 7) -> dict:
         responders += _unit(uid, "section", f"{en}, Xingcheng Street", f"星城街道{zh}")
     for uid, en, zh in DEPARTMENTS:
         responders += _unit(uid, "department", en, zh)
-    return {"grids": GRIDS, "responders": responders}
+    return {"grids": GRIDS, "buildings": buildings(), "responders": responders}
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ def test_an_unknown_format_is_a_404() -> None:
         open311.split_format("services.csv")
 
 
-def test_the_post_maps_onto_a_blow_with_source_online_and_lat_long_alone_is_refused() -> None:
+def test_the_post_maps_onto_a_blow_with_source_online_and_lat_long_alone_goes_where_routing_placed_it() -> None:
     roof = asdict(CATALOGUE["roof_leak"])
     payload = open311.blow_payload({"address_string": "7号楼", "first_name": "阿姨", "last_name": "刘",
                                     "phone": "13812345678", "media_url": "https://x.org/a.jpg"},
@@ -140,9 +140,14 @@ def test_the_post_maps_onto_a_blow_with_source_online_and_lat_long_alone_is_refu
     assert payload["location"] == {"building": "7", "address": "7号楼"} and payload["source"] == "online"
     assert payload["reporter"] == {"name": "阿姨 刘", "phone": "13812345678", "email": None}
     assert payload["attachments"] == ["https://x.org/a.jpg"] and payload["attributes"] == {"floor_type": ["other"]}
-    with pytest.raises(Open311Error) as lat_long:
-        open311.blow_payload({"lat": "39.7", "long": "116.1"}, {}, roof)
-    assert lat_long.value.status == 400 and "22 buildings" in lat_long.value.description
+    placed = open311.blow_payload({"lat": "39.72", "long": "115.975"}, {}, roof, placed="12")
+    assert placed["location"] == {"building": "12", "lat": 39.72, "long": 115.975}
+    named = open311.blow_payload({"address_id": "7", "lat": "39.72", "long": "115.975"}, {}, roof, placed="12")
+    assert named["location"]["building"] == "7"  # the address the client gave wins over the point
+    with pytest.raises(Open311Error) as nowhere:
+        open311.blow_payload({"description": "somewhere"}, {}, roof)
+    assert nowhere.value.status == 400 and "22 buildings" in nowhere.value.description
+    assert "lat/long near one" in nowhere.value.description
 
 
 def test_a_point_and_an_email_given_with_the_address_are_kept() -> None:

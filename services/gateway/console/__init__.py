@@ -1,0 +1,34 @@
+"""The console under /console/: server-rendered pages for dispatchers, responders and supervisors."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+
+from services.gateway.console.board import add_board
+from services.gateway.console.hub import Hub
+from services.gateway.console.pages import add_pages
+from services.gateway.console.web import CONSOLE_DIR, Console, Redirect, Refused, redirect
+
+
+def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secure_cookies: bool = False) -> Console:
+    """Add the console's pages, its static files and its error pages to the gateway's app."""
+    console = Console(bus, secret, session_ttl_s=session_ttl_s, secure_cookies=secure_cookies)
+    hub = Hub(bus)
+    add_pages(console)
+    add_board(console, hub)
+    app.include_router(console.router)
+    app.mount("/console/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
+
+    @app.exception_handler(Redirect)
+    async def to_signin(_: Request, exc: Redirect) -> Response:
+        return redirect(exc.to)
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, exc: Refused) -> Response:
+        page = console.context(request)
+        return console.render(page, "error.html", exc.status, status=exc.status, message=exc.message)
+
+    app.state.console = console
+    return console

@@ -1,0 +1,227 @@
+"""The SLA board: open summons with a countdown per clock, filters in the URL, live rows, urge and CSV."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+
+from services.gateway.console import labels
+from services.gateway.console.hub import Hub
+from services.gateway.console.web import Console, Page, Refused, beijing, redirect
+from shared import subjects
+from shared.community import BUILDINGS
+
+STAFF = ("dispatcher", "supervisor")
+KEEPALIVE_S = 15.0
+CSV_MAX_ROWS = 5000
+FILTERS = ("grid", "building", "tier", "category", "unit", "state")
+
+
+def _grids() -> dict[str, list[str]]:
+    """The community's grids and their buildings, from the registry data routing seeds itself from."""
+    from services.routing.registry import DEFAULT_REGISTRY  # a data file's path; nothing of routing runs here
+
+    try:
+        return {g: list(b) for g, b in (json.loads(Path(DEFAULT_REGISTRY).read_text()).get("grids") or {}).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+GRIDS = _grids()
+
+
+def read_filters(page: Page, params, categories: dict) -> tuple[dict, dict, dict[str, str]]:
+    """The filters a query string asks for: (as shown, as the ledger takes them, errors by field)."""
+    shown: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name in FILTERS:
+        value = params.get(name)
+        if value:
+            shown[name] = value[:64]
+    checks = {
+        "grid": lambda v: v in GRIDS, "building": lambda v: v in BUILDINGS, "tier": lambda v: v in labels.TIERS,
+        "category": lambda v: v in categories or not categories, "state": lambda v: v in labels.BOARD_STATES,
+        "unit": lambda v: 0 < len(v) <= 64 and v.replace("-", "").replace("_", "").replace(".", "").isalnum(),
+    }
+    for name, value in shown.items():
+        if not checks[name](value):
+            errors[name] = page.gettext("Choose one of the options.")
+    asked: dict = {k: shown.get(k) for k in ("tier", "category", "unit", "state") if k not in errors}
+    buildings = None
+    if shown.get("grid") and "grid" not in errors:
+        buildings = GRIDS[shown["grid"]]
+    if shown.get("building") and "building" not in errors:
+        buildings = [b for b in (buildings or [shown["building"]]) if b == shown["building"]]
+    asked["buildings"] = buildings
+    cursor = params.get("cursor")
+    if cursor:
+        asked["cursor"] = cursor[:512]
+    return shown, asked, errors
+
+
+def clocks(row: dict, now: datetime) -> list[dict]:
+    """Each clock's deadline and state for the row's cells (the browser ticks them)."""
+    done = {"report": row["state"] in ("reported", "on_site"), "on_site": row["state"] == "on_site", "resolve": False}
+    out = []
+    for clock in ("report", "on_site", "resolve"):
+        deadline = (row.get("deadlines") or {}).get(clock)
+        if done[clock]:
+            state = "done"
+        elif row.get("waiting") or (clock in (row.get("deadlines") or {}) and deadline is None):
+            state = "paused"
+        elif deadline and datetime.fromisoformat(deadline) <= now:
+            state = "breached"
+        elif row.get("breached"):
+            state = "running"
+        elif row.get("warned"):
+            state = "warned"
+        else:
+            state = "running"
+        out.append({"clock": clock, "deadline": deadline, "state": state})
+    return out
+
+
+def add_board(console: Console, hub: Hub) -> None:
+    router, bus, names = console.router, console.bus, console.names
+
+    async def rows_for(page: Page, asked: dict) -> tuple[list[dict], str | None]:
+        reply = await bus.ask(subjects.QRY_LEDGER_BOARD, page.actor, asked)
+        if not reply.ok:
+            raise console.refused(page, reply)
+        items = reply.data["items"]
+        await names.load_responders(page.actor, {r["responder_id"] for r in items})
+        return items, reply.data.get("next_cursor")
+
+    def options(page: Page, categories: dict) -> dict[str, list[tuple[str, str]]]:
+        """Each filter's choices, labelled in the page's language."""
+        _ = page.gettext
+        return {
+            "grid": [(g, _("Grid %(n)s") % {"n": g.lstrip("g")}) for g in GRIDS], "building": [(b, b) for b in sorted(BUILDINGS, key=int)],
+            "tier": [(k, _(v)) for k, v in labels.TIERS.items()],
+            "category": [(k, names.category(k, page.locale)) for k in categories],
+            "state": [(k, _(v)) for k, v in labels.BOARD_STATES.items()],
+        }
+
+    def row_context(page: Page, items: list[dict]) -> dict:
+        now = datetime.now(UTC)
+        return {"rows": [{**r, "clocks": clocks(r, now)} for r in items]}
+
+    @router.get("/board")
+    async def board(request: Request) -> Response:
+        page = await console.page(request, STAFF)
+        categories = await names.load_categories(page.actor)
+        shown, asked, errors = read_filters(page, request.query_params, categories)
+        if errors:
+            return console.render(page, "board.html", 422, filters=shown, errors=errors, rows=[], next_url=None,
+                                  stream_url=None, options=options(page, categories), notice=None)
+        try:
+            items, cursor = await rows_for(page, asked)
+        except Refused as refused:
+            if refused.status != 422:
+                raise
+            return console.render(page, "board.html", 422, filters=shown, errors={"cursor": refused.message},
+                                  rows=[], next_url=None, stream_url=None, options=options(page, categories),
+                                  notice=None)
+        query = urlencode(shown)
+        next_url = f"/console/board?{urlencode({**shown, 'cursor': cursor})}" if cursor else None
+        return console.render(page, "board.html", filters=shown, errors={}, next_url=next_url,
+                              stream_url=f"/console/board/stream?{query}", csv_url=f"/console/board.csv?{query}",
+                              options=options(page, categories), notice=request.query_params.get("notice"),
+                              **row_context(page, items))
+
+    @router.get("/board.csv")
+    async def board_csv(request: Request) -> Response:
+        page = await console.page(request, STAFF)
+        categories = await names.load_categories(page.actor)
+        _, asked, errors = read_filters(page, request.query_params, categories)
+        if errors:
+            raise Refused(422, page.gettext("Choose one of the options."))
+        asked.pop("cursor", None)
+        rows: list[dict] = []
+        while len(rows) < CSV_MAX_ROWS:
+            items, cursor = await rows_for(page, {**asked, "limit": 1000, **({"cursor": cursor} if rows else {})})
+            rows += items
+            if not cursor:
+                break
+        _ = page.gettext
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow([_("Summons"), _("Whistle"), _("Category"), _("Tier"), _("Building"), _("Unit"), _("Role"),
+                         _("State"), _("Report by"), _("On site by"), _("Resolve by"), _("Warned"), _("Breached"),
+                         _("Escalations")])
+        for r in rows:
+            d = r.get("deadlines") or {}
+            writer.writerow([
+                r["id"], r["whistle_id"], names.category(r["category"], page.locale), _(labels.label(labels.TIERS, r["tier"])),
+                (r.get("location") or {}).get("building", ""), names.responder(r["responder_id"], page.locale),
+                _(labels.label(labels.ROLES, r["role"])), _(labels.label(labels.SUMMONS_STATES, r["state"])),
+                beijing(d.get("report")), beijing(d.get("on_site")), beijing(d.get("resolve")),
+                _("Yes") if r["warned"] else _("No"), _("Yes") if r["breached"] else _("No"), r["escalations"],
+            ])
+        response = Response("\ufeff" + out.getvalue(), media_type="text/csv; charset=utf-8",  # BOM: Excel reads UTF-8
+                            headers={"Content-Disposition": 'attachment; filename="sla-board.csv"'})
+        console.finish(page, response)
+        return response
+
+    @router.get("/board/stream")
+    async def board_stream(request: Request) -> Response:
+        """Server-sent events: the rows of each changed whistle that match this board's filters, rendered."""
+        page = await console.page(request, STAFF)
+        categories = await names.load_categories(page.actor)
+        _, asked, errors = read_filters(page, request.query_params, categories)
+        if errors:
+            raise Refused(422, page.gettext("Choose one of the options."))
+        asked.pop("cursor", None)
+        template = console.envs[page.locale].get_template("board_rows.html")
+
+        async def events():
+            async with hub.listen() as listener:
+                yield "retry: 2000\n\n"
+                while True:
+                    try:
+                        ids = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    if await request.is_disconnected():
+                        return
+                    query = dict(asked) if ids is None else {**asked, "whistle_ids": sorted(ids)[:1000]}
+                    try:
+                        items, _ = await rows_for(page, {**query, "limit": 500})
+                    except Refused:
+                        continue  # the ledger is away a moment: the next change brings the rows
+                    html = template.render(page=page, csrf=page.csrf, changed=" ".join(sorted(ids or ())),
+                                           full=ids is None, **row_context(page, items))
+                    yield "event: board\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+
+        response = StreamingResponse(events(), media_type="text/event-stream",
+                                     headers={"X-Accel-Buffering": "no"})
+        console.finish(page, response)
+        return response
+
+    @router.post("/board/urge")
+    async def urge(request: Request) -> Response:
+        """催办: the notifier reminds each selected summons' responder; or the selection as CSV."""
+        page = await console.page(request, STAFF)
+        form = await console.form(page)
+        selected = form.get("summons") or []
+        selected = [selected] if isinstance(selected, str) else selected
+        back = form.get("back") if isinstance(form.get("back"), str) and form["back"].startswith("/console/board") \
+            else "/console/board"
+        if not selected:
+            raise Refused(422, page.gettext("Select at least one summons."))
+        reply = await bus.command(subjects.CMD_NOTIFIER_URGE, page.actor, {"summons_ids": selected[:1000]})
+        if not reply.ok:
+            if reply.refusal.code == "service_unavailable":
+                raise Refused(503, page.gettext("The notifier is not running: nobody was urged. Try again later."))
+            raise console.refused(page, reply)
+        sep = "&" if "?" in back else "?"
+        return redirect(f"{back}{sep}notice=urged")

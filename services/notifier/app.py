@@ -1,0 +1,69 @@
+"""Notifier's composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.notifier.channels.mail import EmailChannel
+from services.notifier.channels.robots import DingTalkChannel, WeComChannel
+from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
+from services.notifier.channels.web import session
+from services.notifier.channels.webhook import WebhookChannel
+from services.notifier.handlers import NotifierHandlers
+from services.notifier.sender import Sender, category_names, count_pending
+from services.notifier.settings import NotifierSettings
+from shared import subjects
+from shared.contracts import NotificationFailed, NotificationSent
+from shared.runtime import ServiceRuntime
+
+
+class NotifierRuntime(ServiceRuntime):
+    """The shared runtime plus the sender, started once the pool and relay are up and stopped first
+    (the attempts out are finished and recorded)."""
+
+    def __init__(self, settings: NotifierSettings):
+        super().__init__("notifier", settings, Path(__file__).with_name("migrations"))
+        self.sender: Sender | None = None
+        self.on_startup(self._start_sender)
+
+    async def _start_sender(self, _: ServiceRuntime) -> None:
+        s: NotifierSettings = self.settings  # type: ignore[assignment]
+        self.http = session(s.send_concurrency, s.timeout_s)
+        channels = {
+            "webhook": WebhookChannel(self.http, s.webhook_allowed_hosts),
+            "wecom": WeComChannel(self.http, s.wecom_base_url),
+            "dingtalk": DingTalkChannel(self.http, s.dingtalk_base_url),
+            "email": EmailChannel(s.smtp_host, s.smtp_port, s.mail_from, timeout_s=s.timeout_s, use_tls=s.smtp_tls,
+                                  start_tls=s.smtp_starttls, username=s.smtp_username,
+                                  password=s.smtp_password.get_secret_value() if s.smtp_password else None),
+            "sms": SmsChannel(TemplateSmsGateway(self.http, s.sms_base_url, s.sms_api_key.get_secret_value(),
+                                                 s.sms_sign_name), s.sms_templates, s.sms_default_template),
+        }
+        self.sender = Sender(
+            self, channels, names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
+            concurrency=s.send_concurrency, claim_batch=s.claim_batch, poll_s=s.poll_s, timeout_s=s.timeout_s,
+            max_attempts=s.max_attempts, backoff=s.backoff)
+        await self.sender.start(self)
+
+    async def stop(self) -> None:
+        if self.sender is not None:
+            await self.sender.stop()
+            await self.http.close()
+        await super().stop()
+
+
+def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
+    settings = settings or NotifierSettings()
+    runtime = NotifierRuntime(settings)
+    handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s)
+    # one consumer per stream of subjects keeps each one's order: a summons' report comes after its issue
+    # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
+    for subject, handle in (("whistle.>", handlers.on_whistles), ("summons.>", handlers.on_summons),
+                            ("sla.>", handlers.on_sla), ("escalation.>", handlers.on_escalations)):
+        runtime.on_events(subject, handle, batch=True, dedup=lambda _: None)
+    runtime.on_request(subjects.CMD_NOTIFIER_CONTACTS_PUT, handlers.put_contacts)
+    runtime.on_request(subjects.QRY_NOTIFIER_CONTACTS, handlers.get_contacts, query=True)
+    runtime.on_request(subjects.QRY_NOTIFIER_NOTIFICATIONS, handlers.list_notifications, query=True)
+    runtime.every(15.0, count_pending)
+    runtime.documents(NotificationSent, NotificationFailed)
+    return runtime

@@ -1,0 +1,165 @@
+"""Console sign-in accounts: routing owns the people (the responder registry), so it owns their passwords.
+
+Two requests: a supervisor sets or resets passwords (`cmd.routing.password_set`), and the console
+checks a sign-in (`cmd.routing.signin_check`). Wrong passwords are slowed down per user name, known
+or not, and every refusal reads the same, so a caller cannot tell whether a name exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+from pwdlib import PasswordHash
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.contracts import Command, Reply
+from shared.ids import utcnow
+from shared.validation import refusal_from
+
+log = structlog.get_logger("routing.accounts")
+
+FREE_FAILURES = 3  # typos happen: the first three wrong passwords cost nothing
+FIRST_LOCK_S = 2.0  # then the lock doubles with each further failure…
+MAX_LOCK_S = 15 * 60.0  # …up to a quarter of an hour
+FORGET_AFTER = timedelta(hours=1)  # a name left alone this long starts afresh
+
+_hasher = PasswordHash.recommended()  # argon2id with the library's current parameters
+# verified against when the name is unknown, so an unknown name costs the same time as a known one
+_DUMMY_HASH = _hasher.hash("whistle-no-such-account")
+
+NOT_SIGNED_IN = "wrong user name or password / 用户名或密码错误"
+
+
+def lock_for(failures: int) -> float:
+    """Seconds a user name stays locked after `failures` wrong passwords in a row (0: not locked)."""
+    if failures <= FREE_FAILURES:
+        return 0.0
+    return min(MAX_LOCK_S, FIRST_LOCK_S * 2 ** (failures - FREE_FAILURES - 1))
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """The wrong-password record of one user name."""
+
+    failures: int = 0
+    last_failure: datetime | None = None
+    locked_until: datetime | None = None
+
+    def wait(self, now: datetime) -> float:
+        """Seconds before this name may try again (0: now)."""
+        if self.locked_until is None or self.locked_until <= now:
+            return 0.0
+        return (self.locked_until - now).total_seconds()
+
+    def failed(self, now: datetime) -> Throttle:
+        """The record after one more wrong password at `now`."""
+        stale = self.last_failure is None or now - self.last_failure > FORGET_AFTER
+        failures = 1 if stale else self.failures + 1
+        seconds = lock_for(failures)
+        return Throttle(failures, now, now + timedelta(seconds=seconds) if seconds else None)
+
+
+class AccountIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    role: str = Field(pattern=r"^(dispatcher|supervisor|responder)$")
+    id: str | None = Field(default=None, min_length=1, max_length=64, description="Who it acts as; the user name if left out")
+
+
+class PasswordSet(BaseModel):
+    """One password for the accounts listed (a reset names one; `whistle up` sets the demo ones at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accounts: list[AccountIn] = Field(min_length=1, max_length=5000)
+    password: str = Field(min_length=8, max_length=128)
+
+
+class SignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=128)
+
+
+class AccountHandlers:
+    """Set passwords (supervisors) and check sign-ins (the console); `holder.registry` names the responders."""
+
+    def __init__(self, holder):
+        self.holder = holder
+
+    async def set_password(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """Set or reset the password of one or more accounts (supervisors only)."""
+        if cmd.actor.role not in ("supervisor", "system"):
+            return Reply.refuse(403, "supervisor_only", "only supervisors set passwords / 仅督办可设置密码"), []
+        try:
+            body = PasswordSet.model_validate(cmd.payload)
+        except ValidationError as exc:
+            return Reply(ok=False, refusal=refusal_from(exc)), []
+        registry = self.holder.registry.responders
+        for i, a in enumerate(body.accounts):
+            if a.role == "responder" and (a.id or a.username) not in registry:
+                return Reply.refuse(422, "unknown_responder", "no such responder / 无此响应单位",
+                                    f"accounts.{i}.id"), []
+        hashed = await asyncio.to_thread(_hasher.hash, body.password)  # ~0.3 s of CPU: off the event loop
+        await conn.executemany(
+            "INSERT INTO accounts (username, role, subject_id, password_hash, updated_at, updated_by)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (username) DO UPDATE"
+            " SET role = $2, subject_id = $3, password_hash = $4, updated_at = $5, updated_by = $6",
+            [(a.username, a.role, a.id or a.username, hashed, now, str(cmd.actor)) for a in body.accounts],
+        )
+        # a reset lifts a lockout: the supervisor has just vouched for the person
+        await conn.execute("DELETE FROM signin_failures WHERE username = ANY($1::text[])",
+                           [a.username for a in body.accounts])
+        log.info("accounts.password_set", accounts=len(body.accounts), by=str(cmd.actor))
+        return Reply.success({"accounts": len(body.accounts)}), []
+
+    async def check(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """Check a console sign-in: the account's role and id, 401 for anything wrong, 429 while locked.
+
+        A query, not a command: its refusals must still record the failure, and a refused command
+        rolls its transaction back.
+        """
+        if cmd.actor.role != "system":
+            return Reply.refuse(403, "forbidden", "only the console checks sign-ins / 仅控制台可校验登录")
+        try:
+            body = SignIn.model_validate(cmd.payload)
+        except ValidationError:
+            return Reply.refuse(401, "not_signed_in", NOT_SIGNED_IN)
+        name = body.username.strip().lower()
+        now = utcnow()
+        # one attempt per name at a time (an advisory lock, since an unknown name has no row to lock):
+        # a burst of parallel guesses cannot all slip in before the first failure is counted
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('signin:' || $1))", name)
+            row = await conn.fetchrow("SELECT failures, last_failure, locked_until FROM signin_failures"
+                                      " WHERE username = $1", name)
+            throttle = Throttle(**dict(row)) if row else Throttle()
+            if wait := throttle.wait(now):
+                return _locked(wait)
+            account = await conn.fetchrow(
+                "SELECT role, subject_id, password_hash FROM accounts WHERE lower(username) = $1", name)
+            stored = account["password_hash"] if account else _DUMMY_HASH
+            good = await asyncio.to_thread(_hasher.verify, body.password, stored)
+            if good and account is not None:
+                if row:
+                    await conn.execute("DELETE FROM signin_failures WHERE username = $1", name)
+                return Reply.success({"role": account["role"], "id": account["subject_id"]})
+            after = throttle.failed(now)
+            await conn.execute(
+                "INSERT INTO signin_failures (username, failures, last_failure, locked_until) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (username) DO UPDATE SET failures = $2, last_failure = $3, locked_until = $4",
+                name, after.failures, after.last_failure, after.locked_until,
+            )
+        log.info("signin.refused", failures=after.failures, locked_s=lock_for(after.failures))
+        if wait := after.wait(now):
+            return _locked(wait)
+        return Reply.refuse(401, "not_signed_in", NOT_SIGNED_IN)
+
+def _locked(wait: float) -> Reply:
+    seconds = max(1, int(wait + 0.999))
+    return Reply(ok=False, data={"retry_after_s": seconds}, refusal=Reply.refuse(
+        429, "too_many_attempts",
+        f"too many wrong passwords; try again in {seconds} s / 密码错误次数过多，请 {seconds} 秒后再试").refusal)
