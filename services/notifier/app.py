@@ -62,6 +62,7 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
                             ("sla.>", handlers.on_sla), ("escalation.>", handlers.on_escalations)):
         runtime.on_events(subject, handle, batch=True, dedup=lambda _: None)
     runtime.on_request(subjects.CMD_NOTIFIER_CONTACTS_PUT, handlers.put_contacts)
+    runtime.on_request(subjects.CMD_NOTIFIER_URGE, handlers.urge)
     runtime.on_request(subjects.QRY_NOTIFIER_CONTACTS, handlers.get_contacts, query=True)
     runtime.on_request(subjects.QRY_NOTIFIER_NOTIFICATIONS, handlers.list_notifications, query=True)
     runtime.every(15.0, count_pending)

@@ -173,6 +173,33 @@ class NotifierHandlers:
 
     # --- requests -------------------------------------------------------------------------------
 
+    async def urge(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+        """催办: remind each listed summons' responder on its first step (dispatchers, supervisors); summons
+        already reported, returned or transferred are skipped."""
+        if cmd.actor.role not in ("dispatcher", "supervisor"):
+            return FORBIDDEN, []
+        listed = cmd.payload.get("summons_ids")
+        if not isinstance(listed, list) or not 1 <= len(listed) <= 1000:
+            return Reply.refuse(422, "invalid", "summons_ids: 1–1000 summons ids / 须列出 1–1000 个派单",
+                                "summons_ids"), []
+        try:
+            ids = [UUID(str(i)) for i in listed]
+        except ValueError:
+            return Reply.refuse(422, "invalid", "summons_ids: not a summons id / 派单编号无效", "summons_ids"), []
+        facts = await store.summons_facts(conn, ids)
+        live = [f for f in facts.values() if f["responder_id"] and f["whistle_id"] and not f["stopped"]]
+        rules = await store.rules(conn, {f["responder_id"] for f in live})
+        rows: list[Row] = []
+        for f in live:
+            cause = domain.notification_id(cmd.request_id, f["responder_id"], str(f["id"]))  # one per summons
+            for p in domain.plan("summons.urged", cause, f["responder_id"], now, "urgent", rules, self.default):
+                rows.append((p, {"cause_id": cause, "kind": "summons.urged", "whistle_id": f["whistle_id"],
+                                 "summons_id": f["id"], "details": {"by": str(cmd.actor)}, "tier": f["tier"],
+                                 "locale": (rules.get(p.recipient_id) or self.default).locale}))
+        await self._write(conn, rows, now)
+        return Reply.success({"urged": len({m["summons_id"] for _, m in rows}),
+                              "skipped": sorted(str(i) for i in set(ids) - {m["summons_id"] for _, m in rows})}), []
+
     async def put_contacts(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
         """Create or replace a responder's contact rule (supervisors, or the responder itself)."""
         recipient = str(cmd.payload.get("id") or "")

@@ -24,6 +24,12 @@ TEMPLATES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
         ("New summons: {category}", "[Whistle] {responder}, you are summoned: {category} ({tier}) at {place}; "
          "report by {deadline}. Details: {link}"),
     ),
+    "summons.urged": (
+        ("催办：{category}", "【吹哨报到】催办：{responder}，请尽快处理派单：{category}（{tier}），地点：{place}，"
+         "报到期限 {deadline}。详情：{link}"),
+        ("Reminder: {category}", "[Whistle] Reminder for {responder}: please act on {category} ({tier}) at {place}; "
+         "report by {deadline}. Details: {link}"),
+    ),
     "sla.warned": (
         ("即将超时：{category}", "【吹哨报到】派单即将超时：{category}（{tier}），地点：{place}，{clock}期限 {deadline}。"
          "详情：{link}"),

@@ -18,7 +18,8 @@ import httpx
 import nats
 import pytest
 
-from shared.contracts import ResponderKind, SummonsIssued, Tier
+from shared import subjects
+from shared.contracts import Actor, Command, Reply, ResponderKind, SummonsIssued, Tier
 from shared.ids import uuid7
 from tests.e2e.conftest import System, every_page, wait_for
 from tests.e2e.notifier_fakes import Receivers
@@ -314,3 +315,34 @@ def test_the_notifier_rides_out_a_postgres_kill_and_a_nats_kill(system: System, 
     wait_for(lambda: hooks_for(receivers, lead, after_nats), 30, what="notified after the NATS kill")
     assert system.pids()["notifier"] == notifier, "the notifier was restarted"
     assert len(hooks_for(receivers, lead, after_postgres)) == len(hooks_for(receivers, lead, after_nats)) == 1
+
+
+def test_an_urge_reminds_the_responder_of_a_summons_not_yet_reported(system: System, receivers: Receivers):
+    lead = unique("d-nt-urged")
+    add_responder(system, lead)
+    secret = "whsec_" + "dXJnZWQtc2VjcmV0LXVyZ2VkLXNlY3JldC0xMjM0NTY="
+    receivers.webhook_secrets[lead] = secret
+    assert put_contacts(system, lead, {"steps": [
+        {"channel": "webhook", "address": f"http://127.0.0.1:{system.fake_http_port}/hook/{lead}",
+         "secret": secret}]}).status_code == 200
+    _, waiting = summon(system, lead)
+    _, reported = summon(system, lead)
+    with system.client(lead) as c:
+        assert c.post(f"/v1/summons/{reported}/report").status_code == 200
+    time.sleep(1)  # the report reaches the notifier
+    assert asyncio.run(_urge(system, {"summons_ids": [waiting, reported]})) == {"urged": 1, "skipped": [reported]}
+    wait_for(lambda: hooks_for(receivers, lead, waiting, kind="summons.urged"), 20, what="the reminder")
+    assert not hooks_for(receivers, lead, reported, kind="summons.urged")
+
+
+async def _urge(system: System, payload: dict) -> dict:
+    """The console's 催办 command, sent as the gateway sends it."""
+    nc = await nats.connect(system.nats_url)
+    try:
+        cmd = Command(actor=Actor(role="dispatcher", id="community-7"), payload=payload)
+        msg = await nc.request(subjects.CMD_NOTIFIER_URGE, cmd.model_dump_json().encode(), timeout=10)
+        reply = Reply.model_validate_json(msg.data)
+    finally:
+        await nc.close()
+    assert reply.ok, reply
+    return reply.data

@@ -207,7 +207,7 @@ def test_every_kind_the_notifier_sends_has_a_template_in_both_languages():
     details = {"clock": "report", "deadline": "2026-03-06T09:00:00+00:00", "level": "superior", "step": 2,
                "responder_id": "m-zhang", "to_responder_id": "d-housing", "reason": "parts",
                "new_deadline": "2026-03-08T09:00:00+00:00"}
-    for kind in ("summons.issued", "sla.warned", "sla.breached", "escalation.raised", "summons.returned",
+    for kind in ("summons.issued", "summons.urged", "sla.warned", "sla.breached", "escalation.raised", "summons.returned",
                  "summons.transferred", "summons.extension_requested", "summons.extension_granted",
                  "summons.extension_refused", "whistle.verified"):
         m = render(kind, {"category": "roof_leak", "tier": "routine"}, details, "L", "zh-CN", names)

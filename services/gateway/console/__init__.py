@@ -28,7 +28,7 @@ def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secu
     @app.exception_handler(Refused)
     async def refused(request: Request, exc: Refused) -> Response:
         page = console.context(request)
-        return console.render(page, "error.html", exc.status, status=exc.status, message=exc.message)
+        return console.render(page, "error.html", exc.status, message=exc.message)
 
     app.state.console = console
     return console

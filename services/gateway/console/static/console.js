@@ -18,9 +18,7 @@
     });
   }
   // a live update: rows of the changed whistles replace theirs, rows no longer matching leave, new ones go on top
-  document.addEventListener("htmx:afterSwap", function (evt) {
-    var inbox = evt.detail.target;
-    if (!inbox || inbox.id !== "board-inbox") return;
+  function place(inbox) {
     var rows = document.getElementById("board-rows"), batch = inbox.querySelector("tbody");
     if (!rows || !batch) return;
     var changed = (batch.dataset.changed || "").split(" ").filter(Boolean), fresh = {};
@@ -34,6 +32,13 @@
     if (empty && rows.children.length) empty.remove();
     inbox.replaceChildren();
     tick();
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    tick();
+    setInterval(tick, 1000);
+    // the SSE extension swaps each message into the hidden inbox; rows move from there to the board
+    var inbox = document.getElementById("board-inbox");
+    if (inbox) new MutationObserver(function () { if (inbox.querySelector("tbody")) place(inbox); })
+      .observe(inbox, {childList: true});
   });
-  document.addEventListener("DOMContentLoaded", function () { tick(); setInterval(tick, 1000); });
 })();
