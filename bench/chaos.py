@@ -69,9 +69,10 @@ from pipeline import BODY, NotUp, http_client, locate, quantile, say  # noqa: E4
 from timers import REPO, healthy, pids, r3  # noqa: E402  (puts the repo on the path)
 
 from services.cli.embedded import pg_ctl  # noqa: E402  (as the data folder's owner, logging to <data>/log)
+from shared import subjects  # noqa: E402
 
-SERVICES = ("intake", "routing", "response", "escalation", "ledger", "gateway")
-SCHEMAS = ("intake", "routing", "response", "escalation", "ledger")
+SERVICES = (*subjects.SERVICES, "gateway")
+SCHEMAS = subjects.SERVICES  # one schema, with an outbox, each
 STREAMS = ("EVENTS", "CLOCKS", "DEADLETTER", "ADVISORIES")
 REPORT_WITHIN_S = 30
 LADDER = (("superior", 0), ("street_command", 15))  # (level, wait after the previous step, s)
@@ -143,7 +144,7 @@ class System:
         if any(self.home.iterdir()):
             raise NotUp(f"{self.home} is not empty: the bench needs a fresh state directory")
         (self.home / "chaos_policy.json").write_text(json.dumps(policy(), indent=2))
-        ports = free_ports(7)  # gateway, NATS, five telemetry ports
+        ports = free_ports(2 + len(subjects.SERVICES))  # gateway, NATS, a telemetry port per service
         for name in ("NATS_URL", "DATABASE_URL", "WHISTLE_BASE", "WHISTLE_TOKEN"):  # its own servers, not others
             os.environ.pop(name, None)
         # in this process's environment too: `locate` finds the system from it, as every bench does

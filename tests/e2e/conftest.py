@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from services.cli.embedded import pg_ctl, postmaster_pid, process_alive
+from shared.subjects import SERVICES
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -85,7 +86,7 @@ class System:
 
     def telemetry_url(self, service: str) -> str:
         """The private /metrics + /healthz port of a service."""
-        index = ("intake", "routing", "response", "escalation", "ledger", "notifier").index(service)
+        index = SERVICES.index(service)
         return f"http://127.0.0.1:{self.telemetry_base + index}"
 
     def client(self, who: str = "dispatcher") -> httpx.Client:
@@ -181,7 +182,7 @@ class System:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     home = tmp_path_factory.mktemp("whistle-home")
-    port, nats_port, telemetry = free_port(), free_port(), free_port_block(6)
+    port, nats_port, telemetry = free_port(), free_port(), free_port_block(len(SERVICES))
     fake_http, fake_smtp = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update(

@@ -6,9 +6,8 @@ import re
 
 import httpx
 
+from shared.subjects import SERVICES  # every service with a telemetry port
 from tests.e2e.conftest import System, wait_for
-
-SERVICES = ("intake", "routing", "response", "escalation", "ledger")
 
 
 def _metrics(system: System, service: str) -> str:
