@@ -16,6 +16,8 @@ from services.gateway.bus import Bus
 from services.gateway.console import mount as mount_console
 from services.gateway.edge import Edge, TokenCache
 from services.gateway.limits import TokenBuckets
+from services.gateway.links import build_router as links_router
+from services.gateway.links import resident_page, wants_html
 from services.gateway.open311 import build_router as open311_router
 from services.gateway.settings import GatewaySettings
 from shared import auth, heap, paging, subjects
@@ -399,9 +401,14 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
                    "cursor": cursor}
         return paged(request, await bus.ask(subjects.QRY_NOTIFIER_NOTIFICATIONS, actor_of(request), payload))
 
-    @app.get("/r/{token}", tags=["residents"], summary="A resident's one-time follow-up link / 回访链接")
-    async def resident_link(token: Annotated[str, Path(min_length=8, max_length=64)]) -> JSONResponse:
-        return answer(await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, {"token": token}))
+    @app.get("/r/{token}", tags=["residents"],
+             summary="A resident's one-time follow-up link / 回访链接: JSON, or the form page for a browser")
+    async def resident_link(
+        request: Request, token: Annotated[str, Path(min_length=8, max_length=64)],
+        lang: Annotated[Literal["zh", "en"], Query()] = "zh",
+    ) -> Response:
+        reply = await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, {"token": token})
+        return resident_page(reply, token, lang) if wants_html(request) else answer(reply)
 
     @app.post("/r/{token}", tags=["residents"], summary="The resident answers the follow-up, once / 居民回访")
     async def resident_answer(
@@ -431,6 +438,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
                                         idempotency_key=idempotency_key))
 
     app.include_router(open311_router(bus, settings))
+    app.include_router(links_router(bus, secret))  # /a/{token}, the resident's form post
     # the console's pages sign people in with a session cookie; the edge leaves /console/ to them
     mount_console(app, bus, secret)
 

@@ -160,8 +160,10 @@ class Edge:
         actor = None
         if length.isascii() and length.isdigit() and (len(length) > 15 or int(length) > cap):
             return _error(413, "too_large", f"body over {cap} bytes / 请求体过大")
+        # the resident's page posts a plain HTML form (no script on a phone-sized page)
+        form = path.startswith("/r/") and path.endswith("/answer") and media == "application/x-www-form-urlencoded"
         if path.startswith(("/v1/", "/r/")) and has_body and scope["method"] in ("POST", "PUT", "PATCH") \
-                and media != "application/json":
+                and media != "application/json" and not form:
             return _error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
         if path.startswith("/v1/"):
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
@@ -169,7 +171,7 @@ class Edge:
             if actor is None:
                 return _error(401, "unauthenticated", "a valid bearer token is required / 需要有效的令牌",
                               [(b"www-authenticate", b"Bearer")])
-        if path.startswith(("/v1/", "/r/", "/open311/")):
+        if path.startswith(("/v1/", "/r/", "/a/", "/open311/")):
             client = scope.get("client")
             wait = self.limiter.take(str(actor) if actor else f"addr:{client[0] if client else '?'}")
             if wait:

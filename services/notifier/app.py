@@ -10,6 +10,7 @@ from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
 from services.notifier.channels.web import session
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.handlers import NotifierHandlers
+from services.notifier.acks import AckLinkSender
 from services.notifier.sender import Sender, category_names, count_pending
 from services.notifier.settings import NotifierSettings
 from shared import subjects
@@ -39,8 +40,8 @@ class NotifierRuntime(ServiceRuntime):
             "sms": SmsChannel(TemplateSmsGateway(self.http, s.sms_base_url, s.sms_api_key.get_secret_value(),
                                                  s.sms_sign_name), s.sms_templates, s.sms_default_template),
         }
-        self.sender = Sender(
-            self, channels, names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
+        self.sender = AckLinkSender(
+            self, channels, link_secret=s.link_secret.get_secret_value(), ack_link_default_s=s.ack_link_default_s, names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
             concurrency=s.send_concurrency, claim_batch=s.claim_batch, poll_s=s.poll_s, timeout_s=s.timeout_s,
             max_attempts=s.max_attempts, backoff=s.backoff)
         await self.sender.start(self)

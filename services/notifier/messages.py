@@ -16,19 +16,19 @@ CLOCKS = {"report": ("报到", "report"), "on_site": ("到场", "arrival"), "res
 LEVELS = {"responder": ("责任人", "the responder"), "superior": ("上级", "the superior"),
           "street_command": ("街道指挥中心", "the street command centre"), "district": ("区级", "the district")}
 
-# {category} {place} {tier} {deadline} {link} and the event's own details; zh first, then en
+# {category} {place} {tier} {deadline} {link} {ack} and the event's own details; zh first, then en
 TEMPLATES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "summons.issued": (
         ("新派单：{category}", "【吹哨报到】{responder}，您有新派单：{category}（{tier}），地点：{place}，"
-         "请于 {deadline} 前报到。详情：{link}"),
+         "请于 {deadline} 前报到。详情：{link}{ack}"),
         ("New summons: {category}", "[Whistle] {responder}, you are summoned: {category} ({tier}) at {place}; "
-         "report by {deadline}. Details: {link}"),
+         "report by {deadline}. Details: {link}{ack}"),
     ),
     "summons.urged": (
         ("催办：{category}", "【吹哨报到】催办：{responder}，请尽快处理派单：{category}（{tier}），地点：{place}，"
-         "报到期限 {deadline}。详情：{link}"),
+         "报到期限 {deadline}。详情：{link}{ack}"),
         ("Reminder: {category}", "[Whistle] Reminder for {responder}: please act on {category} ({tier}) at {place}; "
-         "report by {deadline}. Details: {link}"),
+         "report by {deadline}. Details: {link}{ack}"),
     ),
     "sla.warned": (
         ("即将超时：{category}", "【吹哨报到】派单即将超时：{category}（{tier}），地点：{place}，{clock}期限 {deadline}。"
@@ -152,4 +152,6 @@ def _values(facts: dict[str, Any], d: dict[str, Any], link: str, zh: bool,
         "to": d.get("to_responder_id") or "—",
         "reason": d.get("reason") or d.get("reason_code") or "—",
         "link": link,
+        # the one-tap report link (一键报到), when the sender put one in the details
+        "ack": ((" 一键报到：" if zh else " Report with one tap: ") + d["ack_link"]) if d.get("ack_link") else "",
     }

@@ -33,6 +33,11 @@ def _with_secret(handler, secret: str):
     return functools.update_wrapper(functools.partial(handler, link_secret=secret), handler)
 
 
+def _bind(handler, **settings):
+    """The handler with settings bound by keyword (its docstring kept: it documents the subject)."""
+    return functools.update_wrapper(functools.partial(handler, **settings), handler)
+
+
 def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     settings = settings or ResponseSettings()
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
@@ -44,9 +49,11 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     secret = settings.link_secret.get_secret_value()
     runtime.on_request(subjects.CMD_RESPONSE_VERIFY, _with_secret(handlers.verify, secret))
-    runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, handlers.follow_up)
-    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, handlers.follow_up_link, query=True)
-    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_TOKEN, _with_secret(handlers.follow_up_token, secret), query=True)
+    ttl = {"link_ttl_s": settings.follow_up_link_ttl_s}
+    runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, _bind(handlers.follow_up, **ttl))
+    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, _bind(handlers.follow_up_link, **ttl), query=True)
+    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_TOKEN, _bind(handlers.follow_up_token, link_secret=secret, **ttl),
+                       query=True)
     runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
     runtime.every(15.0, handlers.count_summons)
     runtime.documents(

@@ -217,6 +217,20 @@ def verify(
 DISSATISFIED = "dissatisfied"
 
 
+def link_refusal(created_at: datetime, used_at: datetime | None, closed: bool, latest: bool, now: datetime,
+                 ttl_s: float) -> Refusal | None:
+    """Why a resident's follow-up link can no longer be answered, or None: once answered, past its life, or
+    dead since its whistle was reopened (a reopened whistle is asked again, with a new link, when verified)."""
+    if used_at is not None:
+        return Refusal(status=409, code="already_answered", reason="this link was already used / 已回访，感谢您的评价")
+    if not closed or not latest:
+        return Refusal(status=410, code="link_dead", reason="the whistle was reopened; this link no longer works"
+                       " / 该问题已重新办理，此链接已失效")
+    if (now - created_at).total_seconds() >= ttl_s:
+        return Refusal(status=410, code="link_expired", reason="this link has expired / 链接已过期")
+    return None
+
+
 def follow_up(
     whistle_id: UUID, closed: bool, lead_responder_id: str | None, solved: bool, satisfaction: str,
     actor: Actor, now: datetime, note: str | None = None,

@@ -12,6 +12,7 @@ from services.response import domain, store
 from shared import paging, telemetry
 from shared.commands import ExtensionDecision, ExtensionRequest, FollowUp, SummonsAction, VerifyWhistle
 from shared.contracts import Command, Refusal, Reply, SummonsIssued
+from shared.ids import utcnow
 from shared.validation import refusal_from
 
 
@@ -128,7 +129,7 @@ async def count_summons(runtime) -> None:
         telemetry.SUMMONS.labels(state).set(n)
 
 
-async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
+async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime, *, link_ttl_s: float):
     """回访: record the resident's answer; not solved or dissatisfied reopens the whistle (重办)."""
     try:
         body = FollowUp.model_validate({k: v for k, v in cmd.payload.items() if k not in ("whistle_id", "token")})
@@ -138,8 +139,9 @@ async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
         link = await store.lock_follow_up_link(conn, str(cmd.payload.get("token")))
         if link is None:
             return _refused(Refusal(status=404, code="no_such_link", reason="this link is not valid / 链接无效"))
-        if link["used_at"] is not None:
-            return _refused(Refusal(status=409, code="already_answered", reason="this link was already used / 已回访"))
+        if refusal := domain.link_refusal(link["created_at"], link["used_at"], link["closed"], link["latest"], now,
+                                          link_ttl_s):
+            return _refused(refusal)
         await store.use_follow_up_link(conn, str(cmd.payload.get("token")), now)
         cmd = cmd.model_copy(update={"payload": {**cmd.payload, "whistle_id": str(link["whistle_id"])}})
     whistle_id = _uuid(str(cmd.payload.get("whistle_id")))
@@ -157,11 +159,15 @@ async def follow_up(conn: asyncpg.Connection, cmd: Command, now: datetime):
     return Reply.success({"id": str(whistle_id), "status": "reopened" if reopened else "closed"}), outcome
 
 
-async def follow_up_link(pool: asyncpg.Pool, cmd: Command) -> Reply:
-    """What a resident's link is about, and whether it can still be answered."""
+async def follow_up_link(pool: asyncpg.Pool, cmd: Command, *, link_ttl_s: float) -> Reply:
+    """What a resident's link is about, and whether it can still be answered (410 once expired or reopened)."""
     link = await store.follow_up_link(pool, str(cmd.payload.get("token")))
     if link is None:
         return Reply(ok=False, refusal=Refusal(status=404, code="no_such_link", reason="this link is not valid / 链接无效"))
+    refusal = domain.link_refusal(link["created_at"], link["used_at"], link["closed"], link["latest"], utcnow(),
+                                  link_ttl_s)
+    if refusal is not None and refusal.status == 410:
+        return Reply(ok=False, refusal=refusal)
     return Reply.success({
         "whistle_id": str(link["whistle_id"]), "answered": link["used_at"] is not None,
         "question": "Was your problem solved, and how satisfied are you? / 您反映的问题解决了吗？您是否满意？",
@@ -169,7 +175,7 @@ async def follow_up_link(pool: asyncpg.Pool, cmd: Command) -> Reply:
     })
 
 
-async def follow_up_token(pool: asyncpg.Pool, cmd: Command, *, link_secret: str) -> Reply:
+async def follow_up_token(pool: asyncpg.Pool, cmd: Command, *, link_secret: str, link_ttl_s: float) -> Reply:
     """The whistle's open follow-up link, for the notifier to text the resident (system callers only)."""
     if cmd.actor.role != "system":
         return Reply.refuse(403, "forbidden", "system callers only / 仅限系统调用")
@@ -179,6 +185,8 @@ async def follow_up_token(pool: asyncpg.Pool, cmd: Command, *, link_secret: str)
         return Reply.refuse(404, "no_such_link", "no follow-up link for this whistle / 该哨无回访链接")
     if link["used_at"] is not None or not link["closed"]:
         return Reply.refuse(409, "already_answered", "the follow-up was answered, or the whistle reopened / 已回访或已重办")
+    if (utcnow() - link["created_at"]).total_seconds() >= link_ttl_s:  # nobody texts a dead link
+        return Reply.refuse(410, "link_expired", "the follow-up link has expired / 回访链接已过期")
     return Reply.success({"whistle_id": str(whistle_id), "token": store.link_token(link_secret, link["nonce"])})
 
 

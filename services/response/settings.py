@@ -13,3 +13,6 @@ class ResponseSettings(ServiceSettings):
     link_secret: SecretStr = Field(
         default=SecretStr("dev-only-secret"), validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "link_secret"),
         description="Key of the follow-up links' tokens (the system's secret, as the runner hands every service)")
+    follow_up_link_ttl_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="How long a resident's follow-up link can be answered: longer"
+        " catches late answers, shorter leaves fewer live links in old text messages")

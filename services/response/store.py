@@ -148,16 +148,22 @@ async def new_follow_up_link(conn: asyncpg.Connection, whistle_id: UUID, at: dat
 async def latest_follow_up_link(pool: asyncpg.Pool, whistle_id: UUID) -> asyncpg.Record | None:
     """The whistle's newest link (one per verification) and whether it is still open."""
     return await pool.fetchrow(
-        "SELECT l.nonce, l.used_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
+        "SELECT l.nonce, l.used_at, l.created_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
         " WHERE l.whistle_id = $1 ORDER BY l.created_at DESC LIMIT 1",
         whistle_id,
     )
 
 
+# a link and what decides whether it still works: its whistle closed, and no newer link (a re-verification)
+_LINK = (
+    "SELECT l.whistle_id, l.used_at, l.created_at, w.closed, NOT EXISTS (SELECT 1 FROM follow_up_links n"
+    " WHERE n.whistle_id = l.whistle_id AND n.created_at > l.created_at) AS latest"
+    " FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id WHERE l.token_hash = $1"
+)
+
+
 async def lock_follow_up_link(conn: asyncpg.Connection, token: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT whistle_id, used_at FROM follow_up_links WHERE token_hash = $1 FOR UPDATE", _hash(token)
-    )
+    return await conn.fetchrow(_LINK + " FOR UPDATE OF l", _hash(token))
 
 
 async def use_follow_up_link(conn: asyncpg.Connection, token: str, at: datetime) -> None:
@@ -165,8 +171,4 @@ async def use_follow_up_link(conn: asyncpg.Connection, token: str, at: datetime)
 
 
 async def follow_up_link(pool: asyncpg.Pool, token: str) -> asyncpg.Record | None:
-    return await pool.fetchrow(
-        "SELECT l.whistle_id, l.used_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
-        " WHERE l.token_hash = $1",
-        _hash(token),
-    )
+    return await pool.fetchrow(_LINK, _hash(token))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.gateway.console.session import Signer, csrf_ok, safe_next
-from services.routing.accounts import FIRST_LOCK_S, FREE_FAILURES, MAX_LOCK_S, Throttle, lock_for
+from services.routing.accounts import (
+    FIRST_LOCK_S,
+    FREE_FAILURES,
+    MAX_LOCK_S,
+    Throttle,
+    lock_for,
+)
 from shared.contracts import Actor
 
 NOW = 1_800_000_000.0
@@ -77,7 +84,7 @@ def test_only_console_paths_are_returned_to(target, expected):
 def test_wrong_passwords_lock_longer_and_longer_up_to_a_cap():
     assert [lock_for(n) for n in range(1, FREE_FAILURES + 1)] == [0.0] * FREE_FAILURES
     locks = [lock_for(FREE_FAILURES + n) for n in range(1, 6)]
-    assert locks[0] == FIRST_LOCK_S and all(b == 2 * a for a, b in zip(locks, locks[1:]))
+    assert locks[0] == FIRST_LOCK_S and all(b == 2 * a for a, b in itertools.pairwise(locks))
     assert lock_for(1000) == MAX_LOCK_S
 
 

@@ -9,7 +9,13 @@ from fastapi.staticfiles import StaticFiles
 from services.gateway.console.board import add_board
 from services.gateway.console.hub import Hub
 from services.gateway.console.pages import add_pages
-from services.gateway.console.web import CONSOLE_DIR, Console, Redirect, Refused, redirect
+from services.gateway.console.web import (
+    CONSOLE_DIR,
+    Console,
+    Redirect,
+    Refused,
+    redirect,
+)
 
 
 def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secure_cookies: bool = False) -> Console:

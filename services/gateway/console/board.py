@@ -27,7 +27,9 @@ FILTERS = ("grid", "building", "tier", "category", "unit", "state")
 
 def _grids() -> dict[str, list[str]]:
     """The community's grids and their buildings, from the registry data routing seeds itself from."""
-    from services.routing.registry import DEFAULT_REGISTRY  # a data file's path; nothing of routing runs here
+    from services.routing.registry import (
+        DEFAULT_REGISTRY,  # a data file's path; nothing of routing runs here
+    )
 
     try:
         return {g: list(b) for g, b in (json.loads(Path(DEFAULT_REGISTRY).read_text()).get("grids") or {}).items()}
@@ -146,8 +148,9 @@ def add_board(console: Console, hub: Hub) -> None:
             raise Refused(422, page.gettext("Choose one of the options."))
         asked.pop("cursor", None)
         rows: list[dict] = []
+        cursor: str | None = None
         while len(rows) < CSV_MAX_ROWS:
-            items, cursor = await rows_for(page, {**asked, "limit": 1000, **({"cursor": cursor} if rows else {})})
+            items, cursor = await rows_for(page, {**asked, "limit": 1000, **({"cursor": cursor} if cursor else {})})
             rows += items
             if not cursor:
                 break

@@ -37,7 +37,7 @@ EVENTS = {
     "sla.breached": N_("Deadline breached"), "sla.started": N_("Clocks started"),
     "sla.rescheduled": N_("Deadline moved"),
     "escalation.raised": N_("Escalated"), "notification.sent": N_("Notification sent"),
-    "notification.failed": N_("Notification failed"),
+    "notification.failed": N_("Notification failed"), "summons.urged": N_("Urged"),
 }
 NOTIFICATION_STATES = {"pending": N_("Pending"), "delivered": N_("Delivered"), "failed": N_("Failed"),
                        "cancelled": N_("Cancelled")}

@@ -10,7 +10,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.console import i18n
-from services.gateway.console.session import LANG_COOKIE, PRESESSION_COOKIE, SESSION_COOKIE, safe_next
+from services.gateway.console.session import (
+    LANG_COOKIE,
+    PRESESSION_COOKIE,
+    SESSION_COOKIE,
+    safe_next,
+)
 from services.gateway.console.web import Console, Refused, redirect
 from shared import subjects
 from shared.commands import Arbitration, FollowUp

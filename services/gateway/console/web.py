@@ -20,7 +20,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.gateway.console import i18n, labels
-from services.gateway.console.session import LANG_COOKIE, PRESESSION_COOKIE, SESSION_COOKIE, Session, Signer, csrf_ok
+from services.gateway.console.session import (
+    LANG_COOKIE,
+    PRESESSION_COOKIE,
+    SESSION_COOKIE,
+    Session,
+    Signer,
+    csrf_ok,
+)
 from shared import subjects
 from shared.contracts import Actor, Reply
 
@@ -29,7 +36,7 @@ BEIJING = ZoneInfo("Asia/Shanghai")
 NAMES_TTL_S = 600.0  # categories and responder names change rarely; a registry edit shows within minutes
 
 
-class Redirect(Exception):  # noqa: N818 — control flow, not an error
+class Redirect(Exception):
     """Raised inside a page to answer with a redirect (sign-in first)."""
 
     def __init__(self, to: str):
@@ -152,7 +159,7 @@ class Console:
         """The posted form, once its CSRF token checks out (a form without one changes nothing)."""
         try:
             form = await page.request.form()
-        except Exception:  # a body that is no form at all is refused the same way as a forged one
+        except Exception:  # noqa: BLE001 — the multipart parser's errors vary: any unreadable body is a refusal
             raise Refused(400, page.gettext("The form could not be read. Reload the page and try again.")) from None
         if not csrf_ok(page.csrf, form.get("csrf")):
             raise Refused(403, page.gettext("This form has expired or did not come from this console. "
@@ -204,7 +211,7 @@ class Console:
         return {(r.field if r and r.field else "form"): i18n.half(r.reason if r else "", page.locale)}
 
 
-class Refused(Exception):  # noqa: N818 — answered as a page, not raised to the server
+class Refused(Exception):
     """Raised inside a page: answer with this status and message on the error page."""
 
     def __init__(self, status: int, message: str):
