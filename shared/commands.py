@@ -84,9 +84,12 @@ class SummonsAction(BaseModel):
     reason_code: ReturnReason | None = None
     reason: str | None = Field(default=None, max_length=1000)
     to_responder_id: str | None = Field(default=None, min_length=1, max_length=64)
+    photo_url: str | None = Field(default=None, max_length=500, description="Resolve: a photo of the fix (http(s))")
 
     @model_validator(mode="after")
     def _details(self) -> SummonsAction:
+        if self.photo_url is not None and (self.action != "resolve" or not _URL.match(self.photo_url)):
+            raise PydanticCustomError("bad_photo_url", "photo_url: an http(s) URL, on resolve only / 照片须为http(s)链接，仅限办结")
         if self.action == "return":
             if self.reason_code is None:
                 raise PydanticCustomError("missing_reason_code", "a return needs a reason_code / 退单须说明原因")
@@ -102,6 +105,8 @@ class SummonsAction(BaseModel):
             return {"reason_code": self.reason_code, "reason": self.reason}
         if self.action == "transfer":
             return {"to_responder_id": self.to_responder_id, "reason": self.reason}
+        if self.action == "resolve" and self.photo_url:
+            return {"photo_url": self.photo_url}
         return {}
 
 

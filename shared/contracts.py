@@ -202,6 +202,8 @@ class SummonsResolved(_SummonsEvent):
 
     SUBJECT: ClassVar[str] = "summons.resolved"
 
+    photo_url: str | None = Field(default=None, description="A photo of the fix, when the responder gave one")
+
 
 ReturnReason = Literal["wrong_area", "unclear_ownership", "overlapping_duty", "not_our_duty", "other"]
 

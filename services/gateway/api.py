@@ -38,6 +38,7 @@ class Move(Note):
     reason_code: ReturnReason | None = None
     reason: str | None = Field(default=None, max_length=1000)
     to_responder_id: str | None = Field(default=None, max_length=64)
+    photo_url: str | None = Field(default=None, max_length=500, description="Resolve: a photo of the fix")
 
 
 class ApiKeyIn(BaseModel):

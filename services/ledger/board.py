@@ -46,10 +46,13 @@ def _refused(field: str) -> Reply:
 
 class BoardHandlers:
     async def board(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """Open summons with their deadlines, by building(s), tier, category, unit, state or whistles (dispatchers, supervisors)."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
+        """Open summons with their deadlines, by building(s), tier, category, unit, state or whistles (dispatchers, supervisors;
+        a responder gets only its own)."""
         p = cmd.payload
+        if cmd.actor.role == "responder":  # its own open summons with their clocks (the console's phone view)
+            p = {**p, "unit": cmd.actor.id}
+        elif cmd.actor.role not in ("dispatcher", "supervisor"):
+            return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
         for name in _TEXT_FILTERS:
             value = p.get(name)
             if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 64):

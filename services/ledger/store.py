@@ -209,8 +209,12 @@ async def whistle(pool: asyncpg.Pool, whistle_id: UUID) -> dict | None:
 
 
 async def responder_has_summons(pool: asyncpg.Pool, whistle_id: UUID, responder_id: str) -> bool:
+    """Whether the responder may read the whistle: summoned to it, or a rung one of its summons escalated to
+    (a superior, the street command centre, the district: they are told, so they must be able to look)."""
     return bool(await pool.fetchval(
-        "SELECT true FROM summons WHERE whistle_id = $1 AND responder_id = $2 LIMIT 1", whistle_id, responder_id
+        "SELECT true FROM summons WHERE whistle_id = $1 AND responder_id = $2"
+        " UNION ALL SELECT true FROM timeline WHERE whistle_id = $1 AND subject = 'escalation.raised'"
+        " AND data->>'target_id' = $2 LIMIT 1", whistle_id, responder_id
     ))
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.notifier.acks import AckLinkSender
 from services.notifier.channels.mail import EmailChannel
 from services.notifier.channels.robots import DingTalkChannel, WeComChannel
 from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
 from services.notifier.channels.web import session
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.handlers import NotifierHandlers
-from services.notifier.acks import AckLinkSender
-from services.notifier.sender import Sender, category_names, count_pending
+from services.notifier.sender import (
+    Handoff,
+    Sender,
+    category_names,
+    count_pending,
+    lease_seconds,
+)
 from services.notifier.settings import NotifierSettings
 from shared import subjects
 from shared.contracts import NotificationFailed, NotificationSent
@@ -25,6 +31,9 @@ class NotifierRuntime(ServiceRuntime):
     def __init__(self, settings: NotifierSettings):
         super().__init__("notifier", settings, Path(__file__).with_name("migrations"))
         self.sender: Sender | None = None
+        # what the consumers write due now goes to this process's sender in memory, never more than it
+        # can start soon (each held row is leased, and a held row at a kill -9 waits out its lease)
+        self.handoff = Handoff(settings.handoff_most, lease_seconds(settings.timeout_s), settings.timeout_s)
         self.on_startup(self._start_sender)
 
     async def _start_sender(self, _: ServiceRuntime) -> None:
@@ -43,7 +52,7 @@ class NotifierRuntime(ServiceRuntime):
         self.sender = AckLinkSender(
             self, channels, link_secret=s.link_secret.get_secret_value(), ack_link_default_s=s.ack_link_default_s, names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
             concurrency=s.send_concurrency, claim_batch=s.claim_batch, poll_s=s.poll_s, timeout_s=s.timeout_s,
-            max_attempts=s.max_attempts, backoff=s.backoff)
+            max_attempts=s.max_attempts, backoff=s.backoff, handoff=self.handoff)
         await self.sender.start(self)
 
     async def stop(self) -> None:
@@ -56,7 +65,7 @@ class NotifierRuntime(ServiceRuntime):
 def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     settings = settings or NotifierSettings()
     runtime = NotifierRuntime(settings)
-    handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s)
+    handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff)
     # one consumer per stream of subjects keeps each one's order: a summons' report comes after its issue
     # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
     for subject, handle in (("whistle.>", handlers.on_whistles), ("summons.>", handlers.on_summons),

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from services.notifier import domain, store
 from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND, Planned, State
+from services.notifier.sender import Handoff
 from shared import paging
 from shared.contacts import ContactRule
 from shared.contracts import (
@@ -58,10 +59,12 @@ def hide(rule: dict) -> dict:
 
 
 class NotifierHandlers:
-    def __init__(self, default_rule: ContactRule | None, allowed_hosts: list[str], wake_within_s: float):
+    def __init__(self, default_rule: ContactRule | None, allowed_hosts: list[str], wake_within_s: float,
+                 handoff: Handoff | None = None):
         self.default = default_rule
         self.allowed = {h.lower() for h in allowed_hosts}
         self.wake_within_s = wake_within_s
+        self.handoff = handoff
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -75,7 +78,20 @@ class NotifierHandlers:
                      "locale": (rules.get(p.recipient_id) or self.default).locale}) for p in planned]
 
     async def _write(self, conn: asyncpg.Connection, rows: list[Row], now: datetime, summons: list[tuple] = ()) -> None:
-        await store.add_notifications(conn, rows, now, self.wake_within_s, summons)
+        """The rows (and summons); those due now are written claimed and handed to this process's sender,
+        as far as it has room, which sends them as soon as this transaction commits."""
+        due = [p.id for p, _ in rows if p.due_at <= now]
+        token, room = self.handoff.reserve(len(due), now) if self.handoff and due else ("", 0)
+        try:
+            fresh = await store.add_notifications(conn, rows, now, self.wake_within_s, summons,
+                                                  handed=frozenset(due[:room]),
+                                                  lease_s=self.handoff.lease_s if room else 0.0, token=token)
+        except BaseException:
+            if token:
+                self.handoff.cancel(token)
+            raise
+        if token:
+            self.handoff.stash(token, fresh)
 
     async def on_whistles(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
         """Remember each whistle as blown (what messages say); on verification, text the reporter the

@@ -1,8 +1,11 @@
-"""The sender: claims due notifications, makes one attempt each on its channel (a bounded number at
-once), and records every answer with its event (notification.sent / notification.failed) in one
-transaction per handful of answers.
+"""The sender: makes one attempt on its channel for each notification due (a bounded number at once),
+and records every answer with its event (notification.sent / notification.failed) in one statement
+per handful of answers.
 
-A claim leases the row (its `next_at` moves past the attempt's time limit) and counts the attempt,
+A notification due at once is written already claimed by the consumer that makes it and handed to
+the sender in memory when that transaction commits (the `Handoff`); the rest (later steps, retries,
+rows a crash or a full hand-off left) are claimed from the table. Either way the row is leased (its
+`next_at` moves past the attempt's time limit) and its attempt counted before the attempt goes out,
 so another replica skips it and, should this process die, it comes due again after the lease: the
 only repeats a receiver sees are the attempts that were out at the kill, with the same message id.
 """
@@ -14,6 +17,8 @@ import contextlib
 import json
 import random
 import time
+import uuid
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +29,18 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from services.notifier import store
 from services.notifier.channels import Channel, Delivery
-from services.notifier.domain import RESIDENT, Answer, Backoff, State, Verdict, after_attempt, mask
+from services.notifier.domain import (
+    RESIDENT,
+    Answer,
+    Backoff,
+    State,
+    Verdict,
+    after_attempt,
+    mask,
+)
 from services.notifier.messages import render
 from shared import subjects
 from shared.contracts import Actor, Command, NotificationFailed, NotificationSent, Reply
-from shared.db import write_outbox
 from shared.ids import utcnow
 from shared.runtime import TRANSIENT, ServiceRuntime
 
@@ -40,6 +52,7 @@ ATTEMPT_SECONDS = Histogram("whistle_notification_attempt_seconds", "One attempt
 PENDING = Gauge("whistle_notifications_pending", "Notifications waiting to be sent or retried", ["service"])
 SYSTEM = Actor(role="system", id="notifier")
 FLUSH_MOST = 1000  # answers recorded per transaction
+RECORDERS = 3  # recording transactions at once: slots come free while the previous batch commits
 
 
 def category_names(path: Path) -> dict[str, tuple[str, str]]:
@@ -48,20 +61,88 @@ def category_names(path: Path) -> dict[str, tuple[str, str]]:
     return {c["code"]: (c["name_zh"], c["name_en"]) for c in data["categories"]}
 
 
+class Handoff:
+    """Notifications a consumer writes already claimed for this process, held until its transaction
+    commits (the commit's NOTIFY carries their token; a rolled-back one sends none), then sent
+    without a claim query. Only what the sender can start soon is taken: rows kept in memory past
+    `fresh_s` of their lease are dropped, and come back from the table once the lease ends."""
+
+    def __init__(self, most: int, lease_s: float, fresh_s: float):
+        self.most, self.lease_s, self.fresh_s = most, lease_s, fresh_s
+        self.closed = True  # until the sender listens: a commit's NOTIFY must find it
+        self.held = 0  # reserved rows: waiting for their commit or for a free slot
+        self._prefix = uuid.uuid4().hex[:12]  # another replica's tokens are not ours
+        self._count = 0
+        self._waiting: dict[str, tuple[datetime, int, list[dict]]] = {}  # token -> (leased at, reserved, rows)
+        self._ready: deque[tuple[datetime, dict]] = deque()
+
+    def reserve(self, n: int, now: datetime) -> tuple[str, int]:
+        """Room for up to `n` rows leased at `now`: (token, how many), ("", 0) when full."""
+        k = 0 if self.closed else max(0, min(n, self.most - self.held))
+        if not k:
+            return "", 0
+        self._count += 1
+        token = f"{self._prefix}.{self._count}"
+        self.held += k
+        self._waiting[token] = (now, k, [])
+        return token, k
+
+    def stash(self, token: str, rows: list[dict]) -> None:
+        """The rows the statement wrote (fewer than reserved when a redelivery found them there)."""
+        if token not in self._waiting:  # expired meanwhile: the table has them once the lease ends
+            return
+        at, k, _ = self._waiting[token]
+        self.held -= k - len(rows)
+        self._waiting[token] = (at, len(rows), rows)
+
+    def cancel(self, token: str) -> None:
+        self.held -= self._waiting.pop(token, (None, 0, []))[1]
+
+    def committed(self, token: str) -> bool:
+        """The token's transaction committed: its rows may go. False for a token not ours."""
+        entry = self._waiting.pop(token, None)
+        if entry is None:
+            return False
+        at, _, rows = entry
+        self._ready.extend((at, r) for r in rows)
+        return True
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._ready)
+
+    def take(self, most: int, now: datetime) -> list[dict]:
+        """Up to `most` committed rows whose lease still leaves an attempt its whole time."""
+        out: list[dict] = []
+        while self._ready and len(out) < most:
+            at, row = self._ready.popleft()
+            self.held -= 1
+            if (now - at).total_seconds() <= self.fresh_s:
+                out.append(row)
+        return out
+
+    def expire(self, now: datetime) -> None:
+        """Forget tokens whose commit never came in time (rolled back, or the NOTIFY missed while the
+        listener reconnected): their rows, if any, are the table's once the lease ends."""
+        for token in [t for t, (at, _, _) in self._waiting.items() if (now - at).total_seconds() > self.fresh_s]:
+            self.cancel(token)
+
+
 class Sender:
     def __init__(self, runtime: ServiceRuntime, channels: dict[str, Channel], *, names: dict[str, tuple[str, str]],
                  public_base_url: str, concurrency: int, claim_batch: int, poll_s: float, timeout_s: float,
-                 max_attempts: int, backoff: Backoff):
+                 max_attempts: int, backoff: Backoff, handoff: Handoff | None = None):
         self.runtime, self.channels, self.names = runtime, channels, names
         self.public = public_base_url.rstrip("/")
         self.concurrency, self.claim_batch, self.poll_s = concurrency, claim_batch, poll_s
         self.timeout_s, self.max_attempts, self.backoff = timeout_s, max_attempts, backoff
-        # the resident's attempt asks intake and response first (up to 2 x 5 s), then the gateway
-        self.lease_s = 3 * timeout_s + 5
+        self.lease_s = lease_seconds(timeout_s)
+        self.handoff = handoff or Handoff(0, self.lease_s, timeout_s)
         self.out = 0  # claimed and not yet recorded: never more than `concurrency`
         self.answers: list[tuple[Any, State, datetime | None, str, dict, Any]] = []
         self._room = asyncio.Event()
         self._wake = asyncio.Event()
+        self._look = True  # the table may hold due rows this sender has not seen
         self._answered = asyncio.Event()
         self._stopping = False
         self._tasks: list[asyncio.Task] = []
@@ -78,6 +159,7 @@ class Sender:
     async def stop(self) -> None:
         """No more claims; the attempts out finish (or time out) and are recorded."""
         self._stopping = True
+        self.handoff.closed = True
         self._wake.set()
         self._room.set()
         if self._attempts:
@@ -91,67 +173,97 @@ class Sender:
                 await self._listener.close()
 
     def wake(self, *_: object) -> None:
+        self._look = True
+        self._wake.set()
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """A commit: a hand-off of ours is ready to go, or rows are in the table."""
+        if not (payload and self.handoff.committed(payload)):
+            self._look = True
         self._wake.set()
 
     # --- claiming -------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
+        """Start attempts while there is room: handed rows first, then due rows from the table, looked
+        for when woken by a commit, when the next known row falls due, or every poll_s."""
         failures = 0
+        look_at = 0.0  # monotonic time of the next look at the table
         while not self._stopping:
             free = self.concurrency - self.out
             if free <= 0:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            limit = min(free, self.claim_batch)
-            try:
-                rows = await store.claim(self.runtime.pool, utcnow(), limit, self.lease_s)
-                if len(rows) < limit:  # nothing more due now: sleep until the next one, a wake, or poll_s
-                    nxt = await store.next_due(self.runtime.pool)
-                    self._wake.clear()  # a wake from now on is for rows this look did not see
-            except TRANSIENT as exc:
-                failures += 1
-                self.runtime.stalled("sender", f"claiming: {exc!r}"[:300])
-                await asyncio.sleep(min(0.5 * 2 ** failures, 5.0))
+            now = utcnow()
+            self.handoff.expire(now)
+            handed = self.handoff.take(free, now)
+            if handed:
+                self._launch(handed)
                 continue
-            except Exception:
-                log.exception("sender.claim_failed")
-                await asyncio.sleep(1.0)
+            if self._look or time.monotonic() >= look_at:
+                self._look = False
+                limit = min(free, self.claim_batch)
+                nxt = None
+                try:
+                    rows = await store.claim(self.runtime.pool, now, limit, self.lease_s)
+                    if len(rows) < limit:  # nothing more due now: sleep until the next one, a wake, or poll_s
+                        nxt = await store.next_due(self.runtime.pool)
+                except TRANSIENT as exc:
+                    failures += 1
+                    self._look = True
+                    self.runtime.stalled("sender", f"claiming: {exc!r}"[:300])
+                    await asyncio.sleep(min(0.5 * 2 ** failures, 5.0))
+                    continue
+                except Exception:
+                    self._look = True
+                    log.exception("sender.claim_failed")
+                    await asyncio.sleep(1.0)
+                    continue
+                if failures:
+                    failures = 0
+                    self.runtime.recovered("sender")
+                self._launch(rows)
+                if len(rows) == limit:
+                    self._look = True
+                    continue
+                wait = self.poll_s
+                if nxt is not None:
+                    wait = min(max((nxt - utcnow()).total_seconds(), 0.0), self.poll_s)
+                look_at = time.monotonic() + wait
+            self._wake.clear()  # a wake from now on is for what this round did not see
+            if self._look or self.handoff.ready:
                 continue
-            if failures:
-                failures = 0
-                self.runtime.recovered("sender")
-            for row in rows:
-                self.out += 1
-                task = asyncio.create_task(self._attempt(row))
-                self._attempts.add(task)
-                task.add_done_callback(self._attempts.discard)
-            if len(rows) == limit:
-                continue
-            wait = self.poll_s
-            if nxt is not None:
-                wait = min(max((nxt - utcnow()).total_seconds(), 0.0), self.poll_s)
-            if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(look_at - time.monotonic(), 0.0))
+
+    def _launch(self, rows: list) -> None:
+        for row in rows:
+            self.out += 1
+            task = asyncio.create_task(self._attempt(row))
+            self._attempts.add(task)
+            task.add_done_callback(self._attempts.discard)
 
     async def _listen_loop(self) -> None:
         """LISTEN for committed rows due now; reconnects after Postgres restarts (polling covers the gap)."""
         while not self._stopping:
             try:
                 if self._listener is None or self._listener.is_closed():
+                    self.handoff.closed = True  # a commit now would go unheard: its rows go by the table
                     self._listener = await asyncpg.connect(self.runtime.settings.database_url)
-                    await self._listener.add_listener(store.WAKE, self.wake)
-                    self._wake.set()  # what was committed while no one listened
+                    await self._listener.add_listener(store.WAKE, self._notified)
+                    self.handoff.closed = self._stopping
+                    self.wake()  # what was committed while no one listened
                 await asyncio.sleep(1.0)
             except Exception as exc:
                 log.info("sender.listen_failed", error=repr(exc)[:200])
+                self.handoff.closed = True
                 self._listener = None
                 await asyncio.sleep(2.0)
 
     # --- one attempt ----------------------------------------------------------------------------
 
-    async def _attempt(self, row: asyncpg.Record) -> None:
+    async def _attempt(self, row: asyncpg.Record | dict) -> None:
         started = time.perf_counter()
         address = row["target"].get("address")
         try:
@@ -190,7 +302,7 @@ class Sender:
         self.answers.append((row["id"], outcome.state, outcome.next_at, answer.detail[:300], entry, event))
         self._answered.set()
 
-    async def _delivery(self, row: asyncpg.Record) -> Delivery | Answer:
+    async def _delivery(self, row: asyncpg.Record | dict) -> Delivery | Answer:
         """What to send: the message rendered from the facts; for a resident, the phone (asked of intake)
         and the follow-up link (asked of response), never stored here."""
         target, details = row["target"], row["details"]
@@ -243,19 +355,28 @@ class Sender:
     # --- recording ------------------------------------------------------------------------------
 
     async def _record_loop(self) -> None:
-        """Record answers as they come, many per transaction (one for whatever piled up meanwhile)."""
-        failures = 0
-        while not (self._stopping and not self.answers and not self._attempts):
-            if not self.answers:
-                self._answered.clear()
-                if self._stopping and not self._attempts:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._answered.wait(), 1.0)
+        """Record answers as they come, many per statement (whatever piled up meanwhile), a few
+        statements at once so the next answers need not wait for the last commit."""
+        recording: set[asyncio.Task] = set()
+        while not (self._stopping and not self.answers and not self._attempts and not recording):
+            if self.answers and len(recording) < RECORDERS:
+                batch = self.answers[:FLUSH_MOST]
+                del self.answers[:len(batch)]
+                task = asyncio.create_task(self._record_until_done(batch))
+                recording.add(task)
+                task.add_done_callback(recording.discard)
+                task.add_done_callback(lambda _: self._answered.set())
                 continue
-            batch = self.answers[:FLUSH_MOST]
+            self._answered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), 1.0)
+
+    async def _record_until_done(self, batch: list) -> None:
+        failures = 0
+        while True:
             try:
                 await self._record(batch)
+                break
             except Exception as exc:
                 failures += 1
                 if isinstance(exc, TRANSIENT):
@@ -263,20 +384,23 @@ class Sender:
                 else:
                     log.exception("sender.record_failed", size=len(batch))
                 await asyncio.sleep(min(0.5 * 2 ** failures, 5.0))
-                continue
-            if failures:
-                failures = 0
-                self.runtime.recovered("sender")
-            del self.answers[:len(batch)]
-            self.out -= len(batch)
-            self._room.set()
+        if failures:
+            self.runtime.recovered("sender")
+        self.out -= len(batch)
+        self._room.set()
 
     async def _record(self, batch: list) -> None:
+        """The answers and their events in one statement (its own transaction)."""
         runtime = self.runtime
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            await store.record(conn, [(i, s, nx, a, e) for i, s, nx, a, e, _ in batch], utcnow())
-            queued = await write_outbox(conn, [ev for *_, ev in batch], notify=not runtime.relay.leading)
+        queued = await store.record(runtime.pool, [(i, s, nx, a, e) for i, s, nx, a, e, _ in batch],
+                                    [ev for *_, ev in batch], utcnow(), notify_relay=not runtime.relay.leading)
         runtime.relay.handoff(queued)
+
+
+def lease_seconds(timeout_s: float) -> float:
+    """How long a claim holds a row: the resident's attempt asks intake and response first (up to
+    2 x 5 s), then the gateway."""
+    return 3 * timeout_s + 5
 
 
 async def count_pending(runtime: ServiceRuntime) -> None:

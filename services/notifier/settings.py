@@ -34,6 +34,10 @@ class NotifierSettings(ServiceSettings):
         default=128, ge=1, le=1024,
         description="Attempts in flight at once (also the most a kill -9 can make a channel see twice)")
     claim_batch: int = Field(default=256, ge=1, le=4096, description="Due notifications claimed per round trip")
+    handoff_most: int = Field(
+        default=512, ge=0, le=8192, description="Notifications due now that the consumers hand the sender in memory"
+        " (written claimed) beyond those it is sending: more skips more claim queries in a burst, and a kill -9"
+        " leaves more waiting out their lease; 0: every one is claimed from the table")
     poll_s: float = Field(default=1.0, gt=0, le=60, description="Longest wait between looks for due rows"
                           " (new rows wake the sender at once through Postgres NOTIFY)")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="One attempt's time limit")

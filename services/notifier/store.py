@@ -13,6 +13,7 @@ import asyncpg
 
 from services.notifier.domain import Planned, State
 from shared.contacts import ContactRule
+from shared.db import Queued
 
 WAKE = "notifier_due"  # NOTIFY channel: due notifications were committed
 
@@ -115,36 +116,81 @@ async def rule_row(pool: asyncpg.Pool, recipient_id: str) -> asyncpg.Record | No
 # --- notifications ------------------------------------------------------------------------------
 
 
+_HANDED_FACTS = (
+    "SELECT (SELECT count(*) FROM (SELECT pg_notify('{wake}', p) FROM unnest(${notes}::text[]) AS p) AS n) AS woke,"
+    " (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind, 'whistle_id', a.whistle_id,"
+    " 'summons_id', a.summons_id, 'recipient_id', a.recipient_id, 'step', a.step, 'channel', a.channel,"
+    " 'target', a.target, 'details', a.details, 'locale', a.locale, 'tier', a.tier, 'attempts', a.attempts,"
+    " 'cause_id', a.cause_id, 'category', w.category, 'location', w.location,"
+    " 'whistle_tier', w.tier, 'responder_name', s.responder_name, 'summons_category', s.category,"
+    " 'report_deadline', s.report_deadline, 'on_site_deadline', s.on_site_deadline,"
+    " 'resolve_deadline', s.resolve_deadline)), '[]'::jsonb)"
+    " FROM added a LEFT JOIN whistles w ON w.id = a.whistle_id LEFT JOIN summons s ON s.id = a.summons_id"
+    " WHERE a.attempts = 1) AS handed"
+)
+
+
 async def add_notifications(conn: asyncpg.Connection, rows: list[tuple[Planned, dict[str, Any]]], now: datetime,
-                            wake_within_s: float, summons: list[tuple] = ()) -> None:
+                            wake_within_s: float, summons: list[tuple] = (), *, handed: frozenset[UUID] = frozenset(),
+                            lease_s: float = 0.0, token: str = "") -> list[dict[str, Any]]:
     """Write planned notifications (a redelivered event's come back as the same ids: nothing new), and the
-    summons they are about (id, whistle, responder, name, superior, category, tier), in one round trip;
-    wake the sender at commit when any is due soon."""
+    summons they are about (id, whistle, responder, name, superior, category, tier), in one round trip.
+
+    Rows whose id is in `handed` are written already claimed by this process (attempt 1, leased for
+    `lease_s`) and, when new, come back with the facts their messages need; `token` is NOTIFY'd at
+    commit (never for a rolled-back savepoint), which is when the sender may send them. The other
+    rows due soon wake the sender at commit, which claims them from the table."""
     if not rows and not summons:
-        return
+        return []
     p = [planned for planned, _ in rows]
     m = [meta for _, meta in rows]
     sql = (
         "INSERT INTO notifications (id, cause_id, kind, whistle_id, summons_id, recipient_id, step, channel, target,"
-        " details, locale, tier, stops_on_report, state, due_at, next_at, created_at, updated_at)"
-        " SELECT id, c, k, w, s, r, st, ch, t::jsonb, d::jsonb, l, ti, sor, 'pending', due, due, $15, $15"
+        " details, locale, tier, stops_on_report, state, due_at, next_at, attempts, created_at, updated_at)"
+        " SELECT id, c, k, w, s, r, st, ch, t::jsonb, d::jsonb, l, ti, sor, 'pending', due,"
+        " CASE WHEN h THEN $15::timestamptz + make_interval(secs => $17::float8) ELSE due END, CASE WHEN h THEN 1 ELSE 0 END, $15, $15"
         " FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[],"
-        " $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::timestamptz[])"
-        " AS u(id, c, k, w, s, r, st, ch, t, d, l, ti, sor, due) ON CONFLICT (id) DO NOTHING"
+        " $9::text[], $10::text[], $11::text[], $12::text[], $13::bool[], $14::timestamptz[], $16::bool[])"
+        " AS u(id, c, k, w, s, r, st, ch, t, d, l, ti, sor, due, h) ON CONFLICT (id) DO NOTHING"
+        " RETURNING id, kind, whistle_id, summons_id, recipient_id, step, channel, target, details, locale, tier,"
+        " attempts, cause_id"
     )
     args = [
         [x.id for x in p], [x["cause_id"] for x in m], [x["kind"] for x in m], [x["whistle_id"] for x in m],
         [x["summons_id"] for x in m], [x.recipient_id for x in p], [x.step for x in p], [x.channel for x in p],
         [json.dumps(x.target) for x in p], [json.dumps(x["details"], default=str) for x in m],
         [x["locale"] for x in m], [x["tier"] for x in m], [x.stops_on_report for x in p], [x.due_at for x in p], now,
+        [x.id in handed for x in p], lease_s,
     ]
     ctes = ""
     if summons:  # the summons too, in the same statement (a data-modifying WITH runs once)
         ctes = "facts AS (" + re.sub(r"\$(\d+)", lambda g: f"${int(g[1]) + len(args)}", _SUMMONS) + "), "
         args += _summons_args(list(summons))
     # NOTIFY is delivered at commit: the sender wakes as the rows it can send now become visible
-    args.append(any((x.due_at - now).total_seconds() <= wake_within_s for x in p))
-    await conn.execute(f"WITH {ctes}added AS ({sql}) SELECT pg_notify('{WAKE}', '') WHERE ${len(args)}", *args)
+    notes = [token] if token and handed else []
+    if any(x.id not in handed and (x.due_at - now).total_seconds() <= wake_within_s for x in p):
+        notes.append("")
+    args.append(notes)
+    found = await conn.fetchrow(f"WITH {ctes}added AS ({sql}) " + _HANDED_FACTS.format(wake=WAKE, notes=len(args)),
+                                *args)
+    named = {r[0]: (r[3], r[5]) for r in summons}  # issued in this batch: the snapshot the join read lacks them
+    out = [_claimed(d) for d in found["handed"]]
+    for d in out:
+        if d["summons_id"] in named:
+            d["responder_name"], d["summons_category"] = named[d["summons_id"]]
+    return out
+
+
+def _claimed(d: dict[str, Any]) -> dict[str, Any]:
+    """A handed row as the claim query gives it (JSON has no uuids nor timestamps)."""
+    for k in ("id", "whistle_id", "cause_id"):
+        d[k] = UUID(d[k])
+    if d["summons_id"] is not None:
+        d["summons_id"] = UUID(d["summons_id"])
+    for k in ("report_deadline", "on_site_deadline", "resolve_deadline"):
+        if d[k] is not None:
+            d[k] = datetime.fromisoformat(d[k])
+    return d
 
 
 _CLAIM = (
@@ -170,20 +216,38 @@ async def next_due(pool: asyncpg.Pool) -> datetime | None:
     return await pool.fetchval("SELECT min(next_at) FROM notifications WHERE state = 'pending'")
 
 
-async def record(conn: asyncpg.Connection, outcomes: list[tuple[UUID, State, datetime | None, str, dict]],
-                 now: datetime) -> None:
-    """Each attempt's outcome: (id, state, next attempt, answer, log entry). A row a report cancelled while
-    its attempt was out stays cancelled unless that attempt delivered it (or failed for good)."""
-    await conn.execute(
-        "UPDATE notifications n SET"
-        " state = CASE WHEN n.state = 'cancelled' AND u.st = 'pending' THEN 'cancelled' ELSE u.st END,"
-        " next_at = COALESCE(u.nx, n.next_at), answer = u.a, attempt_log = n.attempt_log || u.e::jsonb,"
-        " updated_at = $6, finished_at = CASE WHEN u.st IN ('delivered', 'failed') THEN $6 ELSE n.finished_at END"
-        " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS u(id, st, nx, a, e)"
-        " WHERE n.id = u.id",
+_RECORD = (
+    "WITH recorded AS (UPDATE notifications n SET"
+    " state = CASE WHEN n.state = 'cancelled' AND u.st = 'pending' THEN 'cancelled' ELSE u.st END,"
+    " next_at = COALESCE(u.nx, n.next_at), answer = u.a, attempt_log = n.attempt_log || u.e::jsonb,"
+    " updated_at = $6, finished_at = CASE WHEN u.st IN ('delivered', 'failed') THEN $6 ELSE n.finished_at END"
+    " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::text[]) AS u(id, st, nx, a, e)"
+    " WHERE n.id = u.id),"
+    " queued AS (INSERT INTO outbox (subject, headers, body, msg_id)"
+    " SELECT s, '{}'::jsonb, b, i FROM unnest($7::text[], $8::bytea[], $9::text[]) AS q(s, b, i) RETURNING seq)"
+)
+
+
+async def record(conn: asyncpg.Connection | asyncpg.Pool, outcomes: list[tuple[UUID, State, datetime | None, str, dict]],
+                 events: list[Any], now: datetime, *, notify_relay: bool) -> list[Queued]:
+    """Each attempt's outcome: (id, state, next attempt, answer, log entry), and its event queued in the
+    outbox, in one statement (its own transaction). A row a report cancelled while its attempt was out
+    stays cancelled unless that attempt delivered it (or failed for good). Returns the outbox rows to
+    hand the relay once this committed, or none when the relay of another process is woken instead."""
+    bodies = [(e.subject, e.model_dump_json().encode(), str(e.event_id)) for e in events]
+    args = [
         [o[0] for o in outcomes], [o[1].value for o in outcomes], [o[2] for o in outcomes],
         [o[3] for o in outcomes], [json.dumps(o[4]) for o in outcomes], now,
-    )
+        [b[0] for b in bodies], [b[1] for b in bodies], [b[2] for b in bodies],
+    ]
+    if notify_relay:
+        await conn.execute(_RECORD + " SELECT pg_notify(current_schema() || '_outbox', '')"
+                           " WHERE EXISTS (SELECT FROM queued)", *args)
+        return []
+    # the sequence numbers rows in the order unnest gives them: sorted seqs match the list
+    seqs = sorted(r[0] for r in await conn.fetch(_RECORD + " SELECT seq FROM queued", *args))
+    return [Queued(seq, subject, body, {"Nats-Msg-Id": msg_id})
+            for seq, (subject, body, msg_id) in zip(seqs, bodies, strict=True)]
 
 
 _LIST = (

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.conftest import wait_for
+
 playwright_sync = pytest.importorskip("playwright.sync_api")
 axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright")
 
@@ -24,7 +26,7 @@ DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 390, "height": 844}
 
 # what a zh-CN page may still show in Latin letters: ids and codes are in <code> or marked translate="no"
 # (user text, routing's own words), the language link is lang="en"; these few are names, not words
-ALLOWED_LATIN = {"CSV", "SLA"}
+ALLOWED_LATIN = {"CSV", "SLA", "JSON"}
 LATIN_LEFT = """() => {
   const skip = el => el.closest('code, script, style, [translate="no"], [lang="en"], .sr, [hidden], option');
   const out = [];
@@ -136,6 +138,120 @@ def test_a_responder_sees_neither_the_board_nor_anothers_summons(browser, system
     page.context.close()
 
 
+def test_a_responder_reports_on_the_phone_view_and_the_supervisors_board_updates_without_reloading(browser, system):
+    whistle = system.wait_summons(system.blow(category="noise", location={"building": "2"}))
+    summons = whistle["summons"][0]
+    board = signed_in(browser, system, "supervisor")
+    row = f'tr[data-whistle="{whistle["id"]}"]'
+    board.wait_for_selector(row, timeout=10_000)
+    board.evaluate("window.__notReloaded = true")
+    phone = signed_in(browser, system, summons["responder_id"], PHONE)
+    card = f'#summons-{summons["id"]}'
+    phone.wait_for_selector(card)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], "the phone view scrolls sideways"
+    phone.click(f'{card} button[data-move="report"]')
+    phone.wait_for_url(re.compile(r"/console/summons\?notice=done"))
+    assert phone.get_attribute(card, "data-state") == "reported"
+    board.wait_for_function(
+        "sel => { const r = document.querySelector(sel); return r && r.cells[5].innerText.trim() === '已报到'; }",
+        arg=row, timeout=5_000)
+    assert board.evaluate("window.__notReloaded === true"), "the board reloaded"
+    phone.context.close()
+    board.context.close()
+
+
+def test_every_move_of_a_responder_posts_the_api_command_and_shows_refusals_by_field(system):
+    whistle = system.wait_summons(system.blow(category="stairwell_dirty", location={"building": "4"}))
+    summons = whistle["summons"][0]
+    sid, me = summons["id"], summons["responder_id"]
+    client, csrf = http_signed_in(system, me)
+
+    def move(name: str, **fields) -> httpx.Response:
+        return client.post(f"/console/summons/{sid}/{name}", data={"csrf": csrf, **fields})
+
+    def state() -> str:
+        return next(s for s in system.whistle(whistle["id"])["summons"] if s["id"] == sid)
+
+    with closing(client):
+        assert client.get(f"/console/summons/{sid}").status_code == 200
+        r = move("return")  # no reason code: next to the reason field, nothing changes
+        assert r.status_code == 422 and 'id="return-reason_code-error"' in r.text
+        r = move("return", reason_code="other")
+        assert r.status_code == 422 and 'id="return-reason-error"' in r.text
+        r = move("transfer", to_responder_id=f"nobody-{secrets.token_hex(3)}", reason="不归我们管")
+        assert r.status_code == 422 and 'id="transfer-to_responder_id-error"' in r.text
+        r = move("extension", clock="resolve", new_deadline="not-a-date", reason="等材料")
+        assert r.status_code == 422 and 'id="extension-new_deadline-error"' in r.text
+        r = move("resolve", photo_url="ftp://example.com/x.jpg")
+        assert r.status_code == 422 and 'id="resolve-photo_url-error"' in r.text
+        r = move("arrive")  # not reported yet: the owner's refusal, by the button
+        assert r.status_code == 422 and 'id="arrive-move-error"' in r.text
+        assert state()["state"] == "issued"
+        for name in ("report", "pause", "resume", "arrive"):
+            assert move(name).status_code == 303, name
+        assert move("extension", clock="resolve", new_deadline="2099-01-01T10:00", reason="等材料").status_code == 422
+        r = move("extension", clock="resolve",
+                 new_deadline=time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 8 * 3600 + 86400)),
+                 reason="等配件")
+        assert r.status_code == 303, r.text
+        assert move("resolve", photo_url="https://example.com/fixed.jpg", note="已清理").status_code == 303
+        wait_for(lambda: state()["state"] == "resolved", 10, what="resolved")
+        other = system.wait_summons(system.blow(category="stairwell_dirty", location={"building": "4"}))
+        theirs = next((s for s in other["summons"] if s["responder_id"] != me), None)
+        if theirs:  # another's summons: not found, and nothing moves
+            assert client.post(f"/console/summons/{theirs['id']}/report", data={"csrf": csrf}).status_code in (403, 404)
+
+
+def test_a_dispatcher_uploads_a_12345_file_with_bad_rows_and_sees_them_by_row_field_and_reason(browser, system):
+    tag = secrets.token_hex(3)
+    lines = ["order_id,received_at,category_text,address,description,caller_phone,deadline_class"]
+    bad = {2: ("category_text", "天上掉馅饼"), 250: ("received_at", "yesterday")}
+    for i in range(1, 301):  # more than one chunk of the browser's
+        row = {"order_id": f"c-{tag}-{i:04d}", "received_at": "2026-11-20T09:00:00+08:00", "category_text": "漏雨",
+               "address": f"星城街道第七社区{i % 22 + 1}号楼", "description": f"来电 {i}, \"漏雨\"" + " 详情" * 40,
+               "caller_phone": f"1381234{i:04d}", "deadline_class": "普通"}
+        if i in bad:
+            row[bad[i][0]] = bad[i][1]
+        lines.append(",".join('"' + v.replace('"', '""') + '"' for v in row.values()))
+    page = signed_in(browser, system, "dispatcher")
+    page.goto("/console/import")
+    page.set_input_files("#import-file", files=[{"name": "orders.csv", "mimeType": "text/csv",
+                                                  "buffer": "\n".join(lines).encode()}])
+    page.check("input[name=dry_run]")
+    page.click("#import button[type=submit]")
+    page.wait_for_selector("#import-refused:not([hidden])", timeout=20_000)
+    assert page.evaluate("document.getElementById('import-progress').value") == 300
+    shown = {int(tr.get_attribute("data-row")): tr.inner_text() for tr in page.query_selector_all("#import-refused-rows tr")}
+    assert set(shown) == set(bad), shown
+    for row, (field, _) in bad.items():
+        assert field in shown[row] and re.search(r"[\u4e00-\u9fff]", shown[row].split(field)[-1]), shown[row]
+    page.context.close()
+
+
+def test_a_dispatcher_blows_a_whistle_from_the_form_and_finds_it_on_the_ledger(system):
+    client, csrf = http_signed_in(system, "dispatcher")
+    with closing(client):
+        form = {"csrf": csrf, "category": "fence_broken", "description": "围栏被剪开", "location.building": "12",
+                "tier": "urgent", "source": "grid_patrol", "reporter.name": "王阿姨", "reporter.phone": "13812345678",
+                "reporter.sms_consent": "true", "attachments": "https://example.com/a.jpg\nnot-a-url"}
+        r = client.post("/console/blow", data=form)
+        assert r.status_code == 422 and 'id="blow-attachments-error"' in r.text and "围栏被剪开" in r.text
+        r = client.post("/console/blow", data={**form, "location.building": "", "reporter.phone": "abc",
+                                                 "attachments": ""})
+        assert r.status_code == 422 and 'id="blow-location-building-error"' in r.text
+        assert 'id="blow-reporter-phone-error"' in r.text
+        r = client.post("/console/blow", data={**form, "attachments": "https://example.com/a.jpg"})
+        assert r.status_code == 303, r.text
+        whistle_id = r.headers["location"].rsplit("/", 1)[-1]
+        whistle = system.whistle(whistle_id)
+        assert whistle["tier"] == "urgent" and whistle["location"]["building"] == "12"
+        assert "5678" in whistle["reporter"]["phone"] and "1381234" not in whistle["reporter"]["phone"]
+        ledger = wait_for(lambda: (r := client.get("/console/ledger")) and whistle_id in r.text and r, 10,
+                          what="the whistle on the ledger")
+        assert ledger.status_code == 200 and "问题类" in ledger.text
+        assert client.get("/console/ledger?status=closed").status_code == 200
+
+
 def zh_latin_left(page) -> list[str]:
     return [w for w in page.evaluate(LATIN_LEFT) if w not in ALLOWED_LATIN]
 
@@ -145,8 +261,10 @@ def test_every_page_in_both_languages_switches_every_string_passes_axe_and_is_ph
     responder = whistle["summons"][0]["responder_id"]
     pages = {
         "supervisor": ["/console/board", f"/console/whistles/{whistle['id']}"],
-        "dispatcher": ["/console/board?tier=routine", f"/console/whistles/{whistle['id']}"],
-        responder: ["/console/summons", f"/console/whistles/{whistle['id']}"],
+        "dispatcher": ["/console/board?tier=routine", f"/console/whistles/{whistle['id']}", "/console/blow",
+                       "/console/import", "/console/ledger", "/console/ledger?status=closed"],
+        responder: ["/console/summons", f"/console/summons/{whistle['summons'][0]['id']}",
+                    f"/console/whistles/{whistle['id']}"],
     }
     axe = axe_sync.Axe()
     problems: list[str] = []
@@ -283,6 +401,7 @@ def test_no_query_string_gets_a_5xx(system, query):
     client, _ = http_signed_in(system, "supervisor")
     with closing(client):
         for path in ("/console/board", "/console/board.csv", "/console/whistles/not-a-uuid", "/console/summons",
+                     "/console/summons/not-a-uuid", "/console/ledger", "/console/blow", "/console/import",
                      "/console/signin", "/console/lang"):
             r = client.get(f"{path}?{query}")
             assert r.status_code < 500, (path, query, r.status_code, r.text[:300])

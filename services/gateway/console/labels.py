@@ -63,3 +63,10 @@ def label(table: dict[str, str], code: str | None) -> str:
 
 LEVELS = {"responder": N_("Responder reminded"), "superior": N_("Superior summoned"),
           "street_command": N_("Street command centre"), "district": N_("District")}
+
+RETURN_REASONS = {"wrong_area": N_("Not our area"), "unclear_ownership": N_("Unclear who owns it"),
+                  "overlapping_duty": N_("Overlapping duties"), "not_our_duty": N_("Not our duty"),
+                  "other": N_("Other (say why)")}
+MOVES = {"report": N_("Report"), "arrive": N_("On site"), "resolve": N_("Resolve"), "pause": N_("Wait on the resident"),
+         "resume": N_("Resume"), "return": N_("Return"), "transfer": N_("Transfer"),
+         "extension": N_("Ask for more time")}

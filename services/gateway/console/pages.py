@@ -129,17 +129,6 @@ def add_pages(console: Console) -> None:
                                 path="/console/")
         return response
 
-    @router.get("/summons")
-    async def my_summons(request: Request) -> Response:
-        page = await console.page(request)
-        reply = await bus.ask(subjects.QRY_RESPONSE_SUMMONS, page.actor, {"limit": 100})
-        if not reply.ok:
-            raise console.refused(page, reply)
-        items = reply.data["items"]
-        await asyncio.gather(console.names.load_categories(page.actor),
-                             console.names.load_responders(page.actor, {s["responder_id"] for s in items}))
-        return console.render(page, "summons.html", items=items)
-
     async def whistle_view(page, whistle_id: str) -> dict:
         """Everything the whistle's page shows, each part asked as the signed-in person."""
         if not whistle_id or len(whistle_id) > ID_MAX:
