@@ -127,7 +127,8 @@ def locate(args: argparse.Namespace) -> dict:
         raise NotUp(f"{exc} (for this bench: {START_CMD})") from None
     creds_path = where["home"] / "credentials.json"
     creds: dict = json.loads(creds_path.read_text()) if creds_path.exists() else {}
-    responders = [r for r in creds.get("responders", []) if r.get("kind") in {k.value for k in ResponderKind}]
+    summonable = {k.value for k in ResponderKind if k is not ResponderKind.command_centre}  # rungs are never summoned
+    responders = [r for r in creds.get("responders", []) if r.get("kind") in summonable]
     return {**where, "responders": responders or [{"id": "m-bench", "kind": "member", "name": "Bench"}]}
 
 

@@ -164,7 +164,7 @@ class ResponderIn(BaseModel):
     """A responder as a supervisor writes it (`PUT /v1/responders/{id}`)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    kind: Literal["member", "section", "department"]
+    kind: Literal["member", "section", "department", "command_centre"]
     name_en: str = Field(min_length=1, max_length=200)
     name_zh: str = Field(min_length=1, max_length=200)
     superior_id: str | None = Field(default=None, max_length=64)

@@ -37,11 +37,16 @@ class Source(StrEnum):
 
 
 class ResponderKind(StrEnum):
-    """The three reports (三报到): party member, street-office section, city department."""
+    """The three reports (三报到): party member, street-office section, city department; and the ladder's
+    upper rungs (街道指挥中心, 区级), which are told and may look but are never summoned to handle a whistle."""
 
     member = "member"
     section = "section"
     department = "department"
+    command_centre = "command_centre"
+
+
+NOT_SUMMONABLE = "a command centre is told and may look, but is never summoned / 指挥中心接报、可查看，但不承办"
 
 
 class Location(BaseModel):

@@ -23,7 +23,7 @@ from services.gateway.settings import GatewaySettings
 from shared import auth, heap, paging, subjects
 from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
 from shared.contacts import ContactRule
-from shared.contracts import Actor, Reply, ReturnReason
+from shared.contracts import NOT_SUMMONABLE, Actor, Reply, ResponderKind, ReturnReason
 from shared.validation import refusal_from
 
 
@@ -314,6 +314,8 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
             if not target.ok:
                 return error(422 if target.refusal.status == 404 else target.refusal.status, target.refusal.code,
                              target.refusal.reason, "to_responder_id")
+            if target.data.get("kind") == ResponderKind.command_centre:
+                return error(422, "not_summonable", NOT_SUMMONABLE, "to_responder_id")
         return answer(await bus.command(subjects.CMD_RESPONSE_ACT, actor_of(request), move.model_dump(mode="json"),
                                         idempotency_key=idempotency_key))
 
@@ -345,7 +347,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
     @app.get("/v1/responders", tags=["routing"], summary="The responder registry / 响应单位名册")
     async def list_responders(
         request: Request,
-        kind: Annotated[Literal["member", "section", "department"] | None, Query()] = None,
+        kind: Annotated[Literal["member", "section", "department", "command_centre"] | None, Query()] = None,
         branch: Annotated[str | None, Query(max_length=16)] = None,
         building: Annotated[str | None, Query(max_length=16)] = None,
         limit: Limit = 100,

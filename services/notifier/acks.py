@@ -10,9 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.notifier.domain import RESIDENT
-from services.notifier.sender import Sender
 from shared import links
-from shared.ids import utcnow
 
 # the notices asking the summoned responder itself to report
 ACK_KINDS = frozenset({"summons.issued", "summons.urged"})
@@ -27,17 +25,3 @@ def ack_link(public: str, secret: str, row: Any, default_s: float, now: datetime
     deadline = row["report_deadline"]
     expires = deadline if deadline is not None and deadline > now else now + timedelta(seconds=default_s)
     return f"{public.rstrip('/')}/a/{links.mint(secret, row['recipient_id'], row['summons_id'], expires)}"
-
-
-class AckLinkSender(Sender):
-    """The sender, with the one-tap link put into the details a summons notice is rendered from."""
-
-    def __init__(self, *args, link_secret: str, ack_link_default_s: float, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.link_secret, self.ack_link_default_s = link_secret, ack_link_default_s
-
-    async def _delivery(self, row):
-        link = ack_link(self.public, self.link_secret, row, self.ack_link_default_s, utcnow())
-        if link is not None:
-            row = {**dict(row), "details": {**(row["details"] or {}), "ack_link": link}}
-        return await super()._delivery(row)

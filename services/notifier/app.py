@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.notifier.acks import AckLinkSender
 from services.notifier.channels.mail import EmailChannel
 from services.notifier.channels.robots import DingTalkChannel, WeComChannel
 from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
@@ -49,8 +48,9 @@ class NotifierRuntime(ServiceRuntime):
             "sms": SmsChannel(TemplateSmsGateway(self.http, s.sms_base_url, s.sms_api_key.get_secret_value(),
                                                  s.sms_sign_name), s.sms_templates, s.sms_default_template),
         }
-        self.sender = AckLinkSender(
-            self, channels, link_secret=s.link_secret.get_secret_value(), ack_link_default_s=s.ack_link_default_s, names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
+        self.sender = Sender(
+            self, channels, link_secret=s.link_secret.get_secret_value(), ack_link_default_s=s.ack_link_default_s,
+            names=category_names(s.catalogue_file), public_base_url=s.public_base_url,
             concurrency=s.send_concurrency, claim_batch=s.claim_batch, poll_s=s.poll_s, timeout_s=s.timeout_s,
             max_attempts=s.max_attempts, backoff=s.backoff, handoff=self.handoff)
         await self.sender.start(self)

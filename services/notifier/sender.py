@@ -28,6 +28,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.notifier import store
+from services.notifier.acks import ack_link
 from services.notifier.channels import Channel, Delivery
 from services.notifier.domain import (
     RESIDENT,
@@ -131,8 +132,10 @@ class Handoff:
 class Sender:
     def __init__(self, runtime: ServiceRuntime, channels: dict[str, Channel], *, names: dict[str, tuple[str, str]],
                  public_base_url: str, concurrency: int, claim_batch: int, poll_s: float, timeout_s: float,
-                 max_attempts: int, backoff: Backoff, handoff: Handoff | None = None):
+                 max_attempts: int, backoff: Backoff, handoff: Handoff | None = None, link_secret: str = "",
+                 ack_link_default_s: float = 86_400.0):
         self.runtime, self.channels, self.names = runtime, channels, names
+        self.link_secret, self.ack_link_default_s = link_secret, ack_link_default_s
         self.public = public_base_url.rstrip("/")
         self.concurrency, self.claim_batch, self.poll_s = concurrency, claim_batch, poll_s
         self.timeout_s, self.max_attempts, self.backoff = timeout_s, max_attempts, backoff
@@ -306,6 +309,9 @@ class Sender:
         """What to send: the message rendered from the facts; for a resident, the phone (asked of intake)
         and the follow-up link (asked of response), never stored here."""
         target, details = row["target"], row["details"]
+        ack = ack_link(self.public, self.link_secret, row, self.ack_link_default_s, utcnow()) if self.link_secret else None
+        if ack is not None:
+            details = {**(details or {}), "ack_link": ack}
         facts = {"category": row["category"] or row["summons_category"], "location": row["location"],
                  "tier": row["tier"] or row["whistle_tier"], "responder_name": row["responder_name"],
                  "report_deadline": row["report_deadline"], "on_site_deadline": row["on_site_deadline"],

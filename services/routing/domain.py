@@ -16,6 +16,7 @@ from pathlib import Path
 
 from services.routing.registry import Registry, Responder
 from shared.contracts import (
+    NOT_SUMMONABLE,
     Event,
     ResponderKind,
     SummonsIssued,
@@ -159,6 +160,8 @@ def load_rules(registry: Registry, path: Path = DEFAULT_RULES, categories: set[s
         for s in (rule.lead, *rule.co, *([rule.fallback] if rule.fallback else [])):
             if s.id and s.id not in registry:
                 raise ValueError(f"{where}: unknown responder {s.id!r}")
+            if s.id and not registry[s.id].summonable:
+                raise ValueError(f"{where}: {s.id!r} is a command centre: {NOT_SUMMONABLE}")
         rules.append(rule)
     return rules
 
@@ -216,6 +219,8 @@ def choose(
         unit = registry.responders.get(sel.id)
         if unit is None or not unit.active:
             return Choice(role, sel.describe(), None, (Candidate(sel.id, False, "inactive or removed"),))
+        if not unit.summonable:  # made one by an edit since the rules were loaded
+            return Choice(role, sel.describe(), None, (Candidate(sel.id, False, NOT_SUMMONABLE),))
         if sel.id in exclude:
             return Choice(role, sel.describe(), None, (Candidate(sel.id, False, "already on this whistle or returned it"),))
         return Choice(role, sel.describe(), unit, (Candidate(unit.id, True, "named by the rule"),))

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from shared.commands import Arbitration
 from shared.contracts import (
+    NOT_SUMMONABLE,
     Command,
     Refusal,
     Reply,
@@ -94,7 +95,7 @@ class RoutingHandlers:
         await self._release(conn, event.summons_id)
         whistle = await store.whistle(conn, event.whistle_id)
         target = self.registry.responders.get(event.to_responder_id)
-        if whistle is None or target is None:
+        if whistle is None or target is None or not target.summonable:
             return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
                                       actor="system:routing", reason=f"cannot transfer to {event.to_responder_id!r}")]
         events = [domain.summon(target, whistle, event.role, now, self.book, causation_id=event.event_id,
@@ -106,7 +107,7 @@ class RoutingHandlers:
         """重办: the same lead is summoned again."""
         whistle = await store.whistle(conn, event.whistle_id)
         lead = self.registry.responders.get(event.lead_responder_id)
-        if whistle is None or lead is None:
+        if whistle is None or lead is None or not lead.summonable:
             return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
                                       actor="system:routing", reason="the lead to reopen it to is gone")]
         events = [domain.summon(lead, whistle, "lead", now, self.book, causation_id=event.event_id)]
@@ -130,6 +131,8 @@ class RoutingHandlers:
         target = self.registry.responders.get(body.responder_id)
         if target is None or not target.active:
             return Reply.refuse(422, "unknown_responder", "no such responder / 无此响应单位", "responder_id"), []
+        if not target.summonable:
+            return Reply.refuse(422, "not_summonable", NOT_SUMMONABLE, "responder_id"), []
         returns, done = await store.lock_arbitration(conn, whistle_id)
         if done or returns < ARBITRATE_AFTER_RETURNS:
             return Reply.refuse(409, "no_arbitration_needed",

@@ -62,6 +62,11 @@ class Responder:
     def available(self, moment: datetime) -> bool:
         return not self.availability or any(w.covers(moment) for w in self.availability)
 
+    @property
+    def summonable(self) -> bool:
+        """Whether a whistle may be handed to it: a command centre (a rung of the ladder) is told, not summoned."""
+        return self.kind is not ResponderKind.command_centre
+
 
 @dataclass
 class Registry:

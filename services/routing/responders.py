@@ -21,11 +21,14 @@ from shared.validation import refusal_from
 
 
 async def seed_registry(pool: asyncpg.Pool, path: Path) -> None:
-    """Load the data file into an empty registry table (first start only)."""
+    """Load the data file into an empty registry table (first start only; later, only missing command centres)."""
     async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM responders)"):
-            return
         data = json.loads(path.read_text(encoding="utf-8"))
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM responders)"):
+            # a registry seeded before the ladder's rungs were accounts gets them; a rung edited since is kept
+            await conn.executemany("INSERT INTO responders (id, data) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+                                   [(r["id"], r) for r in data["responders"] if r["kind"] == "command_centre"])
+            return
         await conn.executemany("INSERT INTO responders (id, data) VALUES ($1, $2)", [(r["id"], r) for r in data["responders"]])
         await conn.executemany("INSERT INTO grids (id, buildings) VALUES ($1, $2)", list((data.get("grids") or {}).items()))
 

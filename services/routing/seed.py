@@ -1,7 +1,8 @@
 """The seed community's registry, generated deterministically (7th Community, Xingcheng Street).
 
 1 party committee, 10 branches of 3 committee members each, 896 party members living in the
-22 buildings, 4 grids, the street office's sections and the city departments the seed names.
+22 buildings, 4 grids, the street office's sections and the city departments the seed names, and the
+street and district command centres the escalation ladder climbs to.
 Run `python -m services.routing.seed > services/routing/data/registry.json` to regenerate.
 """
 
@@ -40,6 +41,11 @@ DEPARTMENTS = [
     ("d-gas", "Gas company", "燃气公司"),
     ("d-police", "Xingcheng police station", "星城派出所"),
     ("d-market", "Market supervision office", "市场监管所"),
+]
+# the ladder's upper rungs (escalation's ids): told when a summons climbs to them, each reporting to the next
+COMMAND_CENTRES = [
+    ("street-command-centre", "Xingcheng Street command centre", "星城街道指挥中心", "district-command-centre"),
+    ("district-command-centre", "Fangshan District command centre", "房山区级指挥中心", None),
 ]
 
 
@@ -135,6 +141,8 @@ def generate(seed: int = 7) -> dict:
         responders += _unit(uid, "section", f"{en}, Xingcheng Street", f"星城街道{zh}")
     for uid, en, zh in DEPARTMENTS:
         responders += _unit(uid, "department", en, zh)
+    for uid, en, zh, superior in COMMAND_CENTRES:
+        responders.append({"id": uid, "kind": "command_centre", "name_en": en, "name_zh": zh, "superior_id": superior})
     return {"grids": GRIDS, "buildings": buildings(), "responders": responders}
 
 

@@ -214,12 +214,18 @@ def test_a_dispatcher_uploads_a_12345_file_with_bad_rows_and_sees_them_by_row_fi
             row[bad[i][0]] = bad[i][1]
         lines.append(",".join('"' + v.replace('"', '""') + '"' for v in row.values()))
     page = signed_in(browser, system, "dispatcher")
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto("/console/import")
     page.set_input_files("#import-file", files=[{"name": "orders.csv", "mimeType": "text/csv",
                                                   "buffer": "\n".join(lines).encode()}])
     page.check("input[name=dry_run]")
     page.click("#import button[type=submit]")
-    page.wait_for_selector("#import-refused:not([hidden])", timeout=20_000)
+    page.wait_for_function("document.getElementById('import-progress').value == 300 || "
+                           "document.getElementById('import-status').textContent.includes('上传中止')", timeout=20_000)
+    assert not problems, problems
+    assert "上传中止" not in page.inner_text("#import-status")
+    page.wait_for_selector("#import-refused:not([hidden])", timeout=5_000)
     assert page.evaluate("document.getElementById('import-progress').value") == 300
     shown = {int(tr.get_attribute("data-row")): tr.inner_text() for tr in page.query_selector_all("#import-refused-rows tr")}
     assert set(shown) == set(bad), shown
@@ -243,7 +249,7 @@ def test_a_dispatcher_blows_a_whistle_from_the_form_and_finds_it_on_the_ledger(s
         r = client.post("/console/blow", data={**form, "attachments": "https://example.com/a.jpg"})
         assert r.status_code == 303, r.text
         whistle_id = r.headers["location"].rsplit("/", 1)[-1]
-        whistle = system.whistle(whistle_id)
+        whistle = wait_for(lambda: system.whistle(whistle_id), 10, what="the whistle")
         assert whistle["tier"] == "urgent" and whistle["location"]["building"] == "12"
         assert "5678" in whistle["reporter"]["phone"] and "1381234" not in whistle["reporter"]["phone"]
         ledger = wait_for(lambda: (r := client.get("/console/ledger")) and whistle_id in r.text and r, 10,

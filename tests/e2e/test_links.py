@@ -158,9 +158,8 @@ def test_the_link_of_a_reopened_whistle_is_dead(system: System):
 
 
 def test_the_street_command_centre_an_escalation_reached_can_read_the_whistle_but_not_act(system: System):
-    secret = (system.home / "secret").read_text().strip()
-    from shared import auth  # the rung's own bearer token (as the runner mints one for every responder)
-    street = {"Authorization": f"Bearer {auth.mint(secret, 'responder', 'street-command-centre')}"}
+    # the rung's own bearer token: an account of the registry, minted into credentials.json like every responder's
+    street = {"Authorization": f"Bearer {system.token('street-command-centre')}"}
     whistle_id = system.blow(tier="complex", category="bicycle_shed")  # 3 s; 4 steps, 1 s apart
     summons_id = system.wait_summons(whistle_id)["summons"][0]["id"]
     with httpx.Client(base_url=system.base_url, headers=street) as c:
@@ -173,3 +172,51 @@ def test_the_street_command_centre_an_escalation_reached_can_read_the_whistle_bu
         other = system.blow(**QUIET)
         system.wait_summons(other)
         assert c.get(f"/v1/whistles/{other}").status_code == 403  # only what escalated to it
+
+
+def test_a_breach_reaches_the_street_command_centre_account_by_its_own_rule(system: System, receivers: Receivers):
+    street = "street-command-centre"
+    with system.client("supervisor") as s:  # the ladder's rungs are accounts of the registry
+        rungs = s.get("/v1/responders", params={"kind": "command_centre"}).json()["responders"]
+    assert [(r["id"], r["superior_id"]) for r in rungs] == [
+        ("district-command-centre", None), (street, "district-command-centre")]
+    hook = f"{street}-{uuid.uuid4().hex[:8]}"
+    put = put_contacts(system, street, {"steps": [  # set by the centre itself, with its own token
+        {"channel": "webhook", "address": f"http://127.0.0.1:{system.fake_http_port}/hook/{hook}"}]}, who=street)
+    assert put.status_code == 200, put.text
+    receivers.webhook_secrets[hook] = put.json()["rule"]["steps"][0]["secret"]
+
+    # a department with no superior of its own: the routine ladder's "superior" rung is the street command centre
+    lead = f"d-rung-{uuid.uuid4().hex[:8]}"
+    add_responder(system, lead)
+    whistle_id = system.blow()  # roof_leak, routine: 6 s to report, then the superior at once
+    first = system.wait_summons(whistle_id)["summons"][0]
+    with system.client(first["responder_id"]) as c:
+        refused = c.post(f"/v1/summons/{first['id']}/transfer", json={"to_responder_id": street, "reason": "up"})
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_summonable"  # told, not summoned
+        moved = c.post(f"/v1/summons/{first['id']}/transfer", json={"to_responder_id": lead, "reason": "theirs"})
+        assert moved.status_code == 200, moved.text
+    summons_id = wait_for(lambda: next((x["id"] for x in system.whistle(whistle_id).get("summons", [])
+                                        if x["responder_id"] == lead), None), 20, what="the transferred summons")
+    with system.client(street) as c:
+        assert c.get(f"/v1/whistles/{whistle_id}").status_code == 403  # not reached yet
+
+    def escalated():
+        return [r for r in receivers.at(f"/hook/{hook}")
+                if r.json()["type"] == "escalation.raised" and r.json()["data"]["summons_id"] == summons_id]
+    [delivered] = wait_for(escalated, 30, what="the escalation at the street command centre's webhook")
+    assert delivered.signed and delivered.json()["data"]["whistle_id"] == whistle_id
+    raised = [t["data"] for t in system.whistle(whistle_id)["timeline"] if t["type"] == "escalation.raised"]
+    assert [(e["level"], e["target_id"]) for e in raised] == [("superior", street)]
+    sent = [n for n in notifications(system, whistle_id=whistle_id, responder_id=street)]
+    assert [(n["kind"], n["channel"], n["state"]) for n in sent] == [("escalation.raised", "webhook", "delivered")]
+
+    with system.client(street) as c:
+        seen = c.get(f"/v1/whistles/{whistle_id}")
+        assert seen.status_code == 200 and [x["id"] for x in seen.json()["summons"] if x["responder_id"] == lead]
+        for move in ("report", "arrive", "resolve", "return"):  # read only: the summons is the department's
+            assert c.post(f"/v1/summons/{summons_id}/{move}", json={"reason_code": "other", "reason": "x"}
+                          if move == "return" else None).status_code == 403, move
+        assert c.get("/v1/summons").json() == []  # nothing is ever handed to it
+    assert not [t for t in system.whistle(whistle_id)["timeline"]
+                if t["type"].startswith("summons.") and t.get("actor", "").endswith(street)]

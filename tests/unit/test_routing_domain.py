@@ -150,6 +150,16 @@ def test_an_unknown_responder_is_named_in_the_refusal(tmp_path):
         load_rules(registry(), path)
 
 
+@pytest.mark.parametrize("role", ["lead", "co", "fallback"])
+def test_a_rule_naming_a_command_centre_is_refused(tmp_path, role):
+    street = unit("street-command-centre", ResponderKind.command_centre)
+    reg = Registry({r.id: r for r in [*UNITS, street]}, GRIDS)
+    named = {"id": "street-command-centre"}
+    path = write_rules(tmp_path, {**GOOD, role: [named] if role == "co" else named})
+    with pytest.raises(ValueError, match="'bad-rule'.*street-command-centre.*command centre"):
+        load_rules(reg, path)
+
+
 def test_an_unknown_category_is_refused_when_the_catalogue_is_given(tmp_path):
     path = write_rules(tmp_path, {**GOOD, "category": "alien_landing"})
     with pytest.raises(ValueError) as err:
@@ -502,6 +512,25 @@ def test_an_inactive_named_lead_gives_way_to_the_fallback():
     decision = decide(blown("noise"), [rule], reg, LoadBook(), NOW)
     assert decision.choices[0].candidates[0].reason == "inactive or removed"
     assert decision.choices[1].responder.id == "s-civil"
+
+
+def test_a_named_lead_made_a_command_centre_since_is_never_summoned():
+    # the registry is edited live: a rule loaded before may name a unit that is now a rung of the ladder
+    reg = Registry({r.id: r for r in [*UNITS, unit("d-now-rung", ResponderKind.command_centre)]}, GRIDS)
+    rule = Rule("r", "noise", lead=Selector(id="d-now-rung"), co=(Selector(id="d-now-rung"),))
+    decision = decide(blown("noise"), [rule], reg, LoadBook(), NOW)
+    assert decision.unroutable == "nobody can lead: d-now-rung"
+    assert "never summoned" in decision.choices[0].candidates[0].reason
+    rule = Rule("r", "noise", lead=Selector(id="s-civil"), co=(Selector(id="d-now-rung"),))
+    _, events = route(blown("noise"), [rule], reg, LoadBook(), NOW)
+    assert [e.responder_id for e in events if isinstance(e, SummonsIssued)] == ["s-civil"]
+
+
+def test_members_are_chosen_only_among_members_never_a_command_centre():
+    rung = Responder(id="street-command-centre", kind=ResponderKind.command_centre, name_en="Street", name_zh="街道",
+                     building="1", skills=frozenset({"repairs"}))
+    reg = registry(rung)
+    assert pick(reg, sel=ANYONE).responder is None and pick(reg).responder is None
 
 
 def test_a_named_lead_that_returned_the_whistle_gives_way_to_the_fallback_then_to_unroutable():

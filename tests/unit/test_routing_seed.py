@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
+from services.escalation.domain import DISTRICT_COMMAND, STREET_COMMAND, target_of
 from services.routing import seed
 from services.routing.registry import DEFAULT_REGISTRY, Registry, load_registry, responder_from
 from shared.contracts import ResponderKind
@@ -96,6 +98,23 @@ def test_sections_and_departments_each_have_a_head(kind):
         assert head["id"] == f"{unit['id']}-head"
         assert head["kind"] == kind
         assert head["superior_id"] is None
+
+
+def test_the_ladders_upper_rungs_are_command_centre_accounts_under_escalations_ids():
+    rungs = [responder_from(r) for r in GENERATED["responders"] if r["kind"] == "command_centre"]
+    assert [r.id for r in rungs] == [STREET_COMMAND, DISTRICT_COMMAND]
+    assert all(r.kind is ResponderKind.command_centre and not r.summonable and r.name_zh for r in rungs)
+    assert RESPONDERS[STREET_COMMAND]["superior_id"] == DISTRICT_COMMAND  # its "superior" contact step
+    assert RESPONDERS[DISTRICT_COMMAND]["superior_id"] is None
+
+
+def test_every_rung_escalation_can_name_is_in_the_registry():
+    for r in GENERATED["responders"]:
+        if r["kind"] == "command_centre":
+            continue
+        clock = SimpleNamespace(responder_id=r["id"], superior_id=r["superior_id"])
+        for level in ("responder", "superior", "street_command", "district"):
+            assert target_of(clock, SimpleNamespace(level=level)) in RESPONDERS, (r["id"], level)
 
 
 def test_every_member_has_skills_windows_and_a_positive_capacity_that_parse():

@@ -138,7 +138,7 @@ def add_dispatcher(console: Console) -> None:
         more = whistles.data.get("next_cursor") if whistles.ok else None
         next_url = f"/console/ledger?{urlencode({'status': status or '', 'cursor': more})}" if more else None
         await names.load_categories(page.actor)
-        return console.render(page, "ledger.html", 422 if errors else 200, items=items, status=status or "",
+        return console.render(page, "ledger.html", 422 if errors else 200, items=items, ledger_status=status or "",
                               errors=errors, next_url=next_url, statuses=LEDGER_STATUSES,
                               classes=classes.data["items"] if classes.ok else [])
 

@@ -2,7 +2,7 @@
 // move the progress bar, and list every refused row by row, field and reason.
 (function () {
   "use strict";
-  var MAX_ROWS = 1000, MAX_CHARS = 48000;
+  var MAX_ROWS = 1000, MAX_BYTES = 56000, utf8 = new TextEncoder();  // the edge refuses bodies over 64 KiB
   function csv(text) {  // RFC 4180: quoted fields, doubled quotes, CRLF or LF
     var rows = [], row = [], cell = "", q = false;
     for (var i = 0; i < text.length; i++) {
@@ -21,8 +21,8 @@
   function chunks(rows) {  // consecutive rows, each chunk within the row and size limits
     var out = [], cur = [], size = 2;
     rows.forEach(function (r) {
-      var n = JSON.stringify(r).length + 1;
-      if (cur.length && (cur.length >= MAX_ROWS || size + n > MAX_CHARS)) { out.push(cur); cur = []; size = 2; }
+      var n = utf8.encode(JSON.stringify(r)).length + 1;
+      if (cur.length && (cur.length >= MAX_ROWS || size + n > MAX_BYTES)) { out.push(cur); cur = []; size = 2; }
       cur.push(r); size += n;
     });
     if (cur.length) out.push(cur);
