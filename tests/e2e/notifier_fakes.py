@@ -90,6 +90,7 @@ class Receivers:
 
     def stop(self) -> None:
         self.server.shutdown()
+        self.server.server_close()  # frees the port for the next module's fakes
         self.smtp.stop()
 
     def answer(self, target: str, headers: dict[str, str], body: bytes, at: float) -> tuple[int, dict]:

@@ -17,7 +17,7 @@ from shared import links
 from shared.ids import utcnow
 from tests.e2e.conftest import System, wait_for
 from tests.e2e.notifier_fakes import Receivers
-from tests.e2e.test_notifier import QUIET, add_responder, put_contacts, summon
+from tests.e2e.test_notifier import QUIET, add_responder, notifications, put_contacts, summon
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
