@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Receivers:
     scripts: dict[str, list[int]] = field(default_factory=dict)  # name → statuses to answer first
     delay_s: dict[str, float] = field(default_factory=dict)  # name → how long to take
     lock: threading.Lock = field(default_factory=threading.Lock)
+    connections: set = field(default_factory=set)  # kept-alive sockets, closed at stop
 
     def start(self) -> Receivers:
         receivers = self
@@ -57,6 +59,11 @@ class Receivers:
 
             def log_message(self, *_: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with receivers.lock:
+                    receivers.connections.add(self.connection)
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -90,7 +97,13 @@ class Receivers:
 
     def stop(self) -> None:
         self.server.shutdown()
-        self.server.server_close()  # frees the port for the next module's fakes
+        self.server.server_close()  # frees the port for the next module's fakes…
+        with self.lock:  # …and drops kept-alive connections, which would still be answered by these fakes
+            for conn in self.connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self.smtp.stop()
 
     def answer(self, target: str, headers: dict[str, str], body: bytes, at: float) -> tuple[int, dict]:
