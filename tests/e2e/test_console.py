@@ -180,6 +180,8 @@ def test_every_move_of_a_responder_posts_the_api_command_and_shows_refusals_by_f
         assert r.status_code == 422 and 'id="return-reason-error"' in r.text
         r = move("transfer", to_responder_id=f"nobody-{secrets.token_hex(3)}", reason="不归我们管")
         assert r.status_code == 422 and 'id="transfer-to_responder_id-error"' in r.text
+        r = move("transfer", to_responder_id="street-command-centre", reason="请指挥中心办")  # told, never summoned
+        assert r.status_code == 422 and 'id="transfer-to_responder_id-error"' in r.text and "指挥中心" in r.text
         r = move("extension", clock="resolve", new_deadline="not-a-date", reason="等材料")
         assert r.status_code == 422 and 'id="extension-new_deadline-error"' in r.text
         r = move("resolve", photo_url="ftp://example.com/x.jpg")

@@ -15,6 +15,7 @@ from services.gateway.console.i18n import N_
 from services.gateway.console.web import BEIJING, Console, Page, Refused, redirect
 from shared import subjects
 from shared.commands import ExtensionAsk, SummonsAction
+from shared.contracts import NOT_SUMMONABLE, Reply, ResponderKind
 
 RESPONDER = ("responder",)
 OPEN = ("issued", "reported", "on_site")
@@ -139,6 +140,9 @@ def add_responder(console: Console) -> None:
             if not target.ok:
                 errors = {"to_responder_id": page.gettext("No such responder.")
                           if target.refusal.status == 404 else console.refusal_errors(page, target)["form"]}
+            elif target.data.get("kind") == ResponderKind.command_centre:  # told and may look, never summoned
+                errors = console.refusal_errors(
+                    page, Reply.refuse(422, "not_summonable", NOT_SUMMONABLE, "to_responder_id"))
         if not errors:
             reply = await bus.command(subject, page.actor, payload)
             if reply.ok:
