@@ -55,6 +55,7 @@ QRY_RESPONSE_FOLLOW_UP_TOKEN = "qry.response.follow_up_token"  # the follow-up l
 CMD_ROUTING_PASSWORD_SET = "cmd.routing.password_set"  # console passwords (supervisors; the runner's demo ones)
 CMD_ROUTING_SIGNIN_CHECK = "cmd.routing.signin_check"  # a console sign-in (system:console), slowed per user name
 QRY_LEDGER_BOARD = "qry.ledger.board"  # open summons with their clocks, filtered, for the console's SLA board
+QRY_LEDGER_INBOX = "qry.ledger.inbox"  # what waits on a supervisor: counts, or pending extensions
 CMD_NOTIFIER_URGE = "cmd.notifier.urge"  # 催办: remind each listed summons' responder (dispatchers, supervisors)
 
 SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier")

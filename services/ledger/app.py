@@ -8,6 +8,7 @@ from services.ledger.board import BoardHandlers
 from services.ledger.dead_letter_handlers import DeadLetterHandlers
 from services.ledger.dead_letters import parse_advisory, parse_dead_letter
 from services.ledger.handlers import LedgerHandlers
+from services.ledger.inbox import InboxHandlers
 from services.ledger.settings import LedgerSettings
 from shared import subjects
 from shared.runtime import ServiceRuntime
@@ -37,4 +38,5 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_LEDGER_RANKING, handlers.ranking, query=True)
     runtime.on_request(subjects.QRY_LEDGER_OPEN311, handlers.open311, query=True)
     runtime.on_request(subjects.QRY_LEDGER_BOARD, BoardHandlers().board, query=True)
+    runtime.on_request(subjects.QRY_LEDGER_INBOX, InboxHandlers().inbox, query=True)
     return runtime

@@ -12,6 +12,9 @@ from services.ledger.rates import Facts, FollowUp, Period, SummonsFacts, Whistle
 from shared.contracts import (
     EscalationRaised,
     Event,
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
     SlaBreached,
     SlaRescheduled,
     SlaStarted,
@@ -145,6 +148,15 @@ def _view_writes(e: Event) -> list[Write] | None:
             " ON CONFLICT (event_id) DO NOTHING",
             (e.event_id, e.whistle_id, e.solved, e.satisfaction, e.occurred_at),
         ))
+    elif isinstance(e, ExtensionRequested):  # waits on a supervisor (the console's inbox)
+        writes.append((
+            "UPDATE summons SET extension = $2, updated_at = $3 WHERE id = $1",
+            (e.summons_id, {"clock": e.clock, "new_deadline": e.new_deadline.isoformat(), "reason": e.reason,
+                            "requested_at": e.occurred_at.isoformat()}, e.occurred_at),
+        ))
+    elif isinstance(e, (ExtensionGranted, ExtensionRefused)):
+        writes.append(("UPDATE summons SET extension = NULL, updated_at = $2 WHERE id = $1",
+                       (e.summons_id, e.occurred_at)))
     elif isinstance(e, (SummonsPaused, SummonsResumed)):
         writes.append((
             "UPDATE summons SET waiting = $2, updated_at = $3 WHERE id = $1",

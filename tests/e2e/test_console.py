@@ -268,9 +268,10 @@ def test_every_page_in_both_languages_switches_every_string_passes_axe_and_is_ph
     whistle = system.wait_summons(system.blow(description="楼道墙面脏", category="stairwell_dirty"))
     responder = whistle["summons"][0]["responder_id"]
     pages = {
-        "supervisor": ["/console/board", f"/console/whistles/{whistle['id']}"],
+        "supervisor": ["/console/board", f"/console/whistles/{whistle['id']}", "/console/inbox",
+                       "/console/rates"],
         "dispatcher": ["/console/board?tier=routine", f"/console/whistles/{whistle['id']}", "/console/blow",
-                       "/console/import", "/console/ledger", "/console/ledger?status=closed"],
+                       "/console/import", "/console/ledger", "/console/ledger?status=closed", "/console/rates"],
         responder: ["/console/summons", f"/console/summons/{whistle['summons'][0]['id']}",
                     f"/console/whistles/{whistle['id']}"],
     }
@@ -404,12 +405,97 @@ def test_selected_summons_are_urged_or_a_clear_503_and_the_board_exports_as_csv(
 @pytest.mark.parametrize("query", [
     "state=<script>", "cursor=!!!", "cursor=eyJ4Ijo", "building=99", "grid=%00", "tier=", "unit=" + "x" * 500,
     "category=%ff%fe", "limit=-1&limit=2", "state=breached&state=warned", "notice=%0d%0a",
+    "ext_cursor=!!!", "arb_cursor=eyJ4Ijo", "dl_cursor=" + "A" * 600,
+    "month=2026-13", "month=9999-01", "month=%ff", "month=2026-11&month=x",
 ])
 def test_no_query_string_gets_a_5xx(system, query):
     client, _ = http_signed_in(system, "supervisor")
     with closing(client):
         for path in ("/console/board", "/console/board.csv", "/console/whistles/not-a-uuid", "/console/summons",
                      "/console/summons/not-a-uuid", "/console/ledger", "/console/blow", "/console/import",
-                     "/console/signin", "/console/lang"):
+                     "/console/signin", "/console/lang", "/console/inbox", "/console/rates", "/console/rates.csv"):
             r = client.get(f"{path}?{query}")
             assert r.status_code < 500, (path, query, r.status_code, r.text[:300])
+
+
+def inbox_badge(page) -> int:
+    return int(page.get_attribute("#inbox-count", "data-count"))
+
+
+def test_a_responder_asks_for_more_time_and_the_supervisor_grants_it_from_the_inbox_badge_and_all(browser, system):
+    whistle = system.wait_summons(system.blow(category="stairwell_dirty", location={"building": "6"}))
+    summons = whistle["summons"][0]
+    sid = summons["id"]
+    supervisor = signed_in(browser, system, "supervisor")
+    before = inbox_badge(supervisor)  # on every page: here the board
+    phone = signed_in(browser, system, summons["responder_id"], PHONE)
+    phone.goto(f"/console/summons/{sid}")
+    phone.select_option("#extension-clock", "resolve")
+    phone.fill("#extension-new_deadline", time.strftime("%Y-%m-%dT%H:%M", time.gmtime(time.time() + 8 * 3600 + 2 * 86400)))
+    phone.fill("#extension-reason", "等配件到货")
+    phone.click('form[action$="/extension"] button[type=submit]')
+    phone.wait_for_url(re.compile(r"/console/summons\?notice=done"))
+    phone.context.close()
+    card = f"#extension-{sid}"
+
+    def shown() -> bool:
+        supervisor.goto("/console/inbox")
+        return supervisor.query_selector(card) is not None and inbox_badge(supervisor) >= before + 1
+    wait_for(shown, 10, what="the request in the inbox and the badge up")
+    raised = inbox_badge(supervisor)
+    assert "等配件到货" in supervisor.inner_text(card)
+    supervisor.goto("/console/board")  # the badge is on every page
+    assert inbox_badge(supervisor) == raised
+    supervisor.goto("/console/inbox")
+    supervisor.fill(f"#grant-{sid}-note", "同意延期")
+    supervisor.click(f'{card} button[data-decision="grant"]')
+    supervisor.wait_for_url(re.compile(r"/console/inbox\?notice=decided"))
+
+    def gone() -> bool:
+        supervisor.goto("/console/inbox")
+        return supervisor.query_selector(card) is None and inbox_badge(supervisor) < raised
+    wait_for(gone, 10, what="the request gone and the badge down")
+    granted = system.whistle(whistle["id"])
+    assert any(t["type"] == "summons.extension_granted" for t in granted["timeline"])
+    supervisor.context.close()
+
+
+def test_the_inbox_is_for_supervisors_and_refused_decisions_change_nothing(system):
+    whistle = system.wait_summons(system.blow(category="stairwell_dirty", location={"building": "8"}))
+    sid = whistle["summons"][0]["id"]
+    client, csrf = http_signed_in(system, "dispatcher")
+    with closing(client):
+        assert client.get("/console/inbox").status_code == 403
+        assert "inbox-count" not in client.get("/console/board").text
+    client, csrf = http_signed_in(system, "supervisor")
+    with closing(client):
+        r = client.post(f"/console/inbox/extensions/{sid}/grant", data={"csrf": csrf, "note": "x" * 1001})
+        assert r.status_code == 422 and f'id="grant-{sid}-note-error"' in r.text
+        r = client.post(f"/console/inbox/extensions/{sid}/grant", data={"csrf": csrf})  # nothing asked: the owner says so
+        assert r.status_code == 422 and f'id="grant-{sid}-form-error"' in r.text
+        r = client.post(f"/console/inbox/arbitrate/{whistle['id']}", data={"csrf": csrf})
+        assert r.status_code == 422 and f'id="arbitrate-{whistle["id"]}-responder_id-error"' in r.text
+        assert client.post(f"/console/inbox/extensions/{sid}/grant", data={}).status_code == 403  # no CSRF token
+        assert client.post("/console/inbox/dead-letters/999999999/replay", data={"csrf": csrf}).status_code == 404
+    assert not any(t["type"].startswith("summons.extension") for t in system.whistle(whistle["id"])["timeline"])
+
+
+def test_the_rates_page_draws_the_trend_chart_and_exports_the_ranking_as_csv(browser, system):
+    whistle = system.wait_summons(system.blow(category="noise", location={"building": "11"}))
+    page = signed_in(browser, system, "supervisor")
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto("/console/rates")
+    page.wait_for_selector("#rates-trend canvas", timeout=10_000)  # ECharts drew it
+    assert not problems, problems
+    assert page.inner_text("#rates-current").count("%") + page.inner_text("#rates-current").count("—") >= 3
+    units = page.eval_on_selector_all("#rates-ranking tr[data-unit]", "rows => rows.map(r => r.dataset.unit)")
+    with page.expect_download() as download:
+        page.click("#rates-csv")
+    text = Path(download.value.path()).read_text(encoding="utf-8-sig")
+    rows = [line.split(",") for line in text.strip().splitlines()]
+    assert rows[0][:4] == ["month", "rank", "unit", "name"] and rows[1][2] == "community"
+    assert [r[2] for r in rows[2:]] == units
+    page.goto(f"/console/rates?unit={whistle['summons'][0]['responder_id']}&month=2026-13")
+    assert page.query_selector("#month-error") is not None and page.query_selector("#rates-trend canvas")
+    page.context.close()

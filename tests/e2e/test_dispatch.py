@@ -17,7 +17,8 @@ def _timeline(system: System, whistle_id: str) -> list[dict]:
 
 
 def _active(whistle: dict) -> list[dict]:
-    return [s for s in whistle["summons"] if s["state"] not in ("returned", "transferred")]
+    """The summons not handed on; none while the ledger has not projected the whistle yet (a 404: {})."""
+    return [s for s in whistle.get("summons", []) if s["state"] not in ("returned", "transferred")]
 
 
 def _wait_holder(system: System, whistle_id: str, responder_id: str) -> dict:

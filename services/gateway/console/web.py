@@ -34,6 +34,7 @@ from shared.contracts import Actor, Reply
 log = structlog.get_logger("gateway.console")
 BEIJING = ZoneInfo("Asia/Shanghai")
 NAMES_TTL_S = 600.0  # categories and responder names change rarely; a registry edit shows within minutes
+INBOX_TTL_S = 3.0  # the badge's count is shared by a gateway's supervisors: fresher costs a query per page
 
 
 class Redirect(Exception):
@@ -54,6 +55,7 @@ class Page:
     csrf: str
     notices: list[str] = field(default_factory=list)
     set_presession: str | None = None
+    inbox: int | None = None  # what waits in a supervisor's inbox (the badge on every page)
 
     @property
     def actor(self) -> Actor:
@@ -126,6 +128,21 @@ class Console:
             "labels": labels, "label": labels.label, "beijing": beijing, "names": self.names,
         })
         self.router = APIRouter(prefix="/console", include_in_schema=False)
+        self._inbox: tuple[float, dict[str, int]] | None = None
+
+    async def inbox_counts(self, actor: Actor) -> dict[str, int] | None:
+        """What waits in the supervisors' inbox, by part; cached a few seconds (None: the ledger did not answer)."""
+        if self._inbox and time.monotonic() - self._inbox[0] < INBOX_TTL_S:
+            return self._inbox[1]
+        reply = await self.bus.ask(subjects.QRY_LEDGER_INBOX, actor, {"counts": True})
+        if not reply.ok:
+            return None
+        self._inbox = (time.monotonic(), reply.data)
+        return reply.data
+
+    def inbox_changed(self) -> None:
+        """A decision taken here: the next page counts again."""
+        self._inbox = None
 
     # --- the request's context ---------------------------------------------------------------------
 
@@ -153,6 +170,9 @@ class Console:
             raise Redirect(f"/console/signin?next={quote(here, safe='')}")
         if roles is not None and page.role not in roles:
             raise Refused(403, page.gettext("This page is not for your role."))
+        if page.role == "supervisor":
+            counts = await self.inbox_counts(page.actor)
+            page.inbox = sum(counts.values()) if counts else None
         return page
 
     async def form(self, page: Page) -> dict[str, Any]:
