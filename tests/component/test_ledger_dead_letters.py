@@ -161,12 +161,13 @@ async def test_rows_recorded_before_the_migration_stay_readable_and_say_what_the
     from shared.db import create_pool
 
     migrations = sorted((Path(__file__).parents[2] / "services" / "ledger" / "migrations").glob("*.sql"))
+    this = next(i for i, path in enumerate(migrations) if path.name == "005_dead_letters.sql")
+    migrations = migrations[:this + 1]  # the schema as it was just before this migration, then it
     pool = await create_pool(infra["database_url"], "ledger_before")
     try:
         async with pool.acquire() as conn:
             for path in migrations[:-1]:
                 await conn.execute(path.read_text())
-            assert migrations[-1].name == "005_dead_letters.sql"
             blown = _blown()
             # as the old recorder wrote them: the 5,435 rows of an outage, and a malformed message
             await conn.executemany(
