@@ -269,9 +269,10 @@ def test_every_page_in_both_languages_switches_every_string_passes_axe_and_is_ph
     responder = whistle["summons"][0]["responder_id"]
     pages = {
         "supervisor": ["/console/board", f"/console/whistles/{whistle['id']}", "/console/inbox",
-                       "/console/rates"],
+                       "/console/rates", "/console/map"],
         "dispatcher": ["/console/board?tier=routine", f"/console/whistles/{whistle['id']}", "/console/blow",
-                       "/console/import", "/console/ledger", "/console/ledger?status=closed", "/console/rates"],
+                       "/console/import", "/console/ledger", "/console/ledger?status=closed", "/console/rates",
+                       "/console/map"],
         responder: ["/console/summons", f"/console/summons/{whistle['summons'][0]['id']}",
                     f"/console/whistles/{whistle['id']}"],
     }
@@ -413,7 +414,8 @@ def test_no_query_string_gets_a_5xx(system, query):
     with closing(client):
         for path in ("/console/board", "/console/board.csv", "/console/whistles/not-a-uuid", "/console/summons",
                      "/console/summons/not-a-uuid", "/console/ledger", "/console/blow", "/console/import",
-                     "/console/signin", "/console/lang", "/console/inbox", "/console/rates", "/console/rates.csv"):
+                     "/console/signin", "/console/lang", "/console/inbox", "/console/rates", "/console/rates.csv",
+                     "/console/map"):
             r = client.get(f"{path}?{query}")
             assert r.status_code < 500, (path, query, r.status_code, r.text[:300])
 
@@ -499,3 +501,28 @@ def test_the_rates_page_draws_the_trend_chart_and_exports_the_ranking_as_csv(bro
     page.goto(f"/console/rates?unit={whistle['summons'][0]['responder_id']}&month=2026-13")
     assert page.query_selector("#month-error") is not None and page.query_selector("#rates-trend canvas")
     page.context.close()
+
+
+def test_the_map_draws_the_22_buildings_in_their_grids_and_a_pin_for_an_open_whistle_that_links_to_it(browser, system):
+    whistle = system.wait_summons(system.blow(category="stairwell_dirty", location={"building": "7"}))
+    page = signed_in(browser, system, "dispatcher")
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("request", lambda r: r.url.startswith(system.base_url) or problems.append(f"fetched {r.url}"))
+    page.goto("/console/map")
+    assert page.locator("#map polygon.building").count() == 22
+    assert page.locator("#map rect.grid").count() == 4
+    assert page.get_attribute('#map polygon[data-building="7"]', "aria-label") == "7号楼，第2网格"
+    wid = whistle["id"]
+    pin = page.locator(f'#map a.pin[data-whistle="{wid}"]')
+    assert pin.count() == 1 and pin.get_attribute("href") == f"/console/whistles/{wid}"
+    assert pin.get_attribute("data-building") == "7" and "7号楼" in pin.get_attribute("aria-label")
+    shape, dot = page.locator('#map polygon[data-building="7"]').bounding_box(), pin.locator("circle").bounding_box()
+    near = 60  # pins of several whistles at one building sit around its centre
+    assert abs(dot["x"] + dot["width"] / 2 - (shape["x"] + shape["width"] / 2)) < shape["width"] / 2 + near
+    assert abs(dot["y"] + dot["height"] / 2 - (shape["y"] + shape["height"] / 2)) < shape["height"] / 2 + near
+    pin.click()
+    page.wait_for_url(re.compile(re.escape(f"/console/whistles/{wid}")))
+    assert not problems, problems
+    page.context.close()
+

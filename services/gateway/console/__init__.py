@@ -10,6 +10,7 @@ from services.gateway.console.board import add_board
 from services.gateway.console.dispatcher import add_dispatcher
 from services.gateway.console.hub import Hub
 from services.gateway.console.inbox import add_inbox
+from services.gateway.console.map import add_map
 from services.gateway.console.pages import add_pages
 from services.gateway.console.rates import add_rates
 from services.gateway.console.responder import add_responder
@@ -32,6 +33,7 @@ def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secu
     add_dispatcher(console)
     add_inbox(console)
     add_rates(console)
+    add_map(console)
     app.include_router(console.router)
     app.mount("/console/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
 
