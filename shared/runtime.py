@@ -173,6 +173,7 @@ class _Consumer:
     prepare: Prepare | None = None
     overlaps: Callable[[Any], bool] | None = None
     max_deliver: int | None = None  # a failing message's attempts before it is dead-lettered; -1: never
+    after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
     blocked: _Blocked = field(default_factory=_Blocked, compare=False)
 
 
@@ -243,6 +244,7 @@ class ServiceRuntime:
         prepare: Prepare | None = None,
         overlaps: Callable[[Any], bool] | None = None,
         max_deliver: int | None = None,
+        after_commit: Callable[[list[Any]], Awaitable[None]] | None = None,
         description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
@@ -281,11 +283,14 @@ class ServiceRuntime:
         fails on its own is retried in place with backoff, the later messages of its whistle waiting
         behind it (across batches), and after `max_deliver` attempts (the setting by default; -1:
         never, for a consumer that must not dead-letter) it is dead-lettered with its last error.
+
+        `after_commit` is awaited with the items each transaction handled (not duplicates) once it has
+        committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
         """
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
         self._consumers.append(
             _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
-                      max_deliver))
+                      max_deliver, after_commit))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -767,6 +772,14 @@ class ServiceRuntime:
             together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
             if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
                 await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
+        if consumer.after_commit is not None:  # committed: tell whoever waits on it
+            handled = {id(m) for m, outcome in done if outcome == "ack"}
+            items = [item for m, item in parsed if id(m) in handled]
+            if items:
+                try:
+                    await consumer.after_commit(items)
+                except Exception:
+                    self.log.exception("after_commit.failed", durable=consumer.durable, size=len(items))
         self.log.info(
             "batch", subject=consumer.subject, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
             duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),

@@ -56,6 +56,7 @@ CMD_ROUTING_PASSWORD_SET = "cmd.routing.password_set"  # console passwords (supe
 CMD_ROUTING_SIGNIN_CHECK = "cmd.routing.signin_check"  # a console sign-in (system:console), slowed per user name
 QRY_LEDGER_BOARD = "qry.ledger.board"  # open summons with their clocks, filtered, for the console's SLA board
 QRY_LEDGER_INBOX = "qry.ledger.inbox"  # what waits on a supervisor: counts, or pending extensions
+LEDGER_BOARD_CHANGED = "ledger.board.changed"  # core NATS, after each committed ledger batch: {"whistle_ids": [...]}
 CMD_NOTIFIER_URGE = "cmd.notifier.urge"  # 催办: remind each listed summons' responder (dispatchers, supervisors)
 
 SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier")

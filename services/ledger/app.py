@@ -19,7 +19,8 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
     handlers = LedgerHandlers(runtime, settings.score_weights)
     dead = DeadLetterHandlers(runtime)
-    runtime.on_events(">", handlers.on_events, durable="ledger-events", batch=True)
+    runtime.on_events(">", handlers.on_events, durable="ledger-events", batch=True,
+                       after_commit=handlers.board_changed)
     # the recorders of dead letters never dead-letter themselves: what fails is retried until it passes
     runtime.on_events(
         f"{subjects.DEADLETTER}.>", dead.on_dead_letter, stream=subjects.DEADLETTER_STREAM,

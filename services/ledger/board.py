@@ -51,7 +51,7 @@ class BoardHandlers:
         p = cmd.payload
         if cmd.actor.role == "responder":  # its own open summons with their clocks (the console's phone view)
             p = {**p, "unit": cmd.actor.id}
-        elif cmd.actor.role not in ("dispatcher", "supervisor"):
+        elif cmd.actor.role not in ("dispatcher", "supervisor", "system"):  # system: the console's live hub
             return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
         for name in _TEXT_FILTERS:
             value = p.get(name)

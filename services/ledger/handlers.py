@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
 
 from services.ledger import rates, store
-from shared import paging
+from shared import paging, subjects
 from shared.contracts import Command, Event, Refusal, Reply
 from shared.ids import utcnow
 from shared.runtime import ServiceRuntime
+
+BOARD_CHANGED_CHUNK = 500  # whistle ids per announcement
 
 
 def _uuid(value: object) -> UUID | None:
@@ -38,6 +41,14 @@ class LedgerHandlers:
         """Project every domain event into the timeline and the views, a batch at a time."""
         await store.project_many(conn, events)
         return []
+
+    async def board_changed(self, events: list[Event]) -> None:
+        """After a batch commits: announce the whistles whose board rows it may have changed (core NATS,
+        fire and forget; the console's live board fetches them then, so the rows are always in place)."""
+        ids = sorted({str(e.whistle_id) for e in events if not e.subject.startswith("notification.")})
+        for start in range(0, len(ids), BOARD_CHANGED_CHUNK):
+            await self.runtime.nc.publish(subjects.LEDGER_BOARD_CHANGED,
+                                          json.dumps({"whistle_ids": ids[start:start + BOARD_CHANGED_CHUNK]}).encode())
 
     async def whistle(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
         """A whistle with its summons and timeline."""

@@ -18,11 +18,14 @@ from services.gateway.console.hub import Hub
 from services.gateway.console.web import Console, Page, Refused, beijing, redirect
 from shared import subjects
 from shared.community import BUILDINGS
+from shared.contracts import Actor
 
 STAFF = ("dispatcher", "supervisor")
 KEEPALIVE_S = 15.0
 CSV_MAX_ROWS = 5000
 FILTERS = ("grid", "building", "tier", "category", "unit", "state")
+HUB_ACTOR = Actor(role="system", id="console-hub")  # the live board's one query per change, for every stream
+OPEN_STATES = ("issued", "reported", "on_site")
 
 
 def _grids() -> dict[str, list[str]]:
@@ -69,6 +72,33 @@ def read_filters(page: Page, params, categories: dict) -> tuple[dict, dict, dict
     return shown, asked, errors
 
 
+def matches(row: dict, asked: dict, reader: Actor) -> bool:
+    """Whether a board row shows on a stream with these filters (as the ledger takes them) to this
+    reader: the ledger's board query, applied in the gateway to the rows of the changed whistles."""
+    if row.get("state") not in OPEN_STATES or row.get("whistle_status") == "closed":
+        return False
+    if reader.role == "responder" and row.get("responder_id") != reader.id:  # a responder: its own only
+        return False
+    if reader.role not in ("dispatcher", "supervisor", "responder"):
+        return False
+    buildings = asked.get("buildings")
+    if buildings is not None and (row.get("location") or {}).get("building") not in buildings:
+        return False
+    for name, field in (("tier", "tier"), ("category", "category"), ("unit", "responder_id")):
+        if asked.get(name) is not None and row.get(field) != asked[name]:
+            return False
+    state = asked.get("state")
+    if state is None:
+        return True
+    if state == "warned":
+        return bool(row.get("warned")) and not row.get("breached")
+    if state == "breached":
+        return bool(row.get("breached"))
+    if state == "paused" and row.get("waiting"):
+        return True
+    return row.get("state") == state
+
+
 def clocks(row: dict, now: datetime) -> list[dict]:
     """Each clock's deadline and state for the row's cells (the browser ticks them)."""
     done = {"report": row["state"] in ("reported", "on_site"), "on_site": row["state"] == "on_site", "resolve": False}
@@ -101,6 +131,23 @@ def add_board(console: Console, hub: Hub) -> None:
         items = reply.data["items"]
         await names.load_responders(page.actor, {r["responder_id"] for r in items})
         return items, reply.data.get("next_cursor")
+
+    async def changed_rows(ids: frozenset[str]) -> list[dict]:
+        """Every open board row of these whistles, for all streams at once (the hub's one query)."""
+        asked: dict = {"whistle_ids": sorted(ids), "limit": 1000}
+        rows: list[dict] = []
+        while True:
+            reply = await bus.ask(subjects.QRY_LEDGER_BOARD, HUB_ACTOR, asked)
+            if not reply.ok:
+                raise RuntimeError(f"ledger board: {reply.refusal.code}")
+            rows += reply.data["items"]
+            if not reply.data.get("next_cursor"):
+                break
+            asked["cursor"] = reply.data["next_cursor"]
+        await names.load_responders(HUB_ACTOR, {r["responder_id"] for r in rows})
+        return rows
+
+    hub.fetch = changed_rows
 
     def options(page: Page, categories: dict) -> dict[str, list[tuple[str, str]]]:
         """Each filter's choices, labelled in the page's language."""
@@ -185,25 +232,38 @@ def add_board(console: Console, hub: Hub) -> None:
         asked.pop("cursor", None)
         template = console.envs[page.locale].get_template("board_rows.html")
 
+        def sse(html: str) -> str:
+            return "event: board\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+
+        def render(ids: frozenset[str], items: list[dict]) -> str:
+            """The update of every stream alike (same filters, reader, language): rendered once by the hub."""
+            return sse(template.render(page=page, csrf=page.csrf, changed=" ".join(sorted(ids)), full=False,
+                                       **row_context(page, items)))
+
+        reader = page.actor
+        key = (tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in asked.items())),
+               reader.role, reader.id if reader.role == "responder" else None, page.locale)
+
         async def events():
-            async with hub.listen() as listener:
+            async with hub.listen(key, lambda r: matches(r, asked, reader), render) as listener:
                 yield "retry: 2000\n\n"
                 while True:
                     try:
-                        ids = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                        update = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
                     except TimeoutError:
                         yield ": keepalive\n\n"
                         continue
                     if await request.is_disconnected():
                         return
-                    query = dict(asked) if ids is None else {**asked, "whistle_ids": sorted(ids)[:1000]}
-                    try:
-                        items, _ = await rows_for(page, {**query, "limit": 500})
+                    if update is not None:
+                        yield update
+                        continue
+                    try:  # fell too far behind: this stream's whole board, its own query
+                        items, _ = await rows_for(page, {**asked, "limit": 500})
                     except Refused:
                         continue  # the ledger is away a moment: the next change brings the rows
-                    html = template.render(page=page, csrf=page.csrf, changed=" ".join(sorted(ids or ())),
-                                           full=ids is None, **row_context(page, items))
-                    yield "event: board\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+                    yield sse(template.render(page=page, csrf=page.csrf, changed="", full=True,
+                                              **row_context(page, items)))
 
         response = StreamingResponse(events(), media_type="text/event-stream",
                                      headers={"X-Accel-Buffering": "no"})

@@ -1,9 +1,10 @@
-"""Live updates: one set of core NATS subscriptions per gateway, fanned out to every open event stream.
+"""Live updates: one core NATS subscription per gateway, fanned out to every open event stream.
 
-The hub does not render: it tells each listener which whistles changed, and the listener asks the
-ledger for its own rows (its filters, its actor), so a stream shows only what its reader may see.
-Events reach the gateway as the ledger projects them, so each change is announced twice: at once
-(after a short gathering window) and again a second later, when the projection has surely landed.
+The ledger announces, after each batch it has committed, the whistles whose board rows changed
+(`ledger.board.changed`), so a row is always in place when it is fetched. On each announcement
+(after a short gathering window) the hub makes one board query for those whistles, shared by every
+stream: each stream's filters and its reader's visibility are applied here, the rows are rendered
+once per group of streams alike (filters, reader, language) and the same text goes to each of them.
 """
 
 from __future__ import annotations
@@ -11,26 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable, Hashable
 
 import structlog
 
+from shared import subjects
+
 log = structlog.get_logger("gateway.console")
 
-EVENT_SUBJECTS = ("whistle.>", "summons.>", "sla.>", "escalation.>")
-GATHER_S = 0.25  # events of one burst go out together
-RECHECK_S = 1.0  # the ledger's projection lags the event a little: look again
-QUEUE = 64  # announcements a slow stream may fall behind before it is told to reload everything
+GATHER_S = 0.1  # announcements of one burst go out together
+RETRY_S = 1.0  # the ledger did not answer: ask again for the same whistles
+QUEUE = 64  # updates a slow stream may fall behind before it is told to reload everything
+
+Fetch = Callable[[frozenset[str]], Awaitable[list[dict]]]  # the board rows of these whistles (all readers)
+Render = Callable[[frozenset[str], list[dict]], str]  # a stream's update: the changed whistles and its rows
 
 
 class Listener:
-    """One open event stream's inbox of changed whistle ids (None: reload everything)."""
+    """One open event stream: its group, which rows it may show, how it renders them, and its inbox
+    of rendered updates (None: reload everything)."""
 
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[frozenset[str] | None] = asyncio.Queue(QUEUE)
+    def __init__(self, key: Hashable, match: Callable[[dict], bool], render: Render) -> None:
+        self.key = key
+        self.match = match
+        self.render = render
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue(QUEUE)
 
-    def tell(self, ids: frozenset[str]) -> None:
+    def tell(self, update: str | None) -> None:
         try:
-            self.queue.put_nowait(ids)
+            self.queue.put_nowait(update)
         except asyncio.QueueFull:  # too far behind: drop what is queued, ask for one full reload
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -38,12 +48,14 @@ class Listener:
 
 
 class Hub:
-    def __init__(self, bus) -> None:
+    def __init__(self, bus, fetch: Fetch | None = None) -> None:
         self.bus = bus
+        self.fetch = fetch  # set by the board (add_board) before the first stream
         self.listeners: set[Listener] = set()
         self._subs: list = []
         self._pending: set[str] = set()
-        self._flush: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._worker: asyncio.Task | None = None
         self._starting = asyncio.Lock()
 
     async def _start(self) -> None:
@@ -51,37 +63,67 @@ class Hub:
         async with self._starting:
             if self._subs or self.bus.nc is None:
                 return
-            for subject in EVENT_SUBJECTS:
-                self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_event))
-            log.info("console.hub_subscribed", subjects=list(EVENT_SUBJECTS))
+            self._subs.append(await self.bus.nc.subscribe(subjects.LEDGER_BOARD_CHANGED, cb=self._on_changed))
+            log.info("console.hub_subscribed", subjects=[subjects.LEDGER_BOARD_CHANGED])
 
-    async def _on_event(self, msg) -> None:
+    async def _on_changed(self, msg) -> None:
         try:
-            whistle_id = json.loads(msg.data).get("whistle_id")
+            ids = json.loads(msg.data).get("whistle_ids") or []
         except (ValueError, AttributeError):
             return
-        if not whistle_id:
+        self.changed(str(i) for i in ids if i)
+
+    def changed(self, ids) -> None:
+        """These whistles' board rows changed: every stream gets them after the gathering window."""
+        before = len(self._pending)
+        self._pending.update(ids)
+        if len(self._pending) == before:
             return
-        self._pending.add(str(whistle_id))
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._announce())
+        self._wake.set()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
 
-    async def _announce(self) -> None:
-        await asyncio.sleep(GATHER_S)
-        ids, self._pending = frozenset(self._pending), set()
-        self._tell(ids)
-        loop = asyncio.get_running_loop()
-        loop.call_later(RECHECK_S, self._tell, ids)
+    async def _work(self) -> None:
+        """One announcement at a time, in order: gather, fetch once, fan out."""
+        while self.listeners or self._pending:
+            await self._wake.wait()
+            await asyncio.sleep(GATHER_S)
+            self._wake.clear()
+            ids, self._pending = frozenset(self._pending), set()
+            if not ids:
+                continue
+            if not self.listeners:
+                continue
+            try:
+                await self.announce(ids)
+            except Exception as exc:  # the ledger is away a moment: the same whistles again shortly
+                log.warning("console.hub_fetch_failed", error=repr(exc), whistles=len(ids))
+                self._pending |= ids
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
+            if not self.listeners:
+                self._pending.clear()
+                return
 
-    def _tell(self, ids: frozenset[str]) -> None:
+    async def announce(self, ids: frozenset[str]) -> None:
+        """One board query for `ids`; each group of alike streams gets its rows rendered once."""
+        assert self.fetch is not None
+        rows = await self.fetch(ids)
+        rendered: dict[Hashable, str | None] = {}
         for listener in list(self.listeners):
-            listener.tell(ids)
+            if listener.key not in rendered:
+                try:
+                    rendered[listener.key] = listener.render(ids, [r for r in rows if listener.match(r)])
+                except Exception:  # this group reloads its whole board instead; the others go on
+                    log.exception("console.hub_render_failed")
+                    rendered[listener.key] = None
+            listener.tell(rendered[listener.key])
 
     @contextlib.asynccontextmanager
-    async def listen(self):
+    async def listen(self, key: Hashable, match: Callable[[dict], bool], render: Render):
         """A listener for as long as the stream is open."""
         await self._start()
-        listener = Listener()
+        listener = Listener(key, match, render)
         self.listeners.add(listener)
         try:
             yield listener
