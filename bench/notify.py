@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 from shared.relay import PipelinedPublisher  # noqa: E402
 
+from chaos import free_ports  # noqa: E402
 from pipeline import NotUp, locate, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
 
 SECRET = "whsec_" + "YmVuY2gtbm90aWZ5LWJlbmNoLW5vdGlmeS1iZW5jaA=="
@@ -108,28 +108,6 @@ class Sink:
 
 
 # --- the system under test ---------------------------------------------------------------------------
-
-
-def free_ports(n: int) -> int:
-    """The first of n consecutive free TCP ports on 127.0.0.1."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n > 65000:
-            continue
-        held = []
-        try:
-            for p in range(base, base + n):
-                held.append(socket.socket())
-                held[-1].bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in held:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 def alive(pid: int) -> bool:

@@ -38,10 +38,22 @@ def ensure_environment() -> None:
         stamp.write_text(want)
 
 
+def ensure_browser() -> None:
+    """The console's browser tests drive Debian's Chromium: install it (and a CJK font) when missing."""
+    if Path("/usr/bin/chromium").exists() or not Path("/usr/bin/apt-get").exists() or os.geteuid() != 0:
+        return
+    print("installing chromium for the console's browser tests …", file=sys.stderr, flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "fonts-wqy-zenhei"], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> None:
     ensure_environment()
     os.chdir(ROOT)
     if argv[:1] == ["test"]:
+        ensure_browser()
         args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
     else:
         args = [str(BIN / "whistle"), *(argv or ["--help"])]

@@ -50,8 +50,8 @@ LATIN_LEFT = """() => {
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    assert Path(CHROMIUM).exists(), (
+        f"{CHROMIUM} is missing: `python3 deploy/whistle.py test` installs Debian's chromium (apt-get, as root)")
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield b
