@@ -167,8 +167,8 @@ class Stream:
 
 
 async def issued_count(js) -> int:
-    info = await js.stream_info("EVENTS", subjects_filter="summons.issued")
-    return (info.state.subjects or {}).get("summons.issued", 0)
+    info = await js.stream_info("EVENTS", subjects_filter="summons.issued.>")  # one subject per whistle
+    return sum((info.state.subjects or {}).values())
 
 
 async def watch_ledger(db, since: datetime, seen: dict[str, float], stop: asyncio.Event) -> None:

@@ -53,7 +53,9 @@ from shared.relay import PipelinedPublisher  # noqa: E402
 
 from chaos import free_ports  # noqa: E402
 from pipeline import NotUp, locate, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
+from timers import CpuWindow, pids  # noqa: E402
 
+TICK_S = 0.02  # --rate: the summons are published in slices this often
 SECRET = "whsec_" + "YmVuY2gtbm90aWZ5LWJlbmNoLW5vdGlmeS1iZW5jaA=="
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -190,7 +192,7 @@ async def stored_times(js, first_seq: int, n: int) -> dict[str, float]:
     out: dict[str, float] = {}
     seq = first_seq
     while len(out) < n:
-        m = await js.get_msg("EVENTS", seq=seq, subject="summons.issued", next=True)
+        m = await js.get_msg("EVENTS", seq=seq, subject="summons.issued.>", next=True)
         out[json.loads(m.data)["summons_id"]] = m.time.timestamp()
         seq = m.seq + 1
     return out
@@ -200,7 +202,7 @@ async def run(args: argparse.Namespace, where: dict) -> dict:
     sink = Sink()
     server = await asyncio.get_running_loop().create_server(sink.protocol, "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
-    responders = [f"d-bench-{i:03d}" for i in range(args.responders)]
+    responders = [r["id"] for r in where["creds"]["responders"]][:args.responders]  # contact rules name real ones
     await put_rules(where, port, responders)
     nc = await nats.connect(where["nats_url"])
     js = nc.jetstream()
@@ -209,13 +211,20 @@ async def run(args: argparse.Namespace, where: dict) -> dict:
             raise RuntimeError("the EVENTS consumers did not go idle")
         events = summons(args.n, responders)
         first_seq = (await js.stream_info("EVENTS")).state.last_seq + 1
-        say(f"publishing {args.n} summons.issued at once")
-        t0 = time.time()
+        bodies = [(e.published_subject, e.model_dump_json().encode(), {"Nats-Msg-Id": str(e.event_id)}) for e in events]
         pipe = PipelinedPublisher(nc)
-        for start in range(0, len(events), 2000):
-            chunk = [(e.subject, e.model_dump_json().encode(), {"Nats-Msg-Id": str(e.event_id)})
-                     for e in events[start:start + 2000]]
-            await pipe.publish(chunk, timeout=60)
+        window = CpuWindow(pids(where))
+        t0 = time.time()
+        if args.rate:  # open loop: a slice every TICK_S, on schedule whatever the system does
+            say(f"offering {args.n} summons.issued at {args.rate}/s")
+            per_tick = max(1, round(args.rate * TICK_S))
+            for i, start in enumerate(range(0, len(bodies), per_tick)):
+                await asyncio.sleep(max(0.0, t0 + i * TICK_S - time.time()))
+                await pipe.publish(bodies[start:start + per_tick], timeout=60)
+        else:
+            say(f"publishing {args.n} summons.issued at once")
+            for start in range(0, len(bodies), 2000):
+                await pipe.publish(bodies[start:start + 2000], timeout=60)
         published = time.time()
         wanted = {str(e.summons_id) for e in events}
         deadline = published + args.timeout
@@ -225,6 +234,7 @@ async def run(args: argparse.Namespace, where: dict) -> dict:
                 break
             say(f"t={time.time() - t0:5.1f}s sink={len(sink.requests)}")
             await asyncio.sleep(1.0)
+        cpu = window.stop()
         await asyncio.sleep(2.0)  # late repeats, if any
         stored = await stored_times(js, first_seq, args.n)
     finally:
@@ -248,6 +258,7 @@ async def run(args: argparse.Namespace, where: dict) -> dict:
     ms = lambda v: None if v is None else round(v * 1e3, 1)  # noqa: E731
     return {
         "n": args.n,
+        "offered_per_s": args.rate or None,
         "notifications_per_s": round(len(first_at) / (last - begin), 1) if last else None,
         "p50_ms": ms(quantile(latencies, 0.50)),
         "p99_ms": ms(quantile(latencies, 0.99)),
@@ -257,8 +268,13 @@ async def run(args: argparse.Namespace, where: dict) -> dict:
         "bad_signatures": bad,
         "publish_s": round(published - t0, 3),
         "stored_span_s": round(max(stored.values()) - begin, 3) if stored else None,
+        "first_arrival_s": round(min(first_at.values()) - begin, 3) if first_at else None,
         "last_arrival_s": round(last - begin, 3) if last else None,
         "responders": args.responders,
+        "cpu_util": cpu,  # CPU s / wall s per process from the first publish to the last arrival (1.0 = one core)
+        # first arrivals in each second from the first summons stored: where the time goes
+        "arrivals_by_second": [sum(1 for at in first_at.values() if int(at - begin) == i)
+                               for i in range(int(last - begin) + 1)] if last else [],
     }
 
 
@@ -276,6 +292,8 @@ def main(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", type=int, default=10_000, help="summons issued at once (10000)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="offer the summons at this many per second instead of all at once (0: at once)")
     p.add_argument("--responders", type=int, default=50, help="responders the summons are spread over (50)")
     p.add_argument("--home", default=None, help="fresh state directory (default: a new temporary one)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds after the publish to wait for the sink")

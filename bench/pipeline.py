@@ -271,7 +271,7 @@ class Pipeline:
 
     async def run(self, timeout: float) -> dict:
         subs = [await self.nc.subscribe("clock.timer.>", cb=self.on_timer, pending_msgs_limit=-1, pending_bytes_limit=-1),
-                await self.nc.subscribe("summons.issued", cb=self.on_issued, pending_msgs_limit=-1, pending_bytes_limit=-1)]
+                await self.nc.subscribe("summons.issued.>", cb=self.on_issued, pending_msgs_limit=-1, pending_bytes_limit=-1)]
         await self.nc.flush()
         ticker = asyncio.create_task(self.progress())
         try:

@@ -263,7 +263,7 @@ class Publisher:
         """`events` yields SummonsIssued; acks are awaited per chunk of 2,000."""
         chunk: list[tuple[str, bytes, dict[str, str]]] = []
         for e in events:
-            chunk.append((SummonsIssued.SUBJECT, e.model_dump_json().encode(), {"Nats-Msg-Id": str(e.event_id)}))
+            chunk.append((e.published_subject, e.model_dump_json().encode(), {"Nats-Msg-Id": str(e.event_id)}))
             if len(chunk) >= 2_000:
                 await self.pipe.publish(chunk, timeout=60)
                 self.published += len(chunk)
@@ -344,7 +344,7 @@ class DueWatch:
         return len(self.breached)
 
     async def start(self) -> None:
-        self.subs.append(await self.nc.subscribe("sla.breached", cb=self.on_breach,
+        self.subs.append(await self.nc.subscribe("sla.breached.>", cb=self.on_breach,
                                                  pending_msgs_limit=-1, pending_bytes_limit=-1))
         await self.nc.flush()
 

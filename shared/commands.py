@@ -174,3 +174,27 @@ class ResponderIn(BaseModel):
     availability: list[str] = Field(default_factory=list, max_length=14, description="e.g. 'mon-fri 18:00-21:00'")
     max_concurrent: int = Field(default=3, ge=1, le=1000)
     active: bool = True
+
+
+class AccountIn(BaseModel):
+    """One console account: its user name, its role, and whom it acts as."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    role: str = Field(pattern=r"^(dispatcher|supervisor|responder)$")
+    id: str | None = Field(default=None, min_length=1, max_length=64, description="Who it acts as; the user name if left out")
+
+
+class PasswordSet(BaseModel):
+    """One password for the accounts listed (a reset names one; `whistle up` sets the demo ones at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    accounts: list[AccountIn] = Field(min_length=1, max_length=5000)
+    password: str = Field(min_length=8, max_length=128)
+
+
+class SigninLinkAsk(BaseModel):
+    """Send me a sign-in link (发送登录链接): the user name only; the answer never says whether it exists."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = Field(min_length=1, max_length=64)

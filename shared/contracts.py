@@ -102,7 +102,14 @@ class Event(BaseModel):
 
     @property
     def subject(self) -> str:
+        """The event's type: `<family>.<verb>`."""
         return self.SUBJECT
+
+    @property
+    def published_subject(self) -> str:
+        """What it is published on: its type, then its whistle (the stream puts the whistle's partition
+        between the two, shared/partitions.py)."""
+        return f"{self.SUBJECT}.{self.whistle_id}"
 
 
 # --- intake -------------------------------------------------------------------
@@ -429,11 +436,16 @@ class UnknownSubject(ValueError):
 
 
 def parse_event(subject: str, data: bytes | str) -> Event:
-    """Parse a message body by its subject; raises ValidationError or UnknownSubject."""
-    cls = EVENT_TYPES.get(subject)
+    """Parse a message body by its subject (its first two tokens are the type: a stored subject goes on
+    with its partition and whistle); raises ValidationError or UnknownSubject."""
+    cls = EVENT_TYPES.get(".".join(subject.split(".", 2)[:2]))
     if cls is None:
         raise UnknownSubject(f"no contract for subject {subject!r}")
-    return cls.model_validate_json(data)
+    event = cls.model_validate_json(data)
+    named = subject.split(".")[2:]
+    if named and named[-1] != str(event.whistle_id):  # it would sit in another whistle's partition
+        raise UnknownSubject(f"subject {subject!r} names another whistle than {event.whistle_id}")
+    return event
 
 
 # --- request / reply between the gateway and the services ----------------------

@@ -96,7 +96,7 @@ class OutboxMessage:
     @classmethod
     def of(cls, event: Event) -> OutboxMessage:
         """An event serialised now, to be queued later as it is (work done ahead of a deadline)."""
-        return cls(event.subject, event.model_dump_json().encode(), str(event.event_id))
+        return cls(event.published_subject, event.model_dump_json().encode(), str(event.event_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +121,7 @@ async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | Outb
     """
     queued = [
         (m.subject, m.headers, m.body, m.msg_id) if isinstance(m, OutboxMessage)
-        else (m.subject, {}, m.model_dump_json().encode(), str(m.event_id))
+        else (m.published_subject, {}, m.model_dump_json().encode(), str(m.event_id))
         for m in messages
     ]
     if not queued:

@@ -23,11 +23,14 @@ import hashlib
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import structlog
 
 log = structlog.get_logger("leases")
+
+GAIN_TIMEOUT_S = 30.0  # starting (or stopping) the consumers of one partition; past it, given back
 
 
 class LeaseLost(Exception):
@@ -70,8 +73,8 @@ _HEARTBEAT = (
     "WITH me AS (INSERT INTO replicas (replica, seen_at) VALUES ($1, now())"
     " ON CONFLICT (replica) DO UPDATE SET seen_at = now()),"
     " gone AS (DELETE FROM replicas WHERE seen_at < now() - interval '1 hour')"
-    " SELECT (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $2)"
-    "          OR replica = $1) AS live,"
+    " SELECT 1 + (SELECT count(*) FROM replicas WHERE seen_at > now() - make_interval(secs => $2)"
+    "              AND replica <> $1) AS live,"
     " (SELECT coalesce(array_agg(partition ORDER BY partition), '{}') FROM partition_leases l WHERE holder = $1)"
     "   AS held,"
     " (SELECT coalesce(array_agg(epoch ORDER BY partition), '{}') FROM partition_leases l WHERE holder = $1)"
@@ -96,7 +99,26 @@ _TAKE = (
 _GIVE_BACK = ("UPDATE partition_leases SET holder = NULL, changed_at = now()"
               " WHERE partition = $1 AND holder = $2 AND epoch = $3")
 
+_BEAT = ("INSERT INTO replicas (replica, seen_at) VALUES ($1, now())"
+         " ON CONFLICT (replica) DO UPDATE SET seen_at = now()")
+
 _FENCE = "SELECT 1 FROM partition_leases WHERE partition = $1 AND holder = $2 AND epoch = $3 FOR SHARE"
+
+
+_FENCE_MANY = (
+    "SELECT count(*) FROM (SELECT 1 FROM partition_leases l JOIN unnest($2::int[], $3::bigint[]) AS u(p, e)"
+    " ON l.partition = u.p AND l.epoch = u.e WHERE l.holder = $1 FOR SHARE OF l) AS held"
+)
+
+
+async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease]) -> None:
+    """`fence` for every lease a batch's messages come under, in one round trip."""
+    leases = sorted(set(leases), key=lambda x: x.partition)
+    if len(leases) == 1:
+        await fence(conn, replica, leases[0])
+    elif leases and await conn.fetchval(_FENCE_MANY, replica, [x.partition for x in leases],
+                                        [x.epoch for x in leases]) != len(leases):
+        raise LeaseLost(f"a partition of {[x.partition for x in leases]} is no longer held by {replica}")
 
 
 async def fence(conn: asyncpg.Connection, replica: str, lease: Lease) -> None:
@@ -121,24 +143,42 @@ class LeaseKeeper:
         self.live = 0
         self.ranked = preference(replica, partitions)
         self._task: asyncio.Task | None = None
-        self._last_ok = 0.0  # loop time of the last round that reached Postgres
+        self._beat_task: asyncio.Task | None = None
+        self.first_round = asyncio.Event()  # set once the first look is over (whatever it found)
+        self._last_ok = 0.0  # loop time of the last heartbeat that reached Postgres
 
     def start(self) -> None:
+        # the heartbeat has a task of its own: starting or stopping consumers (slow on a busy cluster)
+        # must never make this replica look dead to the others
         self._task = asyncio.create_task(self._run(), name=f"leases-{self.replica}")
+        self._beat_task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.replica}")
 
     async def stop(self) -> None:
         """Give every partition back (consumers stopped first), so the others take them at once."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-        for lease in sorted(self.held.values(), key=lambda x: x.partition):
-            await self.lost(lease.partition)
+        for task in (self._task, self._beat_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        held = sorted(self.held.values(), key=lambda x: x.partition)
+        await self._each(self.lost, [lease.partition for lease in held], "stop")
+        for lease in held:
             with contextlib.suppress(Exception):
                 await self.pool.execute(_GIVE_BACK, lease.partition, self.replica, lease.epoch)
         self.held.clear()
         with contextlib.suppress(Exception):
             await self.pool.execute("DELETE FROM replicas WHERE replica = $1", self.replica)
+
+    async def _beat(self) -> None:
+        while True:
+            try:
+                await self.pool.execute(_BEAT, self.replica)
+                self._last_ok = asyncio.get_running_loop().time()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Postgres away: the fence refuses our commits meanwhile
+                log.info("leases.beat_failed", replica=self.replica, error=repr(exc)[:200])
+            await asyncio.sleep(self.round_s)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -146,41 +186,66 @@ class LeaseKeeper:
         while True:
             try:
                 await self.round()
-                self._last_ok = loop.time()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Postgres away: the fence refuses our commits meanwhile
+            except Exception as exc:
                 log.warning("leases.round_failed", replica=self.replica, error=repr(exc)[:200])
+            finally:
+                self.first_round.set()
                 if self.held and loop.time() - self._last_ok > self.ttl_s:
                     # our heartbeat is stale: others may have taken everything; stop before they start
-                    for p in sorted(self.held):
-                        await self.lost(p)
+                    await self._each(self.lost, sorted(self.held), "stale")
                     self.held.clear()
             await asyncio.sleep(self.round_s)
 
+    async def _each(self, fn: Callable[[Any], Awaitable[None]], items: list, why: str) -> list:
+        """`fn` on every item at once (consumers made or dropped on every partition together), each given
+        GAIN_TIMEOUT_S; the items it failed on."""
+        results = await asyncio.gather(*(asyncio.wait_for(fn(x), GAIN_TIMEOUT_S) for x in items),
+                                       return_exceptions=True)
+        failed = []
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("leases.callback_failed", replica=self.replica, why=why, item=str(item),
+                            error=repr(result)[:200])
+                failed.append(item)
+        return failed
+
     async def round(self) -> None:
-        """One heartbeat: notice partitions taken from us, give back beyond the share, take free ones."""
+        """One look: notice partitions taken from us, give back beyond the share, take free ones."""
         row = await self.pool.fetchrow(_HEARTBEAT, self.replica, self.ttl_s, self.partitions)
+        self._last_ok = asyncio.get_running_loop().time()
         self.live = row["live"]
         owned = {p: Lease(p, e) for p, e in zip(row["held"], row["epochs"], strict=True) if p < self.partitions}
-        for p in sorted(set(self.held) - set(owned)):
+        taken = sorted(set(self.held) - set(owned))
+        for p in taken:
             log.warning("leases.taken_from_us", replica=self.replica, partition=p)
             del self.held[p]
-            await self.lost(p)
-        for p, lease in owned.items():
-            if p not in self.held:  # ours from before a restart of this replica with the same name
-                self.held[p] = lease
-                await self.gained(lease)
+        await self._each(self.lost, taken, "taken")
+        # ours from before a restart of this replica under the same name
+        await self._gain([lease for p, lease in owned.items() if p not in self.held])
         give, take = rebalance(self.held, row["free"], fair_share(self.partitions, self.live), self.ranked)
-        for p in give:
-            lease = self.held.pop(p)
-            await self.lost(p)
-            await self.pool.execute(_GIVE_BACK, p, self.replica, lease.epoch)
-            log.info("leases.given_back", replica=self.replica, partition=p, live=self.live)
+        if give:
+            await self._each(self.lost, give, "rebalance")
+            for p in give:
+                lease = self.held.pop(p)
+                await self.pool.execute(_GIVE_BACK, p, self.replica, lease.epoch)
+                log.info("leases.given_back", replica=self.replica, partition=p, live=self.live)
         if take:
-            for r in await self.pool.fetch(_TAKE, self.replica, take, self.ttl_s):
-                lease = Lease(r["partition"], r["epoch"])
-                self.held[lease.partition] = lease
+            leases = [Lease(r["partition"], r["epoch"]) for r in await self.pool.fetch(_TAKE, self.replica, take,
+                                                                                     self.ttl_s)]
+            for lease in leases:
                 log.info("leases.taken", replica=self.replica, partition=lease.partition, epoch=lease.epoch,
                          live=self.live)
-                await self.gained(lease)
+            await self._gain(leases)
+
+    async def _gain(self, leases: list[Lease]) -> None:
+        """Start consuming them; one that cannot start now goes back, to be taken again."""
+        for lease in leases:
+            self.held[lease.partition] = lease
+        failed = set(await self._each(self.gained, leases, "gained"))
+        for lease in failed:
+            self.held.pop(lease.partition, None)
+            with contextlib.suppress(Exception):
+                await self.lost(lease.partition)
+            await self.pool.execute(_GIVE_BACK, lease.partition, self.replica, lease.epoch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import deque
 
@@ -256,7 +257,7 @@ class OutboxRelay:
         try:
             refused = await self._publisher.publish([(r.subject, r.body, r.headers) for r in rows], timeout=15)
             if refused:
-                refused = await self._for_good(refused)
+                refused = await self._for_good(refused, rows)
                 await self._set_aside([(rows[i], why) for i, why in refused])
         except (PublishFailed, PublishRefused, nats.errors.Error, OSError, asyncio.TimeoutError) as exc:
             self.problem = f"cannot publish to NATS: {exc!r}"[:300]
@@ -273,14 +274,22 @@ class OutboxRelay:
         telemetry.RELAYED.labels(self._service).inc(len(rows))
         return len(rows)
 
-    async def _for_good(self, refused: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    async def _for_good(self, refused: list[tuple[int, str]], rows: list[Queued]) -> list[tuple[int, str]]:
         """The refusals that no retry will cure. "No stream takes this subject" (503) is only final
-        while JetStream itself answers: it also says so while JetStream is starting."""
-        if any(why == "status 503" for _, why in refused):
+        when JetStream answers that no stream has it: it also says so while JetStream is starting,
+        and on a cluster while the stream that has it elects a leader (its leader's node lost)."""
+        for subject in {rows[i].subject for i, why in refused if why == "status 503"}:
             try:
-                await self._nc.request("$JS.API.INFO", b"", timeout=2.0)
+                answer = await self._nc.request("$JS.API.STREAM.NAMES", json.dumps({"subject": subject}).encode(),
+                                                timeout=2.0)
+                names = json.loads(answer.data)
             except Exception as exc:
                 raise PublishFailed(f"JetStream is not answering: {exc!r}") from exc
+            if "error" in names:
+                raise PublishFailed(f"JetStream cannot tell which stream takes {subject}: {names['error']}")
+            names = names.get("streams")
+            if names:
+                raise PublishFailed(f"stream {names[0]} has no leader for {subject}")
         return refused
 
     async def _set_aside(self, refused: list[tuple[Queued, str]]) -> None:

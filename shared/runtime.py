@@ -44,9 +44,11 @@ from shared.db import (
     write_outbox,
 )
 from shared.ids import utcnow
+from shared.leases import Lease, LeaseKeeper, LeaseLost, fence_many
+from shared.partitioned import PartitionedPull, durable_for, partition_of_subject
 from shared.pull import PullBatches
 from shared.relay import OutboxRelay
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, nats_servers, replica_name
 from shared.streams import consumer_config, ensure_streams
 
 T = TypeVar("T")
@@ -142,6 +144,12 @@ class _Blocked:
     def messages(self) -> list[Msg]:
         return [m for queue in self.queues.values() for m, _ in queue]
 
+    def forget(self, drop: Callable[[Msg], bool]) -> None:
+        """Let go of the whistles whose messages `drop` picks (a partition gone to another replica)."""
+        for key in [k for k, queue in self.queues.items() if any(drop(m) for m, _ in queue)]:
+            for table in (self.queues, self.attempts, self.retry_at, self.errors):
+                table.pop(key, None)
+
 
 def _key(m: Msg, item: Any) -> Any:
     """The order that matters is per whistle; a message of no whistle waits for nothing but itself."""
@@ -174,6 +182,7 @@ class _Consumer:
     overlaps: Callable[[Any], bool] | None = None
     max_deliver: int | None = None  # a failing message's attempts before it is dead-lettered; -1: never
     after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
+    partitioned: bool = False  # one durable per partition of whistles, fed from those this replica holds
     blocked: _Blocked = field(default_factory=_Blocked, compare=False)
 
 
@@ -207,8 +216,8 @@ class ServiceRuntime:
         # FastStream logs per message at DEBUG (hidden); its errors reach stderr at WARNING and above
         fs_logger = logging.getLogger(f"faststream.{name}")
         fs_logger.setLevel(logging.WARNING)
-        self.broker = NatsBroker(settings.nats_url, graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
-        self.spec_broker = NatsBroker(settings.nats_url)  # documents JetStream consumers; never started
+        self.broker = NatsBroker(nats_servers(settings.nats_url), graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
+        self.spec_broker = NatsBroker(nats_servers(settings.nats_url))  # documents JetStream consumers; never started
         self._consumers: list[_Consumer] = []
         self._stopping = False
         self.pool: asyncpg.Pool | None = None
@@ -218,7 +227,10 @@ class ServiceRuntime:
         self._stalls: dict[str, tuple[str, float, bool]] = {}  # component -> (why, since, logged)
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
-        self._pulls: list[PullBatches] = []
+        self._pulls: list[PullBatches | PartitionedPull] = []
+        self._partitioned: list[PartitionedPull] = []
+        self.replica = replica_name(settings.replica)
+        self.keeper: LeaseKeeper | None = None  # the partitions this replica holds, with partitioned consumers
         self._held: list[_Held] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
         self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
@@ -245,6 +257,7 @@ class ServiceRuntime:
         overlaps: Callable[[Any], bool] | None = None,
         max_deliver: int | None = None,
         after_commit: Callable[[list[Any]], Awaitable[None]] | None = None,
+        partitioned: bool | None = None,
         description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
@@ -286,11 +299,18 @@ class ServiceRuntime:
 
         `after_commit` is awaited with the items each transaction handled (not duplicates) once it has
         committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
+
+        `partitioned` (by default: domain events, whose subjects carry their whistle's partition) makes
+        the consumer one durable per partition, fed from the partitions this replica holds
+        (shared/partitioned.py): the replicas of a service share the work, each whistle's events stay
+        in order, and every transaction first checks that its partitions are still held (the fence).
         """
+        if partitioned is None:
+            partitioned = stream == subjects.EVENTS_STREAM and parse is parse_domain_event
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
         self._consumers.append(
             _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
-                      max_deliver, after_commit))
+                      max_deliver, after_commit, partitioned))
         doc = description or (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -351,10 +371,16 @@ class ServiceRuntime:
 
     async def _consumer_lag(self, _: ServiceRuntime) -> None:
         js = self.nc.jetstream()
+        held = sorted(self.keeper.held) if self.keeper else []
         for c in self._consumers:
-            info = await js.consumer_info(c.stream, c.durable)
-            telemetry.CONSUMER_PENDING.labels(self.name, c.durable).set(info.num_pending or 0)
-            telemetry.CONSUMER_ACK_PENDING.labels(self.name, c.durable).set(info.num_ack_pending or 0)
+            pending = ack_pending = 0
+            for durable in [durable_for(c.durable, p) for p in held] if c.partitioned else [c.durable]:
+                with contextlib.suppress(NotFoundError):  # a partition given back meanwhile
+                    info = await js.consumer_info(c.stream, durable)
+                    pending += info.num_pending or 0
+                    ack_pending += info.num_ack_pending or 0
+            telemetry.CONSUMER_PENDING.labels(self.name, c.durable).set(pending)
+            telemetry.CONSUMER_ACK_PENDING.labels(self.name, c.durable).set(ack_pending)
 
     # --- running -----------------------------------------------------------
 
@@ -380,9 +406,9 @@ class ServiceRuntime:
         applied = await migrate(self.pool, self.migrations)
         if applied:
             self.log.info("migrations.applied", files=applied)
-        self._nc = await nats.connect(self.settings.nats_url, name=f"{self.name}-relay", max_reconnect_attempts=-1)
+        self._nc = await nats.connect(nats_servers(self.settings.nats_url), name=f"{self.name}-relay", max_reconnect_attempts=-1)
         js = self._nc.jetstream(publish_async_max_pending=10_000)
-        await ensure_streams(js, self.settings.stream_replicas)
+        await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions)
         self.relay = OutboxRelay(self.pool, self._nc, self.name)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:
@@ -394,6 +420,14 @@ class ServiceRuntime:
                 consumer.durable, max_deliver=-1 if consumer.max_deliver == -1 else self.settings.crash_deliver,
                 ack_wait_s=self.settings.ack_wait_s, filter_subject=consumer.subject,
             )
+            self._tasks.append(asyncio.create_task(self._retry_blocked(consumer), name=f"{consumer.durable}-retry"))
+            if consumer.partitioned:  # its durables come with the partitions this replica takes
+                pull = PartitionedPull(self._nc, js, consumer.stream, consumer.durable, consumer.subject,
+                                       batch=self.settings.batch_size, config=config)
+                self._partitioned.append(pull)
+                self._pulls.append(pull)
+                self._tasks.append(asyncio.create_task(self._consume(consumer, pull, None), name=consumer.durable))
+                continue
             try:
                 info = await js.consumer_info(consumer.stream, consumer.durable)
                 # two of the few settings JetStream lets a durable change
@@ -401,7 +435,6 @@ class ServiceRuntime:
                     await js.add_consumer(consumer.stream, config)
             except NotFoundError:
                 await js.add_consumer(consumer.stream, config)
-            self._tasks.append(asyncio.create_task(self._retry_blocked(consumer), name=f"{consumer.durable}-retry"))
             held = _Held() if consumer.not_before is not None else None
             if held is not None:
                 self._held.append(held)
@@ -413,6 +446,13 @@ class ServiceRuntime:
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, held), name=consumer.durable))
                 if held is not None:
                     self._tasks.append(asyncio.create_task(self._release(consumer, held), name=f"{consumer.durable}-hold"))
+        if self._partitioned:
+            self.keeper = LeaseKeeper(self.pool, self.replica, self.settings.partitions, gained=self._gained,
+                                      lost=self._lost, ttl_s=self.settings.lease_ttl_s,
+                                      round_s=self.settings.lease_round_s)
+            self.keeper.start()
+            with contextlib.suppress(TimeoutError):  # alone, it starts with every partition; else with its share
+                await asyncio.wait_for(self.keeper.first_round.wait(), 60)
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
         await self.broker.start()
@@ -429,6 +469,9 @@ class ServiceRuntime:
         for task in self._tasks:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
+        if self.keeper is not None:  # the partitions go back at once: the other replicas need not wait
+            with contextlib.suppress(Exception):
+                await self.keeper.stop()
         for pull in self._pulls:  # a message delivered after the last batch would hold drain() up
             with contextlib.suppress(Exception):
                 await pull.stop()
@@ -700,12 +743,46 @@ class ServiceRuntime:
                 self.log.warning("consumer.batch_failed", durable=consumer.durable, error=repr(exc))
                 await asyncio.sleep(self.settings.nack_delay_s)
 
+    # --- partitions ----------------------------------------------------------
+
+    async def _gained(self, lease: Lease) -> None:
+        """A partition taken: every partitioned consumer starts on it, from where its last holder stopped."""
+        for pull in self._partitioned:
+            await pull.add(lease)
+
+    async def _lost(self, partition: int) -> None:
+        """A partition given back or taken: stop fetching it and forget its messages in hand (unacked, its
+        next holder gets them again, in order)."""
+        for pull in self._partitioned:
+            await pull.remove(partition)
+        for consumer in self._consumers:
+            if consumer.partitioned:
+                consumer.blocked.forget(lambda m: partition_of_subject(m.subject) == partition)
+
+    def _held_only(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> list[tuple[Msg, Any]]:
+        """The messages of partitions this replica still holds (the others are its next holder's)."""
+        if not consumer.partitioned or self.keeper is None:
+            return parsed
+        held = self.keeper.held
+        return [(m, item) for m, item in parsed if partition_of_subject(m.subject) in held]
+
+    async def _fence(self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]]) -> None:
+        """Inside the batch's transaction: LeaseLost unless every partition it touches is still ours; until
+        it commits, nobody can take them over."""
+        if not consumer.partitioned or self.keeper is None:
+            return
+        partitions = {partition_of_subject(m.subject) for m, _ in parsed}
+        leases = [self.keeper.held.get(p) for p in partitions]  # type: ignore[arg-type]
+        if any(lease is None for lease in leases):
+            raise LeaseLost(f"partitions {sorted(p for p in partitions if p not in self.keeper.held)} are not held")
+        await fence_many(conn, self.replica, leases)  # type: ignore[arg-type]
+
     async def _process_parsed(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> None:
         """Handle a batch, except the messages of whistles blocked behind a failure (they wait their
         turn); a transient fault is retried in place, the batch still in hand, until it passes."""
         blocked = consumer.blocked
         fresh = []
-        for m, item in parsed:
+        for m, item in self._held_only(parsed, consumer):
             key = _key(m, item)
             if key in blocked:
                 blocked.park(key, m, item)
@@ -730,6 +807,15 @@ class ServiceRuntime:
             try:
                 done, failed, queued = await self._attempt(parsed, consumer)
                 break
+            except LeaseLost as exc:  # taken over meanwhile: learn which, and go on with the rest
+                self.log.warning("batch.lease_lost", durable=consumer.durable, error=str(exc), size=len(parsed))
+                assert self.keeper is not None
+                with contextlib.suppress(Exception):
+                    await self.keeper.round()
+                parsed = self._held_only(parsed, consumer)
+                if not parsed or self._stopping:
+                    return []
+                await asyncio.sleep(0.1)
             except TRANSIENT as exc:
                 attempt += 1
                 self.stalled(component, f"{consumer.durable}: {exc!r}")
@@ -768,18 +854,20 @@ class ServiceRuntime:
         done: list[tuple[Msg, str]] = []
         failed: list[tuple[Any, list[tuple[Msg, Any]], str]] = []
         queued: list[Queued] = []
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
             if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
-                await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
-        if consumer.after_commit is not None:  # committed: tell whoever waits on it
-            handled = {id(m) for m, outcome in done if outcome == "ack"}
-            items = [item for m, item in parsed if id(m) in handled]
-            if items:
-                try:
-                    await consumer.after_commit(items)
-                except Exception:
-                    self.log.exception("after_commit.failed", durable=consumer.durable, size=len(items))
+                async with conn.transaction():
+                    await self._fence(conn, consumer, parsed)
+                    await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
+            if consumer.after_commit is not None:  # committed: tell whoever waits on it (before the pool's reset)
+                handled = {id(m) for m, outcome in done if outcome == "ack"}
+                items = [item for m, item in parsed if id(m) in handled]
+                if items:
+                    try:
+                        await consumer.after_commit(items)
+                    except Exception:
+                        self.log.exception("after_commit.failed", durable=consumer.durable, size=len(items))
         self.log.info(
             "batch", subject=consumer.subject, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
             duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),
@@ -799,6 +887,8 @@ class ServiceRuntime:
                 kept_at = time.monotonic()
                 await self._keep(blocked.messages())
             for key in blocked.due(time.monotonic()):
+                if key not in blocked:  # its partition went to another replica meanwhile
+                    continue
                 entries = blocked.take(key)
                 head, attempts, error = entries[0], blocked.attempts.get(key, 0), blocked.errors.get(key, "")
                 try:
@@ -822,11 +912,14 @@ class ServiceRuntime:
         self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]], now: datetime,
         done: list[tuple[Msg, str]], queued: list[Queued],
     ) -> bool:
-        """A batch handler's path: one inbox claim, one call, one outbox write. False if it failed."""
+        """A batch handler's path: one inbox claim, one call, one outbox write, committed. False if it failed."""
         keys = [consumer.dedup(item) for _, item in parsed]
         outcomes: list[str] = []
         try:
-            async with conn.transaction():  # a savepoint: on failure, nothing of this attempt stays
+            # a transaction of its own, not a savepoint in the one-by-one path's (two round trips fewer a
+            # batch): on failure nothing of this attempt stays, and the messages go one by one in another
+            async with conn.transaction():
+                await self._fence(conn, consumer, parsed)
                 fresh = await claim_inbox_many(conn, [k for k in keys if k is not None])
                 items = []
                 for (_, item), key in zip(parsed, keys, strict=True):
@@ -838,6 +931,8 @@ class ServiceRuntime:
                         outcomes.append("duplicate")
                 if items:
                     rows = await self._emit(conn, await consumer.handle(conn, items, now))
+        except LeaseLost:
+            raise
         except TRANSIENT:
             raise
         except Exception:

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.partitions import DEFAULT_PARTITIONS
+
+
+def replica_name(configured: str) -> str:
+    """The replica's name: as configured, else this host and process."""
+    return configured or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def nats_servers(url: str) -> list[str]:
+    """`NATS_URL` as the client's server list: one URL, or several comma-separated (a cluster's nodes)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
 
 
 class ServiceSettings(BaseSettings):
@@ -12,7 +27,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
     nats_url: str = Field(
-        default="nats://127.0.0.1:4250", validation_alias=AliasChoices("NATS_URL", "nats_url")
+        default="nats://127.0.0.1:4250", validation_alias=AliasChoices("NATS_URL", "nats_url"),
+        description="One server, or a cluster's nodes comma-separated: the client fails over between them",
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -22,6 +38,20 @@ class ServiceSettings(BaseSettings):
         default=1, ge=1, le=5, validation_alias=AliasChoices("WHISTLE_STREAM_REPLICAS", "stream_replicas"),
         description="Replicas of every stream (3 on a 3-node cluster)",
     )
+    partitions: int = Field(
+        default=DEFAULT_PARTITIONS, ge=1, le=256, validation_alias=AliasChoices("WHISTLE_PARTITIONS", "partitions"),
+        description="Partitions of the domain events, by whistle: the most replicas that share a service's work"
+        " (more partitions, more durables and fetches; every process of a system must agree)",
+    )
+    replica: str = Field(
+        default="", validation_alias=AliasChoices("WHISTLE_REPLICA", "replica"),
+        description="This process's name among its service's replicas, the same across its restarts so its"
+        " partitions wait for it (empty: host name and pid)",
+    )
+    lease_ttl_s: float = Field(
+        default=6.0, gt=0, description="How long a silent replica keeps its partitions: longer rides out longer"
+        " pauses, shorter hands a dead one's partitions over sooner")
+    lease_round_s: float = Field(default=1.5, gt=0, description="How often a replica beats and rebalances")
     telemetry_port: int = Field(default=0, description="Private /metrics and /healthz port (0: none)")
     log_json: bool = Field(default=True, validation_alias=AliasChoices("WHISTLE_LOG_JSON", "log_json"))
     batch_size: int = Field(default=256, ge=1, le=4096, description="Pull batch size")

@@ -14,16 +14,19 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from shared import subjects as s
+from shared.partitions import DEFAULT_PARTITIONS, subject_transform
 
 DAY = 86_400.0
 
 
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    """The four streams: domain events, SLA clock schedules, dead letters, advisories."""
+def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> list[StreamConfig]:
+    """The four streams: domain events (stored with their whistle's partition), SLA clock schedules,
+    dead letters, advisories."""
     return [
         StreamConfig(
             name=s.EVENTS_STREAM,
             subjects=s.EVENTS_SUBJECTS,
+            subject_transform=subject_transform(partitions),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=365 * DAY,
@@ -58,9 +61,9 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:
+async def ensure_streams(js: JetStreamContext, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> None:
     """Create or update every stream; safe to call from many processes at once."""
-    for config in stream_configs(replicas):
+    for config in stream_configs(replicas, partitions):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)

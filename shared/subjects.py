@@ -1,7 +1,11 @@
 """Subject and stream names (one place; services import, never spell them)."""
 
 EVENTS_STREAM = "EVENTS"
-EVENTS_SUBJECTS = ["whistle.>", "summons.>", "sla.>", "escalation.>", "notification.>"]
+EVENT_FAMILIES = ("whistle", "summons", "sla", "escalation", "notification")
+# published as <family>.<verb>.<whistle id>, stored with the whistle's partition before the id (a replay
+# is published as stored); any other shape is a stray, which the ledger dead-letters (STRAY_EVENTS)
+EVENTS_SUBJECTS = [f"{family}.>" for family in EVENT_FAMILIES]
+STRAY_EVENTS = ("*.*", "*.*.*.*.>")  # no whistle in the subject, or more tokens than a stored event has
 
 CLOCKS_STREAM = "CLOCKS"
 CLOCK_TIMER = "clock.timer"  # + .<clock_id>: the schedule message (Nats-Schedule: @at …)
@@ -54,6 +58,11 @@ QRY_INTAKE_REPORTER_CONTACT = "qry.intake.reporter_contact"  # the whole phone, 
 QRY_RESPONSE_FOLLOW_UP_TOKEN = "qry.response.follow_up_token"  # the follow-up link to text (system)
 CMD_ROUTING_PASSWORD_SET = "cmd.routing.password_set"  # console passwords (supervisors; the runner's demo ones)
 CMD_ROUTING_SIGNIN_CHECK = "cmd.routing.signin_check"  # a console sign-in (system:console), slowed per user name
+QRY_ROUTING_ACCOUNTS = "qry.routing.accounts"  # console accounts (supervisors); those acting as one id (system)
+QRY_ROUTING_KNOWN = "qry.routing.known"  # is an id a registry responder, or whom an account acts as? (the notifier)
+CMD_ROUTING_SIGNIN_LINK = "cmd.routing.signin_link"  # send me a one-time sign-in link (system:console), slowed per name
+CMD_ROUTING_SIGNIN_LINK_USE = "cmd.routing.signin_link_use"  # spend a sign-in link once (system:console)
+CMD_NOTIFIER_SIGNIN_LINK = "cmd.notifier.signin_link"  # send a sign-in link to an account's person (system:routing)
 QRY_LEDGER_BOARD = "qry.ledger.board"  # open summons with their clocks, filtered, for the console's SLA board
 QRY_LEDGER_INBOX = "qry.ledger.inbox"  # what waits on a supervisor: counts, or pending extensions
 LEDGER_BOARD_CHANGED = "ledger.board.changed"  # core NATS, after each committed ledger batch: {"whistle_ids": [...]}

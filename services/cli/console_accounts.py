@@ -7,6 +7,7 @@ import json
 import nats
 
 from shared import subjects
+from shared.settings import nats_servers
 
 # printed by `whistle up` and written to credentials.json; a supervisor resets any of them
 DEMO_PASSWORDS = {"dispatcher": "whistle-dispatcher", "supervisor": "whistle-supervisor",
@@ -20,7 +21,7 @@ async def set_demo_passwords(nats_url: str, creds: dict, timeout: float = 30.0) 
         "supervisor": [{"username": creds["supervisor"]["id"], "role": "supervisor"}],
         "responder": [{"username": r["id"], "role": "responder"} for r in creds["responders"]],
     }
-    nc = await nats.connect(nats_url, name="runner")
+    nc = await nats.connect(nats_servers(nats_url), name="runner")
     try:
         for role, accounts in groups.items():
             body = {"actor": {"role": "system", "id": "runner"},

@@ -13,7 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+CLUSTER_NAME = "whistle-dev"
 
 
 def nats_server_binary() -> str:
@@ -57,14 +60,21 @@ def process_alive(pid: int, name: str | None = None) -> bool:
     return state not in ("Z", "X") and (name is None or comm == name)
 
 
-def start_nats(state_dir: Path, port: int, log: Path, preexec=None) -> subprocess.Popen:
-    """nats-server with JetStream, its store under the state directory."""
-    store = state_dir / "nats"
+def start_nats(
+    state_dir: Path, port: int, log: Path, preexec=None, *, node: str | None = None, cluster_port: int = 0,
+    routes: Sequence[int] = (),
+) -> subprocess.Popen:
+    """nats-server with JetStream, its store under the state directory. With `node`, one node of a local
+    cluster: named so (its store `<state>/<node>`), taking routes on `cluster_port`, joining the `routes` ports."""
+    store = state_dir / (node or "nats")
     store.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store), "-n", "whistle-dev"],
-        stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=preexec,
-    )
+    argv = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store),
+            "-n", node or "whistle-dev"]
+    if node:
+        # a JetStream cluster needs its name and a unique server name per node: the raft peers are known by it
+        argv += ["--cluster_name", CLUSTER_NAME, "--cluster", f"nats://127.0.0.1:{cluster_port}",
+                 "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes)]
+    proc = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT, preexec_fn=preexec)
     try:
         wait_for_port("127.0.0.1", port, proc=proc)
     except RuntimeError as exc:

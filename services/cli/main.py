@@ -45,6 +45,12 @@ def _call(who: str, method: str, path: str, body: dict | None = None, params: di
 def up(
     port: Annotated[int | None, typer.Option(help="HTTP port (default 8080)")] = None,
     demo: Annotated[bool, typer.Option(help="Seed demo whistles when the ledger is empty")] = True,
+    cluster: Annotated[bool, typer.Option(
+        "--cluster", help="Three embedded NATS nodes (ports WHISTLE_NATS_PORT and the next two), every stream R3",
+    )] = False,
+    replicas: Annotated[int | None, typer.Option(
+        min=1, max=8, help="Processes of each service (default 1): they share the partitions of the work",
+    )] = None,
 ) -> None:
     """Run everything: embedded NATS and Postgres, every service, demo data. Ctrl-C stops it all."""
     from services.cli.runner import run
@@ -55,6 +61,9 @@ def up(
     if port is not None:
         settings.port = port
     settings.demo = demo
+    settings.cluster = settings.cluster or cluster
+    if replicas is not None:
+        settings.replicas = replicas
     run(settings)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import nats.errors
 import structlog
 
 from services.cli import demo
@@ -23,6 +24,7 @@ from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
 from shared import auth, priority
+from shared.settings import nats_servers
 from shared.streams import ensure_streams
 
 log = structlog.get_logger("runner")
@@ -31,6 +33,7 @@ log = structlog.get_logger("runner")
 # there (0.64 in a run without), the firings' lateness p99 was 1.4 s. Upkeep can wait; clocks cannot
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
 SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier", "gateway")
+CLUSTER_NODES = 3  # `whistle up --cluster`: a raft majority survives one node down
 
 
 def _die_with_parent() -> None:
@@ -75,26 +78,51 @@ class Backoff:
 
 @dataclass
 class Child:
-    name: str
+    name: str  # its key in pids.json and its log file: the service, then "-2", "-3"… for more replicas
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    service: str = ""  # the service it runs (its name when empty)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"],
+            [sys.executable, "-m", f"services.{self.service or self.name}"],
             env=self.env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent, start_new_session=True,
         )
 
 
 @dataclass
+class NatsNode:
+    """An embedded nats-server: the single one ("nats"), or a node of the local cluster ("nats-1".."nats-3")."""
+
+    name: str  # its key in pids.json, its store dir and log file
+    port: int
+    cluster_port: int = 0  # 0: not clustered
+    routes: tuple[int, ...] = ()  # the other nodes' route ports
+    proc: subprocess.Popen | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+def nats_nodes(settings: RunnerSettings) -> list[NatsNode]:
+    """One node on `nats_port`, or (cluster) three on it and the next two ports, routed to one another."""
+    if not settings.cluster:
+        return [NatsNode("nats", settings.nats_port)]
+    routes = [settings.nats_cluster_port + i for i in range(CLUSTER_NODES)]
+    return [NatsNode(f"nats-{i + 1}", settings.nats_port + i, routes[i], tuple(r for r in routes if r != routes[i]))
+            for i in range(CLUSTER_NODES)]
+
+
+@dataclass
 class Runner:
     settings: RunnerSettings
     children: dict[str, Child] = field(default_factory=dict)
-    nats_proc: subprocess.Popen | None = None
-    nats_backoff: Backoff = field(default_factory=Backoff)
+    nodes: list[NatsNode] = field(default_factory=list)  # the embedded servers started here; none for a NATS_URL
     postgres: EmbeddedPostgres | None = None
     postgres_pid: int | None = None  # the postmaster last seen running: pids.json's "postgres"
     postgres_backoff: Backoff = field(default_factory=Backoff)
@@ -113,13 +141,21 @@ class Runner:
             path.chmod(0o600)
         return path.read_text().strip()
 
+    @property
+    def replicas(self) -> int:
+        """Replicas of every stream: one per node of the embedded cluster, else WHISTLE_STREAM_REPLICAS."""
+        return len(self.nodes) if len(self.nodes) > 1 else self.settings.stream_replicas
+
     def start_infrastructure(self) -> tuple[str, str]:
-        """NATS_URL and DATABASE_URL: the given ones, or embedded servers started here."""
+        """NATS_URL and DATABASE_URL: the given ones, or embedded servers started here (NATS_URL then
+        lists every node of the embedded cluster, comma-separated)."""
         nats_url = os.environ.get("NATS_URL")
         if not nats_url:
-            self.nats_proc = self.start_nats()
-            nats_url = f"nats://127.0.0.1:{self.settings.nats_port}"
-            log.info("nats.started", url=nats_url, pid=self.nats_proc.pid)
+            self.nodes = nats_nodes(self.settings)
+            for node in self.nodes:
+                node.proc = self.start_nats(node)
+                log.info("nats.started", node=node.name, url=node.url, pid=node.proc.pid)
+            nats_url = ",".join(node.url for node in self.nodes)
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             self.postgres = EmbeddedPostgres(self.home)
@@ -128,17 +164,32 @@ class Runner:
             log.info("postgres.started", url=database_url, pid=self.postgres_pid)
         return nats_url, database_url
 
-    def start_nats(self) -> subprocess.Popen:
-        """The embedded nats-server, dying with the runner; RuntimeError if it does not listen."""
-        return start_nats(self.home, self.settings.nats_port, self.home / "logs" / "nats.log", _die_with_parent)
+    def start_nats(self, node: NatsNode) -> subprocess.Popen:
+        """An embedded nats-server, dying with the runner; RuntimeError if it does not listen."""
+        return start_nats(self.home, node.port, self.home / "logs" / f"{node.name}.log", _die_with_parent,
+                          node=node.name if node.cluster_port else None, cluster_port=node.cluster_port,
+                          routes=node.routes)
+
+    async def declare_streams(self, nats_url: str, timeout: float = 60.0) -> None:
+        """Every stream with the runner's replicas; retried while a new cluster elects its meta leader."""
+        nc = await nats.connect(nats_servers(nats_url), name="runner")
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    await ensure_streams(nc.jetstream(), self.replicas, self.settings.partitions)
+                    return
+                except nats.errors.Error as exc:
+                    if time.monotonic() > deadline:
+                        raise
+                    log.info("streams.waiting", reason=repr(exc))
+                    await asyncio.sleep(0.5)
+        finally:
+            await nc.close()
 
     async def declare_and_migrate(self, nats_url: str, database_url: str) -> None:
         """Streams first, then each service's migrations, before any service starts."""
-        nc = await nats.connect(nats_url)
-        try:
-            await ensure_streams(nc.jetstream())
-        finally:
-            await nc.close()
+        await self.declare_streams(nats_url)
         from services.escalation.app import build as escalation
         from services.intake.app import build as intake
         from services.ledger.app import build as ledger
@@ -156,25 +207,31 @@ class Runner:
                 await pool.close()
 
     def spawn_all(self, nats_url: str, database_url: str) -> None:
-        base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret())
+        base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret(),
+                    WHISTLE_STREAM_REPLICAS=str(self.replicas),  # services declare the streams too: never fewer
+                    WHISTLE_PARTITIONS=str(self.settings.partitions))
         base.setdefault("PYTHONUNBUFFERED", "1")
-        for i, name in enumerate(SERVICES):
-            env = dict(base)
-            prefix = name.upper()
-            if name == "gateway":
-                env.update(GATEWAY_PORT=str(self.settings.port), GATEWAY_HOST=self.settings.host)
-            else:
-                env[f"{prefix}_TELEMETRY_PORT"] = str(self.settings.telemetry_base_port + i)
-            child = Child(name, env, self.home / "logs" / f"{name}.log")
-            child.start()
-            self.children[name] = child
-            log.info("service.started", service=name, pid=child.proc.pid)
+        for k in range(1, self.settings.replicas + 1):
+            for i, name in enumerate(SERVICES):
+                key = name if k == 1 else f"{name}-{k}"
+                env = dict(base)
+                prefix = name.upper()
+                if name == "gateway":  # the replicas share the port: the kernel spreads the connections
+                    env.update(GATEWAY_PORT=str(self.settings.port), GATEWAY_HOST=self.settings.host,
+                               GATEWAY_REUSE_PORT=str(self.settings.replicas > 1).lower())
+                else:
+                    port = self.settings.telemetry_base_port + i + (k - 1) * len(SERVICES)
+                    env[f"{prefix}_TELEMETRY_PORT"] = str(port)
+                env["WHISTLE_REPLICA"] = f"{name}-{k}"  # the same after a restart: its partitions wait for it
+                child = Child(key, env, self.home / "logs" / f"{key}.log", service=name)
+                child.start()
+                self.children[key] = child
+                log.info("service.started", service=key, pid=child.proc.pid)
         self.write_pids()
 
     def write_pids(self) -> None:
         pids = {n: c.proc.pid for n, c in self.children.items() if c.proc}
-        if self.nats_proc:
-            pids["nats"] = self.nats_proc.pid
+        pids.update({node.name: node.proc.pid for node in self.nodes if node.proc})
         if self.postgres_pid:
             pids["postgres"] = self.postgres_pid
         # written whole then renamed: a reader (tests, the timers bench) never sees a half-written file
@@ -186,8 +243,9 @@ class Runner:
         """Restart a crashed service or embedded server with backoff, adopt a postmaster started by hand, and log it."""
         now = time.monotonic()
         changed = False
-        if self.nats_proc and not self.stopping:
-            changed |= self.supervise_nats(now)
+        if not self.stopping:
+            for node in self.nodes:
+                changed |= self.supervise_nats(node, now)
         if self.postgres and not self.stopping:
             changed |= self.supervise_postgres(now)
         for child in self.children.values():
@@ -209,27 +267,27 @@ class Runner:
         if self.postgres_pid and self.settings.maintenance_nice:
             priority.lower_children(self.postgres_pid, AUTOVACUUM_WORKER, self.settings.maintenance_nice)
 
-    def supervise_nats(self, now: float) -> bool:
-        """Restart the embedded nats-server once its backoff has passed; True if its pid changed."""
-        backoff = self.nats_backoff
-        code = self.nats_proc.poll()
+    def supervise_nats(self, node: NatsNode, now: float) -> bool:
+        """Restart an embedded nats-server once its backoff has passed; True if its pid changed."""
+        backoff = node.backoff
+        code = node.proc.poll()
         if code is None:
             backoff.up(now)
             return False
         if not backoff.due:
             backoff.crashed(now)
-            log.warning("nats.crashed", pid=self.nats_proc.pid, exit_code=code, restart_in_s=backoff.delay)
+            log.warning("nats.crashed", node=node.name, pid=node.proc.pid, exit_code=code, restart_in_s=backoff.delay)
             return False
         if now < backoff.due:
             return False
         try:
-            self.nats_proc = self.start_nats()
+            node.proc = self.start_nats(node)
         except RuntimeError as exc:
             backoff.failed(time.monotonic())
-            log.warning("nats.restart_failed", reason=str(exc), restart_in_s=backoff.delay)
+            log.warning("nats.restart_failed", node=node.name, reason=str(exc), restart_in_s=backoff.delay)
             return False
         backoff.started(time.monotonic())
-        log.warning("nats.restarted", pid=self.nats_proc.pid, restarts=backoff.restarts)
+        log.warning("nats.restarted", node=node.name, pid=node.proc.pid, restarts=backoff.restarts)
         return True
 
     def supervise_postgres(self, now: float) -> bool:
@@ -276,13 +334,15 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     child.proc.kill()
                     child.proc.wait()
-        if self.nats_proc and self.nats_proc.poll() is None:
-            self.nats_proc.terminate()
+        running = [node.proc for node in self.nodes if node.proc and node.proc.poll() is None]
+        for proc in running:
+            proc.terminate()
+        for proc in running:
             try:
-                self.nats_proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.nats_proc.kill()
-                self.nats_proc.wait()
+                proc.kill()
+                proc.wait()
         if self.postgres:
             self.postgres.stop()
         (self.home / "pids.json").unlink(missing_ok=True)

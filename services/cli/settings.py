@@ -7,13 +7,33 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.partitions import DEFAULT_PARTITIONS
+
 
 class RunnerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="WHISTLE_", extra="ignore")
     home: Path = Field(default=Path(".whistle"), description="State: NATS store, Postgres data, logs, credentials")
     port: int = 8080
     host: str = "127.0.0.1"
-    nats_port: int = 4250
+    nats_port: int = Field(default=4250, description="Client port of the embedded nats-server (with cluster: of"
+                           " node 1; nodes 2 and 3 take the next two)")
+    cluster: bool = Field(
+        default=False, description="Three embedded nats-server nodes, every stream R3, instead of one",
+    )
+    nats_cluster_port: int = Field(
+        default=6250, description="Route port of cluster node 1; nodes 2 and 3 take the next two",
+    )
+    stream_replicas: int = Field(
+        default=1, ge=1, le=5, description="Replicas of every stream on a NATS_URL given (the embedded cluster: 3)",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=8, description="Processes of each service; they share the partitions of the work"
+        " (the gateways share the port)",
+    )
+    partitions: int = Field(
+        default=DEFAULT_PARTITIONS, ge=1, le=256,
+        description="Partitions of the domain events by whistle: the most replicas a service can spread over",
+    )
     telemetry_base_port: int = 9101
     demo: bool = True
     auth_secret: str | None = None

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import nats
+import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from shared import subjects
 from shared.contracts import Actor, Reply
 from shared.ids import utcnow
+from shared.settings import nats_servers
+
+log = structlog.get_logger("gateway.bus")
 
 
 def unstorable(value: Any, path: str = "") -> str | None:
@@ -35,9 +40,20 @@ class Bus:
         self.url = url
         self.timeout = timeout
         self.nc: nats.NATS | None = None
+        # awaited each time the connection comes back, its subscriptions renewed (what was published to
+        # them meanwhile is lost: core NATS keeps nothing)
+        self.reconnected: list[Callable[[], Awaitable[None]]] = []
 
     async def connect(self) -> None:
-        self.nc = await nats.connect(self.url, name="gateway", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(nats_servers(self.url), name="gateway", max_reconnect_attempts=-1,
+                                     reconnected_cb=self._reconnected)
+
+    async def _reconnected(self) -> None:
+        for callback in list(self.reconnected):
+            try:
+                await callback()
+            except Exception as exc:  # one listener's failure must not stop the others, nor the client
+                log.warning("bus.reconnected_callback_failed", error=repr(exc))
 
     async def close(self) -> None:
         if self.nc:

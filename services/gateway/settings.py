@@ -10,6 +10,8 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
     host: str = "127.0.0.1"
     port: int = 8080
+    reuse_port: bool = Field(default=False, description="Share the port with the other gateway replicas on this"
+                             " host (SO_REUSEPORT: the kernel spreads the connections)")
     auth_secret: SecretStr = Field(
         default=SecretStr("dev-only-secret"), validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "auth_secret")
     )

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from services.intake.batcher import UNAVAILABLE, BlowBatcher
 from shared import subjects, telemetry
 from shared.contracts import Command, Reply
+from shared.settings import nats_servers
 
 log = structlog.get_logger("intake.endpoint")
 
@@ -37,7 +38,7 @@ class BlowEndpoint:
         self._inflight: set[asyncio.Task] = set()
 
     async def start(self, nats_url: str) -> None:
-        self._nc = await nats.connect(nats_url, name="intake-blow", max_reconnect_attempts=-1)
+        self._nc = await nats.connect(nats_servers(nats_url), name="intake-blow", max_reconnect_attempts=-1)
         # pending limits well above any burst the gateway can send (its default 512 KiB drops messages)
         self._sub = await self._nc.subscribe(self.subject, queue="intake", cb=self._on_message,
                                              pending_msgs_limit=100_000, pending_bytes_limit=256 * 1024 * 1024)

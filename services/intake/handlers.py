@@ -62,9 +62,10 @@ class IntakeHandlers:
         """一个诉求解决一类问题: attach each blown whistle to its problem class; at the threshold, raise one.
 
         Off the blow request path: intake consumes its own `whistle.blown` events (native, Open311,
-        12345 imports alike), a fetched batch at a time, in stream order, in one intake process, so
-        two whistles never decide on the same class at once and no lock is needed. The classes the
-        batch may join are read once, decided in memory in order, and written back set-based. A
+        12345 imports alike), a fetched batch at a time, in stream order. Replicas (each with its own
+        partitions of whistles) take a lock per category first, so two whistles never decide on the same
+        class at once. The classes the batch may join are then read once, decided in memory in order,
+        and written back set-based. A
         redelivery is dropped by the runtime's inbox; a replayed stream by `grouped_among`. Everything
         counts from when each whistle was blown, and its events carry that time, as when grouping ran
         inside the blow (routing reacts to the same event concurrently, so the ledger may receive its
@@ -72,6 +73,7 @@ class IntakeHandlers:
         """
         complaints = [w for w in whistles if w.source != Source.proactive]  # the class's own whistle is not one
         if complaints:
+            await store.lock_categories(conn, {w.category for w in complaints})
             already = await store.grouped_among(conn, [w.whistle_id for w in complaints])
             complaints = [w for w in complaints if w.whistle_id not in already]
         if not complaints:

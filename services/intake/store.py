@@ -126,6 +126,16 @@ async def candidate_classes(conn: asyncpg.Connection, whistles: list[WhistleBlow
     return [ProblemClass(**dict(r)) for r in rows]
 
 
+async def lock_categories(conn: asyncpg.Connection, categories: set[str]) -> None:
+    """Until this transaction ends, no other intake replica groups whistles of these categories (taken in
+    one order, so two batches never wait on each other's locks)."""
+    await conn.execute(
+        "SELECT count(pg_advisory_xact_lock(k)) FROM"
+        " (SELECT hashtextextended('intake.problem_classes/' || c, 0) AS k FROM unnest($1::text[]) AS c ORDER BY c) s",
+        sorted(categories),
+    )
+
+
 async def grouped_among(conn: asyncpg.Connection, whistle_ids: list[UUID]) -> set[UUID]:
     """Those of these whistles that already joined a class (their events seen again, e.g. a stream replayed)."""
     rows = await conn.fetch("SELECT whistle_id FROM class_members WHERE whistle_id = ANY($1::uuid[])", whistle_ids)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from services.ledger.board import BoardHandlers
 from services.ledger.dead_letter_handlers import DeadLetterHandlers
-from services.ledger.dead_letters import parse_advisory, parse_dead_letter
+from services.ledger.dead_letters import parse_advisory, parse_dead_letter, refuse_stray
 from services.ledger.handlers import LedgerHandlers
 from services.ledger.inbox import InboxHandlers
 from services.ledger.settings import LedgerSettings
@@ -21,6 +21,9 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     dead = DeadLetterHandlers(runtime)
     runtime.on_events(">", handlers.on_events, durable="ledger-events", batch=True,
                        after_commit=handlers.board_changed)
+    for i, subject in enumerate(subjects.STRAY_EVENTS):  # nothing on the events stream goes unread
+        runtime.on_events(subject, dead.on_stray, durable=f"ledger-strays-{i}", parse=refuse_stray,
+                          dedup=lambda _: None, partitioned=False)
     # the recorders of dead letters never dead-letter themselves: what fails is retried until it passes
     runtime.on_events(
         f"{subjects.DEADLETTER}.>", dead.on_dead_letter, stream=subjects.DEADLETTER_STREAM,

@@ -49,6 +49,10 @@ class DeadLetterHandlers:
     def __init__(self, runtime: ServiceRuntime):
         self.runtime = runtime
 
+    async def on_stray(self, conn: asyncpg.Connection, item: object, now: datetime):  # noqa: ARG002
+        """Never reached: a stray's parse refuses it, and the runtime dead-letters it with the reason."""
+        raise AssertionError("a stray event was parsed")
+
     async def on_dead_letter(self, conn: asyncpg.Connection, dl: DeadLetter, now: datetime):  # noqa: ARG002
         """Keep each dead-lettered message with where it came from, whose it is and why it failed."""
         await store.record(conn, dl)

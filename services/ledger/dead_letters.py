@@ -31,7 +31,7 @@ RECORDERS = frozenset({"ledger-deadletters", "ledger-advisories"})
 
 # where a replayed subject lands: domain events and clock firings only (a dead letter or an
 # advisory put back would be a forged one; a timer's schedule header is not kept)
-_REPLAYABLE = {**{prefix.removesuffix(">"): subjects.EVENTS_STREAM for prefix in subjects.EVENTS_SUBJECTS},
+_REPLAYABLE = {**{f"{family}.": subjects.EVENTS_STREAM for family in subjects.EVENT_FAMILIES},
                f"{subjects.CLOCK_DUE}.": subjects.CLOCKS_STREAM}
 
 
@@ -102,6 +102,12 @@ def attempts(reason: str, delivered: int | None) -> int | None:
     tried = _ATTEMPTS.match(reason)
     counts = [n for n in (delivered, int(tried.group(1)) if tried else None) if n is not None]
     return max(counts) if counts else None
+
+
+def refuse_stray(m: Msg) -> None:
+    """A message on the events stream without its whistle in the subject: no partition's consumer takes
+    it, so it is dead-lettered here rather than left unread."""
+    raise Poison(f"published on {m.subject!r}: an event is published on <family>.<verb>.<whistle id>")
 
 
 def parse_dead_letter(m: Msg) -> DeadLetter:

@@ -46,57 +46,61 @@ _DEADLINE = {
 
 
 Write = tuple[str, tuple]
+_MOVE = ("move",)  # a group of summons moves (they read before they write), one per whistle
 
 
 async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
     """Append a batch to the timeline and update the whistle and summons views, in stream order.
 
-    Set-based where it is safe: one insert for the timeline and one for the whistles the batch
-    mentions before (or without) their whistle.blown; then a run of events whose view updates are
-    the same statements runs each statement once for the whole run (executemany, in event order);
-    a summons move reads its whistle's other summons, so it runs on its own; flags that only ever
-    go one way (warned, breached, escalations + 1) are set at the end, whatever their order.
+    Set-based: one statement appends the timeline and adds the whistles the batch mentions before
+    (or without) their whistle.blown; then the view updates, in groups of events whose updates are
+    the same statements (or that are summons moves), each statement run once for its whole group
+    (executemany). A whistle's events touch only its own rows (the whistle, its summons), so only
+    each whistle's own order matters: an event joins the first group of its kind that runs after
+    its whistle's previous event, else a new group at the end. Round trips then grow with the kinds
+    of event in a batch, not with its size. Flags that only ever go one way (warned, breached,
+    escalations + 1) are set at the end, whatever their order.
     """
-    await conn.execute(
-        "INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
-        " SELECT w, e, s, a, o, d::jsonb FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
-        " $5::timestamptz[], $6::text[]) AS u(w, e, s, a, o, d) ON CONFLICT (event_id) DO NOTHING",
-        [e.whistle_id for e in events], [e.event_id for e in events], [e.subject for e in events],
-        [e.actor for e in events], [e.occurred_at for e in events], [e.model_dump_json() for e in events],
-    )
     first: dict[UUID, Event] = {}
     for e in events:
         first.setdefault(e.whistle_id, e)
+    # a whistle the ledger meets before its whistle.blown (or whose blown is in an older batch)
     early = [e for e in first.values() if not isinstance(e, WhistleBlown)]
-    if early:  # a whistle the ledger meets before its whistle.blown (or whose blown is in an older batch)
-        await conn.execute(
-            "INSERT INTO whistles (id, status, updated_at) SELECT w, 'open', o"
-            " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(w, o) ON CONFLICT (id) DO NOTHING",
-            [e.whistle_id for e in early], [e.occurred_at for e in early],
-        )
+    await conn.execute(
+        "WITH appended AS (INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
+        " SELECT w, e, s, a, o, d::jsonb FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
+        " $5::timestamptz[], $6::text[]) AS u(w, e, s, a, o, d) ON CONFLICT (event_id) DO NOTHING)"
+        " INSERT INTO whistles (id, status, updated_at) SELECT w, 'open', o"
+        " FROM unnest($7::uuid[], $8::timestamptz[]) AS u(w, o) ON CONFLICT (id) DO NOTHING",
+        [e.whistle_id for e in events], [e.event_id for e in events], [e.subject for e in events],
+        [e.actor for e in events], [e.occurred_at for e in events], [e.model_dump_json() for e in events],
+        [e.whistle_id for e in early], [e.occurred_at for e in early],
+    )
     flags: dict[str, list[tuple]] = {}
-    run: list[list[Write]] = []
+    groups: list[tuple[tuple[str, ...], list]] = []  # in the order they run: statements, writes (or moves)
+    last: dict[UUID, int] = {}  # the group of each whistle's latest event
     for e in events:
         if type(e) in _FLAGS:
             flags.setdefault(_FLAGS[type(e)], []).append((e.summons_id,))
             continue
         writes = _view_writes(e)
-        if writes is None or (run and [sql for sql, _ in run[0]] != [sql for sql, _ in writes]):
-            await _flush(conn, run)
-            run = []
-        if writes is None:
-            await _project_summons_move(conn, e)
-        else:
-            run.append(writes)
-    await _flush(conn, run)
+        if writes == []:
+            continue  # nothing to update (the timeline has it)
+        kind = _MOVE if writes is None else tuple(sql for sql, _ in writes)
+        after = last.get(e.whistle_id, -1) + 1
+        at = next((k for k in range(after, len(groups)) if groups[k][0] == kind), len(groups))
+        if at == len(groups):
+            groups.append((kind, []))
+        groups[at][1].append(e if writes is None else writes)
+        last[e.whistle_id] = at
+    for kind, group in groups:
+        if kind == _MOVE:
+            await _project_summons_moves(conn, group)
+            continue
+        for k, sql in enumerate(kind):
+            await conn.executemany(sql, [writes[k][1] for writes in group])
     for sql, args in flags.items():
         await conn.executemany(sql, args)
-
-
-async def _flush(conn: asyncpg.Connection, run: list[list[Write]]) -> None:
-    """Each statement of the run once, over every event of the run, in order."""
-    for k in range(len(run[0]) if run else 0):
-        await conn.executemany(run[0][k][0], [writes[k][1] for writes in run])
 
 
 def _set_status(whistle_id: UUID, status: str, e: Event) -> Write:
@@ -167,17 +171,23 @@ def _view_writes(e: Event) -> list[Write] | None:
     return writes
 
 
-async def _project_summons_move(conn: asyncpg.Connection, e: Event) -> None:
-    """A responder's move: the summons' state, then the whistle's status from all its summons."""
-    await conn.execute(
+async def _project_summons_moves(conn: asyncpg.Connection, moves: list[Event]) -> None:
+    """Responders' moves, one per whistle: each summons' state, then each whistle's status from all
+    its summons."""
+    await conn.executemany(
         "UPDATE summons SET state = $2, updated_at = $3 WHERE id = $1",
-        e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at,
+        [(e.summons_id, domain.SUMMONS_STATE[type(e)], e.occurred_at) for e in moves],
     )
-    if type(e) in _FIRST_TIME:
-        await conn.execute(_FIRST_TIME[type(e)], e.summons_id, e.occurred_at)
-    states = [r["state"] for r in await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", e.whistle_id)]
-    sql, args = _set_status(e.whistle_id, domain.whistle_status(states), e)
-    await conn.execute(sql, *args)
+    for kind, sql in _FIRST_TIME.items():
+        firsts = [(e.summons_id, e.occurred_at) for e in moves if type(e) is kind]
+        if firsts:
+            await conn.executemany(sql, firsts)
+    states: dict[UUID, list[str]] = {e.whistle_id: [] for e in moves}
+    for r in await conn.fetch("SELECT whistle_id, state FROM summons WHERE whistle_id = ANY($1::uuid[])",
+                              list(states)):
+        states[r["whistle_id"]].append(r["state"])
+    updates = [_set_status(e.whistle_id, domain.whistle_status(states[e.whistle_id]), e) for e in moves]
+    await conn.executemany(updates[0][0], [args for _, args in updates])
 
 
 def _iso(v):

@@ -10,6 +10,7 @@ from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
 from services.notifier.channels.web import session
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.handlers import NotifierHandlers
+from services.notifier.recipients import asking
 from services.notifier.sender import (
     Handoff,
     Sender,
@@ -18,8 +19,9 @@ from services.notifier.sender import (
     lease_seconds,
 )
 from services.notifier.settings import NotifierSettings
+from services.notifier.signin import SigninLinkHandlers
 from shared import subjects
-from shared.contracts import NotificationFailed, NotificationSent
+from shared.contracts import NotificationFailed, NotificationSent, SummonsIssued
 from shared.runtime import ServiceRuntime
 
 
@@ -65,14 +67,20 @@ class NotifierRuntime(ServiceRuntime):
 def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     settings = settings or NotifierSettings()
     runtime = NotifierRuntime(settings)
-    handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff)
+    handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff,
+                                ask=asking(runtime))
     # one consumer per stream of subjects keeps each one's order: a summons' report comes after its issue
     # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
-    for subject, handle in (("whistle.>", handlers.on_whistles), ("summons.>", handlers.on_summons),
-                            ("sla.>", handlers.on_sla), ("escalation.>", handlers.on_escalations)):
+    for subject, handle in (("whistle.>", handlers.on_whistles), ("sla.>", handlers.on_sla),
+                            ("escalation.>", handlers.on_escalations)):
         runtime.on_events(subject, handle, batch=True, dedup=lambda _: None)
+    # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
+    runtime.on_events("summons.>", handlers.on_summons, batch=True, dedup=lambda _: None,
+                      overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
     runtime.on_request(subjects.CMD_NOTIFIER_CONTACTS_PUT, handlers.put_contacts)
     runtime.on_request(subjects.CMD_NOTIFIER_URGE, handlers.urge)
+    links = SigninLinkHandlers(settings.default_rule, settings.poll_s)
+    runtime.on_request(subjects.CMD_NOTIFIER_SIGNIN_LINK, links.send)
     runtime.on_request(subjects.QRY_NOTIFIER_CONTACTS, handlers.get_contacts, query=True)
     runtime.on_request(subjects.QRY_NOTIFIER_NOTIFICATIONS, handlers.list_notifications, query=True)
     runtime.every(15.0, count_pending)

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 from pydantic import ValidationError
 
-from services.notifier import domain, store
+from services.notifier import domain, recipients, signin, store
 from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND, Planned, State
 from services.notifier.sender import Handoff
 from shared import paging
@@ -60,11 +60,12 @@ def hide(rule: dict) -> dict:
 
 class NotifierHandlers:
     def __init__(self, default_rule: ContactRule | None, allowed_hosts: list[str], wake_within_s: float,
-                 handoff: Handoff | None = None):
+                 handoff: Handoff | None = None, ask: recipients.Ask | None = None):
         self.default = default_rule
         self.allowed = {h.lower() for h in allowed_hosts}
         self.wake_within_s = wake_within_s
         self.handoff = handoff
+        self.ask = ask
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class NotifierHandlers:
         """Deadlines (for the messages); a warning or a breach tells the responder, unless a report clock's
         summons was reported meanwhile."""
         await store.set_deadlines(conn, [
-            (e.summons_id, e.whistle_id, clock, at) for e in events
+            (e.summons_id, clock, at) for e in events
             for clock, at in (e.deadlines.items() if isinstance(e, SlaStarted)
                               else [(e.clock, e.deadline)] if isinstance(e, SlaRescheduled) and e.deadline else [])])
         alerts = [e for e in events if isinstance(e, (SlaWarned, SlaBreached))]
@@ -227,6 +228,8 @@ class NotifierHandlers:
             rule = ContactRule.model_validate(cmd.payload.get("rule"))
         except ValidationError as exc:
             return Reply(ok=False, refusal=refusal_from(exc)), []
+        if (unknown := await recipients.unknown(self.ask, recipient)) is not None:
+            return unknown, []
         for i, step in enumerate(rule.steps):
             if step.channel == "webhook" and (urlsplit(step.address).hostname or "").lower() not in self.allowed:
                 return Reply.refuse(422, "host_not_allowed", "this host is not on the webhook allow-list"
@@ -278,9 +281,11 @@ class NotifierHandlers:
 def _shown(r: asyncpg.Record) -> dict:
     iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
     return {
-        "id": str(r["id"]), "kind": r["kind"], "whistle_id": str(r["whistle_id"]),
+        "id": str(r["id"]), "kind": r["kind"], "whistle_id": str(r["whistle_id"]) if r["whistle_id"] else None,
         "summons_id": str(r["summons_id"]) if r["summons_id"] else None, "recipient_id": r["recipient_id"],
         "step": r["step"], "channel": r["channel"], "address": domain.mask(r["channel"], r["target"].get("address")),
-        "state": r["state"], "attempts": r["attempt_log"], "answer": r["answer"], "due_at": iso(r["due_at"]),
+        # a sign-in link never shows whole, should a channel's answer have echoed it
+        "state": r["state"], "attempts": [{**a, "answer": signin.scrub(a.get("answer"))} for a in r["attempt_log"]],
+        "answer": signin.scrub(r["answer"]), "due_at": iso(r["due_at"]),
         "created_at": iso(r["created_at"]), "updated_at": iso(r["updated_at"]), "finished_at": iso(r["finished_at"]),
     }

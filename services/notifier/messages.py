@@ -16,7 +16,7 @@ CLOCKS = {"report": ("报到", "report"), "on_site": ("到场", "arrival"), "res
 LEVELS = {"responder": ("责任人", "the responder"), "superior": ("上级", "the superior"),
           "street_command": ("街道指挥中心", "the street command centre"), "district": ("区级", "the district")}
 
-# {category} {place} {tier} {deadline} {link} {ack} and the event's own details; zh first, then en
+# {category} {place} {tier} {deadline} {link} {ack} {expires} and the event's own details; zh first, then en
 TEMPLATES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "summons.issued": (
         ("新派单：{category}", "【吹哨报到】{responder}，您有新派单：{category}（{tier}），地点：{place}，"
@@ -83,6 +83,13 @@ TEMPLATES: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
         ("How did we do: {category}", "[Whistle] The problem you reported, {category} at {place}, is fixed. "
          "Was it solved, and are you satisfied? {link}"),
     ),
+    # about no whistle: only {link} and {expires}
+    "account.signin_link": (
+        ("控制台登录链接", "【吹哨报到】您的控制台登录链接（仅可使用一次，{expires}前有效）：{link} "
+         "如非本人申请，请忽略本消息。"),
+        ("Your console sign-in link", "[Whistle] Your console sign-in link (works once, until {expires}): {link} "
+         "If you did not ask for it, ignore this message."),
+    ),
 }
 
 
@@ -145,6 +152,7 @@ def _values(facts: dict[str, Any], d: dict[str, Any], link: str, zh: bool,
         "tier": TIERS.get(facts.get("tier") or "", ("—", "—"))[k],
         "deadline": local_time(deadline, zh),
         "new_deadline": local_time(d.get("new_deadline"), zh),
+        "expires": local_time(d.get("expires_at"), zh),
         "clock": CLOCKS.get(clock, (clock, clock))[k],
         "level": LEVELS.get(d.get("level", ""), ("", ""))[k],
         "step": str(d.get("step", "")),

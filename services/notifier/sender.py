@@ -27,7 +27,7 @@ import asyncpg
 import structlog
 from prometheus_client import Counter, Gauge, Histogram
 
-from services.notifier import store
+from services.notifier import signin, store
 from services.notifier.acks import ack_link
 from services.notifier.channels import Channel, Delivery
 from services.notifier.domain import (
@@ -294,8 +294,10 @@ class Sender:
             recipient_id=row["recipient_id"], step=row["step"], channel=row["channel"], address=shown,
             attempt=row["attempts"], status=answer.status, answer=answer.detail[:300] or None,
         )
-        event = NotificationSent(**common) if outcome.state is State.delivered else NotificationFailed(
-            **common, final=outcome.final, retry_at=outcome.next_at)
+        event = None  # about no whistle (a sign-in link): no timeline to tell; the attempt log and metrics keep it
+        if row["whistle_id"] is not None:
+            event = NotificationSent(**common) if outcome.state is State.delivered else NotificationFailed(
+                **common, final=outcome.final, retry_at=outcome.next_at)
         entry = {"attempt": row["attempts"], "at": now.isoformat(), "outcome": label, "status": answer.status,
                  "answer": answer.detail[:300], "ms": ms, "address": shown}
         # one canonical line per attempt; the phone, email or key only masked
@@ -324,10 +326,13 @@ class Sender:
             address, link = found
         elif row["summons_id"] is not None:
             link = f"{self.public}/console/summons/{row['summons_id']}"
+        elif row["kind"] == signin.KIND:
+            link = signin.link(self.public, details)
         else:
             link = f"{self.public}/console/whistles/{row['whistle_id']}"
         message = render(row["kind"], facts, details, link, row["locale"], self.names)
-        data = {"notification_id": str(row["id"]), "kind": row["kind"], "whistle_id": str(row["whistle_id"]),
+        data = {"notification_id": str(row["id"]), "kind": row["kind"],
+                "whistle_id": str(row["whistle_id"]) if row["whistle_id"] else None,
                 "summons_id": str(row["summons_id"]) if row["summons_id"] else None,
                 "recipient_id": row["recipient_id"], "step": row["step"], "category": facts["category"],
                 "tier": facts["tier"], "location": facts["location"], "link": link, "details": details,
@@ -399,7 +404,8 @@ class Sender:
         """The answers and their events in one statement (its own transaction)."""
         runtime = self.runtime
         queued = await store.record(runtime.pool, [(i, s, nx, a, e) for i, s, nx, a, e, _ in batch],
-                                    [ev for *_, ev in batch], utcnow(), notify_relay=not runtime.relay.leading)
+                                    [ev for *_, ev in batch if ev is not None], utcnow(),
+                                    notify_relay=not runtime.relay.leading)
         runtime.relay.handoff(queued)
 
 

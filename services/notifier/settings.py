@@ -33,6 +33,10 @@ class NotifierSettings(ServiceSettings):
     send_concurrency: int = Field(
         default=128, ge=1, le=1024,
         description="Attempts in flight at once (also the most a kill -9 can make a channel see twice)")
+    issued_in_flight: int = Field(
+        default=3, ge=1, le=8,
+        description="Batches of new summons taken in at once (nothing earlier can touch a new summons); a batch"
+        " with any other summons event waits until those before it are done.")
     claim_batch: int = Field(default=256, ge=1, le=4096, description="Due notifications claimed per round trip")
     handoff_most: int = Field(
         default=512, ge=0, le=8192, description="Notifications due now that the consumers hand the sender in memory"
@@ -63,7 +67,8 @@ class NotifierSettings(ServiceSettings):
     sms_api_key: SecretStr = SecretStr("")
     sms_sign_name: str = Field(default="兴城街道", description="The approved signature (签名) of every SMS")
     sms_templates: dict[str, str] = Field(
-        default_factory=lambda: {"whistle.verified": "SMS_WHISTLE_FOLLOW_UP", "summons.issued": "SMS_WHISTLE_SUMMONS"},
+        default_factory=lambda: {"whistle.verified": "SMS_WHISTLE_FOLLOW_UP", "summons.issued": "SMS_WHISTLE_SUMMONS",
+                                 "account.signin_link": "SMS_WHISTLE_SIGNIN"},
         description="Approved template code per event kind; others use sms_default_template")
     sms_default_template: str = "SMS_WHISTLE_NOTICE"
 

@@ -41,9 +41,11 @@ async def contactable(conn: asyncpg.Connection, whistle_ids: list[UUID]) -> set[
 _SUMMONS = (
     "INSERT INTO summons (id, whistle_id, responder_id, responder_name, superior_id, category, tier)"
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+    # only summons.issued writes a summons, so a redelivery changes nothing (a row left by the deadlines'
+    # old home, before migration 003, is filled in)
     " ON CONFLICT (id) DO UPDATE SET whistle_id = EXCLUDED.whistle_id, responder_id = EXCLUDED.responder_id,"
     " responder_name = EXCLUDED.responder_name, superior_id = EXCLUDED.superior_id, category = EXCLUDED.category,"
-    " tier = EXCLUDED.tier"
+    " tier = EXCLUDED.tier WHERE summons.responder_id IS NULL"
 )
 
 
@@ -52,21 +54,21 @@ def _summons_args(rows: list[tuple]) -> list[list]:
     return [list(c) for c in zip(*unique, strict=True)] if unique else [[] for _ in range(7)]
 
 
-async def set_deadlines(conn: asyncpg.Connection, rows: list[tuple[UUID, UUID, str, datetime]]) -> None:
-    """The latest deadline escalation announced per (summons, clock): (summons, whistle, clock, deadline), in
-    stream order. A summons this consumer meets before its summons.issued gets a row of its own."""
+async def set_deadlines(conn: asyncpg.Connection, rows: list[tuple[UUID, str, datetime]]) -> None:
+    """The latest deadline escalation announced per (summons, clock): (summons, clock, deadline), in stream
+    order. Its own table: the summons.> consumer, taking the same burst, never waits on these rows."""
     latest: dict[UUID, dict] = {}
-    for summons_id, whistle_id, clock, at in rows:
-        latest.setdefault(summons_id, {"whistle_id": whistle_id})[clock] = at
+    for summons_id, clock, at in rows:
+        latest.setdefault(summons_id, {})[clock] = at
     if latest:
         await conn.execute(
-            "INSERT INTO summons (id, whistle_id, report_deadline, on_site_deadline, resolve_deadline)"
-            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::timestamptz[], $5::timestamptz[])"
-            " ON CONFLICT (id) DO UPDATE SET"
-            " report_deadline = COALESCE(EXCLUDED.report_deadline, summons.report_deadline),"
-            " on_site_deadline = COALESCE(EXCLUDED.on_site_deadline, summons.on_site_deadline),"
-            " resolve_deadline = COALESCE(EXCLUDED.resolve_deadline, summons.resolve_deadline)",
-            list(latest), [d["whistle_id"] for d in latest.values()], [d.get("report") for d in latest.values()],
+            "INSERT INTO deadlines (summons_id, report_deadline, on_site_deadline, resolve_deadline)"
+            " SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::timestamptz[])"
+            " ON CONFLICT (summons_id) DO UPDATE SET"
+            " report_deadline = COALESCE(EXCLUDED.report_deadline, deadlines.report_deadline),"
+            " on_site_deadline = COALESCE(EXCLUDED.on_site_deadline, deadlines.on_site_deadline),"
+            " resolve_deadline = COALESCE(EXCLUDED.resolve_deadline, deadlines.resolve_deadline)",
+            list(latest), [d.get("report") for d in latest.values()],
             [d.get("on_site") for d in latest.values()], [d.get("resolve") for d in latest.values()],
         )
 
@@ -123,9 +125,10 @@ _HANDED_FACTS = (
     " 'target', a.target, 'details', a.details, 'locale', a.locale, 'tier', a.tier, 'attempts', a.attempts,"
     " 'cause_id', a.cause_id, 'category', w.category, 'location', w.location,"
     " 'whistle_tier', w.tier, 'responder_name', s.responder_name, 'summons_category', s.category,"
-    " 'report_deadline', s.report_deadline, 'on_site_deadline', s.on_site_deadline,"
-    " 'resolve_deadline', s.resolve_deadline)), '[]'::jsonb)"
+    " 'report_deadline', d.report_deadline, 'on_site_deadline', d.on_site_deadline,"
+    " 'resolve_deadline', d.resolve_deadline)), '[]'::jsonb)"
     " FROM added a LEFT JOIN whistles w ON w.id = a.whistle_id LEFT JOIN summons s ON s.id = a.summons_id"
+    " LEFT JOIN deadlines d ON d.summons_id = a.summons_id"
     " WHERE a.attempts = 1) AS handed"
 )
 
@@ -201,8 +204,9 @@ _CLAIM = (
     "  RETURNING n.id, n.kind, n.whistle_id, n.summons_id, n.recipient_id, n.step, n.channel, n.target, n.details,"
     "  n.locale, n.tier, n.attempts, n.cause_id)"
     " SELECT c.*, w.category, w.location, w.tier AS whistle_tier, s.responder_name, s.category AS summons_category,"
-    " s.report_deadline, s.on_site_deadline, s.resolve_deadline"
+    " d.report_deadline, d.on_site_deadline, d.resolve_deadline"
     " FROM claimed c LEFT JOIN whistles w ON w.id = c.whistle_id LEFT JOIN summons s ON s.id = c.summons_id"
+    " LEFT JOIN deadlines d ON d.summons_id = c.summons_id"
 )
 
 
@@ -234,7 +238,7 @@ async def record(conn: asyncpg.Connection | asyncpg.Pool, outcomes: list[tuple[U
     outbox, in one statement (its own transaction). A row a report cancelled while its attempt was out
     stays cancelled unless that attempt delivered it (or failed for good). Returns the outbox rows to
     hand the relay once this committed, or none when the relay of another process is woken instead."""
-    bodies = [(e.subject, e.model_dump_json().encode(), str(e.event_id)) for e in events]
+    bodies = [(e.published_subject, e.model_dump_json().encode(), str(e.event_id)) for e in events]
     args = [
         [o[0] for o in outcomes], [o[1].value for o in outcomes], [o[2] for o in outcomes],
         [o[3] for o in outcomes], [json.dumps(o[4]) for o in outcomes], now,

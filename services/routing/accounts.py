@@ -16,6 +16,8 @@ import structlog
 from pwdlib import PasswordHash
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared import paging
+from shared.commands import PasswordSet
 from shared.contracts import Command, Reply
 from shared.ids import utcnow
 from shared.validation import refusal_from
@@ -63,21 +65,6 @@ class Throttle:
         return Throttle(failures, now, now + timedelta(seconds=seconds) if seconds else None)
 
 
-class AccountIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    role: str = Field(pattern=r"^(dispatcher|supervisor|responder)$")
-    id: str | None = Field(default=None, min_length=1, max_length=64, description="Who it acts as; the user name if left out")
-
-
-class PasswordSet(BaseModel):
-    """One password for the accounts listed (a reset names one; `whistle up` sets the demo ones at once)."""
-
-    model_config = ConfigDict(extra="forbid")
-    accounts: list[AccountIn] = Field(min_length=1, max_length=5000)
-    password: str = Field(min_length=8, max_length=128)
-
-
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
@@ -98,7 +85,9 @@ class AccountHandlers:
             body = PasswordSet.model_validate(cmd.payload)
         except ValidationError as exc:
             return Reply(ok=False, refusal=refusal_from(exc)), []
-        registry = self.holder.registry.responders
+        # the table, not this replica's copy: a responder added through another replica a moment ago counts
+        wanted = [a.id or a.username for a in body.accounts if a.role == "responder"]
+        registry = {r["id"] for r in await conn.fetch("SELECT id FROM responders WHERE id = ANY($1::text[])", wanted)}
         for i, a in enumerate(body.accounts):
             if a.role == "responder" and (a.id or a.username) not in registry:
                 return Reply.refuse(422, "unknown_responder", "no such responder / 无此响应单位",
@@ -157,6 +146,52 @@ class AccountHandlers:
         if wait := after.wait(now):
             return _locked(wait)
         return Reply.refuse(401, "not_signed_in", NOT_SIGNED_IN)
+
+    async def list(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """The accounts by user name: role, whom each acts as, whether a password is set and any lockout
+        (supervisors, for the people page), filtered by `q` (part of a name or id), `role` or `username`;
+        `id` keeps those acting as one id (the notifier asks so)."""
+        if cmd.actor.role not in ("supervisor", "system"):
+            return Reply.refuse(403, "supervisor_only", "only supervisors see the accounts / 仅督办可查看账号")
+        p = cmd.payload
+        asked = paging.window(p, 100, paging.text)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
+        filters = {k: p.get(k) for k in ("id", "q", "role", "username")}
+        for key, value in filters.items():
+            if value is not None and (not isinstance(value, str) or len(value) > 64):
+                return Reply.refuse(422, "invalid", f"{key}: up to 64 characters / 不超过 64 个字符", key)
+        rows = await pool.fetch(
+            "SELECT a.username, a.role, a.subject_id, a.password_hash <> '' AS password_set, a.updated_at,"
+            " a.updated_by, CASE WHEN f.locked_until > $6 THEN f.locked_until END AS locked_until"
+            " FROM accounts a LEFT JOIN signin_failures f ON f.username = lower(a.username)"
+            " WHERE ($1::text IS NULL OR a.subject_id = $1) AND ($2::text IS NULL OR a.role = $2)"
+            " AND ($3::text IS NULL OR strpos(lower(a.username), lower($3)) > 0"
+            " OR strpos(lower(a.subject_id), lower($3)) > 0)"
+            " AND ($4::text IS NULL OR a.username > $4) AND ($7::text IS NULL OR lower(a.username) = lower($7))"
+            " ORDER BY a.username LIMIT $5",
+            filters["id"], filters["role"], filters["q"] or None, after[0] if after else None, limit + 1, utcnow(),
+            filters["username"])
+        iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
+        items = [{"username": r["username"], "role": r["role"], "id": r["subject_id"],
+                  "password_set": r["password_set"], "locked_until": iso(r["locked_until"]),
+                  "updated_at": iso(r["updated_at"]), "updated_by": r["updated_by"]} for r in rows]
+        return Reply.success(paging.page(items, limit, lambda r: (r["username"],)))
+
+
+    async def known(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+        """Whether an id names someone: a registry responder (active or not), or whom a console account acts
+        as (the notifier asks before it keeps a contact rule). Read from the tables, as `set_password` does."""
+        if cmd.actor.role not in ("supervisor", "system"):
+            return Reply.refuse(403, "forbidden", "supervisors and services only / 仅限督办和系统")
+        rid = cmd.payload.get("id")
+        if not isinstance(rid, str) or not 0 < len(rid) <= 64:
+            return Reply.refuse(422, "invalid", "id: 1–64 characters / 编号须为 1–64 个字符", "id")
+        row = await pool.fetchrow("SELECT EXISTS (SELECT FROM responders WHERE id = $1) AS responder,"
+                                  " EXISTS (SELECT FROM accounts WHERE subject_id = $1) AS account", rid)
+        return Reply.success({"id": rid, "responder": row["responder"], "account": row["account"]})
+
 
 def _locked(wait: float) -> Reply:
     seconds = max(1, int(wait + 0.999))

@@ -9,8 +9,9 @@ from services.routing.domain import load_rules
 from services.routing.handlers import RoutingHandlers
 from services.routing.places import PlaceHandlers, load_site
 from services.routing.registry import load_registry
-from services.routing.responders import RegistryHandlers, read_registry, seed_registry
+from services.routing.responders import RegistryHandlers, seed_registry
 from services.routing.settings import RoutingSettings
+from services.routing.signin_links import SigninLinks
 from shared import subjects
 from shared.community import BUILDINGS
 from shared.contracts import (
@@ -38,8 +39,7 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
 
     async def start(rt: ServiceRuntime) -> None:
         await seed_registry(rt.pool, settings.registry_file)
-        handlers.registry = await read_registry(rt.pool)
-        await handlers.load(rt)
+        await handlers.refresh_registry(rt)
 
     runtime.on_startup(start)
     runtime.on_request(subjects.QRY_ROUTING_RESPONDERS, editing.list, query=True)
@@ -49,6 +49,11 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.CMD_ROUTING_PASSWORD_SET, accounts.set_password)
     # a query (own transaction): a refused sign-in must still count against the name
     runtime.on_request(subjects.CMD_ROUTING_SIGNIN_CHECK, accounts.check, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_ACCOUNTS, accounts.list, query=True)
+    runtime.on_request(subjects.QRY_ROUTING_KNOWN, accounts.known, query=True)
+    links = SigninLinks(runtime)  # queries too: a request counts against the name, and spending is one UPDATE
+    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_LINK, links.request, query=True)
+    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_LINK_USE, links.use, query=True)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistles_blown, batch=True)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
     runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
@@ -61,5 +66,6 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     runtime.on_request(subjects.QRY_ROUTING_GRIDS, places.grids, query=True)
     runtime.on_request(subjects.QRY_ROUTING_PLACE, places.place, query=True)
     runtime.every(settings.rules_check_s, handlers.reload_rules)
+    runtime.every(1.0, handlers.refresh_registry)  # an edit through another replica shows here within a second
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)
     return runtime

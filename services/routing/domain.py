@@ -74,17 +74,19 @@ class LoadBook:
     load: dict[str, int] = field(default_factory=dict)
     last: dict[str, int] = field(default_factory=dict)
     tick: int = 0
+    assigned: dict[str, int] = field(default_factory=dict)  # summons added since it was read (to write back)
 
     def assign(self, responder_id: str) -> None:
         self.tick += 1
         self.load[responder_id] = self.load.get(responder_id, 0) + 1
         self.last[responder_id] = self.tick
+        self.assigned[responder_id] = self.assigned.get(responder_id, 0) + 1
 
     def release(self, responder_id: str) -> None:
         self.load[responder_id] = max(0, self.load.get(responder_id, 0) - 1)
 
     def copy(self) -> LoadBook:
-        return LoadBook(dict(self.load), dict(self.last), self.tick)
+        return LoadBook(dict(self.load), dict(self.last), self.tick, dict(self.assigned))
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import structlog
 
 from services.routing import domain, store
 from services.routing.registry import Registry
+from services.routing.responders import read_registry
 from pydantic import ValidationError
 
 from shared.commands import Arbitration
@@ -40,33 +41,39 @@ class RoutingHandlers:
         self.rules = rules
         self.rules_file = rules_file
         self._rules_mtime = rules_file.stat().st_mtime
-        self.book = domain.LoadBook()
+        self.registry_version = -1  # the version of `registry`: any replica's edit moves the one in Postgres
 
-    async def load(self, runtime) -> None:
-        """Rebuild the load book from the assignments before consuming."""
-        self.book = await store.load_book(runtime.pool)
+    async def refresh_registry(self, runtime) -> None:
+        """Take up registry edits made through another replica (each second, and before each decision)."""
+        await self._fresh_registry(runtime.pool)
+
+    async def _fresh_registry(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
+        version = await store.registry_version(conn)
+        if version != self.registry_version:
+            self.registry = await read_registry(conn)
+            self.registry_version = version
+
+    async def _book(self, conn: asyncpg.Connection) -> domain.LoadBook:
+        """The loads every replica shares, this transaction alone deciding from them until it commits, and
+        the registry as it is now."""
+        book = await store.load_book(conn)
+        await self._fresh_registry(conn)
+        return book
 
     async def on_whistles_blown(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime):
-        """Summon the lead (and co-handlers) for each new whistle, recording why; a batch at a time.
-
-        The load book lives in memory: if the batch fails (its writes roll back), so does the book.
-        """
-        saved = self.book.copy()
-        try:
-            await store.save_whistles(conn, whistles)
-            out: list = []
-            for whistle in whistles:
-                decision, events = domain.route(whistle, self.rules, self.registry, self.book, now)
-                await store.record(conn, decision, events)
-                out += events
-            return out
-        except BaseException:
-            self.book = saved
-            raise
+        """Summon the lead (and co-handlers) for each new whistle, recording why; a batch at a time."""
+        book = await self._book(conn)
+        await store.save_whistles(conn, whistles)
+        out: list = []
+        for whistle in whistles:
+            decision, events = domain.route(whistle, self.rules, self.registry, book, now)
+            await store.record(conn, decision, events)
+            out += events
+        await store.save_book(conn, book)
+        return out
 
     async def _release(self, conn: asyncpg.Connection, summons_id: UUID) -> None:
-        if responder_id := await store.close_assignment(conn, summons_id):
-            self.book.release(responder_id)
+        await store.close_assignment(conn, summons_id)
 
     async def on_summons_resolved(self, conn: asyncpg.Connection, event: SummonsResolved, now: datetime):  # noqa: ARG002
         """A resolved summons no longer counts towards its responder's load."""
@@ -84,34 +91,40 @@ class RoutingHandlers:
                 returned_by=returned_by,
             )]
         exclude = frozenset(returned_by) | await store.holders(conn, event.whistle_id)
+        book = await self._book(conn)
         decision, events = domain.reroute(
-            whistle, event.role, self.rules, self.registry, self.book, now, exclude, event.event_id, event.summons_id,
+            whistle, event.role, self.rules, self.registry, book, now, exclude, event.event_id, event.summons_id,
         )
         await store.record(conn, decision, events, rule=decision.rule)
+        await store.save_book(conn, book)
         return events
 
     async def on_summons_transferred(self, conn: asyncpg.Connection, event: SummonsTransferred, now: datetime):
         """转派: summon the named responder in the same role."""
         await self._release(conn, event.summons_id)
         whistle = await store.whistle(conn, event.whistle_id)
+        book = await self._book(conn)
         target = self.registry.responders.get(event.to_responder_id)
         if whistle is None or target is None or not target.summonable:
             return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
                                       actor="system:routing", reason=f"cannot transfer to {event.to_responder_id!r}")]
-        events = [domain.summon(target, whistle, event.role, now, self.book, causation_id=event.event_id,
+        events = [domain.summon(target, whistle, event.role, now, book, causation_id=event.event_id,
                                 replaces=event.summons_id)]
         await store.record(conn, None, events, rule="transfer")
+        await store.save_book(conn, book)
         return events
 
     async def on_whistle_reopened(self, conn: asyncpg.Connection, event: WhistleReopened, now: datetime):
         """重办: the same lead is summoned again."""
         whistle = await store.whistle(conn, event.whistle_id)
+        book = await self._book(conn)
         lead = self.registry.responders.get(event.lead_responder_id)
         if whistle is None or lead is None or not lead.summonable:
             return [WhistleUnroutable(occurred_at=now, whistle_id=event.whistle_id, causation_id=event.event_id,
                                       actor="system:routing", reason="the lead to reopen it to is gone")]
-        events = [domain.summon(lead, whistle, "lead", now, self.book, causation_id=event.event_id)]
+        events = [domain.summon(lead, whistle, "lead", now, book, causation_id=event.event_id)]
         await store.record(conn, None, events, rule="reopened")
+        await store.save_book(conn, book)
         return events
 
     async def arbitrate(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
@@ -138,11 +151,13 @@ class RoutingHandlers:
             return Reply.refuse(409, "no_arbitration_needed",
                                 "only a whistle returned twice awaits arbitration / 仅退单两次的哨需要审定"), []
         await store.record_arbitration(conn, whistle_id, target.id, cmd.actor.id, now)
+        book = await store.load_book(conn)
         arbitrated = WhistleArbitrated(occurred_at=now, whistle_id=whistle_id, actor=str(cmd.actor),
                                        responder_id=target.id, note=body.note)
-        issued = domain.summon(target, whistle, "lead", now, self.book, actor=str(cmd.actor),
+        issued = domain.summon(target, whistle, "lead", now, book, actor=str(cmd.actor),
                                causation_id=arbitrated.event_id, arbitrated=True)
         await store.record(conn, None, [issued], rule="arbitration")
+        await store.save_book(conn, book)
         return Reply.success({"id": str(whistle_id), "responder_id": target.id, "summons_id": str(issued.summons_id)}), \
             [arbitrated, issued]
 

@@ -23,6 +23,7 @@ from shared.validation import refusal_from
 async def seed_registry(pool: asyncpg.Pool, path: Path) -> None:
     """Load the data file into an empty registry table (first start only; later, only missing command centres)."""
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('routing.seed'))")  # replicas start together
         data = json.loads(path.read_text(encoding="utf-8"))
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM responders)"):
             # a registry seeded before the ladder's rungs were accounts gets them; a rung edited since is kept

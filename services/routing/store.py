@@ -10,18 +10,38 @@ from services.routing.domain import Decision, LoadBook
 from shared.contracts import SummonsIssued, SummonsReturned, WhistleBlown, WhistleRouted, WhistleUnroutable
 
 
-async def load_book(pool: asyncpg.Pool) -> LoadBook:
-    """Open summons per responder and the order they were last summoned in, from the assignments."""
-    book = LoadBook()
-    rows = await pool.fetch(
-        "SELECT responder_id, count(*) FILTER (WHERE open) AS open, max(issued_at) AS last"
-        " FROM assignments GROUP BY responder_id ORDER BY last"
-    )
-    for tick, r in enumerate(rows, start=1):
-        book.load[r["responder_id"]] = r["open"]
-        book.last[r["responder_id"]] = tick
-    book.tick = len(rows)
+# every routing decision of every replica takes this lock first, until its transaction ends: two replicas
+# never choose from the same loads (held for one batch's routing, about a millisecond a whistle)
+LOADS_LOCK = 0x726F7574_696E67  # "routing"
+
+
+async def load_book(conn: asyncpg.Connection | asyncpg.Pool, *, lock: bool = True) -> LoadBook:
+    """Open summons per responder and the order they were last summoned in, as every replica sees them;
+    with `lock` (in a transaction) nobody else decides until this transaction ends."""
+    if lock:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOADS_LOCK)
+    rows = await conn.fetch("SELECT responder_id, open, last_tick FROM loads")
+    book = LoadBook({r["responder_id"]: r["open"] for r in rows}, {r["responder_id"]: r["last_tick"] for r in rows})
+    book.tick = max(book.last.values(), default=0)
     return book
+
+
+async def save_book(conn: asyncpg.Connection, book: LoadBook) -> None:
+    """The summons this transaction added, as increments (a release by another replica meanwhile stays)."""
+    if book.assigned:
+        ids = list(book.assigned)
+        await conn.execute(
+            "INSERT INTO loads AS l (responder_id, open, last_tick)"
+            " SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[])"
+            " ON CONFLICT (responder_id) DO UPDATE SET open = l.open + EXCLUDED.open,"
+            " last_tick = GREATEST(l.last_tick, EXCLUDED.last_tick)",
+            ids, [book.assigned[i] for i in ids], [book.last[i] for i in ids],
+        )
+        book.assigned.clear()
+
+
+async def registry_version(conn: asyncpg.Connection | asyncpg.Pool) -> int:
+    return await conn.fetchval("SELECT version FROM registry_version")
 
 
 async def record(conn: asyncpg.Connection, decision: Decision | None, events, rule: str | None = None) -> None:
@@ -50,9 +70,12 @@ async def record(conn: asyncpg.Connection, decision: Decision | None, events, ru
 
 
 async def close_assignment(conn: asyncpg.Connection, summons_id: UUID) -> str | None:
-    """Mark a summons done; returns its responder when it was still open."""
+    """Mark a summons done (its responder's load one less); returns its responder when it was still open."""
     return await conn.fetchval(
-        "UPDATE assignments SET open = false WHERE summons_id = $1 AND open RETURNING responder_id", summons_id
+        "WITH closed AS (UPDATE assignments SET open = false WHERE summons_id = $1 AND open RETURNING responder_id),"
+        " released AS (UPDATE loads l SET open = GREATEST(l.open - 1, 0) FROM closed"
+        "  WHERE l.responder_id = closed.responder_id)"
+        " SELECT responder_id FROM closed", summons_id
     )
 
 

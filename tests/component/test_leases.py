@@ -32,8 +32,9 @@ class Replica:
 
     def kill(self) -> None:
         """kill -9: no more heartbeats, nothing given back."""
-        assert self.keeper._task is not None
-        self.keeper._task.cancel()
+        for task in (self.keeper._task, self.keeper._beat_task):
+            assert task is not None
+            task.cancel()
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
         first, second = _blown(), _blown()
         seqs = []
         for e in (first, second):
-            ack = await js.publish(e.subject, e.model_dump_json().encode(), headers={"Nats-Msg-Id": str(e.event_id)})
+            ack = await js.publish(e.published_subject, e.model_dump_json().encode(), headers={"Nats-Msg-Id": str(e.event_id)})
             seqs.append(ack.seq)
 
         def advisory(seq: int, consumer: str) -> bytes:

@@ -343,7 +343,7 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
     async def hear(m) -> None:
         heard.append(m.data)
 
-    await nc.subscribe(WhistleClosed.SUBJECT, cb=hear)
+    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)  # published with the whistle id
     relay = OutboxRelay(pool, nc, "rthandoff")
     relay.leading, relay._table_first = True, False  # as run() sets them once it holds the lock and has
     # drained the table; its loop is not running here

@@ -153,7 +153,7 @@ async def test_the_relay_outlives_a_database_restart_and_sets_aside_what_jetstre
     async def hear(m) -> None:
         heard.append(json.loads(m.data)["whistle_id"])
 
-    await nc.subscribe(WhistleClosed.SUBJECT, cb=hear)
+    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)  # published with the whistle id
     deadletters = await js.subscribe(f"{subjects.DEADLETTER}.rtrelay", ordered_consumer=True)
 
     def closed() -> WhistleClosed:

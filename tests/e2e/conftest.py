@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -149,9 +150,10 @@ class System:
             os.kill(self.proc.pid, signal.SIGCONT)
         return self.wait_postgres_adopted()
 
-    def kill_nats(self) -> int:
-        """SIGKILL nats-server; the runner starts a new one with backoff. The killed pid."""
-        pid = self.pids()["nats"]
+    def kill_nats(self, node: str = "nats") -> int:
+        """SIGKILL nats-server (with --cluster: the node "nats-1".."nats-3"); the runner starts a new one
+        with backoff. The killed pid."""
+        pid = self.pids()[node]
         os.kill(pid, signal.SIGKILL)
         return pid
 
@@ -194,8 +196,18 @@ class System:
 
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    home = tmp_path_factory.mktemp("whistle-home")
-    port, nats_port, telemetry = free_port(), free_port(), free_port_block(len(SERVICES))
+    with whistle_up(tmp_path_factory) as system_:
+        yield system_
+
+
+@contextlib.contextmanager
+def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, replicas: int = 1) -> Iterator[System]:
+    """`whistle up` (with `cluster`: `--cluster`, three NATS nodes; with `replicas`: that many processes of
+    each service) in a home of its own; after it stops, no process it started may be left."""
+    home = tmp_path_factory.mktemp("whistle-cluster-home" if cluster else "whistle-home")
+    # the runner numbers telemetry ports over its seven processes (the gateway's unused), per replica
+    port, telemetry = free_port(), free_port_block(len(SERVICES) if replicas == 1 else 7 * replicas)
+    nats_port = free_port_block(6) if cluster else free_port()  # with cluster: 3 client ports, then 3 route ports
     fake_http, fake_smtp = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
     env.update(
@@ -213,9 +225,13 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         NOTIFIER_WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]',
         NOTIFIER_TIMEOUT_S="3",  # an attempt out at a kill -9 comes due again after 3 x 3 + 5 s
     )
+    if cluster:
+        env.update(WHISTLE_NATS_CLUSTER_PORT=str(nats_port + 3))
     log = (home / "runner.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "up"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "services.cli.main", "up", *(["--cluster"] if cluster else []),
+         *(["--replicas", str(replicas)] if replicas > 1 else [])], cwd=ROOT, env=env,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     creds_path = home / "credentials.json"
     try:
@@ -223,8 +239,8 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         if proc.poll() is not None:
             raise RuntimeError(f"whistle up exited: {(home / 'runner.log').read_text()[-3000:]}")
         creds = json.loads(creds_path.read_text())
-        sys_ = System(f"http://127.0.0.1:{port}", home, f"nats://127.0.0.1:{nats_port}", creds, proc, telemetry,
-                      fake_http, fake_smtp)
+        nats_url = ",".join(f"nats://127.0.0.1:{nats_port + i}" for i in range(3 if cluster else 1))
+        sys_ = System(f"http://127.0.0.1:{port}", home, nats_url, creds, proc, telemetry, fake_http, fake_smtp)
         yield sys_
     finally:
         pids = {}

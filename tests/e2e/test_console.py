@@ -269,7 +269,7 @@ def test_every_page_in_both_languages_switches_every_string_passes_axe_and_is_ph
     responder = whistle["summons"][0]["responder_id"]
     pages = {
         "supervisor": ["/console/board", f"/console/whistles/{whistle['id']}", "/console/inbox",
-                       "/console/rates", "/console/map"],
+                       "/console/rates", "/console/map", "/console/people"],
         "dispatcher": ["/console/board?tier=routine", f"/console/whistles/{whistle['id']}", "/console/blow",
                        "/console/import", "/console/ledger", "/console/ledger?status=closed", "/console/rates",
                        "/console/map"],
@@ -415,7 +415,7 @@ def test_no_query_string_gets_a_5xx(system, query):
         for path in ("/console/board", "/console/board.csv", "/console/whistles/not-a-uuid", "/console/summons",
                      "/console/summons/not-a-uuid", "/console/ledger", "/console/blow", "/console/import",
                      "/console/signin", "/console/lang", "/console/inbox", "/console/rates", "/console/rates.csv",
-                     "/console/map"):
+                     "/console/map", "/console/people", "/console/signin/link/not-a-token"):
             r = client.get(f"{path}?{query}")
             assert r.status_code < 500, (path, query, r.status_code, r.text[:300])
 

@@ -22,6 +22,8 @@ import nats
 
 from shared.contracts import Location, Source, Tier, WhistleBlown
 from shared.ids import uuid7
+from shared.partitioned import durable_for, partition_of_subject
+from shared.partitions import DEFAULT_PARTITIONS, partition_of, stored_subject
 from tests.e2e.conftest import ROOT, System, wait_for
 
 CATEGORY, BUILDING = "parking", "11"  # no other e2e test blows parking, nor anything at building 11
@@ -44,7 +46,7 @@ def _dead_letters(system: System, **params) -> list[dict]:
 async def _publish(system: System, event: WhistleBlown) -> int:
     nc = await nats.connect(system.nats_url)
     try:
-        ack = await nc.jetstream().publish(event.subject, event.model_dump_json().encode(),
+        ack = await nc.jetstream().publish(event.published_subject, event.model_dump_json().encode(),
                                            headers={"Nats-Msg-Id": str(event.event_id)})
         return ack.seq
     finally:
@@ -70,15 +72,15 @@ async def _settled_after_replay(system: System, msg_id: str) -> None:
     js = nc.jetstream()
     try:
         for _ in range(300):
-            last = await js.get_msg("EVENTS", subject="whistle.blown")
+            last = await js.get_msg("EVENTS", subject="whistle.blown.>")
             if (last.headers or {}).get("Nats-Msg-Id") == msg_id:
                 break
             await asyncio.sleep(0.1)
         else:
             raise AssertionError(f"{msg_id} never reached the EVENTS stream")
         for _ in range(600):
-            floors = [(await js.consumer_info("EVENTS", d)).ack_floor.stream_seq
-                      for d in ("intake-classes", "routing-whistle-blown", "ledger-events")]
+            floors = [(await js.consumer_info("EVENTS", durable_for(d, partition_of_subject(last.subject))))
+                      .ack_floor.stream_seq for d in ("intake-classes", "routing-whistle-blown", "ledger-events")]
             if min(floors) >= last.seq:
                 return
             await asyncio.sleep(0.1)
@@ -115,10 +117,11 @@ def test_a_poison_message_is_dead_lettered_with_its_reason_replayed_after_the_fi
 
     # tried in place a few times (intake's grouping only), then dead-lettered with the last error
     (letter,) = wait_for(recorded, timeout=60, interval=0.5, what="the poison's dead letter")
+    partition = partition_of(wid, DEFAULT_PARTITIONS)  # stored with its whistle's partition, consumed there
     assert (letter["stream"], letter["stream_seq"], letter["subject"], letter["event_type"]) == (
-        "EVENTS", seq, "whistle.blown", "whistle.blown")
+        "EVENTS", seq, stored_subject("whistle.blown", wid, DEFAULT_PARTITIONS), "whistle.blown")
     assert (letter["consumer"], letter["service"], letter["deliveries"], letter["source"]) == (
-        "intake-classes", "intake", 5, "runtime")
+        durable_for("intake-classes", partition), "intake", 5, "runtime")
     assert "ForeignKeyViolationError" in letter["reason"] and "foreign key" in letter["reason"], letter["reason"]
     assert letter["replays"] == 0 and letter["replayed_at"] is None
     assert json.loads(letter["body"])["event_id"] == str(poison.event_id)
@@ -164,7 +167,7 @@ def test_only_supervisors_see_and_replay_dead_letters_and_unknown_ones_are_404(s
     async def publish_malformed() -> None:
         nc = await nats.connect(system.nats_url)
         try:
-            await nc.jetstream().publish("whistle.blown", json.dumps({"marker": marker}).encode(),
+            await nc.jetstream().publish(f"whistle.blown.{uuid7()}", json.dumps({"marker": marker}).encode(),
                                          headers={"Nats-Msg-Id": marker})
         finally:
             await nc.close()

@@ -236,7 +236,7 @@ async def publish_summons(system: System, responder_id: str, n: int) -> list[str
                 responder_id=responder_id, responder_kind=ResponderKind.department, responder_name="Burst",
                 category="ebike_charging", tier=Tier.routine)
             ids.append(str(event.summons_id))
-            acks.append(js.publish(event.subject, event.model_dump_json().encode(),
+            acks.append(js.publish(event.published_subject, event.model_dump_json().encode(),
                                    headers={"Nats-Msg-Id": str(event.event_id)}))
         await asyncio.gather(*acks)
     finally:
@@ -246,6 +246,7 @@ async def publish_summons(system: System, responder_id: str, n: int) -> list[str
 
 def test_kill_9_mid_burst_misses_none_and_repeats_only_what_was_in_flight(system: System, receivers: Receivers):
     lead, n = unique("d-nt-burst"), 400
+    add_responder(system, lead)  # a contact rule names someone routing knows
     receivers.delay_s[lead] = 0.05  # attempts stay out long enough for the kill to catch some
     secret = "whsec_" + "YnVyc3Qtc2VjcmV0LWJ1cnN0LXNlY3JldC0xMjM0NTY="
     receivers.webhook_secrets[lead] = secret

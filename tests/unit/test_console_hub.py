@@ -26,6 +26,7 @@ class FakeNC:
 class FakeBus:
     def __init__(self) -> None:
         self.nc = FakeNC()
+        self.reconnected: list = []
 
 
 class Msg:
@@ -43,8 +44,7 @@ async def _drain(listener, n: int = 1) -> list:
     return [await asyncio.wait_for(listener.queue.get(), 2) for _ in range(n)]
 
 
-async def test_n_alike_streams_make_one_query_per_change_and_share_one_rendering(monkeypatch):
-    monkeypatch.setattr(hub_module, "GATHER_S", 0.01)
+async def test_n_alike_streams_make_one_query_per_change_and_share_one_rendering():
     queries: list[frozenset[str]] = []
     renders: list[tuple] = []
     rows = {"w1": [row("w1", "s1", building="1")], "w2": [row("w2", "s2", building="9", tier="urgent")]}
@@ -86,10 +86,9 @@ def contextlib_nested(hub, n, key, asked):
     return many()
 
 
-async def test_a_row_projected_late_still_reaches_the_stream_when_the_ledger_announces_it(monkeypatch):
+async def test_a_row_projected_late_still_reaches_the_stream_when_the_ledger_announces_it():
     """The hub reacts to the ledger's commits, not the raw events: however late the projection, the
     announcement comes after it, so the row is there when fetched."""
-    monkeypatch.setattr(hub_module, "GATHER_S", 0.01)
     projected: dict[str, list[dict]] = {}
 
     async def fetch(ids):
@@ -107,7 +106,6 @@ async def test_a_row_projected_late_still_reaches_the_stream_when_the_ledger_ann
 
 
 async def test_a_failed_fetch_is_tried_again(monkeypatch):
-    monkeypatch.setattr(hub_module, "GATHER_S", 0.01)
     monkeypatch.setattr(hub_module, "RETRY_S", 0.05)
     calls = []
 
@@ -123,6 +121,64 @@ async def test_a_failed_fetch_is_tried_again(monkeypatch):
         hub.changed(["w1"])
         assert await _drain(listener) == ["1"]
     assert len(calls) == 2
+
+
+async def test_changes_announced_while_a_query_runs_go_together_in_the_next_one_without_waiting():
+    release = asyncio.Event()
+    queries: list[frozenset[str]] = []
+
+    async def fetch(ids):
+        queries.append(ids)
+        if len(queries) == 1:
+            await release.wait()  # the ledger is slow to answer the first
+        return [row(i, f"s-{i}") for i in sorted(ids)]
+
+    hub = Hub(FakeBus(), fetch)
+    async with hub.listen("k", lambda r: True, lambda ids, items: ",".join(r["id"] for r in items)) as listener:
+        started = asyncio.get_running_loop().time()
+        hub.changed(["w1"])
+        await asyncio.sleep(0)
+        assert queries == [frozenset({"w1"})]  # asked at once: no gathering timer
+        hub.changed(["w2"])
+        hub.changed(["w3"])
+        release.set()
+        assert await _drain(listener, 2) == ["s-w1", "s-w2,s-w3"]
+        assert asyncio.get_running_loop().time() - started < 0.1
+    assert queries == [frozenset({"w1"}), frozenset({"w2", "w3"})]
+
+
+async def test_back_on_nats_every_stream_gets_its_whole_board_once_per_group_and_changes_go_on(monkeypatch):
+    """Announcements sent while the gateway was away from NATS are lost: when its connection comes
+    back, each group of alike streams gets its whole board (one query), retried while the ledger cannot
+    answer, and the changes announced after it follow it, in that order."""
+    monkeypatch.setattr(hub_module, "RETRY_S", 0.05)
+    reloads: list[str] = []
+
+    def whole(key):
+        async def reload():
+            reloads.append(key)
+            if len(reloads) == 1:
+                raise RuntimeError("ledger not back yet")
+            return f"full:{key}"
+        return reload
+
+    async def fetch(ids):
+        return [row(i, f"s-{i}") for i in sorted(ids)]
+
+    bus = FakeBus()
+    hub = Hub(bus, fetch)
+    render = lambda ids, items: ",".join(r["id"] for r in items)  # noqa: E731
+    async with hub.listen("a", lambda r: True, render, whole("a")) as a1, \
+            hub.listen("a", lambda r: True, render, whole("a")) as a2, \
+            hub.listen("b", lambda r: True, render, whole("b")) as b:
+        assert bus.reconnected == [hub.reconnected]  # the hub asked the bus to be told
+        for callback in bus.reconnected:
+            await callback()
+        hub.changed(["w9"])
+        assert await _drain(a1, 2) == ["full:a", "s-w9"]
+        assert await _drain(a2, 2) == ["full:a", "s-w9"]
+        assert await _drain(b, 2) == ["full:b", "s-w9"]
+    assert len(reloads) == 3 and reloads[0] == reloads[1] and set(reloads) == {"a", "b"}  # the failed one again
 
 
 def test_the_filters_and_the_readers_visibility_match_the_ledgers_query():

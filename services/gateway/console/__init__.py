@@ -12,8 +12,10 @@ from services.gateway.console.hub import Hub
 from services.gateway.console.inbox import add_inbox
 from services.gateway.console.map import add_map
 from services.gateway.console.pages import add_pages
+from services.gateway.console.people import add_people
 from services.gateway.console.rates import add_rates
 from services.gateway.console.responder import add_responder
+from services.gateway.console.signin_links import add_signin_links
 from services.gateway.console.web import (
     CONSOLE_DIR,
     Console,
@@ -34,6 +36,8 @@ def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secu
     add_inbox(console)
     add_rates(console)
     add_map(console)
+    add_people(console)
+    add_signin_links(console)
     app.include_router(console.router)
     app.mount("/console/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="console-static")
 

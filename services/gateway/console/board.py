@@ -22,6 +22,7 @@ from shared.contracts import Actor
 
 STAFF = ("dispatcher", "supervisor")
 KEEPALIVE_S = 15.0
+RELOAD_RETRY_S = 1.0  # a stream's own reload the ledger could not answer: asked again after this
 CSV_MAX_ROWS = 5000
 FILTERS = ("grid", "building", "tier", "category", "unit", "state")
 HUB_ACTOR = Actor(role="system", id="console-hub")  # the live board's one query per change, for every stream
@@ -235,35 +236,46 @@ def add_board(console: Console, hub: Hub) -> None:
         def sse(html: str) -> str:
             return "event: board\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
 
-        def render(ids: frozenset[str], items: list[dict]) -> str:
-            """The update of every stream alike (same filters, reader, language): rendered once by the hub."""
+        def render(ids: frozenset[str], items: list[dict]) -> bytes:
+            """The update of every stream alike (same filters, reader, language): rendered and encoded once
+            by the hub, the same bytes written to each of them."""
             return sse(template.render(page=page, csrf=page.csrf, changed=" ".join(sorted(ids)), full=False,
-                                       **row_context(page, items)))
+                                       **row_context(page, items))).encode()
+
+        async def whole() -> bytes:
+            """This board's first rows, all of them: what the browser's rows are replaced by."""
+            items, _ = await rows_for(page, {**asked, "limit": 500})
+            return sse(template.render(page=page, csrf=page.csrf, changed="", full=True,
+                                       **row_context(page, items))).encode()
 
         reader = page.actor
         key = (tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in asked.items())),
                reader.role, reader.id if reader.role == "responder" else None, page.locale)
 
         async def events():
-            async with hub.listen(key, lambda r: matches(r, asked, reader), render) as listener:
-                yield "retry: 2000\n\n"
+            async with hub.listen(key, lambda r: matches(r, asked, reader), render, whole) as listener:
+                yield b"retry: 2000\n\n"
                 while True:
                     try:
-                        update = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_S)
+                        async with asyncio.timeout(KEEPALIVE_S):  # unlike wait_for, no task per update
+                            updates = [await listener.queue.get()]
                     except TimeoutError:
-                        yield ": keepalive\n\n"
+                        yield b": keepalive\n\n"
                         continue
+                    while not listener.queue.empty():  # what queued up meanwhile goes out in the same write
+                        updates.append(listener.queue.get_nowait())
                     if await request.is_disconnected():
                         return
-                    if update is not None:
-                        yield update
-                        continue
-                    try:  # fell too far behind: this stream's whole board, its own query
-                        items, _ = await rows_for(page, {**asked, "limit": 500})
-                    except Refused:
-                        continue  # the ledger is away a moment: the next change brings the rows
-                    yield sse(template.render(page=page, csrf=page.csrf, changed="", full=True,
-                                              **row_context(page, items)))
+                    while None in updates:  # fell too far behind: this stream's whole board, its own query
+                        while not listener.queue.empty():  # older than the board about to be read
+                            listener.queue.get_nowait()
+                        try:
+                            updates = [await whole()]
+                        except Refused:  # the ledger is away a moment: again shortly (the rows owed stay owed)
+                            await asyncio.sleep(RELOAD_RETRY_S)
+                            if await request.is_disconnected():
+                                return
+                    yield b"".join(updates)
 
         response = StreamingResponse(events(), media_type="text/event-stream",
                                      headers={"X-Accel-Buffering": "no"})

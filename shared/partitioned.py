@@ -1,0 +1,158 @@
+"""A consumer of domain events spread over partitions: one durable per partition, fed from the
+partitions this replica holds (shared/leases.py), merged into one stream of batches.
+
+Each partition's durable keeps its own position, so a partition moves between replicas with its
+place in the stream. Taking one over starts with a reset of its durable (ADR-60: every message not
+acknowledged is delivered again from the acknowledgement floor, in order), so the messages the old
+holder had fetched and not finished come first, before anything newer of the same whistles.
+
+One fetch at a time per partition, each with a share of the batch size, and what the partitions
+bring is handed to the runtime as one batch (one transaction): spreading a burst over sixteen
+partitions must not make sixteen times as many transactions. A partition fetches again only once
+its last messages were taken, so its messages reach the runtime in stream order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+import nats
+import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
+from nats.js.errors import NotFoundError
+
+from shared.leases import Lease
+from shared.pull import PullBatches
+
+log = structlog.get_logger("partitioned")
+
+MIN_SHARE = 16  # a partition's fetch never asks for fewer messages than this
+
+
+def partition_of_subject(subject: str) -> int | None:
+    """The partition token of a stored event subject (`<type>.<verb>.<p>.<whistle_id>`), else None."""
+    tokens = subject.split(".")
+    return int(tokens[2]) if len(tokens) == 4 and tokens[2].isdigit() else None
+
+
+def partition_filter_for(subject: str, partition: int) -> str:
+    """A consumer's subject (`whistle.blown`, `summons.>`, `>`) narrowed to one partition."""
+    tokens = subject.split(".")
+    if tokens[-1] == ">":
+        tokens = tokens[:-1]
+    tokens = (tokens + ["*", "*"])[:2]
+    return ".".join([*tokens, str(partition), "*"])
+
+
+def durable_for(base: str, partition: int) -> str:
+    return f"{base}-p{partition:02d}"
+
+
+class _Part:
+    def __init__(self, lease: Lease, pull: PullBatches):
+        self.lease = lease
+        self.pull = pull
+        self.taken = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+
+class PartitionedPull:
+    """`next_batch()` like PullBatches, over the durables of the partitions added so far."""
+
+    def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, subject: str, *,
+                 batch: int, config: ConsumerConfig):
+        self._nc, self._js = nc, js
+        self.stream, self.base, self.subject = stream, base, subject
+        self._batch = batch
+        self._config = config  # every setting but the name and the filter
+        self.parts: dict[int, _Part] = {}
+        self._ready: list[Msg] = []
+        self._from: set[int] = set()
+        self._arrived = asyncio.Event()
+
+    def holds(self, partition: int | None) -> bool:
+        return partition in self.parts
+
+    async def add(self, lease: Lease) -> None:
+        """Start fetching a partition just taken: its durable made (or found) and reset to its floor."""
+        await self.remove(lease.partition)
+        name = durable_for(self.base, lease.partition)
+        config = dataclasses.replace(self._config, durable_name=name,
+                                     filter_subject=partition_filter_for(self.subject, lease.partition))
+        try:
+            info = await self._js.consumer_info(self.stream, name)
+            if (info.config.max_deliver, info.config.ack_wait) != (config.max_deliver, config.ack_wait):
+                await self._js.add_consumer(self.stream, config)
+            # what the last holder fetched and did not finish comes again, first, in order
+            await self._js.reset_consumer(self.stream, name)
+        except NotFoundError:
+            await self._js.add_consumer(self.stream, config)
+        pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
+        await pull.start()
+        part = self.parts[lease.partition] = _Part(lease, pull)
+        self._share()
+        part.task = asyncio.create_task(self._feed(part), name=f"{name}-feed")
+
+    async def remove(self, partition: int) -> None:
+        """Stop fetching a partition given back or taken; its messages not yet taken are dropped (the
+        next holder's reset delivers them again)."""
+        part = self.parts.pop(partition, None)
+        if part is None:
+            return
+        if part.task is not None:
+            part.task.cancel()
+            await asyncio.wait({part.task}, timeout=2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(part.pull.stop(), 2.0)
+        self._ready = [m for m in self._ready if partition_of_subject(m.subject) != partition]
+        self._from.discard(partition)
+        self._share()
+
+    async def stop(self) -> None:
+        for p in list(self.parts):
+            await self.remove(p)
+
+    async def start(self) -> None:  # the same life as a PullBatches
+        return None
+
+    def _share(self) -> None:
+        each = max(MIN_SHARE, self._batch // max(len(self.parts), 1))
+        for part in self.parts.values():
+            part.pull._batch = each
+
+    async def _feed(self, part: _Part) -> None:
+        while True:
+            try:
+                msgs = await part.pull.next_batch()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # disconnected: nats-py reconnects; ask again shortly
+                log.warning("partition.fetch_failed", durable=durable_for(self.base, part.lease.partition),
+                            error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            if not msgs:
+                continue
+            part.taken.clear()
+            self._ready.extend(msgs)
+            self._from.add(part.lease.partition)
+            self._arrived.set()
+            await part.taken.wait()
+
+    async def next_batch(self, wait_s: float = 1.0) -> list[Msg]:
+        """What the partitions have brought (empty after `wait_s` of nothing); each of them then
+        fetches again."""
+        if not self._ready:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), wait_s)
+        got, self._ready = self._ready, []
+        for p in self._from:
+            if p in self.parts:
+                self.parts[p].taken.set()
+        self._from = set()
+        return got

@@ -1,0 +1,76 @@
+"""Partitions by whistle: the server's own examples, stable values for fixed ids, an even spread."""
+
+from __future__ import annotations
+
+from collections import Counter
+from uuid import UUID
+
+import pytest
+
+from shared.ids import uuid7
+from shared.partitions import (
+    DEFAULT_PARTITIONS,
+    fnv1a_32,
+    partition_filter,
+    partition_of,
+    published_subject,
+    split_stored,
+    stored_subject,
+    subject_transform,
+)
+
+
+def test_the_hash_is_fnv1a_32():
+    assert fnv1a_32(b"") == 0x811C9DC5
+    assert fnv1a_32(b"a") == 0xE40C292C
+    assert fnv1a_32(b"foobar") == 0xBF9CF968
+
+
+@pytest.mark.parametrize(("key", "n", "expected"), [
+    # nats-server's server/subject_transform_test.go, TestSubjectTransforms: `shouldMatch(...)`
+    ("foo", 10, 3), ("baz", 10, 0), ("qux", 10, 9),
+    ("foo.bar", 10, 6), ("foo.baz", 10, 4), ("test.subject", 5, 0),
+])
+def test_the_servers_own_examples(key, n, expected):
+    assert partition_of(key, n) == expected
+
+
+@pytest.mark.parametrize(("whistle_id", "expected"), [
+    ("0190a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b", 1),
+    ("01936b7e-2f4a-7c3d-9e8f-0a1b2c3d4e5f", 14),
+    ("00000000-0000-7000-8000-000000000000", 14),
+])
+def test_an_ids_partition_is_stable(whistle_id, expected):
+    assert partition_of(whistle_id, DEFAULT_PARTITIONS) == expected
+    assert partition_of(str(UUID(whistle_id)), DEFAULT_PARTITIONS) == expected  # the canonical text is hashed
+
+
+def test_100_000_ids_spread_within_ten_percent_over_16_partitions():
+    counts = Counter(partition_of(str(uuid7()), 16) for _ in range(100_000))
+    mean = 100_000 / 16
+    assert sorted(counts) == list(range(16))
+    assert all(abs(c - mean) <= 0.1 * mean for c in counts.values()), counts
+
+
+def test_a_partition_count_below_one_is_refused():
+    with pytest.raises(ValueError):
+        partition_of("x", 0)
+    with pytest.raises(ValueError):
+        subject_transform(0)
+
+
+def test_published_and_stored_subjects_name_the_whistle_and_its_partition():
+    whistle_id = UUID("01936b7e-2f4a-7c3d-9e8f-0a1b2c3d4e5f")
+    assert published_subject("whistle.blown", whistle_id) == f"whistle.blown.{whistle_id}"
+    stored = stored_subject("whistle.blown", whistle_id, 16)
+    assert stored == f"whistle.blown.14.{whistle_id}"
+    assert split_stored(stored) == ("whistle.blown", 14, str(whistle_id))
+    with pytest.raises(ValueError):
+        split_stored(f"whistle.blown.{whistle_id}")  # published, not yet stored
+
+
+def test_the_transform_maps_the_third_token_and_filters_match_what_it_stores():
+    tr = subject_transform(16)
+    assert (tr.src, tr.dest) == ("*.*.*", "{{wildcard(1)}}.{{wildcard(2)}}.{{partition(16,3)}}.{{wildcard(3)}}")
+    assert partition_filter(3) == "*.*.3.*"
+    assert partition_filter(3, "summons.issued") == "summons.issued.3.*"
