@@ -65,13 +65,14 @@ import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import nats  # noqa: E402
 
-from pipeline import BODY, NotUp, http_client, locate, quantile, say  # noqa: E402
+from pipeline import BODY, NotUp, all_consumers, http_client, locate, quantile, say  # noqa: E402
 from timers import REPO, healthy, pids, r3  # noqa: E402  (puts the repo on the path)
 
 from services.cli.embedded import pg_ctl  # noqa: E402  (as the data folder's owner, logging to <data>/log)
 from shared import subjects  # noqa: E402
+from shared.services import NAMES  # noqa: E402
 
-SERVICES = (*subjects.SERVICES, "gateway")
+SERVICES = NAMES
 SCHEMAS = subjects.SERVICES  # one schema, with an outbox, each
 STREAMS = ("EVENTS", "CLOCKS", "DEADLETTER", "ADVISORIES")
 REPORT_WITHIN_S = 30
@@ -343,7 +344,7 @@ async def consumers_behind(where: dict, held_firings: bool = True) -> int:
         js = nc.jetstream()
         behind = 0
         for stream in STREAMS:
-            for c in await js.consumers_info(stream):
+            for c in await all_consumers(js, stream):
                 if c.config.durable_name:  # not the short-lived ones (escalation's reconcile)
                     held = stream == "CLOCKS" and not held_firings
                     behind += (c.num_pending or 0) + (0 if held else c.num_ack_pending or 0)

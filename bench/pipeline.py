@@ -29,6 +29,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -314,13 +315,23 @@ class Pipeline:
         }
 
 
+async def all_consumers(js, stream: str) -> list:
+    """Every consumer of the stream (the server lists 256 at a time; one durable per partition each)."""
+    out: list = []
+    while True:
+        page = await js.consumers_info(stream, offset=len(out))
+        out += page
+        if len(page) < 256:
+            return out
+
+
 async def wait_quiet(js, limit_s: float) -> bool:
     """True once every consumer of EVENTS has nothing pending or unacked (checked twice)."""
     deadline = time.perf_counter() + limit_s
     calm = 0
     last_say = 0.0
     while time.perf_counter() < deadline:
-        infos = await js.consumers_info(EVENTS_STREAM)
+        infos = await all_consumers(js, EVENTS_STREAM)
         behind = {c.name: (c.num_pending or 0) + (c.num_ack_pending or 0) for c in infos}
         calm = calm + 1 if not any(behind.values()) else 0
         if calm >= 2:
@@ -402,6 +413,17 @@ async def raw_jetstream(nc: nats.NATS, messages: int) -> dict:
 # --- main -----------------------------------------------------------------------------------------
 
 
+async def shape(js, where: dict) -> dict:
+    """Processes per service (from pids.json) and partitions of the events (the stream's transform)."""
+    replicas = None
+    with contextlib.suppress(OSError, ValueError):
+        names = json.loads((where["home"] / "pids.json").read_text())
+        replicas = sum(1 for name in names if name == "routing" or name.startswith("routing-"))
+    transform = (await js.stream_info(EVENTS_STREAM)).config.subject_transform
+    found = re.search(r"partition\((\d+)", transform.dest) if transform else None
+    return {"replicas": replicas, "partitions": int(found[1]) if found else None}
+
+
 async def main(args: argparse.Namespace) -> dict:
     where = locate(args)
     nc, db = await connect_all(where)
@@ -425,9 +447,14 @@ async def main(args: argparse.Namespace) -> dict:
             out["clock_msgs_per_whistle"] = round((clocks_after - clocks_before) / accepted, 2)
         if pipeline.error_samples:
             out["error_samples"] = pipeline.error_samples
+        out.update(await shape(js, where))
+        out["js_msgs_per_whistle"] = round(out["events_per_whistle"] + out.get("clock_msgs_per_whistle", 0), 2)
         if args.raw_messages > 0:
             say(f"raw JetStream: {args.raw_messages} messages into {RAW_STREAM}")
             out.update(await raw_jetstream(nc, args.raw_messages))
+            if out.get("whistles_per_s"):  # the system's JetStream traffic as a share of the raw rate
+                out["js_share_of_raw"] = round(
+                    out["whistles_per_s"] * out["js_msgs_per_whistle"] / out["raw_js_msgs_per_s"], 3)
         return out
     finally:
         await db.close()

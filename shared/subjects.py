@@ -1,5 +1,7 @@
 """Subject and stream names (one place; services import, never spell them)."""
 
+from shared.services import BACKGROUND
+
 EVENTS_STREAM = "EVENTS"
 EVENT_FAMILIES = ("whistle", "summons", "sla", "escalation", "notification")
 # published as <family>.<verb>.<whistle id>, stored with the whistle's partition before the id (a replay
@@ -68,4 +70,4 @@ QRY_LEDGER_INBOX = "qry.ledger.inbox"  # what waits on a supervisor: counts, or 
 LEDGER_BOARD_CHANGED = "ledger.board.changed"  # core NATS, after each committed ledger batch: {"whistle_ids": [...]}
 CMD_NOTIFIER_URGE = "cmd.notifier.urge"  # 催办: remind each listed summons' responder (dispatchers, supervisors)
 
-SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier")
+SERVICES = BACKGROUND  # the services behind the gateway (shared/services.py)

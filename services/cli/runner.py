@@ -24,6 +24,7 @@ from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
 from shared import auth, priority
+from shared.services import NAMES
 from shared.settings import nats_servers
 from shared.streams import ensure_streams
 
@@ -32,7 +33,7 @@ log = structlog.get_logger("runner")
 # tables ran through the 10,000-clock window of bench/timers.py: Postgres took 0.89 of the two cores
 # there (0.64 in a run without), the firings' lateness p99 was 1.4 s. Upkeep can wait; clocks cannot
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
-SERVICES = ("intake", "routing", "response", "escalation", "ledger", "notifier", "gateway")
+SERVICES = NAMES
 CLUSTER_NODES = 3  # `whistle up --cluster`: a raft majority survives one node down
 
 

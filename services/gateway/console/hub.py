@@ -5,7 +5,7 @@ The ledger announces, after each batch it has committed, the whistles whose boar
 hub makes at once one board query for those whistles, shared by every stream (what is announced
 while a query runs goes into the next one: no timer, and no more queries than the ledger can
 answer); each stream's filters and its reader's visibility are applied here, the rows are rendered
-once per group of streams alike (filters, reader, language) and the same text goes to each of them.
+once per group of streams alike (filters, reader, language) and the same bytes go to each of them.
 
 Announcements are core NATS, fire and forget: while the gateway is away from NATS (a restart, a
 network cut) they are lost. When its connection comes back, the hub gives every stream its whole
