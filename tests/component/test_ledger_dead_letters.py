@@ -21,6 +21,7 @@ from services.ledger.settings import LedgerSettings
 from shared import subjects
 from shared.contracts import Location, Source, Tier, WhistleBlown
 from shared.ids import uuid7
+from shared.partitions import DEFAULT_PARTITIONS, stored_subject
 from shared.streams import ensure_streams
 from tests.component.conftest import until
 
@@ -58,9 +59,9 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
             return json.dumps({"stream": "EVENTS", "consumer": consumer, "stream_seq": seq, "deliveries": 50}).encode()
 
         async def dead_letter(seq: int, consumer: str, error: str) -> None:
-            body = (await js.get_msg("EVENTS", seq)).data
-            await js.publish(f"{subjects.DEADLETTER}.routing", body, headers={
-                "Whistle-Reason": f"failed 5 times: {error}", "Whistle-Subject": "whistle.blown",
+            stored = await js.get_msg("EVENTS", seq)  # as the runtime names it: the subject as stored
+            await js.publish(f"{subjects.DEADLETTER}.routing", stored.data, headers={
+                "Whistle-Reason": f"failed 5 times: {error}", "Whistle-Subject": stored.subject,
                 "Whistle-Service": "routing", "Whistle-Stream": "EVENTS", "Whistle-Stream-Seq": str(seq),
                 "Whistle-Consumer": consumer, "Whistle-Deliveries": "1",
                 "Nats-Msg-Id": f"dl-routing-{consumer}-EVENTS-{seq}"})
@@ -88,7 +89,8 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
         one, two, gone = recorded
         for row, e, error in ((one, first, "this"), (two, second, "that")):
             assert (row["stream"], row["consumer"], row["subject"], row["event_type"]) == (
-                "EVENTS", "routing-whistle-blown", "whistle.blown", "whistle.blown")
+                "EVENTS", "routing-whistle-blown", stored_subject("whistle.blown", e.whistle_id, DEFAULT_PARTITIONS),
+                "whistle.blown")
             assert row["whistle_id"] == e.whistle_id and row["source"] == "runtime"
             assert row["reason"] == f"failed 5 times: ValueError: no rule for {error}" and row["deliveries"] == 5
         assert (gone["stream_seq"], gone["subject"], gone["body"], gone["consumer"]) == (
@@ -106,7 +108,7 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
         assert reply["refusal"]["status"] == 409 and reply["refusal"]["code"] == "not_replayable"
 
         seen: asyncio.Queue = asyncio.Queue()
-        sub = await nc.subscribe("whistle.blown", cb=seen.put)
+        sub = await nc.subscribe("whistle.blown.>", cb=seen.put)
         for n in (1, 2):
             reply = await _ask(nc, subjects.CMD_LEDGER_DEADLETTER_REPLAY, "supervisor", {"id": with_ids[seqs[0]]})
             assert reply["ok"] and reply["data"]["replays"] == n and reply["data"]["replayed_at"]
@@ -116,7 +118,8 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
             assert m.headers["Nats-Msg-Id"] == f"replay-{with_ids[seqs[0]]}-{n}"
         await sub.unsubscribe()
         stored = await js.get_msg("EVENTS", seqs[1] + 2)
-        assert stored.subject == "whistle.blown" and stored.data == first.model_dump_json().encode()
+        assert stored.subject == stored_subject("whistle.blown", first.whistle_id, DEFAULT_PARTITIONS)
+        assert stored.data == first.model_dump_json().encode()
 
         listed = await _ask(nc, subjects.QRY_LEDGER_DEADLETTERS, "supervisor", {"replayed": True})
         assert [d["id"] for d in listed["data"]["items"]] == [with_ids[seqs[0]]]
