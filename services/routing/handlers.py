@@ -65,10 +65,12 @@ class RoutingHandlers:
         book = await self._book(conn)
         await store.save_whistles(conn, whistles)
         out: list = []
+        decided = []
         for whistle in whistles:
             decision, events = domain.route(whistle, self.rules, self.registry, book, now)
-            await store.record(conn, decision, events)
+            decided.append((decision, events, None))
             out += events
+        await store.record_many(conn, decided)
         await store.save_book(conn, book)
         return out
 

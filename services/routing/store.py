@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from uuid import UUID
 
 import asyncpg
@@ -46,27 +47,40 @@ async def registry_version(conn: asyncpg.Connection | asyncpg.Pool) -> int:
 
 async def record(conn: asyncpg.Connection, decision: Decision | None, events, rule: str | None = None) -> None:
     """Assignments for the summons issued, the unroutable queue, and the decision's explanation."""
-    rule = next((e.rule for e in events if isinstance(e, WhistleRouted)), rule)
-    issued = [e for e in events if isinstance(e, SummonsIssued)]
-    if issued:
-        await conn.executemany(
+    await record_many(conn, [(decision, events, rule)])
+
+
+async def record_many(conn: asyncpg.Connection, decided: list[tuple[Decision | None, list, str | None]]) -> None:
+    """`record` for a batch of whistles' decisions, in three statements whatever the batch's size."""
+    assignments, unroutable, decisions = [], [], []
+    for decision, events, rule in decided:
+        rule = next((e.rule for e in events if isinstance(e, WhistleRouted)), rule)
+        assignments += [(e.summons_id, e.whistle_id, e.responder_id, rule or "", e.occurred_at, e.role)
+                        for e in events if isinstance(e, SummonsIssued)]
+        unroutable += [(e.whistle_id, e.reason, e.occurred_at) for e in events if isinstance(e, WhistleUnroutable)]
+        if decision is not None:
+            decisions.append((events[0].whistle_id, decision.rule, json.dumps(decision.explain()), events[0].occurred_at))
+    if assignments:
+        await conn.execute(
             "INSERT INTO assignments (summons_id, whistle_id, responder_id, rule, issued_at, role)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
-            [(e.summons_id, e.whistle_id, e.responder_id, rule or "", e.occurred_at, e.role) for e in issued],
+            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[], $6::text[])",
+            *map(list, zip(*assignments, strict=True)),
         )
-    for e in events:
-        if isinstance(e, WhistleUnroutable):
-            await conn.execute(
-                "INSERT INTO unroutable (whistle_id, reason, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                e.whistle_id, e.reason, e.occurred_at,
-            )
-    if decision is None:
-        return
-    await conn.execute(
-        "INSERT INTO decisions (whistle_id, rule, explanation, decided_at) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (whistle_id) DO UPDATE SET rule = $2, explanation = $3, decided_at = $4",
-        events[0].whistle_id, decision.rule, decision.explain(), events[0].occurred_at,
-    )
+    if unroutable:
+        await conn.execute(
+            "INSERT INTO unroutable (whistle_id, reason, at)"
+            " SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) ON CONFLICT DO NOTHING",
+            *map(list, zip(*unroutable, strict=True)),
+        )
+    if decisions:
+        latest = list({d[0]: d for d in decisions}.values())  # a statement may touch a whistle's row once
+        await conn.execute(
+            "INSERT INTO decisions (whistle_id, rule, explanation, decided_at)"
+            " SELECT w, r, e::jsonb, t FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) AS u(w, r, e, t)"
+            " ON CONFLICT (whistle_id) DO UPDATE SET rule = EXCLUDED.rule, explanation = EXCLUDED.explanation,"
+            " decided_at = EXCLUDED.decided_at",
+            *map(list, zip(*latest, strict=True)),
+        )
 
 
 async def close_assignment(conn: asyncpg.Connection, summons_id: UUID) -> str | None:
