@@ -258,7 +258,6 @@ class ServiceRuntime:
         max_deliver: int | None = None,
         after_commit: Callable[[list[Any]], Awaitable[None]] | None = None,
         partitioned: bool | None = None,
-        description: str = "",
     ) -> None:
         """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
 
@@ -311,7 +310,7 @@ class ServiceRuntime:
         self._consumers.append(
             _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
                       max_deliver, after_commit, partitioned))
-        doc = description or (handle.__doc__ or "").strip()
+        doc = (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
             raise NotImplementedError

@@ -58,7 +58,6 @@ class ServiceSettings(BaseSettings):
     request_workers: int = Field(
         default=8, ge=1, le=64, description="Gateway requests a service handles at once (each with its own connection)",
     )
-    batch_timeout_s: float = Field(default=0.02, gt=0, description="Max wait to fill a pull batch")
     max_deliver: int = Field(
         default=5, ge=1, description="Attempts of a message that fails on its own before it is dead-lettered"
         " (transient faults, the database or NATS away, never count)",

@@ -77,6 +77,3 @@ def parse_due(m: Msg) -> ClockDue:
     except ValidationError as exc:
         raise Poison(str(exc)) from exc
 
-
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(UTC)
