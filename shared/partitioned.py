@@ -6,10 +6,12 @@ place in the stream. Taking one over starts with a reset of its durable (ADR-60:
 acknowledged is delivered again from the acknowledgement floor, in order), so the messages the old
 holder had fetched and not finished come first, before anything newer of the same whistles.
 
-One fetch at a time per partition, each with a share of the batch size, and what the partitions
-bring is handed to the runtime as one batch (one transaction): spreading a burst over sixteen
-partitions must not make sixteen times as many transactions. A partition fetches again only once
-its last messages were taken, so its messages reach the runtime in stream order.
+One pull request at a time per partition, each for a whole batch (a request that stays open while
+messages come costs the server far less than one request per handful: measured, sixteen partitions
+asking for a sixteenth each took NATS from 3.3 to 8.7 s of CPU for 10,000 whistles), and what the
+partitions bring at the same moment is handed to the runtime as one batch (one transaction), up to
+the batch size in whole chunks. A partition fetches again only once its last chunk was taken, so its
+messages reach the runtime in stream order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections import deque
 
 import nats
 import structlog
@@ -26,11 +29,10 @@ from nats.js.api import ConsumerConfig
 from nats.js.errors import NotFoundError
 
 from shared.leases import Lease
-from shared.pull import PullBatches
+from shared.pull import SETTLE_S, PullBatches
 
 log = structlog.get_logger("partitioned")
 
-MIN_SHARE = 16  # a partition's fetch never asks for fewer messages than this
 
 
 def partition_of_subject(subject: str) -> int | None:
@@ -70,8 +72,7 @@ class PartitionedPull:
         self._batch = batch
         self._config = config  # every setting but the name and the filter
         self.parts: dict[int, _Part] = {}
-        self._ready: list[Msg] = []
-        self._from: set[int] = set()
+        self._ready: deque[tuple[int, list[Msg]]] = deque()  # one chunk at most per partition, in arrival order
         self._arrived = asyncio.Event()
 
     def holds(self, partition: int | None) -> bool:
@@ -94,7 +95,6 @@ class PartitionedPull:
         pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
         await pull.start()
         part = self.parts[lease.partition] = _Part(lease, pull)
-        self._share()
         part.task = asyncio.create_task(self._feed(part), name=f"{name}-feed")
 
     async def remove(self, partition: int) -> None:
@@ -108,9 +108,7 @@ class PartitionedPull:
             await asyncio.wait({part.task}, timeout=2.0)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(part.pull.stop(), 2.0)
-        self._ready = [m for m in self._ready if partition_of_subject(m.subject) != partition]
-        self._from.discard(partition)
-        self._share()
+        self._ready = deque(chunk for chunk in self._ready if chunk[0] != partition)
 
     async def stop(self) -> None:
         for p in list(self.parts):
@@ -118,11 +116,6 @@ class PartitionedPull:
 
     async def start(self) -> None:  # the same life as a PullBatches
         return None
-
-    def _share(self) -> None:
-        each = max(MIN_SHARE, self._batch // max(len(self.parts), 1))
-        for part in self.parts.values():
-            part.pull._batch = each
 
     async def _feed(self, part: _Part) -> None:
         while True:
@@ -138,8 +131,7 @@ class PartitionedPull:
             if not msgs:
                 continue
             part.taken.clear()
-            self._ready.extend(msgs)
-            self._from.add(part.lease.partition)
+            self._ready.append((part.lease.partition, msgs))
             self._arrived.set()
             await part.taken.wait()
 
@@ -150,9 +142,18 @@ class PartitionedPull:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), wait_s)
-        got, self._ready = self._ready, []
-        for p in self._from:
-            if p in self.parts:
-                self.parts[p].taken.set()
-        self._from = set()
+        # the other partitions' messages of the same moment join the batch: a pause ends it, as in a
+        # single pull (without it a burst spread over sixteen partitions became batches a third the size)
+        while self._ready and sum(len(msgs) for _, msgs in self._ready) < self._batch:
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), SETTLE_S)
+            except TimeoutError:
+                break
+        got: list[Msg] = []
+        while self._ready and (not got or len(got) + len(self._ready[0][1]) <= self._batch):
+            partition, msgs = self._ready.popleft()
+            got += msgs
+            if partition in self.parts:  # its next messages may come now
+                self.parts[partition].taken.set()
         return got
