@@ -64,7 +64,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import nats  # noqa: E402
-
 from pipeline import BODY, NotUp, all_consumers, http_client, locate, quantile, say  # noqa: E402
 from timers import REPO, healthy, pids, r3  # noqa: E402  (puts the repo on the path)
 

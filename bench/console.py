@@ -50,7 +50,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
-
 from chaos import Load  # noqa: E402  (open loop at a fixed rate, retried with the Idempotency-Key)
 from notify import System, stored_times  # noqa: E402  (puts the repo on the path)
 from pipeline import NotUp, Pipeline, connect_all, quantile, say, wait_quiet  # noqa: E402

@@ -34,7 +34,6 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import nats  # noqa: E402
-
 from pipeline import NotUp, locate, ms, quantile, say, wait_quiet  # noqa: E402
 
 BODY = {"category": "noise", "description": "bench: noise at the west gate", "location": {"building": "3"},

@@ -45,15 +45,14 @@ if str(REPO) not in sys.path:
 import httptools  # noqa: E402
 import httpx  # noqa: E402
 import nats  # noqa: E402
+from chaos import free_ports  # noqa: E402
+from pipeline import NotUp, locate, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
 from standardwebhooks import Webhook  # noqa: E402
+from timers import CpuWindow, pids  # noqa: E402
 
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 from shared.relay import PipelinedPublisher  # noqa: E402
-
-from chaos import free_ports  # noqa: E402
-from pipeline import NotUp, locate, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
-from timers import CpuWindow, pids  # noqa: E402
 
 TICK_S = 0.02  # --rate: the summons are published in slices this often
 SECRET = "whsec_" + "YmVuY2gtbm90aWZ5LWJlbmNoLW5vdGlmeS1iZW5jaA=="

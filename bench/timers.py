@@ -79,14 +79,13 @@ import httpx  # noqa: E402
 import nats  # noqa: E402
 from nats.js.api import ConsumerConfig, DeliverPolicy  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
+from pipeline import NotUp, connect_all, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
+from pipeline import locate as locate_system  # noqa: E402
 
 from services.escalation.policy import parse_duration  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 from shared.relay import PipelinedPublisher  # noqa: E402
-
-from pipeline import NotUp, connect_all, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
-from pipeline import locate as locate_system  # noqa: E402
 
 EVENTS_STREAM = "EVENTS"
 CLOCKS_STREAM = "CLOCKS"

@@ -55,6 +55,8 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["test"]:
         ensure_browser()
         args = [str(BIN / "python"), "-m", "pytest", *argv[1:]]
+    elif argv[:1] == ["lint"]:  # pyproject.toml's [tool.ruff]: lint and import order
+        args = [str(BIN / "ruff"), "check", *(argv[1:] or ["."])]
     else:
         args = [str(BIN / "whistle"), *(argv or ["--help"])]
     os.execv(args[0], args)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg

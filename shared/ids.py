@@ -7,7 +7,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-
 _RANDOM = bytearray()
 
 

@@ -6,7 +6,6 @@ from pydantic import ValidationError
 
 from shared.contracts import Refusal
 
-
 # errors raised across several fields, and the field a person should fix
 _FIELD_OF = {"missing_reason_code": "reason_code", "missing_reason": "reason", "missing_target": "to_responder_id"}
 

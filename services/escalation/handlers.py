@@ -16,8 +16,6 @@ from services.escalation.calendar import WallClock
 from services.escalation.policy import Policies
 from services.escalation.timers import REARMED, ClockDue, timer_message
 from shared import telemetry
-from shared.db import OutboxMessage
-from shared.ids import utcnow, uuid7
 from shared.contracts import (
     Command,
     EscalationRaised,
@@ -34,6 +32,8 @@ from shared.contracts import (
     SummonsPaused,
     SummonsResumed,
 )
+from shared.db import OutboxMessage
+from shared.ids import utcnow, uuid7
 
 log = structlog.get_logger("escalation")
 _STALE = (telemetry.HANDLED, ("escalation", "clock.due", "stale"))

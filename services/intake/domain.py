@@ -8,8 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 from shared.commands import RaiseWhistle, mask_email, mask_phone
-from shared.contracts import Refusal, Reporter, Tier, WhistleBlown
 from shared.community import BUILDINGS
+from shared.contracts import Refusal, Reporter, Tier, WhistleBlown
 from shared.ids import uuid7
 
 DEFAULT_CATALOGUE = Path(__file__).with_name("catalogue.json")

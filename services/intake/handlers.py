@@ -15,7 +15,6 @@ from services.intake import classes, domain, hotline, store
 from shared import paging, telemetry
 from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
 
-
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 
 

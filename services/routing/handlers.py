@@ -8,12 +8,11 @@ from uuid import UUID
 
 import asyncpg
 import structlog
+from pydantic import ValidationError
 
 from services.routing import domain, store
 from services.routing.registry import Registry
 from services.routing.responders import read_registry
-from pydantic import ValidationError
-
 from shared.commands import Arbitration
 from shared.contracts import (
     NOT_SUMMONABLE,

@@ -10,7 +10,6 @@ import asyncpg
 from services.routing.domain import Decision, LoadBook
 from shared.contracts import SummonsIssued, SummonsReturned, WhistleBlown, WhistleRouted, WhistleUnroutable
 
-
 # every routing decision of every replica takes this lock first, until its transaction ends: two replicas
 # never choose from the same loads (held for one batch's routing, about a millisecond a whistle)
 LOADS_LOCK = 0x726F7574_696E67  # "routing"

@@ -28,6 +28,7 @@ from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
 from tests.component.conftest import until
 
+
 def pg_ctl(infra: dict, *args: str) -> None:
     embedded.pg_ctl(infra["pg"].data_dir, *args, "-w").check_returncode()
 

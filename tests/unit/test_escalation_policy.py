@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from services.escalation.policy import (
     DEFAULT_POLICIES,
     TierPolicy,

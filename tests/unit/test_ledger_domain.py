@@ -7,14 +7,14 @@ import pytest
 from services.ledger.domain import SUMMONS_STATE, WHISTLE_STATUS, whistle_status
 from services.response.domain import SummonsState
 from shared.contracts import (
-    SummonsReturned,
-    SummonsTransferred,
-    WhistleArbitrationNeeded,
-    WhistleReopened,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
+    SummonsReturned,
+    SummonsTransferred,
+    WhistleArbitrationNeeded,
     WhistleClosed,
+    WhistleReopened,
     WhistleUnroutable,
     WhistleVerified,
 )

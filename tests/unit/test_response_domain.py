@@ -10,14 +10,14 @@ import pytest
 
 from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, request_extension, verify
 from shared.contracts import (
-    SummonsResumed,
-    SummonsReturned,
-    SummonsTransferred,
     Actor,
     Refusal,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
+    SummonsResumed,
+    SummonsReturned,
+    SummonsTransferred,
     WhistleClosed,
     WhistleVerified,
 )

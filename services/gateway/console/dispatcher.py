@@ -35,7 +35,8 @@ class ImportChunk(BaseModel):
 
 def _whistle_of(form: dict) -> dict:
     """The blow form's flat fields (`location.building`, `reporter.phone`…) as the API's body."""
-    get = lambda k: (form.get(k) or "").strip() if isinstance(form.get(k), str) else ""
+    def get(k):
+        return (form.get(k) or "").strip() if isinstance(form.get(k), str) else ""
     body: dict = {"category": get("category"), "description": get("description"),
                   "location": {"building": get("location.building")}}
     if get("location.unit"):
