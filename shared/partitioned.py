@@ -106,6 +106,9 @@ class PartitionedPull:
         if part.task is not None:
             part.task.cancel()
             await asyncio.wait({part.task}, timeout=2.0)
+        # the request in flight must end before the partition is given back: a message the server
+        # delivered to it after the next holder's reset would wait out its ack wait, behind later ones
+        await part.pull.ended(part.pull._expires_s + 0.5)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(part.pull.stop(), 2.0)
         self._ready = deque(chunk for chunk in self._ready if chunk[0] != partition)

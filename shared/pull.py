@@ -11,6 +11,7 @@ The messages are nats-py `Msg` objects: `ack()`, `nak(delay=)` and `metadata` wo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -66,6 +67,15 @@ class PullBatches:
         self._live_until = time.monotonic() + self._expires_s + 2.0  # lost on a reconnect: give up then
         body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
+
+    async def ended(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the server has ended the request in flight: once this pull
+        is dropped, nothing more can be delivered to it (and left unacknowledged)."""
+        deadline = time.monotonic() + timeout
+        while self._live and (left := deadline - time.monotonic()) > 0:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
 
     async def next_batch(self) -> list[Msg]:
         """The next messages, in order; empty when none came within about `expires_s`."""

@@ -64,7 +64,14 @@ def lead_elsewhere(system: System, stream: str, node: str) -> None:
             await nc.close()
 
     asyncio.run(step_down())
-    wait_for(lambda: streams(system)[stream].cluster.leader not in (None, node), what=f"{stream} led elsewhere")
+
+    def leader() -> str | None:
+        try:
+            return streams(system)[stream].cluster.leader
+        except nats.errors.Error:  # a stream that is electing answers nothing for a moment: ask again
+            return None
+
+    wait_for(lambda: leader() not in (None, node), what=f"{stream} led elsewhere")
 
 
 def timeline(system: System, whistle_id: str) -> list[str]:
