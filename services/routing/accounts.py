@@ -65,6 +65,23 @@ class Throttle:
         return Throttle(failures, now, now + timedelta(seconds=seconds) if seconds else None)
 
 
+async def held_throttle(conn: asyncpg.Connection, table: str, name: str) -> Throttle:
+    """The name's record in `table` (signin_failures, signin_link_requests), with the name locked until
+    the transaction ends (an advisory lock: an unknown name has no row to lock), so a burst of parallel
+    tries cannot all slip in before the first is counted."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))", table, name)
+    row = await conn.fetchrow(f"SELECT failures, last_failure, locked_until FROM {table} WHERE username = $1", name)
+    return Throttle(**dict(row)) if row else Throttle()
+
+
+async def save_throttle(conn: asyncpg.Connection, table: str, name: str, t: Throttle) -> None:
+    await conn.execute(
+        f"INSERT INTO {table} (username, failures, last_failure, locked_until) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (username) DO UPDATE SET failures = $2, last_failure = $3, locked_until = $4",
+        name, t.failures, t.last_failure, t.locked_until,
+    )
+
+
 class SignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
@@ -119,13 +136,8 @@ class AccountHandlers:
             return Reply.refuse(401, "not_signed_in", NOT_SIGNED_IN)
         name = body.username.strip().lower()
         now = utcnow()
-        # one attempt per name at a time (an advisory lock, since an unknown name has no row to lock):
-        # a burst of parallel guesses cannot all slip in before the first failure is counted
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('signin:' || $1))", name)
-            row = await conn.fetchrow("SELECT failures, last_failure, locked_until FROM signin_failures"
-                                      " WHERE username = $1", name)
-            throttle = Throttle(**dict(row)) if row else Throttle()
+        async with pool.acquire() as conn, conn.transaction():  # one attempt per name at a time
+            throttle = await held_throttle(conn, "signin_failures", name)
             if wait := throttle.wait(now):
                 return _locked(wait)
             account = await conn.fetchrow(
@@ -133,15 +145,11 @@ class AccountHandlers:
             stored = account["password_hash"] if account else _DUMMY_HASH
             good = await asyncio.to_thread(_hasher.verify, body.password, stored)
             if good and account is not None:
-                if row:
+                if throttle.failures:
                     await conn.execute("DELETE FROM signin_failures WHERE username = $1", name)
                 return Reply.success({"role": account["role"], "id": account["subject_id"]})
             after = throttle.failed(now)
-            await conn.execute(
-                "INSERT INTO signin_failures (username, failures, last_failure, locked_until) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (username) DO UPDATE SET failures = $2, last_failure = $3, locked_until = $4",
-                name, after.failures, after.last_failure, after.locked_until,
-            )
+            await save_throttle(conn, "signin_failures", name, after)
         log.info("signin.refused", failures=after.failures, locked_s=lock_for(after.failures))
         if wait := after.wait(now):
             return _locked(wait)

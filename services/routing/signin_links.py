@@ -19,7 +19,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from services.routing.accounts import Throttle
+from services.routing.accounts import held_throttle, save_throttle
 from shared import subjects
 from shared.commands import SigninLinkAsk
 from shared.contracts import Actor, Command, Reply
@@ -64,18 +64,11 @@ class SigninLinks:
         now = utcnow()
         token = secrets.token_urlsafe(32)
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('signin-link:' || $1))", name)
-            row = await conn.fetchrow("SELECT failures, last_failure, locked_until FROM signin_link_requests"
-                                      " WHERE username = $1", name)
-            throttle = Throttle(**dict(row)) if row else Throttle()
+            throttle = await held_throttle(conn, "signin_link_requests", name)
             if wait := throttle.wait(now):
                 return _slow_down(wait)
             after = throttle.failed(now)
-            await conn.execute(
-                "INSERT INTO signin_link_requests (username, failures, last_failure, locked_until)"
-                " VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO UPDATE"
-                " SET failures = $2, last_failure = $3, locked_until = $4",
-                name, after.failures, after.last_failure, after.locked_until)
+            await save_throttle(conn, "signin_link_requests", name, after)
             if wait := after.wait(now):  # as a wrong password: past the free ones, this one is refused too
                 return _slow_down(wait)
             account = await conn.fetchrow("SELECT username, subject_id FROM accounts WHERE lower(username) = $1", name)

@@ -30,11 +30,7 @@ def anonymous(console: Console, request: Request) -> Page:
     """A sign-in form's context: nobody signed in, and the pre-session token as its CSRF token."""
     page = console.context(request)
     page.session = None
-    token = console.signer.presession_token(request.cookies.get(PRESESSION_COOKIE))
-    if token is None:
-        cookie = console.signer.presession()
-        page.set_presession, token = cookie, cookie.partition(".")[0]
-    page.csrf = token
+    console.presession(page, request)
     return page
 
 

@@ -154,13 +154,18 @@ class Console:
         page = Page(request, session, locale, translations.gettext, "")
         if session is not None:
             page.csrf = session.csrf
-        else:  # a pre-session token for the sign-in form (double submit: cookie and field must match)
-            token = self.signer.presession_token(request.cookies.get(PRESESSION_COOKIE))
-            if token is None:
-                cookie = self.signer.presession()
-                page.set_presession, token = cookie, cookie.partition(".")[0]
-            page.csrf = token
+        else:
+            self.presession(page, request)
         return page
+
+    def presession(self, page: Page, request: Request) -> None:
+        """A sign-in form's CSRF token: the pre-session cookie's, or a new one set with the page (double
+        submit: cookie and field must match)."""
+        token = self.signer.presession_token(request.cookies.get(PRESESSION_COOKIE))
+        if token is None:
+            cookie = self.signer.presession()
+            page.set_presession, token = cookie, cookie.partition(".")[0]
+        page.csrf = token
 
     async def page(self, request: Request, roles: tuple[str, ...] | None = None) -> Page:
         """The context of a page that needs someone signed in (else: to sign-in, then back here)."""
