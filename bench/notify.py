@@ -52,7 +52,7 @@ from timers import CpuWindow, pids  # noqa: E402
 
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
-from shared.relay import PipelinedPublisher  # noqa: E402
+from shared.runtime.relay import PipelinedPublisher  # noqa: E402
 
 TICK_S = 0.02  # --rate: the summons are published in slices this often
 SECRET = "whsec_" + "YmVuY2gtbm90aWZ5LWJlbmNoLW5vdGlmeS1iZW5jaA=="

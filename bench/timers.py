@@ -85,7 +85,7 @@ from pipeline import locate as locate_system  # noqa: E402
 from services.escalation.policy import parse_duration  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
-from shared.relay import PipelinedPublisher  # noqa: E402
+from shared.runtime.relay import PipelinedPublisher  # noqa: E402
 
 EVENTS_STREAM = "EVENTS"
 CLOCKS_STREAM = "CLOCKS"

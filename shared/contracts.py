@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
@@ -476,23 +476,30 @@ class Reply(BaseModel):
         return cls(ok=False, refusal=Refusal(status=status, code=code, reason=reason, field=field))
 
 
+Role = Literal["dispatcher", "supervisor", "responder", "resident", "system"]
+
+
 class Actor(BaseModel):
     """The authenticated caller, as the gateway forwards it."""
 
-    role: Literal["dispatcher", "supervisor", "responder", "resident", "system"]
+    role: Role
     id: str
 
     def __str__(self) -> str:
         return f"{self.role}:{self.id}"
 
 
-class Command(BaseModel):
-    """A request from the gateway to the owning service."""
+P = TypeVar("P")
+
+
+class Command(BaseModel, Generic[P]):
+    """A request from the gateway to the owning service; the owner's runtime types its payload with the
+    model its `Request` declares before the handler sees it."""
 
     model_config = ConfigDict(extra="forbid")
     actor: Actor
     request_id: UUID = Field(default_factory=uuid7)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload: P = Field(default_factory=dict)  # type: ignore[assignment]
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=128,
         description="The client's Idempotency-Key: a command retried with it gets its first result back",

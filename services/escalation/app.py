@@ -12,7 +12,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timers import parse_due
 from shared import subjects, telemetry
 from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned, SummonsIssued
-from shared.runtime import ServiceRuntime
+from shared.runtime import Request, ServiceRuntime
 
 
 async def count_pending_clocks(runtime: ServiceRuntime) -> None:
@@ -35,7 +35,7 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
         not_before=lambda due: due.due_at, prepare=handlers.prepare_dues,
     )
-    runtime.on_request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True)
+    runtime.serve(Request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True))
     reconciler = Reconciler(settings.reconcile_every_s, settings.reconcile_grace_s)
     runtime.on_startup(reconciler.at_start)  # before the consumers start
     runtime.every(settings.reconcile_every_s, reconciler.periodically)

@@ -34,7 +34,7 @@ UNAVAILABLE = Reply.refuse(503, "unavailable", "intake could not save the whistl
 
 
 class Relay(Protocol):
-    """What the batcher needs of the outbox relay (`shared.relay.OutboxRelay`)."""
+    """What the batcher needs of the outbox relay (`shared.runtime.relay.OutboxRelay`)."""
 
     leading: bool
 

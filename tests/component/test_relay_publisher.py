@@ -12,7 +12,7 @@ import pytest
 
 from services.cli.embedded import start_nats
 from shared import subjects
-from shared.relay import PipelinedPublisher, PublishFailed
+from shared.runtime.relay import PipelinedPublisher, PublishFailed
 from shared.streams import ensure_streams
 from tests.e2e.conftest import free_port
 

@@ -332,7 +332,7 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
     from shared.contracts import WhistleClosed
     from shared.db import SHARED_MIGRATIONS, create_pool, migrate, write_outbox
     from shared.ids import utcnow
-    from shared.relay import OutboxRelay
+    from shared.runtime.relay import OutboxRelay
 
     pool = await create_pool(infra["database_url"], "rthandoff")
     await migrate(pool, [SHARED_MIGRATIONS])

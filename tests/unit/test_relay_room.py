@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from shared.db import Queued
-from shared.relay import OutboxRelay
+from shared.runtime.relay import OutboxRelay
 
 
 async def test_a_consumer_waits_while_the_relay_has_more_than_its_room_then_goes_on() -> None:

@@ -1,9 +1,5 @@
-"""What every service runs on: settings, pool, migrations, broker, consumers, relay, telemetry.
-
-A service's `app.py` builds a `ServiceRuntime`, registers its handlers on it and calls `run()`.
-Handlers stay thin: they get a connection inside an open transaction and return the messages
-to write to the outbox; this module owns acks, the inbox, dead letters and retries.
-"""
+"""Consuming JetStream: durable pull consumers batch by batch, in order per whistle, with the inbox,
+retries in place, dead letters, timers held until due and partitions held by lease."""
 
 from __future__ import annotations
 
@@ -11,90 +7,51 @@ import asyncio
 import contextlib
 import heapq
 import itertools
-import logging
-import signal
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
-import nats
-import nats.errors
-import structlog
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import JStream, PullSub
 from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
-from shared import heap, priority, subjects, telemetry
-from shared.contracts import Command, Event, Reply, parse_event
+from shared import subjects, telemetry
+from shared.contracts import Event, parse_event
 from shared.db import (
-    SHARED_MIGRATIONS,
     OutboxMessage,
     Queued,
     claim_inbox,
     claim_inbox_many,
-    create_pool,
-    migrate,
-    write_outbox,
 )
 from shared.ids import utcnow
 from shared.leases import Lease, LeaseKeeper, LeaseLost, fence_many
 from shared.partitioned import PartitionedPull, durable_for, partition_of_subject
 from shared.pull import PullBatches
-from shared.relay import OutboxRelay
-from shared.settings import ServiceSettings, nats_servers, replica_name
-from shared.streams import consumer_config, ensure_streams
+from shared.runtime.faults import TRANSIENT, Poison, backoff
+from shared.streams import consumer_config
 
 T = TypeVar("T")
 Effects = list[Event | OutboxMessage]
+
 EventHandler = Callable[[asyncpg.Connection, Any, datetime], Awaitable[Effects]]
 BatchHandler = Callable[[asyncpg.Connection, list[Any], datetime], Awaitable[Effects]]
 Prepare = Callable[[asyncpg.Pool, list[Any]], Awaitable[list[Any]]]
-RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
-QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
+
+if TYPE_CHECKING:
+    from shared.runtime.service import ServiceRuntime
+
 
 # handed outbox rows (two per new clock) the relay may have waiting before a consumer whose batches
 # overlap fetches more; others never wait (clock firings must not queue behind a burst of arming:
 # measured, making them wait too put the timers bench's lateness p99 at 0.59 and 1.21 s)
 RELAY_BACKLOG = 4000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # release time of a message that names none
-
-# Faults worth a retry: the database or the network, not our code or the message. Postgres's
-# shutdown and admin errors (57P01 admin_shutdown and the rest of class 57, operator intervention)
-# come when it restarts; class 53 (out of disk, memory, connections) passes too.
-TRANSIENT = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionDrainingError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.NoServersError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.errors.TimeoutError,
-)
-RETRY_FIRST_S, RETRY_MOST_S = 0.5, 5.0  # backoff of in-place retries (a transient fault, a failing message)
-STALL_S = 10.0  # a dependency down longer than this is logged and alerted on
-
-
-class Poison(ValueError):
-    """A message that can never be handled (malformed, unknown subject)."""
-
-
-def _backoff(attempt: int) -> float:
-    return min(RETRY_FIRST_S * 2 ** max(attempt - 1, 0), RETRY_MOST_S)
 
 
 class _Blocked:
@@ -119,7 +76,7 @@ class _Blocked:
         self.queues.setdefault(key, deque()).extendleft(reversed(entries))
         self.attempts[key] = self.attempts.get(key, 0) + 1
         self.errors[key] = error
-        self.retry_at[key] = time.monotonic() + _backoff(self.attempts[key])
+        self.retry_at[key] = time.monotonic() + backoff(self.attempts[key])
 
     def due(self, now: float) -> list[Any]:
         return [key for key, at in self.retry_at.items() if at <= now]
@@ -206,40 +163,9 @@ class _Held:
         return ready
 
 
-class ServiceRuntime:
-    """The composition of one service process."""
 
-    def __init__(self, name: str, settings: ServiceSettings, migrations: Path | None = None):
-        self.name = name
-        self.settings = settings
-        self.migrations = [SHARED_MIGRATIONS] + ([migrations] if migrations else [])
-        # FastStream logs per message at DEBUG (hidden); its errors reach stderr at WARNING and above
-        fs_logger = logging.getLogger(f"faststream.{name}")
-        fs_logger.setLevel(logging.WARNING)
-        self.broker = NatsBroker(nats_servers(settings.nats_url), graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
-        self.spec_broker = NatsBroker(nats_servers(settings.nats_url))  # documents JetStream consumers; never started
-        self._consumers: list[_Consumer] = []
-        self._stopping = False
-        self.pool: asyncpg.Pool | None = None
-        self.relay: OutboxRelay | None = None
-        self.log = structlog.get_logger(name)
-        self.started = False
-        self._stalls: dict[str, tuple[str, float, bool]] = {}  # component -> (why, since, logged)
-        self._nc: nats.NATS | None = None
-        self._tasks: list[asyncio.Task] = []
-        self._pulls: list[PullBatches | PartitionedPull] = []
-        self._partitioned: list[PartitionedPull] = []
-        self.replica = replica_name(settings.replica)
-        self.keeper: LeaseKeeper | None = None  # the partitions this replica holds, with partitioned consumers
-        self._held: list[_Held] = []
-        self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
-        self._periodic: list[tuple[float, Callable[[ServiceRuntime], Awaitable[None]]]] = []
-        self.every(15.0, self._consumer_lag)
-        self.every(1.0, self._check_dependencies)
-        self.every(3600.0, self._forget_old_replies)
-        self.broker.subscriber(f"{subjects.HEALTH}.{name}", include_in_schema=False)(self._health)
-
-    # --- registration ------------------------------------------------------
+class Consuming:
+    """The event side of a `ServiceRuntime`."""
 
     def on_events(
         self,
@@ -320,98 +246,9 @@ class ServiceRuntime:
             title=f"{self.name}:{subject}", description=doc,
         )(documented)
 
-    def on_request(self, subject: str, handle: RequestHandler | QueryHandler, *, query: bool = False) -> None:
-        """Answer a gateway request: commands get a transaction and an outbox; queries a pool."""
-
-        async def on_message(body: dict) -> dict:
-            started = time.perf_counter()
-            reply = await self._answer(subject, handle, body, query)
-            outcome = "ok" if reply.ok else "refused"
-            telemetry.COMMANDS.labels(self.name, subject, outcome).inc()
-            # one canonical line per command; queries only at debug level
-            (self.log.debug if query else self.log.info)(
-                "request", subject=subject, actor=str((body or {}).get("actor", {}).get("id", "?")), outcome=outcome,
-                code=reply.refusal.code if reply.refusal else None, ms=round((time.perf_counter() - started) * 1e3, 2),
-            )
-            return reply.model_dump(mode="json")
-
-        # several at once: a slow query must not queue every other caller behind it (commands lock
-        # the rows they change, so they may overlap too)
-        self.broker.subscriber(
-            subject, queue=self.name, max_workers=self.settings.request_workers,
-            title=f"{self.name}:{subject}", description=(handle.__doc__ or "").strip(),
-        )(on_message)
-
-    def documents(self, *event_types: type[Event]) -> None:
-        """Declare, for the AsyncAPI document, the events this service emits (the relay sends them)."""
-        for cls in event_types:
-            self.spec_broker.publisher(
-                cls.SUBJECT, stream=JStream(subjects.EVENTS_STREAM, declare=False), schema=cls,
-                title=f"{self.name}:{cls.SUBJECT}", description=(cls.__doc__ or "").strip(),
-            )
-
-    def on_startup(self, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
-        self._startup.append(fn)
-
-    def every(self, seconds: float, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
-        """Run `fn` periodically while the service runs (gauges, housekeeping); errors are logged."""
-        self._periodic.append((seconds, fn))
-
-    async def _periodically(self, seconds: float, fn: Callable[[ServiceRuntime], Awaitable[None]]) -> None:
-        while not self._stopping:
-            try:
-                await fn(self)
-            except Exception as exc:
-                self.log.warning("periodic.failed", task=getattr(fn, "__name__", "?"), error=repr(exc))
-            for _ in range(int(seconds * 10)):
-                if self._stopping:
-                    return
-                await asyncio.sleep(0.1)
-
-    async def _consumer_lag(self, _: ServiceRuntime) -> None:
-        js = self.nc.jetstream()
-        held = sorted(self.keeper.held) if self.keeper else []
-        for c in self._consumers:
-            pending = ack_pending = 0
-            for durable in [durable_for(c.durable, p) for p in held] if c.partitioned else [c.durable]:
-                with contextlib.suppress(NotFoundError):  # a partition given back meanwhile
-                    info = await js.consumer_info(c.stream, durable)
-                    pending += info.num_pending or 0
-                    ack_pending += info.num_ack_pending or 0
-            telemetry.CONSUMER_PENDING.labels(self.name, c.durable).set(pending)
-            telemetry.CONSUMER_ACK_PENDING.labels(self.name, c.durable).set(ack_pending)
-
-    # --- running -----------------------------------------------------------
-
-    async def run(self) -> None:
-        """Start everything, serve until SIGTERM / SIGINT, then stop cleanly."""
-        telemetry.configure_logging(self.name, self.settings.log_json)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        server = await telemetry.serve_telemetry(self.settings.telemetry_port, self.health)
-        await self.start()
-        self.log.info("service.ready", telemetry_port=self.settings.telemetry_port)
-        await stop.wait()
-        self.log.info("service.stopping")
-        await self.stop()
-        if server:
-            server.close()
-
-    async def start(self) -> None:
-        priority.lower(0, self.settings.nice)
-        self.pool = await create_pool(self.settings.database_url, self.name, nice=self.settings.nice)
-        applied = await migrate(self.pool, self.migrations)
-        if applied:
-            self.log.info("migrations.applied", files=applied)
-        self._nc = await nats.connect(nats_servers(self.settings.nats_url), name=f"{self.name}-relay", max_reconnect_attempts=-1)
-        js = self._nc.jetstream(publish_async_max_pending=10_000)
-        await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions)
-        self.relay = OutboxRelay(self.pool, self._nc, self.name)
-        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
-        for fn in self._startup:
-            await fn(self)
+    async def _start_consumers(self, js) -> None:
+        """Declare or update each consumer's durable and start its fetch loops; partitioned ones start
+        with the partitions the lease keeper gives this replica."""
         for consumer in self._consumers:
             # the server's count of deliveries only guards against a message that kills its process
             # every time: failures are counted here, and transient faults are never counted
@@ -452,22 +289,9 @@ class ServiceRuntime:
             self.keeper.start()
             with contextlib.suppress(TimeoutError):  # alone, it starts with every partition; else with its share
                 await asyncio.wait_for(self.keeper.first_round.wait(), 60)
-        for seconds, fn in self._periodic:
-            self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
-        await self.broker.start()
-        heap.settle()
-        self.started = True
 
-    async def stop(self) -> None:
-        self.started = False
-        self._stopping = True
-        with contextlib.suppress(Exception):
-            await self.broker.stop()
-        if self.relay:
-            self.relay.stop()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(task, timeout=5)
+    async def _stop_consumers(self) -> None:
+        """Give back partitions and unhandled messages, each to be redelivered in order and on time."""
         if self.keeper is not None:  # the partitions go back at once: the other replicas need not wait
             with contextlib.suppress(Exception):
                 await self.keeper.stop()
@@ -484,149 +308,20 @@ class ServiceRuntime:
             for m in consumer.blocked.messages():
                 with contextlib.suppress(Exception):
                     await m.nak()
-        if self._nc:
-            with contextlib.suppress(Exception):
-                await self._nc.drain()
-        if self.pool:
-            await self.pool.close()
 
-    @property
-    def nc(self) -> nats.NATS:
-        assert self._nc is not None
-        return self._nc
+    async def _consumer_lag(self, _: ServiceRuntime) -> None:
+        js = self.nc.jetstream()
+        held = sorted(self.keeper.held) if self.keeper else []
+        for c in self._consumers:
+            pending = ack_pending = 0
+            for durable in [durable_for(c.durable, p) for p in held] if c.partitioned else [c.durable]:
+                with contextlib.suppress(NotFoundError):  # a partition given back meanwhile
+                    info = await js.consumer_info(c.stream, durable)
+                    pending += info.num_pending or 0
+                    ack_pending += info.num_ack_pending or 0
+            telemetry.CONSUMER_PENDING.labels(self.name, c.durable).set(pending)
+            telemetry.CONSUMER_ACK_PENDING.labels(self.name, c.durable).set(ack_pending)
 
-    # --- internals ---------------------------------------------------------
-
-    @property
-    def ready(self) -> bool:
-        """Started, and its pool, NATS connection, relay and consumers all working (an outbox that
-        lags under load is watched and alerted on, but the service still works)."""
-        return self.started and not (self._stalls.keys() - {"outbox"})
-
-    def health(self) -> dict:
-        """Whether the service is ready and, if not, what is down and since when."""
-        now = time.monotonic()
-        return {"service": self.name, "ready": self.ready,
-                "problems": {c: {"reason": why, "for_s": round(now - since, 1)}
-                             for c, (why, since, _) in self._stalls.items()}}
-
-    def stalled(self, component: str, why: str) -> None:
-        """A dependency is down (the service is not ready until `recovered`); logged past STALL_S."""
-        _, since, logged = self._stalls.get(component, (why, time.monotonic(), False))
-        self._stalls[component] = (why, since, logged)
-
-    def recovered(self, component: str) -> None:
-        gone = self._stalls.pop(component, None)
-        if gone is not None and gone[2]:
-            self.log.warning("service.recovered", component=component, down_s=round(time.monotonic() - gone[1], 1))
-
-    async def _check_dependencies(self, _: ServiceRuntime) -> None:
-        """Probe the pool, NATS and the relay; log a stall past STALL_S once; set the gauges."""
-        try:
-            assert self.pool is not None
-            async with self.pool.acquire(timeout=2.0) as conn:
-                oldest, rows = await conn.fetchrow(
-                    "SELECT (SELECT extract(epoch FROM now() - created_at) FROM outbox ORDER BY seq LIMIT 1),"
-                    " (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 100000) o)", timeout=2.0)
-            self.recovered("postgres")
-            telemetry.OUTBOX_LAG.labels(self.name).set(float(oldest or 0.0))
-            telemetry.OUTBOX_ROWS.labels(self.name).set(rows)
-            if oldest is not None and oldest > STALL_S:
-                self.stalled("outbox", f"the oldest unpublished event waits {oldest:.0f} s")
-            else:
-                self.recovered("outbox")
-        except Exception as exc:
-            self.stalled("postgres", f"database unreachable: {exc!r}"[:300])
-        if self._nc is not None and not self._nc.is_connected:
-            self.stalled("nats", "NATS disconnected, reconnecting")
-        else:
-            self.recovered("nats")
-        if self.relay is not None and self.relay.problem:
-            self.stalled("relay", self.relay.problem)
-        else:
-            self.recovered("relay")
-        now = time.monotonic()
-        down: dict[str, float] = {}
-        for component, (why, since, logged) in list(self._stalls.items()):
-            kind = component.split(":", 1)[0]
-            down[kind] = max(down.get(kind, 0.0), now - since)
-            if not logged and now - since > STALL_S:
-                self.log.warning("service.stalled", component=component, reason=why, for_s=round(now - since, 1))
-                self._stalls[component] = (why, since, True)
-        for kind in telemetry.STALL_COMPONENTS:
-            telemetry.STALLED.labels(self.name, kind).set(down.get(kind, 0.0))
-
-    async def _forget_old_replies(self, _: ServiceRuntime) -> None:
-        """Replies kept for Idempotency-Key retries live a day."""
-        assert self.pool is not None
-        await self.pool.execute("DELETE FROM command_replies WHERE created_at < now() - interval '1 day'")
-
-    async def _health(self, body: Any = None) -> dict:  # noqa: ARG002
-        return self.health()
-
-    async def _answer(self, subject: str, handle: Any, body: dict, query: bool) -> Reply:
-        try:
-            command = Command.model_validate(body)
-        except ValidationError as exc:
-            return Reply.refuse(422, "bad_command", str(exc))
-        assert self.pool is not None
-        try:
-            if query:
-                return await handle(self.pool, command)
-            now = utcnow()
-            if command.expires_at is not None and now > command.expires_at:
-                return EXPIRED  # the gateway has answered 504: doing it now would surprise the client
-            key = (str(command.actor), command.idempotency_key) if command.idempotency_key else None
-            async with self.pool.acquire() as conn:
-                transaction = conn.transaction()
-                await transaction.start()
-                queued: list[Queued] = []
-                effects: Effects = []
-                try:
-                    first = key and await conn.fetchrow(
-                        "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
-                    if first:
-                        await transaction.rollback()
-                        return _replayed(first, subject)
-                    reply, effects = await handle(conn, command, now)
-                    if reply.ok and key:
-                        # a twin with the same key committed meanwhile: its reply is the answer
-                        stored = await conn.fetchval(
-                            "INSERT INTO command_replies (actor, key, subject, reply) VALUES ($1, $2, $3, $4)"
-                            " ON CONFLICT DO NOTHING RETURNING true", *key, subject, reply.model_dump(mode="json"))
-                        if not stored:
-                            await transaction.rollback()
-                            first = await conn.fetchrow(
-                                "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
-                            return _replayed(first, subject)
-                    if reply.ok:
-                        queued = await self._emit(conn, effects)
-                        await transaction.commit()
-                    else:
-                        await transaction.rollback()  # a refused request changes nothing
-                except BaseException:
-                    with contextlib.suppress(Exception):  # already ended, or the connection is gone
-                        await transaction.rollback()
-                    raise
-            if effects and reply.ok:
-                self.relay.handoff(queued)
-            return reply
-        except Exception as exc:
-            self.log.exception("request.failed", subject=subject)
-            return Reply.refuse(503, "unavailable", f"{self.name} could not complete the request: {exc!r}")
-
-    async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
-        """Queue the effects in the outbox; the rows to hand the relay once committed, if it leads."""
-        queued = await write_outbox(conn, effects, notify=not self.relay.leading)
-        # an event's subject is its type; a raw message (a clock's timer) is labelled by its
-        # subject's first two tokens, never by the clock id in the rest. Counted per label, not per
-        # message (labels() is a lookup under a lock), and OutboxMessage is tested first
-        # (isinstance against a pydantic model goes through ABCMeta.__instancecheck__).
-        emitted = Counter(".".join(e.subject.split(".")[:2]) if isinstance(e, OutboxMessage) else e.subject
-                          for e in effects)
-        for label, n in emitted.items():
-            telemetry.EVENTS_EMITTED.labels(self.name, label).inc(n)
-        return queued
 
     async def _consume(self, consumer: _Consumer, pull: PullBatches, held: _Held | None) -> None:
         """Take a batch (returns as soon as anything is there), handle or hold it, repeat."""
@@ -823,7 +518,7 @@ class ServiceRuntime:
                                      size=len(parsed))
                 if self._stopping:  # unacked: the next process gets them
                     return []
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff(attempt))
                 if time.monotonic() - kept_at > self.settings.ack_wait_s / 3:
                     kept_at = time.monotonic()
                     await self._keep([m for m, _ in parsed])
@@ -996,25 +691,3 @@ class ServiceRuntime:
         self.log.warning("message.dead_lettered", subject=m.subject, consumer=consumer, reason=reason[:300])
 
 
-EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
-                       " / 请求超时，未执行")
-IDEMPOTENCY_CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another request"
-                                    " / 该幂等键已用于另一请求", "Idempotency-Key")
-
-
-def _replayed(first: asyncpg.Record, subject: str) -> Reply:
-    """The first reply to a command sent again with its Idempotency-Key."""
-    if first["subject"] != subject:
-        return IDEMPOTENCY_CONFLICT
-    return Reply.model_validate(first["reply"])
-
-
-def main(build: Callable[[], ServiceRuntime]) -> None:
-    """Run a service process on uvloop where it is installed (measured: less CPU per message and
-    per Postgres round trip than the default loop), else on asyncio's own loop."""
-    try:
-        import uvloop
-    except ImportError:  # platforms without uvloop
-        asyncio.run(build().run())
-    else:
-        uvloop.run(build().run())

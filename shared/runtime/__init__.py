@@ -1,0 +1,21 @@
+"""What every service runs on: settings, pool, migrations, broker, consumers, requests, relay, telemetry.
+
+A service's `app.py` builds a `ServiceRuntime`, declares its consumers and its requests as data and
+calls `run()`. Handlers stay thin: they get a connection inside an open transaction and return the
+messages to write to the outbox; the runtime owns validation, roles, acks, the inbox, dead letters
+and retries.
+
+- `service.py`: the process (pool, migrations, NATS, health, start and stop);
+- `consumers.py`: JetStream consumers, batch by batch, in order per whistle;
+- `requests.py`: the gateway's requests, each a `Request` (payload model, roles, handler);
+- `relay.py`: the outbox relay that publishes what the transactions queued;
+- `faults.py`: which faults are retried and which messages are poison.
+"""
+
+from shared.runtime.consumers import Effects, parse_domain_event
+from shared.runtime.faults import STALL_S, TRANSIENT, Poison
+from shared.runtime.requests import EXPIRED, NoPayload, Request, forbidden
+from shared.runtime.service import ServiceRuntime, main
+
+__all__ = ["EXPIRED", "STALL_S", "TRANSIENT", "Effects", "NoPayload", "Poison", "Request", "ServiceRuntime",
+           "forbidden", "main", "parse_domain_event"]

@@ -1,0 +1,201 @@
+"""Answering the gateway's requests: a service declares each one as data (`Request`), and the runtime
+validates the payload and the caller's role, refusing in one way, before the handler runs."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared import telemetry
+from shared.contracts import Command, Event, Reply, Role
+from shared.db import (
+    OutboxMessage,
+    Queued,
+)
+from shared.ids import utcnow
+from shared.validation import refusal_from
+
+T = TypeVar("T")
+Effects = list[Event | OutboxMessage]
+
+RequestHandler = Callable[[asyncpg.Connection, Command, datetime], Awaitable[tuple[Reply, Effects]]]
+QueryHandler = Callable[[asyncpg.Pool, Command], Awaitable[Reply]]
+
+if TYPE_CHECKING:
+    from shared.runtime.service import ServiceRuntime
+
+
+ROLE_NAMES = {"dispatcher": ("dispatchers", "调度员"), "supervisor": ("supervisors", "督办"),
+              "responder": ("responders", "响应方"), "resident": ("residents", "居民"), "system": ("services", "系统")}
+
+
+class NoPayload(BaseModel):
+    """A request that takes nothing but its caller."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request a service answers, as data: the runtime validates `payload` (422 naming the field)
+    and the caller's role (403) before `handle` runs, and documents both in the AsyncAPI document.
+
+    A command (`query=False`) gets a connection inside a transaction and returns (reply, effects);
+    a query gets the pool and returns a reply. `roles` None: any caller the gateway let through."""
+
+    subject: str
+    handle: RequestHandler | QueryHandler
+    payload: type[BaseModel] = NoPayload
+    roles: frozenset[Role] | None = None
+    query: bool = False
+
+    def __post_init__(self) -> None:
+        if self.roles is not None:
+            object.__setattr__(self, "roles", frozenset(self.roles))
+
+
+def forbidden(roles: frozenset[str]) -> Reply:
+    """The one refusal of a caller whose role may not make the request."""
+    people = [r for r in ROLE_NAMES if r in roles and r != "system"] or ["system"]
+    code = "supervisor_only" if people == ["supervisor"] else "forbidden"
+    en = " and ".join(ROLE_NAMES[r][0] for r in people)
+    zh = "和".join(ROLE_NAMES[r][1] for r in people)
+    return Reply.refuse(403, code, f"{en} only / 仅限{zh}")
+
+
+class Answering:
+    """The request side of a `ServiceRuntime`."""
+
+    def serve(self, *requests: Request) -> None:
+        """Answer each request on its subject, several at once (a slow query must not queue every
+        other caller behind it; commands lock the rows they change, so they may overlap too)."""
+        for request in requests:
+            self._serve(request)
+
+    def _serve(self, request: Request) -> None:
+        async def on_message(body: dict) -> dict:
+            started = time.perf_counter()
+            reply = await self._answer(request, body)
+            outcome = "ok" if reply.ok else "refused"
+            telemetry.COMMANDS.labels(self.name, request.subject, outcome).inc()
+            # one canonical line per command; queries only at debug level
+            actor = (body or {}).get("actor") if isinstance(body, dict) else None
+            (self.log.debug if request.query else self.log.info)(
+                "request", subject=request.subject, actor=str((actor or {}).get("id", "?")) if isinstance(actor, dict) else "?",
+                outcome=outcome, code=reply.refusal.code if reply.refusal else None,
+                ms=round((time.perf_counter() - started) * 1e3, 2),
+            )
+            return reply.model_dump(mode="json")
+
+        description = (request.handle.__doc__ or "").strip()
+        self.broker.subscriber(
+            request.subject, queue=self.name, max_workers=self.settings.request_workers, include_in_schema=False,
+        )(on_message)
+
+        async def documented(body: Any) -> Reply:  # never called: the AsyncAPI entry only
+            raise NotImplementedError
+
+        # the typed envelope, as FastStream reads a handler's signature for the document
+        documented.__annotations__ = {"body": Command[request.payload or dict], "return": Reply}
+
+        self.spec_broker.subscriber(request.subject, queue=self.name, title=f"{self.name}:{request.subject}",
+                                    description=description)(documented)
+
+    def admit(self, request: Request, body: Any) -> Command | Reply:
+        """The command with its payload typed, or the refusal: 422 naming the field, or 403 for the role."""
+        try:
+            command = Command.model_validate(body)
+        except ValidationError as exc:
+            return Reply(ok=False, refusal=refusal_from(exc))
+        if request.roles is not None and command.actor.role not in request.roles:
+            return forbidden(request.roles)
+        if request.payload is None:  # TRANSITIONAL: on_request's untyped dict, until every service declares
+            return command
+        try:
+            command.payload = request.payload.model_validate(command.payload)
+        except ValidationError as exc:
+            return Reply(ok=False, refusal=refusal_from(exc))
+        return command
+
+    def on_request(self, subject: str, handle: RequestHandler | QueryHandler, *, query: bool = False) -> None:
+        """TRANSITIONAL: an untyped request, until every service declares its `Request` table."""
+        self._serve(Request(subject, handle, payload=None, query=query))  # type: ignore[arg-type]
+
+    async def _forget_old_replies(self, _: ServiceRuntime) -> None:
+        """Replies kept for Idempotency-Key retries live a day."""
+        assert self.pool is not None
+        await self.pool.execute("DELETE FROM command_replies WHERE created_at < now() - interval '1 day'")
+
+    async def _answer(self, request: Request, body: Any) -> Reply:
+        command = self.admit(request, body)
+        if isinstance(command, Reply):
+            return command
+        subject, handle = request.subject, request.handle
+        assert self.pool is not None
+        try:
+            if request.query:
+                return await handle(self.pool, command)
+            now = utcnow()
+            if command.expires_at is not None and now > command.expires_at:
+                return EXPIRED  # the gateway has answered 504: doing it now would surprise the client
+            key = (str(command.actor), command.idempotency_key) if command.idempotency_key else None
+            async with self.pool.acquire() as conn:
+                transaction = conn.transaction()
+                await transaction.start()
+                queued: list[Queued] = []
+                effects: Effects = []
+                try:
+                    first = key and await conn.fetchrow(
+                        "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
+                    if first:
+                        await transaction.rollback()
+                        return _replayed(first, subject)
+                    reply, effects = await handle(conn, command, now)
+                    if reply.ok and key:
+                        # a twin with the same key committed meanwhile: its reply is the answer
+                        stored = await conn.fetchval(
+                            "INSERT INTO command_replies (actor, key, subject, reply) VALUES ($1, $2, $3, $4)"
+                            " ON CONFLICT DO NOTHING RETURNING true", *key, subject, reply.model_dump(mode="json"))
+                        if not stored:
+                            await transaction.rollback()
+                            first = await conn.fetchrow(
+                                "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
+                            return _replayed(first, subject)
+                    if reply.ok:
+                        queued = await self._emit(conn, effects)
+                        await transaction.commit()
+                    else:
+                        await transaction.rollback()  # a refused request changes nothing
+                except BaseException:
+                    with contextlib.suppress(Exception):  # already ended, or the connection is gone
+                        await transaction.rollback()
+                    raise
+            if effects and reply.ok:
+                self.relay.handoff(queued)
+            return reply
+        except Exception as exc:
+            self.log.exception("request.failed", subject=subject)
+            return Reply.refuse(503, "unavailable", f"{self.name} could not complete the request: {exc!r}")
+
+
+
+EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
+                       " / 请求超时，未执行")
+IDEMPOTENCY_CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another request"
+                                    " / 该幂等键已用于另一请求", "Idempotency-Key")
+
+
+def _replayed(first: asyncpg.Record, subject: str) -> Reply:
+    """The first reply to a command sent again with its Idempotency-Key."""
+    if first["subject"] != subject:
+        return IDEMPOTENCY_CONFLICT
+    return Reply.model_validate(first["reply"])
+
+
