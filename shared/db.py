@@ -56,6 +56,9 @@ async def ensure_schema(dsn: str, schema: str) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         # concurrent CREATE SCHEMA IF NOT EXISTS can race; an advisory lock serialises it
+        # a service's own role may not create schemas (deploy/postgres/roles.sql made its schema)
+        if await conn.fetchval("SELECT true FROM pg_namespace WHERE nspname = $1", schema):
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(7262001)")
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_schema(schema)}")

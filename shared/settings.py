@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.partitions import DEFAULT_PARTITIONS
@@ -33,6 +35,11 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+    )
+    database_password_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_PASSWORD_FILE", "database_password_file"),
+        description="A file holding the service's own Postgres role's password (a compose secret), put into"
+        " DATABASE_URL at start, so the password is in no environment variable",
     )
     stream_replicas: int = Field(
         default=1, ge=1, le=5, validation_alias=AliasChoices("WHISTLE_STREAM_REPLICAS", "stream_replicas"),
@@ -80,3 +87,19 @@ class ServiceSettings(BaseSettings):
     hold_max_s: float = Field(
         default=5.0, gt=0, description="Longest a message that came before its time is held (unacked) in memory",
     )
+
+    @model_validator(mode="after")
+    def _password_from_file(self) -> ServiceSettings:
+        if self.database_password_file is not None:
+            self.database_url = with_password(self.database_url, self.database_password_file.read_text().strip())
+        return self
+
+
+def with_password(dsn: str, password: str) -> str:
+    """`dsn` with its password replaced (the user and everything else kept)."""
+    parts = urlsplit(dsn)
+    user = parts.username or "postgres"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))

@@ -40,7 +40,7 @@ def test_docker_compose_runs_every_service_and_no_unknown_one():
     assert set(BACKGROUND) <= composed
     assert gateways, "no gateway replica in docker-compose.yml"
     others = composed - set(BACKGROUND) - gateways
-    assert others <= {"postgres", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
+    assert others <= {"postgres", "db-roles", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
                       "postgres-exporter", "alertmanager"}, others
 
 
@@ -50,3 +50,41 @@ def test_prometheus_scrapes_every_service_compose_runs():
     assert set(BACKGROUND) <= targets
     assert {s for s in composed if s.startswith("gateway-")} <= targets
     assert {t for t in targets if t in NAMES or t.startswith("gateway-")} <= composed | set(BACKGROUND)
+
+
+def compose_block(service: str) -> str:
+    """One service's block of docker-compose.yml, up to the next service or top-level key."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    return re.split(r"\n(?=  [a-z0-9-]+:\s*\n|[a-z#])", text.split(f"\n  {service}:\n", 1)[1], maxsplit=1)[0]
+
+
+def test_compose_has_no_default_password_and_every_secret_comes_from_a_file():
+    text = (ROOT / "docker-compose.yml").read_text()
+    live = "\n".join(line.split(" #", 1)[0] for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert not re.search(r"PASSWORD:\s*\S", live), "a password written in docker-compose.yml"
+    assert not re.search(r":-admin\b|postgresql://[^@\s]+:[^@\s]+@", live), "a default or inline credential"
+    declared = set(re.findall(r"^  ([a-z_]+): \{ file: \./secrets/\1 \}$", text, re.M))
+    used = {name for names in re.findall(r"secrets: \[([^\]]*)\]", live) for name in re.findall(r"[a-z_]+", names)}
+    assert used and used <= declared, used - declared
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_each_service_logs_in_to_postgres_as_its_own_role_with_only_its_own_secret():
+    for service in BACKGROUND:
+        block = compose_block(service)
+        assert f"DATABASE_URL: postgresql://{service}@postgres:5432/whistle" in block, service
+        assert f"DATABASE_PASSWORD_FILE: /run/secrets/db_{service}_password" in block, service
+        assert re.search(rf"secrets: \[db_{service}_password\]", block), service
+    assert "services.cli.db_roles" in compose_block("db-roles")
+
+
+def test_monitoring_listens_on_the_host_only_and_the_edge_speaks_tls():
+    for service in ("prometheus", "grafana", "nats-1"):
+        published = re.findall(r'^\s+- "([^"]+)"', compose_block(service), re.M)
+        assert published and all(p.startswith("127.0.0.1:") for p in published), (service, published)
+    assert "--web.enable-lifecycle" not in "\n".join(
+        line for line in compose_block("prometheus").splitlines() if not line.lstrip().startswith("#"))
+    assert re.search(r'- "\$\{WHISTLE_HTTPS_PORT:-443\}:443"', compose_block("caddy"))
+    caddy = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert "auto_https off" not in caddy and "{$WHISTLE_SITE:localhost} {" in caddy
+    assert not re.search(r"^:80 \{", caddy, re.M)
