@@ -89,8 +89,8 @@ def locate(args: argparse.Namespace) -> dict:
     token = os.environ.get("WHISTLE_TOKEN") or (creds.get("dispatcher") or {}).get("token")
     if not base or not token:
         raise NotUp(f"no {creds_path}: start the system first (`whistle up`), or set WHISTLE_HOME / WHISTLE_BASE")
-    nats_url = args.nats_url or os.environ.get("NATS_URL") or \
-        f"nats://127.0.0.1:{os.environ.get('WHISTLE_NATS_PORT', '4250')}"
+    nats_url = args.nats_url or os.environ.get("NATS_URL") or creds.get("nats_url") or \
+        f"nats://127.0.0.1:{os.environ.get('WHISTLE_NATS_PORT', '4250')}"  # the runner's (admin) credentials
     dsn = args.database_url or os.environ.get("DATABASE_URL") or embedded_dsn(home / "pg")
     return {"home": home, "base": base.rstrip("/"), "token": token, "nats_url": nats_url, "dsn": dsn}
 

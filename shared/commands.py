@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared.contracts import Location, ReturnReason, Source, Tier
+from shared.contracts import Location, ReturnReason, Source, SummonsMove, Tier
+from shared.ids import utcnow
+from shared.validation import Id, id_fields, text_fields
 
 MAX_DESCRIPTION = 2000
+MAX_EXTENSION = timedelta(days=90)  # the furthest a new deadline may be asked for
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]{0,490}$")
+
+
+class LocationIn(Location):
+    """A location as a client gives it: its text free of control characters (named, e.g. location.address)."""
+
+    _texts = text_fields("building", "grid", "unit", "address", "service_point")
 
 
 class RaiseWhistle(BaseModel):
@@ -20,11 +30,13 @@ class RaiseWhistle(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     category: str = Field(min_length=1, max_length=64, description="A code from GET /v1/categories")
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION, description="What is wrong")
-    location: Location
+    location: LocationIn
     tier: Tier | None = Field(default=None, description="Handling tier; the category's default when omitted")
     source: Source = Source.community
     reporter: ReporterIn | None = None
     attachments: list[str] = Field(default_factory=list, max_length=5, description="Up to 5 http(s) URLs")
+
+    _texts = text_fields("category", "description", "attachments")
 
     @field_validator("description")
     @classmethod
@@ -53,6 +65,8 @@ class ReporterIn(BaseModel):
     sms_consent: bool = Field(default=False, description="Agrees to be texted the follow-up link (回访短信)"
                               " at this phone once the whistle is verified")
 
+    _texts = text_fields("name", "email")
+
 
 def mask_phone(phone: str | None) -> str | None:
     """138****5678: enough to recognise, not enough to call."""
@@ -79,33 +93,34 @@ class SummonsAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     summons_id: str = Field(min_length=1, max_length=64)
-    action: Literal["report", "arrive", "resolve", "pause", "resume", "return", "transfer"]
+    action: SummonsMove
     note: str | None = Field(default=None, max_length=1000)
     reason_code: ReturnReason | None = None
     reason: str | None = Field(default=None, max_length=1000)
     to_responder_id: str | None = Field(default=None, min_length=1, max_length=64)
+    _ids = id_fields("summons_id", "to_responder_id")
     photo_url: str | None = Field(default=None, max_length=500, description="Resolve: a photo of the fix (http(s))")
 
     @model_validator(mode="after")
     def _details(self) -> SummonsAction:
-        if self.photo_url is not None and (self.action != "resolve" or not _URL.match(self.photo_url)):
+        if self.photo_url is not None and (self.action is not SummonsMove.resolve or not _URL.match(self.photo_url)):
             raise PydanticCustomError("bad_photo_url", "photo_url: an http(s) URL, on resolve only / 照片须为http(s)链接，仅限办结")
-        if self.action == "return":
+        if self.action is SummonsMove.return_:
             if self.reason_code is None:
                 raise PydanticCustomError("missing_reason_code", "a return needs a reason_code / 退单须说明原因")
             if self.reason_code == "other" and not self.reason:
                 raise PydanticCustomError("missing_reason", "reason_code 'other' needs a reason / 其他原因须填写说明")
-        if self.action == "transfer" and not (self.to_responder_id and self.reason):
+        if self.action is SummonsMove.transfer and not (self.to_responder_id and self.reason):
             raise PydanticCustomError("missing_target", "a transfer needs to_responder_id and a reason / 转派须指定对象和原因")
         return self
 
     def details(self) -> dict:
         """What the domain needs for a return or a transfer."""
-        if self.action == "return":
+        if self.action is SummonsMove.return_:
             return {"reason_code": self.reason_code, "reason": self.reason}
-        if self.action == "transfer":
+        if self.action is SummonsMove.transfer:
             return {"to_responder_id": self.to_responder_id, "reason": self.reason}
-        if self.action == "resolve" and self.photo_url:
+        if self.action is SummonsMove.resolve and self.photo_url:
             return {"photo_url": self.photo_url}
         return {}
 
@@ -123,7 +138,7 @@ class Arbitration(BaseModel):
     """审定: a supervisor names who handles a twice-returned whistle."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    responder_id: str = Field(min_length=1, max_length=64)
+    responder_id: Id = Field(min_length=1, max_length=64)
     note: str | None = Field(default=None, max_length=1000)
 
 
@@ -132,21 +147,32 @@ class ExtensionAsk(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     clock: Literal["report", "on_site", "resolve"] = "resolve"
-    new_deadline: AwareDatetime = Field(description="The deadline asked for, with its time zone")
+    new_deadline: AwareDatetime = Field(description="The deadline asked for, with its time zone; at most 90 days"
+                                        " from now")
     reason: str = Field(min_length=1, max_length=1000)
+
+    _texts = text_fields("reason")
+
+    @field_validator("new_deadline")
+    @classmethod
+    def _within_90_days(cls, v: AwareDatetime) -> AwareDatetime:
+        if v > utcnow() + MAX_EXTENSION:
+            raise PydanticCustomError("deadline_too_far", "an extension reaches at most 90 days from now"
+                                      " / 延期后的时限不得晚于 90 天后")
+        return v
 
 
 class ExtensionRequest(ExtensionAsk):
     """The same, naming the summons (the command)."""
 
-    summons_id: str = Field(min_length=1, max_length=64)
+    summons_id: Id = Field(min_length=1, max_length=64)
 
 
 class ExtensionDecision(BaseModel):
     """A supervisor's decision on a pending extension."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    summons_id: str = Field(min_length=1, max_length=64)
+    summons_id: Id = Field(min_length=1, max_length=64)
     decision: Literal["grant", "refuse"]
     note: str | None = Field(default=None, max_length=1000)
 
@@ -155,7 +181,7 @@ class VerifyWhistle(BaseModel):
     """The dispatcher checks the fix and strikes the whistle off the ledger."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    whistle_id: str = Field(min_length=1, max_length=64)
+    whistle_id: Id = Field(min_length=1, max_length=64)
     note: str | None = Field(default=None, max_length=1000)
     photo_url: str | None = Field(default=None, max_length=500)
 
@@ -175,14 +201,18 @@ class ResponderIn(BaseModel):
     max_concurrent: int = Field(default=3, ge=1, le=1000)
     active: bool = True
 
+    _ids = id_fields("superior_id")
+
 
 class AccountIn(BaseModel):
     """One console account: its user name, its role, and whom it acts as."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    username: Id = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     role: str = Field(pattern=r"^(dispatcher|supervisor|responder)$")
     id: str | None = Field(default=None, min_length=1, max_length=64, description="Who it acts as; the user name if left out")
+
+    _ids = id_fields("id")
 
 
 class PasswordSet(BaseModel):
@@ -197,4 +227,4 @@ class SigninLinkAsk(BaseModel):
     """Send me a sign-in link (发送登录链接): the user name only; the answer never says whether it exists."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    username: str = Field(min_length=1, max_length=64)
+    username: Id = Field(min_length=1, max_length=64)

@@ -49,6 +49,35 @@ class ResponderKind(StrEnum):
 NOT_SUMMONABLE = "a command centre is told and may look, but is never summoned / 指挥中心接报、可查看，但不承办"
 
 
+class SummonsState(StrEnum):
+    """Where a summons stands (response owns the lifecycle; the ledger mirrors it)."""
+
+    issued = "issued"
+    reported = "reported"  # 报到: acknowledged
+    on_site = "on_site"
+    resolved = "resolved"
+    returned = "returned"  # 退单: given back, someone else is summoned
+    transferred = "transferred"  # 转派: handed to a named responder
+
+
+# summons that no longer count towards their whistle: someone else holds the work now
+SUPERSEDED = frozenset({SummonsState.returned, SummonsState.transferred})
+
+
+class SummonsMove(StrEnum):
+    """What a responder does with its own summons (`action` of `cmd.response.act`, the path of
+    POST /v1/summons/{id}/{action}): report (报到), arrive, resolve; pause and resume while waiting on
+    the resident (the clocks hold); return (退单) or transfer (转派)."""
+
+    report = "report"
+    arrive = "arrive"
+    resolve = "resolve"
+    pause = "pause"
+    resume = "resume"
+    return_ = "return"
+    transfer = "transfer"
+
+
 class Location(BaseModel):
     """Where the problem is: a building of the community, optionally grid and address."""
 

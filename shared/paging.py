@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from shared.contracts import Reply
@@ -100,3 +101,18 @@ def page(rows: list[dict], limit: int, key: Callable[[dict], Sequence[Any]]) -> 
         items.append(row)
     more = len(items) < len(rows)
     return {"items": items, "next_cursor": encode(key(items[-1])) if more else None}
+
+
+class Page(BaseModel):
+    """A page of a list: how many rows at most, and where the page before ended."""
+
+    model_config = ConfigDict(extra="forbid")
+    limit: int | None = Field(default=None, ge=1, le=MAX_LIMIT,
+                              description="Rows a page, at most; the list's own default when left out")
+    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR,
+                               description="Where the page starts: the next_cursor of the page before")
+
+    @property
+    def page(self) -> dict:
+        """The limit and cursor as `paging.window` reads them (its 422s name the field, bad_cursor included)."""
+        return {"limit": self.limit, "cursor": self.cursor}

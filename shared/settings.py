@@ -7,9 +7,10 @@ import socket
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.auth import check_secret
 from shared.partitions import DEFAULT_PARTITIONS
 
 
@@ -23,10 +24,18 @@ def nats_servers(url: str) -> list[str]:
     return [u.strip() for u in url.split(",") if u.strip()]
 
 
+def signing_secret(value: SecretStr | str | None, name: str) -> SecretStr:
+    """A signing secret setting (`name`, for the message): refused when missing or shorter than 32 bytes,
+    so a process with no secret of its own refuses to start; there is no default anywhere."""
+    raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return SecretStr(check_secret(raw, name))
+
+
 class ServiceSettings(BaseSettings):
     """NATS, Postgres and the private telemetry port. `NATS_URL` / `DATABASE_URL` are unprefixed."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    # a refused setting's message never repeats its value: it may be a secret (signing keys, passwords)
+    model_config = SettingsConfigDict(extra="ignore", hide_input_in_errors=True)
 
     nats_url: str = Field(
         default="nats://127.0.0.1:4250", validation_alias=AliasChoices("NATS_URL", "nats_url"),
@@ -40,6 +49,11 @@ class ServiceSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("DATABASE_PASSWORD_FILE", "database_password_file"),
         description="A file holding the service's own Postgres role's password (a compose secret), put into"
         " DATABASE_URL at start, so the password is in no environment variable",
+    )
+    declare_streams: bool = Field(
+        default=True, validation_alias=AliasChoices("WHISTLE_DECLARE_STREAMS", "declare_streams"),
+        description="Create or update the streams at start; false where only an admin may (NATS permissions):"
+        " the service then waits for them",
     )
     stream_replicas: int = Field(
         default=1, ge=1, le=5, validation_alias=AliasChoices("WHISTLE_STREAM_REPLICAS", "stream_replicas"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -77,6 +79,20 @@ async def ensure_streams(js: JetStreamContext, replicas: int = 1, partitions: in
                 except NotFoundError:
                     raise
                 await js.update_stream(config)
+
+
+async def wait_for_streams(js: JetStreamContext, timeout: float = 120.0) -> None:
+    """Wait until every stream exists (a process that may not declare them: whoever may declares them)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    for config in stream_configs():
+        while True:
+            try:
+                await js.stream_info(config.name)
+                break
+            except NotFoundError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
 
 
 def consumer_config(

@@ -69,5 +69,10 @@ QRY_LEDGER_BOARD = "qry.ledger.board"  # open summons with their clocks, filtere
 QRY_LEDGER_INBOX = "qry.ledger.inbox"  # what waits on a supervisor: counts, or pending extensions
 LEDGER_BOARD_CHANGED = "ledger.board.changed"  # core NATS, after each committed ledger batch: {"whistle_ids": [...]}
 CMD_NOTIFIER_URGE = "cmd.notifier.urge"  # 催办: remind each listed summons' responder (dispatchers, supervisors)
+# bearer token revocation (routing owns the list; every gateway keeps it in memory)
+CMD_ROUTING_TOKEN_REVOKE = "cmd.routing.token_revoke"  # one token by its jti (supervisors, or its own holder)
+CMD_ROUTING_RESPONDER_TOKENS_REVOKE = "cmd.routing.responder_tokens_revoke"  # all of a responder's (supervisors)
+QRY_ROUTING_TOKEN_REVOCATIONS = "qry.routing.token_revocations"  # the whole list, for the gateways (system)
+ROUTING_TOKENS_CHANGED = "routing.tokens.changed"  # core NATS, after each committed change: read the list again
 
 SERVICES = BACKGROUND  # the services behind the gateway (shared/services.py)

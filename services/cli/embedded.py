@@ -62,15 +62,19 @@ def process_alive(pid: int, name: str | None = None) -> bool:
 
 def start_nats(
     state_dir: Path, port: int, log: Path, preexec=None, *, node: str | None = None, cluster_port: int = 0,
-    routes: Sequence[int] = (),
+    routes: Sequence[int] = (), config: Path | None = None,
 ) -> subprocess.Popen:
     """nats-server with JetStream, its store under the state directory. With `node`, one node of a local
-    cluster: named so (its store `<state>/<node>`), taking routes on `cluster_port`, joining the `routes` ports."""
+    cluster: named so (its store `<state>/<node>`), taking routes on `cluster_port`, joining the `routes` ports.
+    With `config`, the users and permissions (and a node's authenticated routes) come from that file
+    (shared/nats_auth.py writes it)."""
     store = state_dir / (node or "nats")
     store.mkdir(parents=True, exist_ok=True)
     argv = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store),
             "-n", node or "whistle-dev"]
-    if node:
+    if config is not None:
+        argv += ["-c", str(config)]
+    if node and config is None:
         # a JetStream cluster needs its name and a unique server name per node: the raft peers are known by it
         argv += ["--cluster_name", CLUSTER_NAME, "--cluster", f"nats://127.0.0.1:{cluster_port}",
                  "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in routes)]

@@ -6,7 +6,6 @@ import asyncio
 import ctypes
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,11 +18,11 @@ import nats
 import nats.errors
 import structlog
 
-from services.cli import demo
+from services.cli import demo, keys
 from services.cli.console_accounts import set_demo_passwords
-from services.cli.embedded import EmbeddedPostgres, start_nats
+from services.cli.embedded import CLUSTER_NAME, EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
-from shared import auth, priority
+from shared import auth, nats_auth, priority, subjects
 from shared.services import NAMES
 from shared.settings import nats_servers
 from shared.streams import ensure_streams
@@ -35,6 +34,9 @@ log = structlog.get_logger("runner")
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
 SERVICES = NAMES
 CLUSTER_NODES = 3  # `whistle up --cluster`: a raft majority survives one node down
+# core subjects the gateway listens to besides the board's (shared/nats_auth.py): routing's notice that the
+# revoked tokens changed (services/gateway/revocations.py)
+GATEWAY_NOTICES: tuple[str, ...] = (subjects.ROUTING_TOKENS_CHANGED,)
 
 
 def _die_with_parent() -> None:
@@ -128,19 +130,27 @@ class Runner:
     postgres_pid: int | None = None  # the postmaster last seen running: pids.json's "postgres"
     postgres_backoff: Backoff = field(default_factory=Backoff)
     stopping: bool = False
+    nats_users: dict[str, str] = field(default_factory=dict)  # user -> password, when the embedded NATS authenticates
+    nats_permissions: dict[str, dict] = field(default_factory=dict)  # user -> what it may publish and subscribe
+    nats_plain_url: str = ""  # the embedded servers, without credentials
 
     @property
     def home(self) -> Path:
         return self.settings.home.resolve()
 
     def secret(self) -> str:
-        if self.settings.auth_secret:
-            return self.settings.auth_secret
-        path = self.home / "secret"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
-        return path.read_text().strip()
+        """WHISTLE_AUTH_SECRET: as given, else `<home>/secret` (made once, 0600); SecretError if short."""
+        return keys.auth_secret(self.home, self.settings.auth_secret)
+
+    def signing_keys(self) -> str:
+        """WHISTLE_SIGNING_KEYS: as given, else `<home>/signing_keys` (made once, 0600; `whistle rotate-key`)."""
+        return keys.signing_keys(self.home, self.settings.signing_keys)
+
+    def export_secrets(self) -> None:
+        """The secrets into this process's environment, as every child gets them (the runner builds the
+        services here too, to migrate them, and their settings refuse to start without)."""
+        os.environ["WHISTLE_AUTH_SECRET"] = self.secret()
+        os.environ["WHISTLE_SIGNING_KEYS"] = self.signing_keys()
 
     @property
     def replicas(self) -> int:
@@ -152,24 +162,62 @@ class Runner:
         lists every node of the embedded cluster, comma-separated)."""
         nats_url = os.environ.get("NATS_URL")
         if not nats_url:
+            if self.settings.nats_auth:
+                self.prepare_nats_auth()
             self.nodes = nats_nodes(self.settings)
             for node in self.nodes:
                 node.proc = self.start_nats(node)
-                log.info("nats.started", node=node.name, url=node.url, pid=node.proc.pid)
-            nats_url = ",".join(node.url for node in self.nodes)
+                log.info("nats.started", node=node.name, url=node.url, pid=node.proc.pid, users=len(self.nats_users))
+            nats_url = self.nats_plain_url = ",".join(node.url for node in self.nodes)
+            if self.nats_users:  # the runner itself declares the streams: the admin
+                nats_url = nats_auth.with_user(nats_url, nats_auth.ADMIN, self.nats_users[nats_auth.ADMIN])
         database_url = os.environ.get("DATABASE_URL")
         if not database_url:
             self.postgres = EmbeddedPostgres(self.home)
             self.postgres_pid = self.postgres.pid
             database_url = self.postgres.uri
-            log.info("postgres.started", url=database_url, pid=self.postgres_pid)
+            log.info("postgres.started", url=keys.redacted(database_url), pid=self.postgres_pid)
         return nats_url, database_url
 
     def start_nats(self, node: NatsNode) -> subprocess.Popen:
         """An embedded nats-server, dying with the runner; RuntimeError if it does not listen."""
         return start_nats(self.home, node.port, self.home / "logs" / f"{node.name}.log", _die_with_parent,
                           node=node.name if node.cluster_port else None, cluster_port=node.cluster_port,
-                          routes=node.routes)
+                          routes=node.routes, config=self.nats_config(node))
+
+    def prepare_nats_auth(self) -> None:
+        """A NATS user per service (its password kept in `nats-users.json`, 0600), each allowed what its
+        own declarations say it publishes and answers (shared/nats_auth.py); the admin for the runner."""
+        from shared.services import SERVICES as DECLARED
+
+        # built as the children will be (their settings want the secret the runner hands them)
+        saved = os.environ.get("WHISTLE_AUTH_SECRET")
+        os.environ.setdefault("WHISTLE_AUTH_SECRET", self.secret())
+        try:
+            runtimes = {service.name: service.build() for service in DECLARED if service.background}
+        finally:
+            if saved is None:
+                os.environ.pop("WHISTLE_AUTH_SECRET", None)
+        names = [nats_auth.ADMIN, nats_auth.GATEWAY, nats_auth.ROUTE, *runtimes]
+        self.nats_users = nats_auth.passwords(self.home / "nats-users.json", names)
+        self.nats_permissions = {name: nats_auth.service_permissions(name, runtime.emitted, runtime.served)
+                                 for name, runtime in runtimes.items()}
+        self.nats_permissions[nats_auth.GATEWAY] = nats_auth.gateway_permissions(GATEWAY_NOTICES)
+
+    def nats_config(self, node: NatsNode) -> Path | None:
+        """The node's configuration file (users, permissions, authenticated routes); None without auth."""
+        if not self.nats_users:
+            return None
+        cluster = {"name": CLUSTER_NAME, "port": node.cluster_port, "routes": node.routes} if node.cluster_port else None
+        path = self.home / f"{node.name}.conf"
+        nats_auth.write_private(path, nats_auth.server_config(self.nats_users, self.nats_permissions, cluster=cluster))
+        return path
+
+    def nats_url_of(self, user: str, nats_url: str) -> str:
+        """What `user` connects with: its own credentials on the embedded servers, else the URL given."""
+        if not self.nats_users:
+            return nats_url
+        return nats_auth.with_user(self.nats_plain_url, user, self.nats_users[user])
 
     async def declare_streams(self, nats_url: str, timeout: float = 60.0) -> None:
         """Every stream with the runner's replicas; retried while a new cluster elects its meta leader."""
@@ -209,6 +257,7 @@ class Runner:
 
     def spawn_all(self, nats_url: str, database_url: str) -> None:
         base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret(),
+                    WHISTLE_SIGNING_KEYS=self.signing_keys(),
                     WHISTLE_STREAM_REPLICAS=str(self.replicas),  # services declare the streams too: never fewer
                     WHISTLE_PARTITIONS=str(self.settings.partitions))
         base.setdefault("PYTHONUNBUFFERED", "1")
@@ -224,6 +273,9 @@ class Runner:
                     port = self.settings.telemetry_base_port + i + (k - 1) * len(SERVICES)
                     env[f"{prefix}_TELEMETRY_PORT"] = str(port)
                 env["WHISTLE_REPLICA"] = f"{name}-{k}"  # the same after a restart: its partitions wait for it
+                env["NATS_URL"] = self.nats_url_of(name, nats_url)
+                if self.nats_users:  # the runner declared the streams; a service may not
+                    env["WHISTLE_DECLARE_STREAMS"] = "false"
                 child = Child(key, env, self.home / "logs" / f"{key}.log", service=name)
                 child.start()
                 self.children[key] = child
@@ -368,15 +420,22 @@ class Runner:
         from services.routing.registry import load_registry
         from services.routing.settings import RoutingSettings
 
-        secret = self.secret()
+        ring = auth.KeyRing.parse(self.signing_keys())
         registry = load_registry(RoutingSettings().registry_file)
+        ttl = self.settings.token_ttl_s
+
+        def token(role: str, subject: str) -> str:
+            return auth.mint(ring, role, subject, ttl_s=ttl)
+
         return {
             "base_url": self.settings.base_url,
-            "dispatcher": {"id": "community-7", "token": auth.mint(secret, "dispatcher", "community-7")},
-            "supervisor": {"id": "xingcheng-street", "token": auth.mint(secret, "supervisor", "xingcheng-street")},
+            # fresh tokens each start, signed with the first key, expiring after WHISTLE_TOKEN_TTL_S
+            "tokens": {"kid": ring.kid, "expire_in_s": ttl},
+            "dispatcher": {"id": "community-7", "token": token("dispatcher", "community-7")},
+            "supervisor": {"id": "xingcheng-street", "token": token("supervisor", "xingcheng-street")},
             "responders": [
                 {"id": r.id, "kind": r.kind.value, "name": r.name_en, "name_zh": r.name_zh,
-                 "token": auth.mint(secret, "responder", r.id)}
+                 "token": token("responder", r.id)}
                 for r in registry.values()
             ],
         }
@@ -387,6 +446,11 @@ def run(settings: RunnerSettings) -> None:
     runner = Runner(settings)
     runner.home.mkdir(parents=True, exist_ok=True)
     (runner.home / "logs").mkdir(exist_ok=True)
+    try:
+        runner.export_secrets()
+    except auth.SecretError as exc:  # a short WHISTLE_AUTH_SECRET or WHISTLE_SIGNING_KEYS given: never used
+        print(f"whistle up refuses to start / 拒绝启动: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt
@@ -404,6 +468,7 @@ def run(settings: RunnerSettings) -> None:
                             headers={"Authorization": f"Bearer {creds['supervisor']['token']}"}, timeout=10.0)
         issued.raise_for_status()
         creds["open311_api_key"] = issued.json()["api_key"]  # a fresh key each start; old ones stay valid
+        creds["nats_url"] = nats_url  # the admin's (tests, benches, the nats CLI); the file is 0600
         if settings.demo:
             creds["console"] = asyncio.run(set_demo_passwords(nats_url, creds))
             seeded = demo.seed(creds)
@@ -412,12 +477,8 @@ def run(settings: RunnerSettings) -> None:
         # written last, whole, then renamed: tests and scripts wait for it as the sign that all is up,
         # and a fault they inject then must not hit the demo's seeding (a failed seed stops the runner)
         path = runner.home / "credentials.json"
-        part = path.with_name(path.name + ".part")
-        part.unlink(missing_ok=True)
-        part.touch(mode=0o600)
-        part.write_text(json.dumps(creds, ensure_ascii=False, indent=2))
-        part.replace(path)
-        print(banner(creds, path), flush=True)
+        keys.write_private(path, json.dumps(creds, ensure_ascii=False, indent=2))  # 0600 from its first byte
+        print(banner(creds, path, demo=settings.demo), flush=True)
         while True:
             runner.supervise_once()
             time.sleep(0.5)
@@ -429,11 +490,20 @@ def run(settings: RunnerSettings) -> None:
         runner.stop_all()
 
 
-def banner(creds: dict, path: Path) -> str:
+def banner(creds: dict, path: Path, demo: bool = True) -> str:
+    """What `whistle up` prints once everything is up. Tokens and passwords only in a demo: otherwise
+    they are in credentials.json (0600) alone, never on a terminal or in a log that captures it."""
     lines = [
         "",
         f"Whistle is up / 系统已启动: {creds['base_url']}   (API docs: {creds['base_url']}/docs)",
         f"credentials / 令牌: {path}",
+    ]
+    if not demo:
+        lines.append(f"  tokens of the dispatcher, the supervisor and {len(creds['responders'])} responders are in"
+                     " that file only (readable by you alone) / 令牌仅保存在该文件中（仅本人可读）")
+        lines.append("  Ctrl-C stops everything / 按 Ctrl-C 停止")
+        return "\n".join(lines)
+    lines += [
         f"  dispatcher  {creds['dispatcher']['token']}",
         f"  supervisor  {creds['supervisor']['token']}",
     ]

@@ -11,7 +11,8 @@ from shared.partitions import DEFAULT_PARTITIONS
 
 
 class RunnerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WHISTLE_", extra="ignore")
+    # a refused setting's message never repeats its value: it may be a secret
+    model_config = SettingsConfigDict(env_prefix="WHISTLE_", extra="ignore", hide_input_in_errors=True)
     home: Path = Field(default=Path(".whistle"), description="State: NATS store, Postgres data, logs, credentials")
     port: int = 8080
     host: str = "127.0.0.1"
@@ -36,7 +37,14 @@ class RunnerSettings(BaseSettings):
     )
     telemetry_base_port: int = 9101
     demo: bool = True
-    auth_secret: str | None = None
+    nats_auth: bool = Field(default=True, description="The embedded NATS: a user per service, each allowed only its"
+                            " own subjects (shared/nats_auth.py); false: anyone reaching the port may do anything")
+    auth_secret: str | None = Field(
+        default=None, description="The system's secret, at least 32 bytes (unset: made once into <home>/secret)")
+    signing_keys: str | None = Field(
+        default=None, description='Bearer token keys, "kid:secret,kid:secret", the first signing (unset: made once'
+        " into <home>/signing_keys; `whistle rotate-key` adds a new one and keeps the one before)")
+    token_ttl_s: float = Field(default=30 * 24 * 3600, gt=0, description="Life of the tokens in credentials.json")
     maintenance_nice: int = Field(
         default=10, ge=0, le=19,
         description="CPU priority of the embedded Postgres's autovacuum workers (0 leaves them): upkeep"

@@ -11,23 +11,35 @@ generation, so a timer armed before it is stale when it fires.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from services.escalation.policy import Kind, LadderStep, TierPolicy
-from shared.contracts import EscalationRaised, Event, SlaBreached, SlaWarned, SummonsIssued
+from shared.contracts import (
+    EscalationRaised,
+    Event,
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
+    SlaBreached,
+    SlaWarned,
+    SummonsIssued,
+    SummonsOnSite,
+    SummonsPaused,
+    SummonsReported,
+    SummonsResolved,
+    SummonsResumed,
+    SummonsReturned,
+    SummonsTransferred,
+)
 from shared.ids import uuid7
 
 STREET_COMMAND = "street-command-centre"
 DISTRICT_COMMAND = "district-command-centre"
 ZERO = timedelta(0)
-
-# which responder move stops which clock
-STOPPED_BY: dict[str, Kind] = {"summons.reported": "report", "summons.on_site": "on_site", "summons.resolved": "resolve"}
-# moves after which this summons is nobody's to answer any more: every clock stops
-ENDS_ALL = frozenset({"summons.resolved", "summons.returned", "summons.transferred"})
 
 
 class Clockwork(Protocol):
@@ -225,8 +237,34 @@ def extend(clock: Clock, new_deadline: datetime, now: datetime, cw: Clockwork) -
     return _schedule(extended, cw)
 
 
-def remaining(clock: Clock, now: datetime, cw: Clockwork) -> timedelta:
-    """Time left before the deadline, in the clock's basis."""
-    if clock.segment_started_at is None:
-        return max(clock.budget - clock.consumed, ZERO)
-    return max(clock.budget - clock.consumed - cw.between(clock.segment_started_at, now), ZERO)
+def _granted(clock: Clock, event: ExtensionGranted, now: datetime, cw: Clockwork) -> Clock:
+    """The clock asked about gets its new deadline; the others, held while the request was pending, run again."""
+    if clock.kind == event.clock:
+        return extend(clock, event.new_deadline, now, cw)
+    return resume(clock, now, cw)
+
+
+# what each summons event (but its issue, which starts them) does to each of the summons' clocks
+ClockEffect = Callable[[Clock, Any, datetime, Clockwork], Clock]
+CLOCK_EFFECTS: dict[type[Event], ClockEffect] = {
+    # a responder's move stops the clock it answers; the others run on
+    SummonsReported: lambda clock, _, now, cw: stop(clock) if clock.kind == "report" else clock,
+    SummonsOnSite: lambda clock, _, now, cw: stop(clock) if clock.kind == "on_site" else clock,
+    # the summons is nobody's to answer any more: every clock stops, the ladder with it
+    SummonsResolved: lambda clock, _, now, cw: stop(clock),
+    SummonsReturned: lambda clock, _, now, cw: stop(clock),
+    SummonsTransferred: lambda clock, _, now, cw: stop(clock),
+    # waiting on the resident, or on a decision about more time: the clocks hold what they have left
+    SummonsPaused: lambda clock, _, now, cw: pause(clock, now, cw),
+    ExtensionRequested: lambda clock, _, now, cw: pause(clock, now, cw),
+    SummonsResumed: lambda clock, _, now, cw: resume(clock, now, cw),
+    ExtensionRefused: lambda clock, _, now, cw: resume(clock, now, cw),
+    ExtensionGranted: _granted,
+}
+
+
+def apply(clock: Clock, event: Event, now: datetime, cw: Clockwork) -> Clock:
+    """A summons event's effect on one of its clocks (`CLOCK_EFFECTS`); any other event leaves it as it is."""
+    effect = CLOCK_EFFECTS.get(type(event))
+    return effect(clock, event, now, cw) if effect is not None else clock
+

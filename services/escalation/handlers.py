@@ -20,17 +20,12 @@ from shared.contracts import (
     Command,
     EscalationRaised,
     Event,
-    ExtensionGranted,
-    ExtensionRefused,
-    ExtensionRequested,
     Reply,
     SlaBreached,
     SlaRescheduled,
     SlaStarted,
     SlaWarned,
     SummonsIssued,
-    SummonsPaused,
-    SummonsResumed,
 )
 from shared.db import OutboxMessage
 from shared.ids import utcnow, uuid7
@@ -64,7 +59,7 @@ class EscalationHandlers:
         return self.clockworks[clock.basis]
 
     async def on_summons_events(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
-        """Start, stop, pause, resume or extend the summons' clocks; arm what is pending.
+        """Start, stop, pause, resume or extend the summons' clocks (`domain.CLOCK_EFFECTS`); arm what is pending.
 
         A batch at a time, set-based: the new summons' clocks in one insert, then every other
         event applied in stream order to its summons' clocks (locked together), saved in one
@@ -82,7 +77,7 @@ class EscalationHandlers:
         before = {c.id: c for clocks in by_summons.values() for c in clocks}
         for event in moves:
             clocks = by_summons.get(event.summons_id, [])
-            after = [self._apply(c, event, now) for c in clocks]
+            after = [domain.apply(c, event, now, self._cw(c)) for c in clocks]
             for old, new in zip(clocks, after, strict=True):
                 if new is not old and new.state in ("paused", "running") and new.deadline != old.deadline:
                     out.append(SlaRescheduled(
@@ -94,20 +89,6 @@ class EscalationHandlers:
         changed = [c for clocks in by_summons.values() for c in clocks if c is not before[c.id]]
         await store.save(conn, changed)
         return out + [timer_message(c, lead=self.timer_lead) for c in changed if c.pending]
-
-    def _apply(self, clock: domain.Clock, event: Event, now: datetime) -> domain.Clock:
-        cw = self._cw(clock)
-        if event.subject in domain.ENDS_ALL or domain.STOPPED_BY.get(event.subject) == clock.kind:
-            return domain.stop(clock)
-        if isinstance(event, (SummonsPaused, ExtensionRequested)):
-            return domain.pause(clock, now, cw)
-        if isinstance(event, (SummonsResumed, ExtensionRefused)):
-            return domain.resume(clock, now, cw)
-        if isinstance(event, ExtensionGranted):
-            if clock.kind == event.clock:
-                return domain.extend(clock, event.new_deadline, now, cw)
-            return domain.resume(clock, now, cw)
-        return clock
 
     def _start(self, issued: list[SummonsIssued]) -> dict[UUID, tuple[list, list[domain.Clock]]]:
         """Per new summons: its clocks, with their sla.started and timers (the first copy of each)."""

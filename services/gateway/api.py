@@ -19,11 +19,24 @@ from services.gateway.limits import TokenBuckets
 from services.gateway.links import build_router as links_router
 from services.gateway.links import resident_page, wants_html
 from services.gateway.open311 import build_router as open311_router
+from services.gateway.revocations import Revocations, RevocationWatch
 from services.gateway.settings import GatewaySettings
+from services.gateway.tokens import build_router as tokens_router
+from services.response.payloads import FollowUpAnswer, FollowUpLink, SummonsPage
 from shared import auth, heap, paging, subjects
-from shared.commands import Arbitration, ExtensionAsk, FollowUp, RaiseWhistle, ResponderIn, SummonsAction
+from shared.commands import (
+    Arbitration,
+    ExtensionAsk,
+    ExtensionDecision,
+    ExtensionRequest,
+    FollowUp,
+    RaiseWhistle,
+    ResponderIn,
+    SummonsAction,
+    VerifyWhistle,
+)
 from shared.contacts import ContactRule
-from shared.contracts import NOT_SUMMONABLE, Actor, Reply, ResponderKind, ReturnReason
+from shared.contracts import NOT_SUMMONABLE, Actor, Reply, ResponderKind, ReturnReason, SummonsMove
 from shared.validation import refusal_from
 
 
@@ -103,6 +116,15 @@ def paged(request: Request, reply: Reply, body=lambda data: data["items"]) -> JS
 RESIDENT = Actor(role="resident", id="follow-up-link")  # the link itself is the credential
 
 
+def owned(model: type[BaseModel], **fields) -> dict | JSONResponse:
+    """The payload as the owner's model has it (what the owner validates again), or the 422 naming the field."""
+    try:
+        return model(**fields).model_dump(mode="json")
+    except ValidationError as exc:
+        r = refusal_from(exc)
+        return error(r.status, r.code, r.reason, r.field)
+
+
 def resident_key(token: str, key: str | None) -> str | None:
     """A resident's Idempotency-Key, scoped to its link: every resident is the same caller to the owner."""
     return None if key is None else hashlib.sha256(f"{token}\n{key}".encode()).hexdigest()
@@ -112,17 +134,24 @@ def actor_of(request: Request) -> Actor:
     return request.state.actor
 
 
-def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
+               revocations: Revocations | None = None) -> FastAPI:
     """The gateway's app; `bus` is for tests (a fake owner on the other side)."""
     settings = settings or GatewaySettings()
     bus = bus or Bus(settings.nats_url, settings.request_timeout_s)
     secret = settings.auth_secret.get_secret_value()
+    keys = settings.key_ring()  # bearer tokens: the first key signs, every one is accepted (rotation)
+    # the revoked tokens: loaded from routing at start and kept current (tests may hand a list in)
+    revocations = revocations if revocations is not None else Revocations()
+    watch = RevocationWatch(bus, revocations, settings.revocations_refresh_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         await bus.connect()
+        await watch.start()
         heap.settle()
         yield
+        await watch.stop()
         await bus.close()
 
     app = FastAPI(
@@ -149,8 +178,8 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         response = answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
         return response.status_code, response.body
 
-    app.add_middleware(Edge, tokens=TokenCache(secret), limiter=limiter, max_body_bytes=settings.max_body_bytes,
-                       max_import_bytes=settings.max_import_bytes, fast={("POST", "/v1/whistles"): blow_fast})
+    app.add_middleware(Edge, tokens=TokenCache(keys, revocations), limiter=limiter,
+                       max_body_bytes=settings.max_body_bytes, max_import_bytes=settings.max_import_bytes, fast={("POST", "/v1/whistles"): blow_fast})
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -170,7 +199,10 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         health = await bus.health()
         services = {name: h["ready"] for name, h in health.items()}
         problems = {name: h["problems"] for name, h in health.items() if not h["ready"]}
-        ready = all(services.values())
+        if not revocations.loaded:  # until then every bearer token gets 503
+            problems["gateway"] = {"revocations": {"reason": "revoked tokens not loaded from routing yet"
+                                                   " / 尚未从路由服务加载已吊销令牌"}}
+        ready = all(services.values()) and revocations.loaded
         content = {"ready": ready, "services": services} | ({"problems": problems} if problems else {})
         return JSONResponse(status_code=200 if ready else 503, content=content)
 
@@ -266,14 +298,17 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         request: Request, whistle_id: Annotated[str, Path(max_length=64)],
         body: Annotated[Verification | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        body = body or Verification()
-        payload = {"whistle_id": whistle_id, **body.model_dump()}
+        payload = owned(VerifyWhistle, whistle_id=whistle_id, **(body or Verification()).model_dump())
+        if isinstance(payload, JSONResponse):
+            return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload,
                                         idempotency_key=idempotency_key))
 
     @app.get("/v1/summons", tags=["response"], summary="The caller's own summons / 我的派单")
     async def list_summons(request: Request, limit: Limit = 100, cursor: Cursor = None) -> JSONResponse:
-        payload = {"limit": limit, "cursor": cursor}
+        payload = owned(SummonsPage, limit=limit, cursor=cursor)
+        if isinstance(payload, JSONResponse):
+            return payload
         return paged(request, await bus.ask(subjects.QRY_RESPONSE_SUMMONS, actor_of(request), payload))
 
     @app.post("/v1/summons/{summons_id}/extension", tags=["response"], summary="Ask for more time / 申请延期")
@@ -281,7 +316,9 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         request: Request, summons_id: Annotated[str, Path(max_length=64)], body: ExtensionAsk,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        payload = {"summons_id": summons_id, **body.model_dump(mode="json")}
+        payload = owned(ExtensionRequest, summons_id=summons_id, **body.model_dump())
+        if isinstance(payload, JSONResponse):
+            return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_EXTENSION, actor_of(request), payload,
                                         idempotency_key=idempotency_key))
 
@@ -291,7 +328,9 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         request: Request, summons_id: Annotated[str, Path(max_length=64)], decision: Literal["grant", "refuse"],
         body: Annotated[Note | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        payload = {"summons_id": summons_id, "decision": decision, "note": (body or Note()).note}
+        payload = owned(ExtensionDecision, summons_id=summons_id, decision=decision, note=(body or Note()).note)
+        if isinstance(payload, JSONResponse):
+            return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_EXTENSION_DECISION, actor_of(request), payload,
                                         idempotency_key=idempotency_key))
 
@@ -301,7 +340,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
     async def act(
         request: Request,
         summons_id: Annotated[str, Path(max_length=64)],
-        action: Literal["report", "arrive", "resolve", "pause", "resume", "return", "transfer"],
+        action: SummonsMove,
         body: Annotated[Move | None, Body()] = None, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
         try:
@@ -309,7 +348,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         except ValidationError as exc:
             r = refusal_from(exc)
             return error(r.status, r.code, r.reason, r.field)
-        if move.action == "transfer":  # the target must exist before anything is handed over
+        if move.action is SummonsMove.transfer:  # the target must exist before anything is handed over
             target = await bus.ask(subjects.QRY_ROUTING_RESPONDER, actor_of(request), {"id": move.to_responder_id})
             if not target.ok:
                 return error(422 if target.refusal.status == 404 else target.refusal.status, target.refusal.code,
@@ -340,7 +379,9 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: FollowUp,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        payload = {"whistle_id": whistle_id, **body.model_dump()}
+        payload = owned(FollowUpAnswer, whistle_id=whistle_id, **body.model_dump())
+        if isinstance(payload, JSONResponse):
+            return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, actor_of(request), payload,
                                         idempotency_key=idempotency_key))
 
@@ -372,7 +413,9 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         reply = await bus.command(subjects.CMD_ROUTING_RESPONDER_PUT, actor_of(request),
                                   {"id": responder_id, **body.model_dump()}, idempotency_key=idempotency_key)
         if reply.ok and reply.data.get("created"):
-            reply.data["token"] = auth.mint(secret, "responder", responder_id)
+            reply.data["token"] = auth.mint(keys, "responder", responder_id, ttl_s=settings.token_ttl_s)
+        if reply.ok and not body.active:  # this gateway refuses its tokens at once, the others by routing's notice
+            revocations.apply("active", (responder_id, False))  # (active again: by the notice, never a replayed reply)
         return answer(reply, 201 if reply.ok and reply.data.get("created") else 200)
 
     @app.put("/v1/responders/{responder_id}/contacts", tags=["notifier"],
@@ -410,7 +453,10 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         request: Request, token: Annotated[str, Path(min_length=8, max_length=64)],
         lang: Annotated[Literal["zh", "en"], Query()] = "zh",
     ) -> Response:
-        reply = await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, {"token": token})
+        payload = owned(FollowUpLink, token=token)
+        if isinstance(payload, JSONResponse):
+            return payload
+        reply = await bus.ask(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, RESIDENT, payload)
         return resident_page(reply, token, lang) if wants_html(request) else answer(reply)
 
     @app.post("/r/{token}", tags=["residents"], summary="The resident answers the follow-up, once / 居民回访")
@@ -418,7 +464,9 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
         token: Annotated[str, Path(min_length=8, max_length=64)], body: FollowUp,
         idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        payload = {"token": token, **body.model_dump()}
+        payload = owned(FollowUpAnswer, token=token, **body.model_dump())
+        if isinstance(payload, JSONResponse):
+            return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, payload,
                                         idempotency_key=resident_key(token, idempotency_key)))
 
@@ -443,7 +491,8 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None) 
     app.include_router(open311_router(bus, settings))
     app.include_router(links_router(bus, secret))  # /a/{token}, the resident's form post
     # the console's pages sign people in with a session cookie; the edge leaves /console/ to them
-    mount_console(app, bus, secret)
+    mount_console(app, bus, secret, revocations=revocations)
+    app.include_router(tokens_router(bus, keys, revocations, settings.token_ttl_s))
 
     @app.get("/v1/dead-letters", tags=["ops"], summary="Dead-lettered messages, newest first (supervisors) / 死信")
     async def dead_letters(

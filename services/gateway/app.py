@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import socket
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from services.gateway.api import create_app
+from services.gateway.limits import NormalisedPaths
 from services.gateway.settings import GatewaySettings
 from shared import telemetry
 
 
+def settings_or_exit() -> GatewaySettings:
+    """The gateway's settings; a clear message and exit code 2 when one is refused (a missing or short
+    secret above all: there is no default to fall back on). The message never repeats a value."""
+    try:
+        return GatewaySettings()
+    except ValidationError as exc:
+        reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        print(f"gateway refuses to start / 网关拒绝启动: {reasons}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 def main(settings: GatewaySettings | None = None) -> None:
-    settings = settings or GatewaySettings()
+    settings = settings or settings_or_exit()
     telemetry.configure_logging("gateway", settings.log_json)
-    config = uvicorn.Config(create_app(settings), host=settings.host, port=settings.port, log_level="warning",
+    app = create_app(settings)
+    app.add_middleware(NormalisedPaths)  # outermost: every route and the edge's checks see the normalised path
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
                             access_log=False, timeout_graceful_shutdown=5)
     if not settings.reuse_port:
         uvicorn.Server(config).run()

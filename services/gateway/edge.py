@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from services.gateway.limits import TokenBuckets, retry_after
+from services.gateway.revocations import Revocations
 from shared import auth, telemetry
 from shared.contracts import Actor
 
@@ -26,22 +27,37 @@ FastPath = Callable[[Scope, bytes, Actor | None], Awaitable[Answer | None]]
 
 
 class TokenCache:
-    """Verified bearer tokens (and the bad ones, as None): a token's HMAC is checked once, not per request."""
+    """Bearer tokens checked against the key ring (and the bad ones, as None): a token's HMAC is checked
+    once, not per request; its expiry and the revocation list are looked at every time."""
 
-    def __init__(self, secret: str, max_size: int = 10_000):
-        self.secret = secret
+    def __init__(self, keys: auth.KeyRing, revocations: Revocations | None = None, max_size: int = 10_000):
+        self.keys = keys
+        self.revocations = revocations  # None: well-signed and unexpired is enough (unit tests of the edge)
         self.max_size = max_size
-        self._known: dict[str, Actor | None] = {}
+        self._known: dict[str, auth.Claims | None] = {}
 
-    def actor(self, token: str) -> Actor | None:
+    @property
+    def ready(self) -> bool:
+        """Whether a revoked token can be told apart yet (the list loaded from routing)."""
+        return self.revocations is None or self.revocations.loaded
+
+    def claims(self, token: str, now: float | None = None) -> auth.Claims | None:
+        """The claims of a token that is ours, unexpired and not revoked; else None."""
         try:
-            return self._known[token]
+            claims = self._known[token]
         except KeyError:
-            pass
-        if len(self._known) >= self.max_size:  # random tokens must not grow it without bound
-            self._known.clear()
-        actor = self._known[token] = auth.verify(self.secret, token)
-        return actor
+            if len(self._known) >= self.max_size:  # random tokens must not grow it without bound
+                self._known.clear()
+            claims = self._known[token] = auth.decode(self.keys, token)
+        if claims is None or claims.expired(now):
+            return None
+        if self.revocations is not None and self.revocations.revoked(claims):
+            return None
+        return claims
+
+    def actor(self, token: str, now: float | None = None) -> Actor | None:
+        claims = self.claims(token, now)
+        return None if claims is None else claims.actor
 
 
 async def _read_body(receive, cap: int) -> bytes | bool | None:
@@ -166,6 +182,9 @@ class Edge:
                 and media != "application/json" and not form:
             return _error(415, "unsupported_media_type", "send JSON (Content-Type: application/json) / 请发送 JSON")
         if path.startswith("/v1/"):
+            if not self.tokens.ready:  # a revoked token would pass: nobody does until the list is loaded
+                return _error(503, "starting", "the gateway is still starting; retry shortly / 网关正在启动，请稍后重试",
+                              [(b"retry-after", b"1")])
             scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
             actor = self.tokens.actor(token.strip()) if scheme.lower() == "bearer" else None
             if actor is None:

@@ -1,4 +1,6 @@
-"""Per-caller rate limits for the HTTP edge: a token bucket per bearer token (or address)."""
+"""Limits on what the HTTP edge takes in: per-caller rate limits (a token bucket per bearer token or address),
+and ids in paths in one form (NFKC) before any route or check sees them. (The body cap, counted as bytes arrive,
+is the edge's own: services/gateway/edge.py.)"""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from shared.validation import nfkc_path
 
 
 @dataclass
@@ -37,3 +42,19 @@ class TokenBuckets:
 def retry_after(wait: float) -> str:
     """The Retry-After header: whole seconds, at least 1."""
     return str(max(1, math.ceil(wait)))
+
+
+class NormalisedPaths:
+    """ASGI middleware, outermost: the path's segments NFKC-normalised (shared.validation.nfkc_path), as ids in
+    bodies are (shared.validation.Id), so /v1/summons/ｓ-１/report is /v1/summons/s-1/report to every route, and the
+    edge's checks (which paths need a token) see the path the router will."""
+
+    def __init__(self, app: Callable):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] in ("http", "websocket") and not scope["path"].isascii():
+            path = nfkc_path(scope["path"])
+            if path != scope["path"]:
+                scope = {**scope, "path": path, "raw_path": quote(path).encode("ascii")}
+        await self.app(scope, receive, send)

@@ -14,9 +14,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from services.gateway.bus import Bus
+from services.response.payloads import FollowUpAnswer
 from shared import links, subjects
-from shared.commands import FollowUp, SummonsAction
-from shared.contracts import Actor, Reply
+from shared.commands import SummonsAction
+from shared.contracts import Actor, Reply, SummonsMove
 from shared.ids import utcnow
 
 Lang = Annotated[str, Query(pattern=r"^(zh|en)$")]
@@ -87,7 +88,7 @@ def build_router(bus: Bus, secret: str) -> APIRouter:
             return found
         # exactly the responder's own POST /v1/summons/{id}/report; the nonce as the key makes a second tap
         # get the first answer back, not a second report nor a 409
-        move = SummonsAction(summons_id=found.summons_id, action="report")
+        move = SummonsAction(summons_id=found.summons_id, action=SummonsMove.report)
         reply = await bus.command(subjects.CMD_RESPONSE_ACT, Actor(role="responder", id=found.responder_id),
                                   move.model_dump(mode="json"), idempotency_key=f"ack-link:{found.nonce}")
         path = request.url.path
@@ -110,13 +111,14 @@ def build_router(bus: Bus, secret: str) -> APIRouter:
         form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
         back = f"/r/{token}"
         try:
-            answer = FollowUp(solved=form.get("solved") == "yes", satisfaction=form.get("satisfaction", ""))
+            answer = FollowUpAnswer(token=token, solved=form.get("solved") == "yes",
+                                    satisfaction=form.get("satisfaction", ""))
         except ValidationError:
             return page(422, lang, ("请完整填写", "Please answer both questions"),
                         f'<p>请选择是否解决以及满意程度。<a href="{back}">返回</a></p>',
                         f'<p>Choose whether it was solved and how satisfied you are. <a href="{back}?lang=en">'
                         "Back</a></p>", back)
-        reply = await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, {"token": token, **answer.model_dump()})
+        reply = await bus.command(subjects.CMD_RESPONSE_FOLLOW_UP, RESIDENT, answer.model_dump(mode="json"))
         if reply.ok:
             return page(200, lang, ("感谢您的评价", "Thank you"), "<p>您的回访意见已记录。</p>",
                         "<p>Your answer is recorded.</p>", back)

@@ -20,6 +20,7 @@ from services.gateway.bus import Bus
 from services.gateway.settings import GatewaySettings
 from shared import paging, subjects
 from shared.contracts import Actor, Reply
+from shared.validation import CONTROL_REASON, control_character, public_text
 
 PREFIX = "/open311/v2"
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
@@ -122,12 +123,22 @@ def period(start: str | None, end: str | None, now: datetime) -> tuple[datetime,
     return begins, ends
 
 
+# what XML 1.0 cannot carry, not even as a character reference: C0 controls but tab, newline and carriage return,
+# half a surrogate pair, U+FFFE and U+FFFF. Refused at input; text stored before that is shown with U+FFFD instead
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """The text with every character XML 1.0 cannot hold replaced by U+FFFD (�)."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    return xml_safe(str(value))
 
 
 def _fill(parent: ET.Element, key: str, value: Any) -> None:
@@ -152,8 +163,17 @@ def to_xml(root: str, item: str | None, content: Any) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(top, encoding="unicode").encode()
 
 
+def to_json(content: Any) -> bytes:
+    """UTF-8 JSON; half a surrogate pair (no UTF-8 holds one) escaped as \\udXXX rather than a 500."""
+    text = json.dumps(content, ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(content).encode()
+
+
 def render(fmt: str, root: str, item: str | None, content: Any, status: int = 200) -> Response:
-    body = json.dumps(content, ensure_ascii=False).encode() if fmt == "json" else to_xml(root, item, content)
+    body = to_json(content) if fmt == "json" else to_xml(root, item, content)
     return Response(body, status_code=status, media_type=FORMATS[fmt])
 
 
@@ -181,7 +201,8 @@ def definition_of(c: dict) -> dict:
 
 
 def request_of(w: dict, services: dict[str, dict]) -> dict:
-    """A ledger whistle as an Open311 service request."""
+    """A ledger whistle as an Open311 service request: its building (never the free-text address, which carries
+    the room), the unit responding, and the free text masked once more (the ledger masks names too)."""
     location = w.get("location") or {}
     building = location.get("building")
     deadlines = w.get("deadlines") or {}
@@ -191,11 +212,12 @@ def request_of(w: dict, services: dict[str, dict]) -> dict:
     return {
         "service_request_id": w["id"], "status": "closed" if w["status"] == "closed" else "open",
         "status_notes": w["status"], "service_name": service.get("service_name", w["category"]),
-        "service_code": w["category"], "description": w["description"],
-        "agency_responsible": w.get("lead_responder_name"), "service_notice": None,
+        "service_code": w["category"], "description": public_text(w["description"]),
+        "agency_responsible": w.get("agency_responsible"), "service_notice": None,
         "requested_datetime": w["raised_at"], "updated_datetime": w["updated_at"], "expected_datetime": expected,
-        "address": location.get("address") or (f"{building}号楼" if building else None), "address_id": building,
-        "lat": location.get("lat"), "long": location.get("long"), "media_url": (w.get("attachments") or [None])[0],
+        "address": f"{building}号楼" if building else None, "address_id": building,
+        "lat": location.get("lat"), "long": location.get("long"),
+        "media_url": public_text((w.get("attachments") or [None])[0]),
     }
 
 
@@ -284,6 +306,9 @@ def build_router(bus: Bus, settings: GatewaySettings) -> APIRouter:
         async def handle(stem: str, fmt: str, params: dict, form: list[tuple[str, str]]) -> Response:
             if stem != "requests":
                 raise Open311Error(404, f"no resource {stem!r} / 资源不存在")
+            if bad := next((k for k, v in form if control_character(k) or control_character(v)), None):
+                raise Open311Error(400, f"{bad!r}: {CONTROL_REASON}" if control_character(bad) else
+                                   f"{bad}: {CONTROL_REASON}")
             fields = {k: v.strip() for k, v in form if not k.startswith("attribute[")}
             # clients differ: the spec's examples send it in the form, the community's Swagger in the query
             api_key = fields.get("api_key") or (params.get("api_key") or "").strip()

@@ -8,10 +8,22 @@ from services.intake.batcher import BlowBatcher
 from services.intake.domain import load_catalogue
 from services.intake.endpoint import BlowEndpoint
 from services.intake.handlers import IntakeHandlers
+from services.intake.payloads import (
+    ApiKeyCheck,
+    ApiKeyIssue,
+    ApiKeyRevoke,
+    ClassList,
+    ImportBatch,
+    ReporterContactAsk,
+)
 from services.intake.settings import IntakeSettings
 from shared import subjects
-from shared.contracts import Command, WhistleBlown, WhistleGrouped
-from shared.runtime import ServiceRuntime
+from shared.contracts import Command, Role, WhistleBlown, WhistleGrouped
+from shared.runtime import Request, ServiceRuntime
+
+STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
+SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
+SYSTEM: frozenset[Role] = frozenset({"system"})
 
 
 class IntakeRuntime(ServiceRuntime):
@@ -25,6 +37,7 @@ class IntakeRuntime(ServiceRuntime):
         # documented like the runtime's own request subjects (the AsyncAPI document only)
         self.spec_broker.subscriber(subjects.CMD_INTAKE_BLOW, queue="intake", title=f"intake:{subjects.CMD_INTAKE_BLOW}",
                                     description=(batcher.blow.__doc__ or "").strip())(_documented)
+        self.served.append(subjects.CMD_INTAKE_BLOW)  # its NATS permissions (shared/nats_auth.py)
 
     async def _start_blows(self, _: ServiceRuntime) -> None:
         self.batcher.start(self.pool, self.relay)
@@ -46,13 +59,17 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     handlers = IntakeHandlers(catalogue, settings.class_window, settings.class_threshold)
     batcher = BlowBatcher(catalogue, max_batch=settings.blow_max_batch, linger_s=settings.blow_linger_ms / 1e3)
     runtime = IntakeRuntime(settings, batcher)
-    runtime.on_request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.group, batch=True, durable="intake-classes")
-    runtime.on_request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True)
-    runtime.on_request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, query=True)
-    runtime.on_request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key)
-    runtime.on_request(subjects.CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys)
-    runtime.on_request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, query=True)
-    runtime.on_request(subjects.QRY_INTAKE_REPORTER_CONTACT, handlers.reporter_contact, query=True)
+    runtime.serve(
+        Request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders, ImportBatch, STAFF),
+        Request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True),  # public: anyone may read it
+        Request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, ClassList, STAFF, query=True),
+        Request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key, ApiKeyIssue, SUPERVISORS),
+        Request(subjects.CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys, ApiKeyRevoke, SUPERVISORS),
+        # system: the Open311 edge, and the notifier
+        Request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, ApiKeyCheck, SYSTEM, query=True),
+        Request(subjects.QRY_INTAKE_REPORTER_CONTACT, handlers.reporter_contact, ReporterContactAsk, SYSTEM,
+                query=True),
+    )
     runtime.documents(WhistleBlown, WhistleGrouped)
     return runtime

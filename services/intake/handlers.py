@@ -7,15 +7,21 @@ import re
 import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from uuid import UUID
 
 import asyncpg
 
 from services.intake import classes, domain, hotline, store
+from services.intake.payloads import (
+    CLIENT,
+    ApiKeyCheck,
+    ApiKeyIssue,
+    ApiKeyRevoke,
+    ClassList,
+    ImportBatch,
+    ReporterContactAsk,
+)
 from shared import paging, telemetry
 from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
-
-MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 
 
 class IntakeHandlers:
@@ -26,17 +32,14 @@ class IntakeHandlers:
         self.class_threshold = class_threshold
         self.hotline_mapping = hotline.load_mapping()
 
-    async def import_orders(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
-        """接诉即办: a batch of 12345 work orders; all or nothing unless `partial`, idempotent by order id."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "only dispatchers import work orders / 只有调度员可以导入工单"), []
-        rows, first_row = cmd.payload.get("rows"), cmd.payload.get("first_row", 1)
-        if not isinstance(rows, list) or not rows or len(rows) > MAX_IMPORT_ROWS or not isinstance(first_row, int):
-            return Reply.refuse(422, "invalid", f"rows: a list of 1–{MAX_IMPORT_ROWS} work orders / 每批1–"
-                                f"{MAX_IMPORT_ROWS}条", "rows"), []
-        orders, errors = hotline.check_rows(rows, first_row, self.hotline_mapping, set(self.catalogue))
+    async def import_orders(self, conn: asyncpg.Connection, cmd: Command[ImportBatch], now: datetime):
+        """接诉即办: a batch of 12345 work orders; all or nothing unless `partial`, idempotent by order id
+        (dispatchers, supervisors)."""
+        batch = cmd.payload
+        rows = batch.rows
+        orders, errors = hotline.check_rows(rows, batch.first_row, self.hotline_mapping, set(self.catalogue))
         failed = [e.as_dict() for e in errors]
-        if errors and not cmd.payload.get("partial"):
+        if errors and not batch.partial:
             return Reply(ok=False, data={"failed": failed}, refusal=Refusal(
                 status=422, code="invalid_rows", field="rows",
                 reason=f"{len(errors)} of {len(rows)} rows are invalid; nothing was imported / 有无效行，未导入")), []
@@ -46,15 +49,15 @@ class IntakeHandlers:
         known = await store.imported_orders(conn, [o.external_id for o in orders])
         fresh = [o for o in orders if o.external_id not in known]
         events: list[Event] = []
-        if not cmd.payload.get("dry_run"):
+        if not batch.dry_run:
             for order in fresh:
                 blown = domain.blow(order.whistle, self.catalogue, str(cmd.actor), now)
                 await store.save_whistle(conn, blown, order.whistle)
                 await store.remember_order(conn, order.external_id, blown.whistle_id, order.received_at, now)
                 telemetry.WHISTLES.labels(blown.source.value, blown.category, blown.tier.value).inc()
                 events.append(blown)  # grouped into its problem class by `group`, like any whistle
-        summary = {"rows": len(rows), "imported": 0 if cmd.payload.get("dry_run") else len(fresh),
-                   "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": bool(cmd.payload.get("dry_run"))}
+        summary = {"rows": len(rows), "imported": 0 if batch.dry_run else len(fresh),
+                   "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": batch.dry_run}
         return Reply.success(summary), events
 
     async def group(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime) -> list[Event]:  # noqa: ARG002
@@ -98,74 +101,54 @@ class IntakeHandlers:
         await store.save_classes(conn, list(changed.values()), members)
         return events
 
-    async def list_classes(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def list_classes(self, pool: asyncpg.Pool, cmd: Command[ClassList]) -> Reply:
         """Problem classes (dispatchers, supervisors): size, first and last seen, members, proactive whistle."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "only dispatchers and supervisors see problem classes"
-                                " / 仅限调度员和督办查看同类问题")
         q = cmd.payload
-        status = q.get("status")
-        if status not in (None, "open", "raised"):
-            return Reply.refuse(422, "invalid", "status: open or raised / 状态无效", "status")
-        asked = paging.window(q, 100, paging.aware, paging.uuid)
+        asked = paging.window(q.page, 100, paging.aware, paging.uuid)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
-        rows = await store.list_classes(pool, status, q.get("category"), q.get("building"), limit + 1, after)
+        rows = await store.list_classes(pool, q.status, q.category, q.building, limit + 1, after)
         return Reply.success(paging.page([_class_view(r) for r in rows], limit, lambda c: (c["first_seen"], c["id"])))
 
     async def categories(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
         """The service catalogue, with each category's attributes, keywords and group."""
         return Reply.success([asdict(c) for c in self.catalogue.values()])
 
-    async def issue_api_key(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def issue_api_key(self, conn: asyncpg.Connection, cmd: Command[ApiKeyIssue], now: datetime):
         """Issue an API key to an Open311 client (supervisors); only its hash is kept."""
-        if cmd.actor.role != "supervisor":
-            return Reply.refuse(403, "supervisor_only", "only supervisors issue API keys / 仅限督办签发密钥"), []
-        client = str(cmd.payload.get("client") or "")
-        if not _CLIENT.match(client):
-            return Reply.refuse(422, "invalid", "client: 1–64 letters, digits, '.', '_' or '-' / 客户端名称无效",
-                                "client"), []
-        note = cmd.payload.get("note")
+        client = cmd.payload.client
         api_key = "o311_" + secrets.token_urlsafe(24)
-        await store.save_api_key(conn, key_hash(api_key), client, str(note)[:1000] if note else None,
-                                 str(cmd.actor), now)
+        await store.save_api_key(conn, key_hash(api_key), client, cmd.payload.note or None, str(cmd.actor), now)
         return Reply.success({"api_key": api_key, "client": client}), []
 
-    async def revoke_api_keys(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def revoke_api_keys(self, conn: asyncpg.Connection, cmd: Command[ApiKeyRevoke], now: datetime):
         """Revoke every key of an Open311 client (supervisors): from now on its requests get the spec's 403."""
-        if cmd.actor.role != "supervisor":
-            return Reply.refuse(403, "supervisor_only", "only supervisors revoke API keys / 仅限督办吊销密钥"), []
-        client = str(cmd.payload.get("client") or "")
+        client = cmd.payload.client
+        # a name no key could be issued to has none
         revoked = await store.revoke_api_keys(conn, client, str(cmd.actor), now) if _CLIENT.match(client) else 0
         if not revoked:
             return Reply.refuse(404, "no_such_client", f"no active API key for {client[:64]!r} / 该客户端没有有效密钥",
                                 "client"), []
         return Reply.success({"client": client, "revoked": revoked}), []
 
-    async def reporter_contact(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def reporter_contact(self, pool: asyncpg.Pool, cmd: Command[ReporterContactAsk]) -> Reply:
         """The reporter's whole phone, for the notifier to text the follow-up link (system callers only)."""
-        if cmd.actor.role != "system":
-            return Reply.refuse(403, "forbidden", "system callers only / 仅限系统调用")
-        try:
-            whistle_id = UUID(str(cmd.payload.get("whistle_id")))
-        except ValueError:
-            return Reply.refuse(422, "invalid", "not a whistle id / 哨编号无效", "whistle_id")
-        row = await store.reporter_contact(pool, whistle_id)
+        row = await store.reporter_contact(pool, cmd.payload.whistle_id)
         if row is None:
             return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨")
         return Reply.success({"phone": row["reporter_phone"], "sms_consent": row["reporter_sms_consent"]})
 
-    async def check_api_key(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """The client an API key was issued to, or 403."""
-        api_key = cmd.payload.get("api_key")
-        client = await store.api_key_client(pool, key_hash(api_key)) if isinstance(api_key, str) and api_key else None
+    async def check_api_key(self, pool: asyncpg.Pool, cmd: Command[ApiKeyCheck]) -> Reply:
+        """The client an API key was issued to, or 403 (the Open311 edge)."""
+        api_key = cmd.payload.api_key
+        client = await store.api_key_client(pool, key_hash(api_key)) if api_key else None
         if client is None:
             return Reply.refuse(403, "bad_api_key", "invalid api_key / API 密钥无效", "api_key")
         return Reply.success({"client": client})
 
 
-_CLIENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CLIENT = re.compile(CLIENT)
 
 
 def key_hash(api_key: str) -> str:

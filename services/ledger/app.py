@@ -9,9 +9,24 @@ from services.ledger.dead_letter_handlers import DeadLetterHandlers
 from services.ledger.dead_letters import parse_advisory, parse_dead_letter, refuse_stray
 from services.ledger.handlers import LedgerHandlers
 from services.ledger.inbox import InboxHandlers
+from services.ledger.payloads import (
+    BoardAsk,
+    DeadLetterList,
+    DeadLetterRef,
+    InboxAsk,
+    Open311Query,
+    PeriodAsk,
+    RatesAsk,
+    WhistleList,
+    WhistleRef,
+)
 from services.ledger.settings import LedgerSettings
 from shared import subjects
-from shared.runtime import ServiceRuntime
+from shared.contracts import Role
+from shared.runtime import Request, ServiceRuntime
+
+STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
+SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
 
 
 def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
@@ -33,14 +48,21 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
         f"{subjects.MAX_DELIVERIES_ADVISORY}.>", dead.on_max_deliveries, stream=subjects.ADVISORIES_STREAM,
         durable="ledger-advisories", parse=parse_advisory, dedup=lambda a: a.key, max_deliver=-1,
     )
-    runtime.on_request(subjects.QRY_LEDGER_WHISTLE, handlers.whistle, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_WHISTLES, handlers.whistles, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_DEADLETTERS, dead.dead_letters, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_DEADLETTER, dead.dead_letter, query=True)
-    runtime.on_request(subjects.CMD_LEDGER_DEADLETTER_REPLAY, dead.replay)
-    runtime.on_request(subjects.QRY_LEDGER_RATES, handlers.rates, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_RANKING, handlers.ranking, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_OPEN311, handlers.open311, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_BOARD, BoardHandlers().board, query=True)
-    runtime.on_request(subjects.QRY_LEDGER_INBOX, InboxHandlers().inbox, query=True)
+    runtime.serve(
+        # a responder sees only whistles it has a summons on (the handler checks)
+        Request(subjects.QRY_LEDGER_WHISTLE, handlers.whistle, WhistleRef, STAFF | {"responder"}, query=True),
+        Request(subjects.QRY_LEDGER_WHISTLES, handlers.whistles, WhistleList, STAFF, query=True),
+        Request(subjects.QRY_LEDGER_DEADLETTERS, dead.dead_letters, DeadLetterList, SUPERVISORS, query=True),
+        Request(subjects.QRY_LEDGER_DEADLETTER, dead.dead_letter, DeadLetterRef, SUPERVISORS, query=True),
+        Request(subjects.CMD_LEDGER_DEADLETTER_REPLAY, dead.replay, DeadLetterRef, SUPERVISORS),
+        # a responder its own unit's only (the handler checks)
+        Request(subjects.QRY_LEDGER_RATES, handlers.rates, RatesAsk, STAFF | {"responder"}, query=True),
+        Request(subjects.QRY_LEDGER_RANKING, handlers.ranking, PeriodAsk, STAFF, query=True),
+        # system: the Open311 edge's public reads
+        Request(subjects.QRY_LEDGER_OPEN311, handlers.open311, Open311Query, STAFF | {"system"}, query=True),
+        # a responder its own summons only (the handler narrows); system: the console's live board
+        Request(subjects.QRY_LEDGER_BOARD, BoardHandlers().board, BoardAsk, STAFF | {"responder", "system"},
+                query=True),
+        Request(subjects.QRY_LEDGER_INBOX, InboxHandlers().inbox, InboxAsk, SUPERVISORS, query=True),
+    )
     return runtime

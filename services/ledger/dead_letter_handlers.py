@@ -17,16 +17,13 @@ from services.ledger.dead_letters import (
     replay_msg_id,
     replay_stream,
 )
+from services.ledger.payloads import DeadLetterList, DeadLetterRef
 from shared import paging
 from shared.contracts import Command, Reply
 from shared.db import OutboxMessage
 from shared.runtime import ServiceRuntime
 
 log = structlog.get_logger("ledger")
-
-
-def _supervisors_only() -> Reply:
-    return Reply.refuse(403, "supervisor_only", "supervisors only / 仅限督办")
 
 
 def _no_such() -> Reply:
@@ -75,37 +72,28 @@ class DeadLetterHandlers:
         await store.record(conn, from_advisory(a, subject, body))
         return []
 
-    async def dead_letters(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def dead_letters(self, pool: asyncpg.Pool, cmd: Command[DeadLetterList]) -> Reply:
         """Dead-lettered messages, newest first, a page at a time (supervisors); `replayed` true / false filters."""
-        if cmd.actor.role != "supervisor":
-            return _supervisors_only()
-        replayed = cmd.payload.get("replayed")
-        if replayed not in (None, True, False):
-            return Reply.refuse(422, "invalid", "replayed is true or false / replayed 须为 true 或 false", "replayed")
-        asked = paging.window(cmd.payload, 100, _seq)
+        asked = paging.window(cmd.payload.page, 100, _seq)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
-        rows = await store.dead_letters(pool, replayed, limit + 1, after[0] if after else None)
+        rows = await store.dead_letters(pool, cmd.payload.replayed, limit + 1, after[0] if after else None)
         return Reply.success(paging.page(rows, limit, lambda d: (d["id"],)))
 
-    async def dead_letter(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def dead_letter(self, pool: asyncpg.Pool, cmd: Command[DeadLetterRef]) -> Reply:
         """One dead letter, with its body and replays (supervisors)."""
-        if cmd.actor.role != "supervisor":
-            return _supervisors_only()
-        dead_letter_id = _id(cmd.payload.get("id"))
+        dead_letter_id = _id(cmd.payload.id)
         found = await store.dead_letter(pool, dead_letter_id) if dead_letter_id is not None else None
         return Reply.success(found) if found else _no_such()
 
-    async def replay(self, conn: asyncpg.Connection, cmd: Command, now: datetime) -> tuple[Reply, list]:
+    async def replay(self, conn: asyncpg.Connection, cmd: Command[DeadLetterRef], now: datetime) -> tuple[Reply, list]:
         """Put a dead letter's message back on its subject, in its stream, for the consumer that failed it.
 
         Through the outbox, with Nats-Msg-Id `replay-<id>-<n>`: committed with the count, published
         once. Every consumer of the subject gets it again; those that handled it find its event id
-        in their inbox and do nothing, so a replay of a handled message changes nothing."""
-        if cmd.actor.role != "supervisor":
-            return _supervisors_only(), []
-        dead_letter_id = _id(cmd.payload.get("id"))
+        in their inbox and do nothing, so a replay of a handled message changes nothing (supervisors)."""
+        dead_letter_id = _id(cmd.payload.id)
         row = await store.lock(conn, dead_letter_id) if dead_letter_id is not None else None
         if row is None:
             return _no_such(), []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.contracts import (
+    SUPERSEDED,
     Event,
     SummonsOnSite,
     SummonsReported,
@@ -32,7 +33,6 @@ SUMMONS_STATE: dict[type[Event], str] = {
     SummonsReturned: "returned",
     SummonsTransferred: "transferred",
 }
-SUPERSEDED = frozenset({"returned", "transferred"})
 
 
 def whistle_status(summons_states: list[str]) -> str:

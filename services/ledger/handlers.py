@@ -9,10 +9,12 @@ from uuid import UUID
 import asyncpg
 
 from services.ledger import rates, store
+from services.ledger.payloads import Open311Query, PeriodAsk, RatesAsk, WhistleList, WhistleRef
 from shared import paging, subjects
 from shared.contracts import Command, Event, Refusal, Reply
 from shared.ids import utcnow
 from shared.runtime import ServiceRuntime
+from shared.validation import public_text
 
 BOARD_CHANGED_CHUNK = 500  # whistle ids per announcement
 
@@ -24,10 +26,10 @@ def _uuid(value: object) -> UUID | None:
         return None
 
 
-def _period(payload: dict) -> rates.Period | Reply:
+def _period(asked: PeriodAsk) -> rates.Period | Reply:
     """The period asked for, or a 422 naming the field."""
     try:
-        return rates.period_from(payload.get("month"), payload.get("from"), payload.get("to"))
+        return rates.period_from(asked.month, asked.from_, asked.to)
     except rates.PeriodError as exc:
         return Reply.refuse(422, "bad_period", str(exc), exc.field)
 
@@ -50,9 +52,9 @@ class LedgerHandlers:
             await self.runtime.nc.publish(subjects.LEDGER_BOARD_CHANGED,
                                           json.dumps({"whistle_ids": ids[start:start + BOARD_CHANGED_CHUNK]}).encode())
 
-    async def whistle(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """A whistle with its summons and timeline."""
-        whistle_id = _uuid(cmd.payload.get("id"))
+    async def whistle(self, pool: asyncpg.Pool, cmd: Command[WhistleRef]) -> Reply:
+        """A whistle with its summons and timeline (a responder: only one it is summoned to)."""
+        whistle_id = _uuid(cmd.payload.id)
         view = await store.whistle(pool, whistle_id) if whistle_id else None
         if view is None:
             return Reply(ok=False, refusal=Refusal(status=404, code="no_such_whistle", reason="no such whistle / 无此哨"))
@@ -62,50 +64,50 @@ class LedgerHandlers:
             ))
         return Reply.success(view)
 
-    async def whistles(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def whistles(self, pool: asyncpg.Pool, cmd: Command[WhistleList]) -> Reply:
         """The ledger of whistles (open ones by default)."""
-        if cmd.actor.role == "responder":
-            return Reply(ok=False, refusal=Refusal(status=403, code="forbidden", reason="dispatchers and supervisors only / 仅限调度员和督办"))
-        status = cmd.payload.get("status")
-        asked = paging.window(cmd.payload, 100, paging.aware_or_none, paging.uuid)
+        asked = paging.window(cmd.payload.page, 100, paging.aware_or_none, paging.uuid)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
-        rows = await store.whistles(pool, status, limit + 1, after)
+        rows = await store.whistles(pool, cmd.payload.status, limit + 1, after)
         return Reply.success(paging.page(rows, limit, lambda r: (r["raised_at"], r["id"])))
 
-    async def open311(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def open311(self, pool: asyncpg.Pool, cmd: Command[Open311Query]) -> Reply:
         """Whistles for the Open311 GeoReport edge: by ids, or by categories, [start, end) and open / closed."""
-        if cmd.actor.role not in ("system", "dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "the Open311 edge, dispatchers and supervisors only / 无权查询")
         p = cmd.payload
         try:
-            begins = datetime.fromisoformat(p["start"]) if p.get("start") else datetime.min.replace(tzinfo=UTC)
-            ends = datetime.fromisoformat(p["end"]) if p.get("end") else datetime.max.replace(tzinfo=UTC)
+            begins = datetime.fromisoformat(p.start) if p.start else datetime.min.replace(tzinfo=UTC)
+            ends = datetime.fromisoformat(p.end) if p.end else datetime.max.replace(tzinfo=UTC)
         except (TypeError, ValueError):
             return Reply.refuse(422, "bad_period", "start / end must be ISO 8601 with a time zone / 日期格式无效")
         if begins.tzinfo is None or ends.tzinfo is None:
             return Reply.refuse(422, "bad_period", "start / end need a time zone / 日期须带时区")
         ids = None
-        if p.get("ids") is not None:
-            ids = [u for u in (_uuid(i) for i in p["ids"]) if u is not None]
-        status = p.get("status")
+        if p.ids is not None:
+            ids = [u for u in (_uuid(i) for i in p.ids) if u is not None]
+        status = p.status
         if status not in (None, "open", "closed"):
             return Reply.refuse(422, "bad_status", "status is open or closed / 状态须为 open 或 closed", "status")
-        categories = p.get("categories") or None
-        asked = paging.window(p, 1000, paging.aware, paging.uuid)
+        categories = p.categories or None
+        asked = paging.window(p.page, 1000, paging.aware, paging.uuid)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
         rows = await store.open311_requests(pool, ids, categories, begins, ends,
                                             None if status is None else status == "closed", limit + 1, after)
-        return Reply.success(paging.page(rows, limit, lambda r: (r["raised_at"], r["id"])))
+        names = {row["id"]: row.pop("names") for row in rows}  # what the free text is masked against: kept here
+        page = paging.page(rows, limit, lambda r: (r["raised_at"], r["id"]))
+        for row in page["items"]:  # the free text as anyone may read it (masking never lengthens it)
+            row["description"] = public_text(row["description"], names[row["id"]])
+            row["attachments"] = [public_text(a, names[row["id"]]) for a in row["attachments"] or ()]
+        return Reply.success(page)
 
-    async def rates(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """The three rates (三率) of one responder, or of the community, over a month or dates."""
-        unit = str(cmd.payload.get("unit") or rates.COMMUNITY)
-        own = cmd.actor.role == "responder" and unit == cmd.actor.id
-        if cmd.actor.role not in ("dispatcher", "supervisor") and not own:
+    async def rates(self, pool: asyncpg.Pool, cmd: Command[RatesAsk]) -> Reply:
+        """The three rates (三率) of one responder, or of the community, over a month or dates (a responder:
+        its own only)."""
+        unit = cmd.payload.unit
+        if cmd.actor.role == "responder" and unit != cmd.actor.id:
             return Reply.refuse(403, "not_your_unit", "a responder sees only its own rates / 仅可查看本单位三率")
         period = _period(cmd.payload)
         if isinstance(period, Reply):
@@ -113,10 +115,8 @@ class LedgerHandlers:
         facts = await store.rate_facts(pool, period, None if unit == rates.COMMUNITY else unit)
         return Reply.success(rates.compute(unit, facts, period, utcnow(), self.score_weights).as_dict())
 
-    async def ranking(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def ranking(self, pool: asyncpg.Pool, cmd: Command[PeriodAsk]) -> Reply:
         """Every responder by combined score, with the red (红榜) and black (黑榜) lists."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
         period = _period(cmd.payload)
         if isinstance(period, Reply):
             return period

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from services.ledger.payloads import InboxAsk
 from shared import paging
 from shared.contracts import Command, Reply
 
@@ -34,15 +35,13 @@ def _extension(r: asyncpg.Record) -> dict:
 
 
 class InboxHandlers:
-    async def inbox(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def inbox(self, pool: asyncpg.Pool, cmd: Command[InboxAsk]) -> Reply:
         """Supervisors: `{"counts": true}` what waits in each part of the inbox; else the pending extension
         requests (延期申请), newest first, a page at a time."""
-        if cmd.actor.role != "supervisor":
-            return Reply.refuse(403, "supervisor_only", "supervisors only / 仅限督办")
-        if cmd.payload.get("counts"):
+        if cmd.payload.counts:
             row = await pool.fetchrow(_COUNTS)
             return Reply.success({k: row[k] for k in ("extensions", "arbitrations", "dead_letters")})
-        asked = paging.window(cmd.payload, 50, paging.aware, paging.uuid)
+        asked = paging.window(cmd.payload.page, 50, paging.aware, paging.uuid)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked

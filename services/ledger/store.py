@@ -300,29 +300,47 @@ async def rate_facts(pool: asyncpg.Pool, period: Period, responder_id: str | Non
     )
 
 
+# whistles anyone may see on the Open311 edge: raised in public (an Open311 client's own request) or by the community
+# itself about a shared place; a resident's call to 12345 or word at a service point only with the reporter's consent
+PUBLIC_SOURCES = ("online", "community", "grid_patrol", "proactive")
+PUBLIC_CONSENT = "public_consent"  # the reporter's flag for that consent (no intake form sets it yet)
+PARTY_MEMBERS = "community party members / 社区党员"  # a party member responds as this, never by name
+
+
 async def open311_requests(pool: asyncpg.Pool, ids: list[UUID] | None, categories: list[str] | None,
                            begins, ends, closed: bool | None, limit: int,
                            after: tuple[datetime, UUID] | None = None) -> list[dict]:
     """Whistles as Open311 shows them, with the lead summons still in play (ids, when given, override the rest),
-    newest first, after a page's last."""
+    newest first, after a page's last.
+
+    Only public ones (PUBLIC_SOURCES, or the reporter consented), cut to what the public may see: the building of
+    the location (no address: it carries the room), the responding unit (a party member is PARTY_MEMBERS). The
+    reporter's name and the summoned party members' names come along for masking the free text (`names`), and
+    must go no further than the ledger."""
     at, last = after or (None, None)
     rows = await pool.fetch(
-        "SELECT w.id, w.category, w.description, w.status, w.location, w.attachments, w.raised_at, w.updated_at,"
-        " l.responder_name, l.deadlines FROM whistles w"
-        " LEFT JOIN LATERAL (SELECT responder_name, deadlines FROM summons s"
+        "SELECT w.id, w.category, w.description, w.status,"
+        " jsonb_build_object('building', w.location->'building', 'lat', w.location->'lat',"
+        "  'long', w.location->'long') AS location, w.attachments, w.raised_at, w.updated_at,"
+        " CASE WHEN l.responder_kind = 'member' THEN $10 ELSE l.responder_name END AS agency, l.deadlines,"
+        " array_remove(ARRAY(SELECT DISTINCT s.responder_name FROM summons s WHERE s.whistle_id = w.id"
+        "  AND s.responder_kind = 'member') || (w.reporter->>'name'), NULL) AS names"
+        " FROM whistles w"
+        " LEFT JOIN LATERAL (SELECT responder_kind, responder_name, deadlines FROM summons s"
         "  WHERE s.whistle_id = w.id AND s.role = 'lead' AND s.state NOT IN ('returned', 'transferred')"
         "  ORDER BY s.issued_at DESC LIMIT 1) l ON true"
-        " WHERE w.raised_at IS NOT NULL AND CASE WHEN $1::uuid[] IS NOT NULL THEN w.id = ANY($1::uuid[]) ELSE"
+        " WHERE w.raised_at IS NOT NULL AND (w.source = ANY($9::text[]) OR w.reporter->>$11 = 'true')"
+        " AND CASE WHEN $1::uuid[] IS NOT NULL THEN w.id = ANY($1::uuid[]) ELSE"
         "  ($2::text[] IS NULL OR w.category = ANY($2::text[])) AND w.raised_at >= $3 AND w.raised_at < $4"
         "  AND ($5::boolean IS NULL OR (w.status = 'closed') = $5) END"
         " AND ($7::timestamptz IS NULL OR (w.raised_at, w.id) < ($7, $8::uuid))"
         " ORDER BY w.raised_at DESC, w.id DESC LIMIT $6",
-        ids, categories, begins, ends, closed, limit, at, last,
+        ids, categories, begins, ends, closed, limit, at, last, list(PUBLIC_SOURCES), PARTY_MEMBERS, PUBLIC_CONSENT,
     )
     return [
         {"id": str(r["id"]), "category": r["category"], "description": r["description"], "status": r["status"],
          "location": r["location"], "attachments": r["attachments"], "raised_at": _iso(r["raised_at"]),
-         "updated_at": _iso(r["updated_at"]), "lead_responder_name": r["responder_name"],
-         "deadlines": r["deadlines"] or {}}
+         "updated_at": _iso(r["updated_at"]), "agency_responsible": r["agency"], "deadlines": r["deadlines"] or {},
+         "names": list(r["names"])}
         for r in rows
     ]

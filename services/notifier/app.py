@@ -10,6 +10,7 @@ from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
 from services.notifier.channels.web import session
 from services.notifier.channels.webhook import WebhookChannel
 from services.notifier.handlers import NotifierHandlers
+from services.notifier.payloads import ContactsPut, ContactsRef, NotificationList, UrgeAsk
 from services.notifier.recipients import asking
 from services.notifier.sender import (
     Handoff,
@@ -19,10 +20,13 @@ from services.notifier.sender import (
     lease_seconds,
 )
 from services.notifier.settings import NotifierSettings
-from services.notifier.signin import SigninLinkHandlers
+from services.notifier.signin import SigninLinkHandlers, SigninLinkSend
 from shared import subjects
-from shared.contracts import NotificationFailed, NotificationSent, SummonsIssued
-from shared.runtime import ServiceRuntime
+from shared.contracts import NotificationFailed, NotificationSent, Role, SummonsIssued
+from shared.runtime import Request, ServiceRuntime
+
+STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
+SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
 
 
 class NotifierRuntime(ServiceRuntime):
@@ -77,12 +81,16 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
     runtime.on_events("summons.>", handlers.on_summons, batch=True, dedup=lambda _: None,
                       overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
-    runtime.on_request(subjects.CMD_NOTIFIER_CONTACTS_PUT, handlers.put_contacts)
-    runtime.on_request(subjects.CMD_NOTIFIER_URGE, handlers.urge)
     links = SigninLinkHandlers(settings.default_rule, settings.poll_s)
-    runtime.on_request(subjects.CMD_NOTIFIER_SIGNIN_LINK, links.send)
-    runtime.on_request(subjects.QRY_NOTIFIER_CONTACTS, handlers.get_contacts, query=True)
-    runtime.on_request(subjects.QRY_NOTIFIER_NOTIFICATIONS, handlers.list_notifications, query=True)
+    runtime.serve(
+        # a responder its own rule only (the handler checks)
+        Request(subjects.CMD_NOTIFIER_CONTACTS_PUT, handlers.put_contacts, ContactsPut, SUPERVISORS | {"responder"}),
+        Request(subjects.QRY_NOTIFIER_CONTACTS, handlers.get_contacts, ContactsRef, STAFF | {"responder"}, query=True),
+        Request(subjects.CMD_NOTIFIER_URGE, handlers.urge, UrgeAsk, STAFF),
+        Request(subjects.CMD_NOTIFIER_SIGNIN_LINK, links.send, SigninLinkSend, frozenset({"system"})),  # routing
+        Request(subjects.QRY_NOTIFIER_NOTIFICATIONS, handlers.list_notifications, NotificationList, STAFF,
+                query=True),
+    )
     runtime.every(15.0, count_pending)
     runtime.documents(NotificationSent, NotificationFailed)
     return runtime

@@ -4,7 +4,6 @@ and the delivery log answer the gateway."""
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 from datetime import datetime
 from typing import Any
@@ -12,10 +11,10 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
-from pydantic import ValidationError
 
 from services.notifier import domain, recipients, signin, store
-from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND, Planned, State
+from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND, Planned
+from services.notifier.payloads import ContactsPut, ContactsRef, NotificationList, UrgeAsk
 from services.notifier.sender import Handoff
 from shared import paging
 from shared.contacts import ContactRule
@@ -38,11 +37,8 @@ from shared.contracts import (
     WhistleBlown,
     WhistleVerified,
 )
-from shared.validation import refusal_from
 
 Row = tuple[Planned, dict[str, Any]]
-_RECIPIENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-FORBIDDEN = Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
 
 
 def new_webhook_secret() -> str:
@@ -190,19 +186,10 @@ class NotifierHandlers:
 
     # --- requests -------------------------------------------------------------------------------
 
-    async def urge(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def urge(self, conn: asyncpg.Connection, cmd: Command[UrgeAsk], now: datetime):
         """催办: remind each listed summons' responder on its first step (dispatchers, supervisors); summons
         already reported, returned or transferred are skipped."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return FORBIDDEN, []
-        listed = cmd.payload.get("summons_ids")
-        if not isinstance(listed, list) or not 1 <= len(listed) <= 1000:
-            return Reply.refuse(422, "invalid", "summons_ids: 1–1000 summons ids / 须列出 1–1000 个派单",
-                                "summons_ids"), []
-        try:
-            ids = [UUID(str(i)) for i in listed]
-        except ValueError:
-            return Reply.refuse(422, "invalid", "summons_ids: not a summons id / 派单编号无效", "summons_ids"), []
+        ids = cmd.payload.summons_ids
         facts = await store.summons_facts(conn, ids)
         live = [f for f in facts.values() if f["responder_id"] and f["whistle_id"] and not f["stopped"]]
         rules = await store.rules(conn, {f["responder_id"] for f in live})
@@ -217,17 +204,11 @@ class NotifierHandlers:
         return Reply.success({"urged": len({m["summons_id"] for _, m in rows}),
                               "skipped": sorted(str(i) for i in set(ids) - {m["summons_id"] for _, m in rows})}), []
 
-    async def put_contacts(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def put_contacts(self, conn: asyncpg.Connection, cmd: Command[ContactsPut], now: datetime):
         """Create or replace a responder's contact rule (supervisors, or the responder itself)."""
-        recipient = str(cmd.payload.get("id") or "")
-        if cmd.actor.role != "supervisor" and not (cmd.actor.role == "responder" and cmd.actor.id == recipient):
+        recipient, rule = cmd.payload.id, cmd.payload.rule
+        if cmd.actor.role == "responder" and cmd.actor.id != recipient:
             return Reply.refuse(403, "forbidden", "supervisors, or the responder itself / 仅限督办或本人"), []
-        if not _RECIPIENT.match(recipient):
-            return Reply.refuse(422, "invalid", "not a responder id / 编号无效", "id"), []
-        try:
-            rule = ContactRule.model_validate(cmd.payload.get("rule"))
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc)), []
         if (unknown := await recipients.unknown(self.ask, recipient)) is not None:
             return unknown, []
         for i, step in enumerate(rule.steps):
@@ -241,11 +222,11 @@ class NotifierHandlers:
         # the only time a secret is shown: the subscriber needs it to check signatures
         return Reply.success({"id": recipient, "rule": rule.model_dump(mode="json"), "created": created}), []
 
-    async def get_contacts(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """A responder's contact rule, or the community default it falls back on (secrets hidden)."""
-        recipient = str(cmd.payload.get("id") or "")
-        if cmd.actor.role not in ("dispatcher", "supervisor") and not (
-                cmd.actor.role == "responder" and cmd.actor.id == recipient):
+    async def get_contacts(self, pool: asyncpg.Pool, cmd: Command[ContactsRef]) -> Reply:
+        """A responder's contact rule, or the community default it falls back on (secrets hidden; dispatchers,
+        supervisors, or the responder itself)."""
+        recipient = cmd.payload.id
+        if cmd.actor.role == "responder" and cmd.actor.id != recipient:
             return Reply.refuse(403, "forbidden", "dispatchers, supervisors, or the responder itself"
                                 " / 仅限调度员、督办或本人")
         row = await store.rule_row(pool, recipient)
@@ -255,25 +236,15 @@ class NotifierHandlers:
         return Reply.success({"id": recipient, "source": "own", "rule": hide(row["rule"]),
                               "updated_by": row["updated_by"], "updated_at": row["updated_at"].isoformat()})
 
-    async def list_notifications(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """Notifications, newest first, with every attempt: by whistle, recipient and state."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return FORBIDDEN
+    async def list_notifications(self, pool: asyncpg.Pool, cmd: Command[NotificationList]) -> Reply:
+        """Notifications, newest first, with every attempt: by whistle, recipient and state (dispatchers,
+        supervisors)."""
         p = cmd.payload
-        whistle_id = None
-        if p.get("whistle_id") is not None:
-            try:
-                whistle_id = UUID(str(p["whistle_id"]))
-            except ValueError:
-                return Reply.refuse(422, "invalid", "whistle_id is not a whistle id / 哨编号无效", "whistle_id")
-        state = p.get("state")
-        if state is not None and state not in {s.value for s in State}:
-            return Reply.refuse(422, "invalid", f"state: one of {', '.join(s.value for s in State)} / 状态无效", "state")
-        asked = paging.window(p, 100, paging.aware, paging.uuid)
+        asked = paging.window(p.page, 100, paging.aware, paging.uuid)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
-        rows = await store.list_notifications(pool, whistle_id, p.get("responder_id"), state, limit + 1, after)
+        rows = await store.list_notifications(pool, p.whistle_id, p.responder_id, p.state, limit + 1, after)
         return Reply.success(paging.page([_shown(r) for r in rows], limit,
                                          lambda r: (r["created_at"], r["id"])))
 

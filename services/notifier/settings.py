@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.notifier.domain import Backoff
 from shared.contacts import ContactRule
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, signing_secret
 
 DEFAULT_CATALOGUE = Path(__file__).resolve().parents[1] / "intake" / "catalogue.json"
 
@@ -22,12 +22,18 @@ class NotifierSettings(ServiceSettings):
         default="http://127.0.0.1:8080", validation_alias=AliasChoices("WHISTLE_PUBLIC_BASE_URL", "public_base_url"),
         description="Where people open links: {this}/console/summons/{id}, {this}/r/{token}")
     catalogue_file: Path = Field(default=DEFAULT_CATALOGUE, description="Category names for the messages")
-    link_secret: SecretStr = Field(
-        default=SecretStr("dev-only-secret"), validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "link_secret"),
+    link_secret: SecretStr | None = Field(
+        default=None, validate_default=True,  # none: the service refuses to start without the system's secret
+        validation_alias=AliasChoices("WHISTLE_AUTH_SECRET", "link_secret"),
         description="Key of the one-tap report links (the system's secret, which the gateway checks them with)")
     ack_link_default_s: float = Field(
         default=24 * 3600, gt=0, description="Life of a one-tap report link when the summons' report deadline is"
         " not known yet at sending: longer leaves a link usable after a late deadline, shorter may kill it early")
+
+    @field_validator("link_secret")
+    @classmethod
+    def _link_secret(cls, value: SecretStr | None) -> SecretStr:
+        return signing_secret(value, "WHISTLE_AUTH_SECRET")
 
     # sending
     send_concurrency: int = Field(

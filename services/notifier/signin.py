@@ -13,12 +13,11 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.notifier import domain, store
 from shared.contacts import ContactRule
 from shared.contracts import Command, Reply
-from shared.validation import refusal_from
 
 KIND = "account.signin_link"
 PATH = "/console/signin/link/"
@@ -58,15 +57,10 @@ class SigninLinkHandlers:
         self.default = default_rule
         self.wake_within_s = wake_within_s
 
-    async def send(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def send(self, conn: asyncpg.Connection, cmd: Command[SigninLinkSend], now: datetime):
         """Send a sign-in link to the person an account acts as (routing only); 0 notifications when
         they have no rule and the community has no default."""
-        if cmd.actor.role != "system":
-            return Reply.refuse(403, "forbidden", "only routing sends sign-in links / 仅路由服务可发送登录链接"), []
-        try:
-            body = SigninLinkSend.model_validate(cmd.payload)
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc)), []
+        body = cmd.payload
         recipient = body.recipient_id
         rule = (await store.rules(conn, {recipient})).get(recipient) or self.default
         trimmed = first_step_only(rule) if rule else None

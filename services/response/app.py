@@ -6,8 +6,10 @@ import functools
 from pathlib import Path
 
 from services.response import handlers
+from services.response.payloads import FollowUpAnswer, FollowUpLink, SummonsPage, WhistleFollowUpLink
 from services.response.settings import ResponseSettings
 from shared import subjects
+from shared.commands import ExtensionDecision, ExtensionRequest, SummonsAction, VerifyWhistle
 from shared.contracts import (
     ExtensionGranted,
     ExtensionRefused,
@@ -25,7 +27,13 @@ from shared.contracts import (
     WhistleReopened,
     WhistleVerified,
 )
-from shared.runtime import ServiceRuntime
+from shared.runtime import Request, ServiceRuntime
+
+RESPONDER = frozenset({"responder"})
+DISPATCHER = frozenset({"dispatcher"})
+SUPERVISOR = frozenset({"supervisor"})
+# who sees summons: a responder its own, dispatchers and supervisors everyone's
+STAFF = frozenset({"responder", "dispatcher", "supervisor"})
 
 
 def _with_secret(handler, secret: str):
@@ -44,17 +52,26 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     # no inbox: opening a summons is idempotent by itself (ON CONFLICT DO NOTHING on its id), and an
     # inbox row per summons would only add Postgres work
     runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True, dedup=lambda _: None)
-    runtime.on_request(subjects.CMD_RESPONSE_ACT, handlers.act)
-    runtime.on_request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension)
-    runtime.on_request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension)
     secret = settings.link_secret.get_secret_value()
-    runtime.on_request(subjects.CMD_RESPONSE_VERIFY, _with_secret(handlers.verify, secret))
     ttl = {"link_ttl_s": settings.follow_up_link_ttl_s}
-    runtime.on_request(subjects.CMD_RESPONSE_FOLLOW_UP, _bind(handlers.follow_up, **ttl))
-    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, _bind(handlers.follow_up_link, **ttl), query=True)
-    runtime.on_request(subjects.QRY_RESPONSE_FOLLOW_UP_TOKEN, _bind(handlers.follow_up_token, link_secret=secret, **ttl),
-                       query=True)
-    runtime.on_request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, query=True)
+    # the summons' own responder, the pending extension, the link's life: checked by the handlers
+    runtime.serve(
+        Request(subjects.CMD_RESPONSE_ACT, handlers.act, payload=SummonsAction, roles=RESPONDER),
+        Request(subjects.CMD_RESPONSE_EXTENSION, handlers.request_extension, payload=ExtensionRequest,
+                roles=RESPONDER),
+        Request(subjects.CMD_RESPONSE_EXTENSION_DECISION, handlers.decide_extension, payload=ExtensionDecision,
+                roles=SUPERVISOR),
+        Request(subjects.CMD_RESPONSE_VERIFY, _with_secret(handlers.verify, secret), payload=VerifyWhistle,
+                roles=DISPATCHER),
+        # a dispatcher from a phone call, or the resident through its one-time link
+        Request(subjects.CMD_RESPONSE_FOLLOW_UP, _bind(handlers.follow_up, **ttl), payload=FollowUpAnswer,
+                roles=frozenset({"dispatcher", "resident"})),
+        Request(subjects.QRY_RESPONSE_FOLLOW_UP_LINK, _bind(handlers.follow_up_link, **ttl), payload=FollowUpLink,
+                roles=frozenset({"resident"}), query=True),
+        Request(subjects.QRY_RESPONSE_FOLLOW_UP_TOKEN, _bind(handlers.follow_up_token, link_secret=secret, **ttl),
+                payload=WhistleFollowUpLink, roles=frozenset({"system"}), query=True),
+        Request(subjects.QRY_RESPONSE_SUMMONS, handlers.list_summons, payload=SummonsPage, roles=STAFF, query=True),
+    )
     runtime.every(15.0, handlers.count_summons)
     runtime.documents(
         SummonsReported, SummonsOnSite, SummonsResolved, SummonsPaused, SummonsResumed,

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from uuid import UUID
 
 from shared.contracts import (
+    SUPERSEDED,
     Actor,
     Event,
     ExtensionGranted,
     ExtensionRefused,
     ExtensionRequested,
     Refusal,
+    SummonsMove,
     SummonsOnSite,
     SummonsPaused,
     SummonsReported,
     SummonsResolved,
     SummonsResumed,
     SummonsReturned,
+    SummonsState,
     SummonsTransferred,
     WhistleClosed,
     WhistleFollowedUp,
@@ -27,26 +29,10 @@ from shared.contracts import (
     WhistleVerified,
 )
 
-
-class SummonsState(StrEnum):
-    issued = "issued"
-    reported = "reported"  # 报到: acknowledged
-    on_site = "on_site"
-    resolved = "resolved"
-    returned = "returned"  # 退单: given back, someone else is summoned
-    transferred = "transferred"  # 转派: handed to a named responder
-
-
-class Action(StrEnum):
-    report = "report"
-    arrive = "arrive"
-    resolve = "resolve"
-    return_ = "return"
-    transfer = "transfer"
-
-
-S, A = SummonsState, Action
-TRANSITIONS: dict[tuple[SummonsState, Action], SummonsState] = {
+S, A = SummonsState, SummonsMove
+# waiting on the resident holds the clocks: a sub-state of reported / on_site, not a move of the lifecycle
+WAITS = frozenset({A.pause, A.resume})
+TRANSITIONS: dict[tuple[SummonsState, SummonsMove], SummonsState] = {
     (S.issued, A.report): S.reported,
     (S.reported, A.arrive): S.on_site,
     (S.on_site, A.resolve): S.resolved,
@@ -56,10 +42,8 @@ TRANSITIONS: dict[tuple[SummonsState, Action], SummonsState] = {
     (S.issued, A.transfer): S.transferred,
     (S.reported, A.transfer): S.transferred,
 }
-# summons that no longer count towards the whistle (someone else has it now)
-SUPERSEDED = frozenset({S.returned, S.transferred})
 
-EVENT_OF: dict[Action, type[Event]] = {
+EVENT_OF: dict[SummonsMove, type[Event]] = {
     A.report: SummonsReported,
     A.arrive: SummonsOnSite,
     A.resolve: SummonsResolved,
@@ -76,18 +60,10 @@ _ILLEGAL = {
     A.transfer: "only a summons not yet on site can be transferred / 到场后不能转派",
 }
 
-
-class Wait(StrEnum):
-    """Waiting on the resident holds the clocks (a sub-state of reported / on_site)."""
-
-    pause = "pause"
-    resume = "resume"
-
-
-WAIT_TRANSITIONS: dict[tuple[bool, Wait], bool] = {(False, Wait.pause): True, (True, Wait.resume): False}
+WAIT_TRANSITIONS: dict[tuple[bool, SummonsMove], bool] = {(False, A.pause): True, (True, A.resume): False}
 PAUSABLE = frozenset({SummonsState.reported, SummonsState.on_site})
 # a granted deadline is counted to in working time, day by day, and armed as a timer: years ahead is no deadline
-MAX_EXTENSION = timedelta(days=366)
+MAX_EXTENSION = timedelta(days=90)  # as shared/commands.ExtensionAsk (the gateway refuses first)
 
 
 @dataclass(frozen=True)
@@ -112,12 +88,15 @@ def _not_owner(summons: Summons, actor: Actor) -> Refusal | None:
 
 
 def decide(
-    summons: Summons, action: Action, actor: Actor, now: datetime, note: str | None = None, **details,
+    summons: Summons, action: SummonsMove, actor: Actor, now: datetime, note: str | None = None, **details,
 ) -> list[Event] | Refusal:
     """Apply a responder's move to its own summons, or refuse it with a reason code.
 
-    `details` carry what a return (reason_code, reason) or a transfer (to_responder_id, reason) needs.
+    `details` carry what a return (reason_code, reason) or a transfer (to_responder_id, reason) needs;
+    pause and resume are waits (`wait`), which change no state.
     """
+    if action in WAITS:
+        return wait(summons, action, actor, now, note)
     if refusal := _not_owner(summons, actor):
         return refusal
     if action is A.return_ and summons.arbitrated:
@@ -139,7 +118,7 @@ def decide(
     return [*resumed, EVENT_OF[action](**common, note=note, **details)]
 
 
-def wait(summons: Summons, move: Wait, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
+def wait(summons: Summons, move: SummonsMove, actor: Actor, now: datetime, note: str | None = None) -> list[Event] | Refusal:
     """Start or end waiting on the resident; the clocks hold meanwhile."""
     if refusal := _not_owner(summons, actor):
         return refusal
@@ -151,7 +130,7 @@ def wait(summons: Summons, move: Wait, actor: Actor, now: datetime, note: str | 
         return Refusal(status=409, code=code, reason="the summons is already in that state / 状态未变")
     common = dict(occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor),
                   summons_id=summons.id, responder_id=summons.responder_id, note=note)
-    return [SummonsPaused(**common) if move is Wait.pause else SummonsResumed(**common)]
+    return [SummonsPaused(**common) if move is A.pause else SummonsResumed(**common)]
 
 
 def request_extension(
@@ -169,7 +148,7 @@ def request_extension(
                        reason="the new deadline must be in the future / 新时限须晚于现在")
     if new_deadline > now + MAX_EXTENSION:
         return Refusal(status=422, code="deadline_too_far", field="new_deadline",
-                       reason="an extension reaches at most a year ahead / 延期不得超过一年")
+                       reason="an extension reaches at most 90 days ahead / 延期不得超过90天")
     return [ExtensionRequested(
         occurred_at=now, whistle_id=summons.whistle_id, actor=str(actor), summons_id=summons.id,
         responder_id=summons.responder_id, clock=clock, new_deadline=new_deadline, reason=reason,
@@ -219,30 +198,40 @@ DISSATISFIED = "dissatisfied"
 
 def link_refusal(created_at: datetime, used_at: datetime | None, closed: bool, latest: bool, now: datetime,
                  ttl_s: float) -> Refusal | None:
-    """Why a resident's follow-up link can no longer be answered, or None: once answered, past its life, or
-    dead since its whistle was reopened (a reopened whistle is asked again, with a new link, when verified)."""
-    if used_at is not None:
-        return Refusal(status=409, code="already_answered", reason="this link was already used / 已回访，感谢您的评价")
+    """Why a resident's follow-up link can no longer be answered, or None: dead since its whistle was reopened
+    (410, answered or not: a reopened whistle is asked again, with a new link, when verified), once answered,
+    or past its life."""
     if not closed or not latest:
         return Refusal(status=410, code="link_dead", reason="the whistle was reopened; this link no longer works"
                        " / 该问题已重新办理，此链接已失效")
+    if used_at is not None:
+        return Refusal(status=409, code="already_answered", reason="this link was already used / 已回访，感谢您的评价")
     if (now - created_at).total_seconds() >= ttl_s:
         return Refusal(status=410, code="link_expired", reason="this link has expired / 链接已过期")
     return None
 
 
+ALREADY_FOLLOWED_UP = Refusal(
+    status=409, code="already_followed_up",
+    reason="this closure was already followed up; a whistle is asked again only after it is reopened and struck"
+           " off again / 本次销号已回访，重办并再次销号后方可再次回访")
+
+
 def follow_up(
     whistle_id: UUID, closed: bool, lead_responder_id: str | None, solved: bool, satisfaction: str,
-    actor: Actor, now: datetime, note: str | None = None,
+    actor: Actor, now: datetime, note: str | None = None, *, followed_up: bool = False,
 ) -> list[Event] | Refusal:
     """回访: the resident's answer; not solved or dissatisfied reopens the whistle (重办) to the same lead.
 
-    A dispatcher records it from a phone call, or the resident answers through a one-time link.
+    A dispatcher records it from a phone call, or the resident answers through a one-time link; either way
+    once per closure (`followed_up`: this closure has its answer), so the satisfaction rate counts it once.
     """
     if actor.role not in ("dispatcher", "resident"):
         return Refusal(status=403, code="dispatcher_only", reason="only dispatchers record follow-ups / 只有调度员可以回访")
     if not closed:
         return Refusal(status=409, code="not_closed", reason="follow up after the whistle is verified and closed / 核验销号后再回访")
+    if followed_up:
+        return ALREADY_FOLLOWED_UP
     common = dict(occurred_at=now, whistle_id=whistle_id, actor=str(actor))
     events: list[Event] = [WhistleFollowedUp(**common, solved=solved, satisfaction=satisfaction, note=note)]
     if (not solved or satisfaction == DISSATISFIED) and lead_responder_id:

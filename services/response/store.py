@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -64,16 +65,32 @@ async def set_state(
     )
 
 
-async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> tuple[bool, list[SummonsState]] | None:
-    closed = await conn.fetchval("SELECT closed FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
-    if closed is None:
+@dataclass(frozen=True)
+class Whistle:
+    """A whistle as response sees it (locked for the transaction)."""
+
+    closed: bool
+    followed_up: bool  # this closure has its follow-up (回访) answer
+    states: list[SummonsState]
+
+
+async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> Whistle | None:
+    row = await conn.fetchrow("SELECT closed, followed_up_at FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
+    if row is None:
         return None
     rows = await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", whistle_id)
-    return closed, [SummonsState(r["state"]) for r in rows]
+    return Whistle(row["closed"], row["followed_up_at"] is not None, [SummonsState(r["state"]) for r in rows])
 
 
 async def close_whistle(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> None:
-    await conn.execute("UPDATE whistles SET closed = true, closed_at = $2 WHERE id = $1", whistle_id, at)
+    """Struck off: a new closure, waiting for its one follow-up."""
+    await conn.execute("UPDATE whistles SET closed = true, closed_at = $2, followed_up_at = NULL WHERE id = $1",
+                       whistle_id, at)
+
+
+async def followed_up(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> None:
+    """This closure has its answer: no second one until the whistle is struck off again."""
+    await conn.execute("UPDATE whistles SET followed_up_at = $2 WHERE id = $1", whistle_id, at)
 
 
 async def reopen_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> None:
@@ -148,15 +165,18 @@ async def new_follow_up_link(conn: asyncpg.Connection, whistle_id: UUID, at: dat
 async def latest_follow_up_link(pool: asyncpg.Pool, whistle_id: UUID) -> asyncpg.Record | None:
     """The whistle's newest link (one per verification) and whether it is still open."""
     return await pool.fetchrow(
-        "SELECT l.nonce, l.used_at, l.created_at, w.closed FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
+        "SELECT l.nonce, l.used_at, l.created_at, w.closed, w.followed_up_at IS NOT NULL AS followed_up"
+        " FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id"
         " WHERE l.whistle_id = $1 ORDER BY l.created_at DESC LIMIT 1",
         whistle_id,
     )
 
 
-# a link and what decides whether it still works: its whistle closed, and no newer link (a re-verification)
+# a link and what decides whether it still works: its whistle closed, and no newer link (a re-verification);
+# and whether this closure was answered already (by the dispatcher, say)
 _LINK = (
-    "SELECT l.whistle_id, l.used_at, l.created_at, w.closed, NOT EXISTS (SELECT 1 FROM follow_up_links n"
+    "SELECT l.whistle_id, l.used_at, l.created_at, w.closed, w.followed_up_at IS NOT NULL AS followed_up,"
+    " NOT EXISTS (SELECT 1 FROM follow_up_links n"
     " WHERE n.whistle_id = l.whistle_id AND n.created_at > l.created_at) AS latest"
     " FROM follow_up_links l JOIN whistles w ON w.id = l.whistle_id WHERE l.token_hash = $1"
 )

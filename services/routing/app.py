@@ -7,12 +7,27 @@ from pathlib import Path
 from services.routing.accounts import AccountHandlers
 from services.routing.domain import load_rules
 from services.routing.handlers import RoutingHandlers
+from services.routing.payloads import (
+    AccountFilter,
+    ArbitrateWhistle,
+    Known,
+    PlaceAsk,
+    ResponderFilter,
+    ResponderPut,
+    ResponderRef,
+    SignIn,
+    SigninLinkUse,
+    TokenRevoke,
+    WhistleRef,
+)
 from services.routing.places import PlaceHandlers, load_site
 from services.routing.registry import load_registry
 from services.routing.responders import RegistryHandlers, seed_registry
 from services.routing.settings import RoutingSettings
 from services.routing.signin_links import SigninLinks
+from services.routing.tokens import TokenHandlers, TokenNotices
 from shared import subjects
+from shared.commands import PasswordSet, SigninLinkAsk
 from shared.community import BUILDINGS
 from shared.contracts import (
     SummonsIssued,
@@ -26,7 +41,7 @@ from shared.contracts import (
     WhistleRouted,
     WhistleUnroutable,
 )
-from shared.runtime import ServiceRuntime
+from shared.runtime import Request, ServiceRuntime
 
 
 def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
@@ -42,29 +57,51 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
         await handlers.refresh_registry(rt)
 
     runtime.on_startup(start)
-    runtime.on_request(subjects.QRY_ROUTING_RESPONDERS, editing.list, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_RESPONDER_ONE, editing.get, query=True)
-    runtime.on_request(subjects.CMD_ROUTING_RESPONDER_PUT, editing.put)
     accounts = AccountHandlers(handlers)
-    runtime.on_request(subjects.CMD_ROUTING_PASSWORD_SET, accounts.set_password)
-    # a query (own transaction): a refused sign-in must still count against the name
-    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_CHECK, accounts.check, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_ACCOUNTS, accounts.list, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_KNOWN, accounts.known, query=True)
     links = SigninLinks(runtime)  # queries too: a request counts against the name, and spending is one UPDATE
-    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_LINK, links.request, query=True)
-    runtime.on_request(subjects.CMD_ROUTING_SIGNIN_LINK_USE, links.use, query=True)
+    staff, supervisors = frozenset({"dispatcher", "supervisor"}), frozenset({"supervisor"})
+    services = frozenset({"system"})  # the console, the runner and the notifier ask as system callers
+    runtime.serve(
+        Request(subjects.QRY_ROUTING_RESPONDERS, editing.list, payload=ResponderFilter, roles=staff, query=True),
+        # a responder reads its own record only (the handler checks which)
+        Request(subjects.QRY_ROUTING_RESPONDER_ONE, editing.get, payload=ResponderRef, roles=staff | {"responder"},
+                query=True),
+        Request(subjects.CMD_ROUTING_RESPONDER_PUT, editing.put, payload=ResponderPut, roles=supervisors),
+        Request(subjects.CMD_ROUTING_PASSWORD_SET, accounts.set_password, payload=PasswordSet,
+                roles=supervisors | services),
+        # a query (own transaction): a refused sign-in must still count against the name
+        Request(subjects.CMD_ROUTING_SIGNIN_CHECK, accounts.check, payload=SignIn, roles=services, query=True),
+        Request(subjects.QRY_ROUTING_ACCOUNTS, accounts.list, payload=AccountFilter, roles=supervisors | services,
+                query=True),
+        Request(subjects.QRY_ROUTING_KNOWN, accounts.known, payload=Known, roles=supervisors | services, query=True),
+        Request(subjects.CMD_ROUTING_SIGNIN_LINK, links.request, payload=SigninLinkAsk, roles=services, query=True),
+        Request(subjects.CMD_ROUTING_SIGNIN_LINK_USE, links.use, payload=SigninLinkUse, roles=services, query=True),
+        Request(subjects.CMD_ROUTING_ARBITRATE, handlers.arbitrate, payload=ArbitrateWhistle, roles=supervisors),
+        Request(subjects.QRY_ROUTING_EXPLAIN, handlers.explain, payload=WhistleRef, roles=staff, query=True),
+        # names and kinds only: a responder checks a transfer's target, the console names who holds what
+        Request(subjects.QRY_ROUTING_RESPONDER, handlers.responder, payload=ResponderRef,
+                roles=staff | {"responder", "system"}, query=True),
+        # the map: any caller the gateway let through (Open311 places a bare point as a system reader)
+        Request(subjects.QRY_ROUTING_BUILDINGS, places.buildings, query=True),
+        Request(subjects.QRY_ROUTING_GRIDS, places.grids, query=True),
+        Request(subjects.QRY_ROUTING_PLACE, places.place, payload=PlaceAsk, query=True),
+    )
+    # revoked bearer tokens: routing owns the list, the gateways keep it (services/routing/tokens.py)
+    tokens, notices = TokenHandlers(), TokenNotices()
+    runtime.serve(
+        Request(subjects.CMD_ROUTING_TOKEN_REVOKE, tokens.revoke, payload=TokenRevoke,
+                roles=staff | {"responder"}),  # supervisors any token; anyone else its own (the handler checks)
+        Request(subjects.CMD_ROUTING_RESPONDER_TOKENS_REVOKE, tokens.revoke_responder, payload=ResponderRef,
+                roles=supervisors),
+        Request(subjects.QRY_ROUTING_TOKEN_REVOCATIONS, tokens.revocations, roles=services, query=True),
+    )
+    runtime.every(1.0, notices.keep_listening)  # each committed change is published to every gateway at once
+    runtime.every(3600.0, tokens.forget_expired)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistles_blown, batch=True)
     runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
     runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
     runtime.on_events(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)
     runtime.on_events(WhistleReopened.SUBJECT, handlers.on_whistle_reopened)
-    runtime.on_request(subjects.CMD_ROUTING_ARBITRATE, handlers.arbitrate)
-    runtime.on_request(subjects.QRY_ROUTING_EXPLAIN, handlers.explain, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_RESPONDER, handlers.responder, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_BUILDINGS, places.buildings, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_GRIDS, places.grids, query=True)
-    runtime.on_request(subjects.QRY_ROUTING_PLACE, places.place, query=True)
     runtime.every(settings.rules_check_s, handlers.reload_rules)
     runtime.every(1.0, handlers.refresh_registry)  # an edit through another replica shows here within a second
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)

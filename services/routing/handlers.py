@@ -8,12 +8,11 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from pydantic import ValidationError
 
 from services.routing import domain, store
+from services.routing.payloads import ArbitrateWhistle, ResponderRef, WhistleRef
 from services.routing.registry import Registry
 from services.routing.responders import read_registry
-from shared.commands import Arbitration
 from shared.contracts import (
     NOT_SUMMONABLE,
     Command,
@@ -28,7 +27,6 @@ from shared.contracts import (
     WhistleReopened,
     WhistleUnroutable,
 )
-from shared.validation import refusal_from
 
 log = structlog.get_logger("routing")
 ARBITRATE_AFTER_RETURNS = 2  # 审定: after two returns a supervisor decides
@@ -128,15 +126,11 @@ class RoutingHandlers:
         await store.save_book(conn, book)
         return events
 
-    async def arbitrate(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def arbitrate(self, conn: asyncpg.Connection, cmd: Command[ArbitrateWhistle], now: datetime):
         """审定: a supervisor names who handles a twice-returned whistle; it cannot be returned again."""
-        if cmd.actor.role != "supervisor":
-            return Reply.refuse(403, "supervisor_only", "only supervisors arbitrate / 仅督办可审定"), []
+        body = cmd.payload
         try:
-            body = Arbitration.model_validate({k: v for k, v in cmd.payload.items() if k != "whistle_id"})
-            whistle_id = UUID(str(cmd.payload.get("whistle_id")))
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc)), []
+            whistle_id = UUID(body.whistle_id)
         except ValueError:
             return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨"), []
         whistle = await store.whistle(conn, whistle_id)
@@ -162,19 +156,17 @@ class RoutingHandlers:
         return Reply.success({"id": str(whistle_id), "responder_id": target.id, "summons_id": str(issued.summons_id)}), \
             [arbitrated, issued]
 
-    async def responder(self, pool: asyncpg.Pool, cmd: Command) -> Reply:  # noqa: ARG002
-        """One responder of the registry (to check a transfer's target)."""
-        r = self.registry.responders.get(str(cmd.payload.get("id")))
+    async def responder(self, pool: asyncpg.Pool, cmd: Command[ResponderRef]) -> Reply:  # noqa: ARG002
+        """One responder of the registry, its name and kind (to check a transfer's target, to name who holds what)."""
+        r = self.registry.responders.get(cmd.payload.id)
         if r is None or not r.active:
             return Reply.refuse(404, "no_such_responder", "no such responder / 无此响应单位", "to_responder_id")
         return Reply.success({"id": r.id, "kind": r.kind.value, "name_en": r.name_en, "name_zh": r.name_zh})
 
-    async def explain(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """Which rule matched and why each candidate was chosen or skipped."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply(ok=False, refusal=Refusal(status=403, code="forbidden", reason="dispatchers and supervisors only / 仅限调度员和督办"))
+    async def explain(self, pool: asyncpg.Pool, cmd: Command[WhistleRef]) -> Reply:
+        """Which rule matched and why each candidate was chosen or skipped (dispatchers and supervisors)."""
         try:
-            whistle_id = UUID(str(cmd.payload.get("id")))
+            whistle_id = UUID(cmd.payload.id)
         except ValueError:
             whistle_id = None
         found = await store.explanation(pool, whistle_id) if whistle_id else None

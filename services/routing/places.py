@@ -11,8 +11,13 @@ import math
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from services.routing.payloads import PlaceAsk
 from shared.contracts import Command, Reply
+
+if TYPE_CHECKING:
+    from shared.runtime import NoPayload
 
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG): haversine is within 0.5% of WGS 84 at any distance
 
@@ -162,21 +167,17 @@ class PlaceHandlers:
         self.site = site
         self.within_m = within_m
 
-    async def buildings(self, pool, cmd: Command) -> Reply:
+    async def buildings(self, pool, cmd: Command[NoPayload]) -> Reply:
         """Every building with its grid, WGS 84 centre and footprint (GeoJSON polygon), by number."""
         return Reply.success([public_building(b) for b in self.site.buildings.values()])
 
-    async def grids(self, pool, cmd: Command) -> Reply:
+    async def grids(self, pool, cmd: Command[NoPayload]) -> Reply:
         """Every grid with its buildings, centre and bounds."""
         return Reply.success([public_grid(g, bs) for g, bs in sorted(self.site.grids.items())])
 
-    async def place(self, pool, cmd: Command) -> Reply:
+    async def place(self, pool, cmd: Command[PlaceAsk]) -> Reply:
         """The building nearest a WGS 84 point, if its centre is within reach; refused (422) otherwise."""
-        try:
-            point = Point(_degrees(cmd.payload.get("lat"), -90, 90, "lat"),
-                          _degrees(cmd.payload.get("long"), -180, 180, "long"))
-        except ValueError as exc:
-            return Reply.refuse(422, "invalid", f"{exc} / 经纬度无效", "lat")
+        point = Point(cmd.payload.lat, cmd.payload.long)
         found = self.site.nearest(point)
         if found is None or found.distance_m > self.within_m:
             far = f" (the nearest, building {found.building.id}, is {_distance(found.distance_m)} away)" if found else ""

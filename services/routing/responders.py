@@ -11,13 +11,11 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-from pydantic import ValidationError
 
+from services.routing.payloads import ResponderFilter, ResponderPut, ResponderRef
 from services.routing.registry import Registry, Window, responder_from
 from shared import paging
-from shared.commands import ResponderIn
 from shared.contracts import Command, Reply
-from shared.validation import refusal_from
 
 
 async def seed_registry(pool: asyncpg.Pool, path: Path) -> None:
@@ -63,46 +61,38 @@ class RegistryHandlers:
         self.holder = holder
         self.buildings = buildings
 
-    async def list(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
+    async def list(self, pool: asyncpg.Pool, cmd: Command[ResponderFilter]) -> Reply:
         """Responders, filtered by kind, branch or building (dispatchers and supervisors)."""
-        if cmd.actor.role not in ("dispatcher", "supervisor"):
-            return Reply.refuse(403, "forbidden", "dispatchers and supervisors only / 仅限调度员和督办")
         p = cmd.payload
-        asked = paging.window(p, 100, paging.text)
+        asked = paging.window(p.model_dump(include={"limit", "cursor"}), 100, paging.text)
         if isinstance(asked, Reply):
             return asked
         limit, after = asked
-        offset = p.get("offset") or 0
-        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-            return Reply.refuse(422, "invalid", "offset: 0 or more / 偏移量无效", "offset")
         rows = [r for r in self.holder.registry.values()
-                if (not p.get("kind") or r.kind.value == p["kind"]) and (not p.get("branch") or r.branch == p["branch"])
-                and (not p.get("building") or r.building == p["building"])]
+                if (not p.kind or r.kind == p.kind) and (not p.branch or r.branch == p.branch)
+                and (not p.building or r.building == p.building)]
         rows.sort(key=lambda r: r.id)
-        shown = [r for r in rows if after is None or r.id > after[0]][offset:offset + limit + 1]
+        shown = [r for r in rows if after is None or r.id > after[0]][p.offset:p.offset + limit + 1]
         listed = paging.page([public(r) for r in shown], limit, lambda r: (r["id"],))
         return Reply.success({"total": len(rows), **listed})
 
-    async def get(self, pool: asyncpg.Pool, cmd: Command) -> Reply:
-        """One responder."""
-        r = self.holder.registry.responders.get(str(cmd.payload.get("id")))
+    async def get(self, pool: asyncpg.Pool, cmd: Command[ResponderRef]) -> Reply:
+        """One responder's record (dispatchers, supervisors, and a responder its own)."""
+        if cmd.actor.role == "responder" and cmd.actor.id != cmd.payload.id:  # before the 404: no probing for ids
+            return Reply.refuse(403, "forbidden", "dispatchers, supervisors and the responder itself only"
+                                " / 仅限调度员、督办及响应方本身")
+        r = self.holder.registry.responders.get(cmd.payload.id)
         if r is None:
             return Reply.refuse(404, "no_such_responder", "no such responder / 无此响应单位")
         return Reply.success(public(r))
 
-    async def put(self, conn: asyncpg.Connection, cmd: Command, now: datetime):
+    async def put(self, conn: asyncpg.Connection, cmd: Command[ResponderPut], now: datetime):
         """Create or replace a responder (supervisors); the next routing decision uses it."""
-        if cmd.actor.role != "supervisor":
-            return Reply.refuse(403, "supervisor_only", "only supervisors edit the registry / 仅督办可维护名册"), []
-        responder_id = str(cmd.payload.get("id") or "")
-        if not (0 < len(responder_id) <= 64) or not responder_id.replace("-", "").replace("_", "").isalnum():
-            return Reply.refuse(422, "invalid", "ids are letters, digits, '-' and '_' / 编号格式不对", "id"), []
+        body = cmd.payload
+        responder_id = body.id
         try:
-            body = ResponderIn.model_validate({k: v for k, v in cmd.payload.items() if k != "id"})
             for window in body.availability:
                 Window.parse(window)
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc)), []
         except ValueError as exc:
             return Reply.refuse(422, "invalid", str(exc), "availability"), []
         registry = self.holder.registry
@@ -112,7 +102,7 @@ class RegistryHandlers:
             return Reply.refuse(422, "unknown_building", "a member lives in one of the buildings 1–22 / 党员须住在本社区楼内",
                                 "building"), []
         created = responder_id not in registry
-        data = {"id": responder_id, **body.model_dump()}
+        data = {"id": responder_id, **body.model_dump(exclude={"id"})}
         await conn.execute(
             "INSERT INTO responders (id, data, updated_at, updated_by) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT (id) DO UPDATE SET data = $2, updated_at = $3, updated_by = $4",

@@ -80,7 +80,8 @@ class Answering:
             self._serve(request)
 
     def _serve(self, request: Request) -> None:
-        async def on_message(body: dict) -> dict:
+        self.served.append(request.subject)
+        async def on_message(body: dict) -> bytes:
             started = time.perf_counter()
             reply = await self._answer(request, body)
             outcome = "ok" if reply.ok else "refused"
@@ -92,7 +93,7 @@ class Answering:
                 outcome=outcome, code=reply.refusal.code if reply.refusal else None,
                 ms=round((time.perf_counter() - started) * 1e3, 2),
             )
-            return reply.model_dump(mode="json")
+            return self._fitting(reply, request.query)
 
         description = (request.handle.__doc__ or "").strip()
         self.broker.subscriber(
@@ -103,10 +104,22 @@ class Answering:
             raise NotImplementedError
 
         # the typed envelope, as FastStream reads a handler's signature for the document
-        documented.__annotations__ = {"body": Command[request.payload or dict], "return": Reply}
+        documented.__annotations__ = {"body": Command[request.payload], "return": Reply}
 
         self.spec_broker.subscriber(request.subject, queue=self.name, title=f"{self.name}:{request.subject}",
                                     description=description)(documented)
+
+    def _fitting(self, reply: Reply, query: bool) -> bytes:
+        """The reply as it goes on the wire: one NATS message, or what says it would not fit (a refusal echoing a
+        large request back, a query asked for too much) instead of an answer that never arrives."""
+        raw = reply.model_dump_json().encode()
+        room = self._nc.max_payload if self._nc is not None else 1024 * 1024
+        if len(raw) <= room:
+            return raw
+        if reply.ok and not query:  # carried out and committed: say so, without the details
+            return Reply.success({"note": "done; the answer is too large to send / 已完成，结果过大未返回"}) \
+                .model_dump_json().encode()
+        return TOO_LARGE.model_dump_json().encode()
 
     def admit(self, request: Request, body: Any) -> Command | Reply:
         """The command with its payload typed, or the refusal: 422 naming the field, or 403 for the role."""
@@ -116,17 +129,11 @@ class Answering:
             return Reply(ok=False, refusal=refusal_from(exc))
         if request.roles is not None and command.actor.role not in request.roles:
             return forbidden(request.roles)
-        if request.payload is None:  # TRANSITIONAL: on_request's untyped dict, until every service declares
-            return command
         try:
             command.payload = request.payload.model_validate(command.payload)
         except ValidationError as exc:
             return Reply(ok=False, refusal=refusal_from(exc))
         return command
-
-    def on_request(self, subject: str, handle: RequestHandler | QueryHandler, *, query: bool = False) -> None:
-        """TRANSITIONAL: an untyped request, until every service declares its `Request` table."""
-        self._serve(Request(subject, handle, payload=None, query=query))  # type: ignore[arg-type]
 
     async def _forget_old_replies(self, _: ServiceRuntime) -> None:
         """Replies kept for Idempotency-Key retries live a day."""
@@ -188,6 +195,8 @@ class Answering:
 
 EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
                        " / 请求超时，未执行")
+TOO_LARGE = Reply.refuse(413, "too_large", "the answer is too large for one message: ask for less, or send less"
+                        " / 结果过大：请缩小请求范围或减少内容")
 IDEMPOTENCY_CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another request"
                                     " / 该幂等键已用于另一请求", "Idempotency-Key")
 

@@ -41,7 +41,7 @@ from shared.runtime.faults import STALL_S
 from shared.runtime.relay import OutboxRelay
 from shared.runtime.requests import Answering
 from shared.settings import ServiceSettings, nats_servers, replica_name
-from shared.streams import ensure_streams
+from shared.streams import ensure_streams, wait_for_streams
 
 T = TypeVar("T")
 Effects = list[Event | OutboxMessage]
@@ -59,6 +59,8 @@ class ServiceRuntime(Consuming, Answering):
         self.broker = NatsBroker(nats_servers(settings.nats_url), graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
         self.spec_broker = NatsBroker(nats_servers(settings.nats_url))  # documents JetStream consumers; never started
         self._consumers: list[_Consumer] = []
+        self.emitted: list[str] = []  # the event subjects it documents: what it may publish (shared/nats_auth.py)
+        self.served: list[str] = []  # the request subjects it answers: what it may subscribe to
         self._stopping = False
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -84,6 +86,7 @@ class ServiceRuntime(Consuming, Answering):
     def documents(self, *event_types: type[Event]) -> None:
         """Declare, for the AsyncAPI document, the events this service emits (the relay sends them)."""
         for cls in event_types:
+            self.emitted.append(cls.SUBJECT)
             self.spec_broker.publisher(
                 cls.SUBJECT, stream=JStream(subjects.EVENTS_STREAM, declare=False), schema=cls,
                 title=f"{self.name}:{cls.SUBJECT}", description=(cls.__doc__ or "").strip(),
@@ -133,7 +136,10 @@ class ServiceRuntime(Consuming, Answering):
             self.log.info("migrations.applied", files=applied)
         self._nc = await nats.connect(nats_servers(self.settings.nats_url), name=f"{self.name}-relay", max_reconnect_attempts=-1)
         js = self._nc.jetstream(publish_async_max_pending=10_000)
-        await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions)
+        if self.settings.declare_streams:
+            await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions)
+        else:
+            await wait_for_streams(js)
         self.relay = OutboxRelay(self.pool, self._nc, self.name)
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:

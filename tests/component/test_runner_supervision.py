@@ -125,7 +125,8 @@ def test_nats_server_killed_9_is_restarted_with_backoff(runner: Runner) -> None:
     assert events == [("nats.crashed", 1.0), ("nats.restarted", None)], events
 
     async def round_trip() -> bytes:
-        nc = await nats.connect(f"nats://127.0.0.1:{runner.settings.nats_port}")
+        # as the admin: the restarted server still has the users it was first started with
+        nc = await nats.connect(runner.nats_url_of("admin", f"nats://127.0.0.1:{runner.settings.nats_port}"))
         try:
             info = await nc.jetstream().account_info()
             assert info is not None

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -97,6 +98,7 @@ class System:
     telemetry_base: int = 0
     fake_http_port: int = 0  # the notifier's WeCom, DingTalk and SMS base URLs point here (tests start the fake)
     fake_smtp_port: int = 0  # and its SMTP host
+    signing_keys: str = ""  # WHISTLE_SIGNING_KEYS the fixture handed `whistle up` ("kid:secret,…", the first signs)
 
     def telemetry_url(self, service: str) -> str:
         """The private /metrics + /healthz port of a service."""
@@ -210,7 +212,11 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
     nats_port = free_port_block(6) if cluster else free_port()  # with cluster: 3 client ports, then 3 route ports
     fake_http, fake_smtp = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    # no default secret anywhere: the system's secret and two bearer token keys of this run's own, the first
+    # signing, the second accepted as a key being rotated out is (tests/e2e/test_tokens.py)
+    signing_keys = f"k-new:{secrets.token_urlsafe(32)},k-old:{secrets.token_urlsafe(32)}"
     env.update(
+        WHISTLE_AUTH_SECRET=secrets.token_urlsafe(32), WHISTLE_SIGNING_KEYS=signing_keys,
         WHISTLE_HOME=str(home), WHISTLE_PORT=str(port), WHISTLE_NATS_PORT=str(nats_port),
         WHISTLE_TELEMETRY_BASE_PORT=str(telemetry), ESCALATION_POLICY_FILE=str(HERE / "policies.json"),
         PYTHONUNBUFFERED="1",
@@ -239,8 +245,11 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
         if proc.poll() is not None:
             raise RuntimeError(f"whistle up exited: {(home / 'runner.log').read_text()[-3000:]}")
         creds = json.loads(creds_path.read_text())
-        nats_url = ",".join(f"nats://127.0.0.1:{nats_port + i}" for i in range(3 if cluster else 1))
-        sys_ = System(f"http://127.0.0.1:{port}", home, nats_url, creds, proc, telemetry, fake_http, fake_smtp)
+        # the runner's own (admin) credentials: the embedded NATS lets no one in without a user
+        nats_url = creds["nats_url"]
+        assert nats_url.split("@", 1)[-1].startswith(f"127.0.0.1:{nats_port}"), nats_url
+        sys_ = System(f"http://127.0.0.1:{port}", home, nats_url, creds, proc, telemetry, fake_http, fake_smtp,
+                      signing_keys)
         yield sys_
     finally:
         pids = {}

@@ -40,7 +40,8 @@ def _routed(system: System, ids: list[str]) -> list[dict]:
 
 def test_every_list_pages_by_cursor_and_each_row_comes_once(system: System) -> None:
     run = uuid.uuid4().hex[:8]
-    ids = [system.blow(category=CATEGORY, description=f"paging {run} #{i} / 分页",
+    # raised by the community (a public source): Open311 lists them too, where a 12345 call would stay private
+    ids = [system.blow(category=CATEGORY, description=f"paging {run} #{i} / 分页", source="community",
                        location={"building": str(i % 3 + 3)}) for i in range(25)]
     everyone_of = {s["id"]: s["responder_id"] for w in _routed(system, ids) for s in w["summons"]}
     summons = set(everyone_of)
@@ -234,7 +235,7 @@ VALID = {
     "follow-up": {"solved": True, "satisfaction": "satisfied", "note": "x"},
     # a return or a transfer never goes through (no such reason, no such responder): no one else is summoned
     "action": {"note": "x", "reason_code": "fz-none", "reason": "x", "to_responder_id": "fz-nobody"},
-    "extension": {"clock": "resolve", "new_deadline": "2030-01-01T00:00:00+08:00", "reason": "x"},
+    "extension": {"clock": "resolve", "new_deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(), "reason": "x"},
     "decision": {"note": "x"},
     "responder": {"kind": "member", "name_en": "x", "name_zh": "x", "superior_id": "c-secretary", "branch": "1",
                   "building": "7", "skills": ["roof"], "availability": ["mon-fri 09:00-17:00"], "max_concurrent": 3},

@@ -136,7 +136,7 @@ def test_the_resident_answers_the_texted_page_once(system: System, receivers: Re
         twice = browser.post(f"{path}/answer", data={"solved": "no", "satisfaction": "dissatisfied"})
         assert twice.status_code == 409 and "已回访" in twice.text
         assert browser.get(path, headers=HTML).status_code == 409
-    followed = [t for t in system.whistle(whistle_id)["timeline"] if t["type"] == "whistle.followed_up"]
+    followed = followed_ups(system, whistle_id, 1)  # once the ledger has projected it
     assert len(followed) == 1 and followed[0]["data"]["satisfaction"] == "satisfied"
     assert system.whistle(whistle_id)["status"] == "closed"
 
@@ -220,3 +220,80 @@ def test_a_breach_reaches_the_street_command_centre_account_by_its_own_rule(syst
         assert c.get("/v1/summons").json() == []  # nothing is ever handed to it
     assert not [t for t in system.whistle(whistle_id)["timeline"]
                 if t["type"].startswith("summons.") and t.get("actor", "").endswith(street)]
+
+
+def close_again(system: System, whistle_id: str, before: set[str]) -> str:
+    """After a reopen (重办): the new summons answered and the whistle verified again; its new link's path."""
+    summons = wait_for(lambda: next((s for s in system.whistle(whistle_id).get("summons", [])
+                                     if s["id"] not in before and s["state"] == "issued"), None), 20,
+                       what="the reopened whistle's new summons")
+    with system.client(summons["responder_id"]) as c:
+        wait_for(lambda: summons["id"] in {s["id"] for s in c.get("/v1/summons").json()}, what="visible to it")
+        for step in ("report", "arrive", "resolve"):
+            assert c.post(f"/v1/summons/{summons['id']}/{step}").status_code == 200
+    with system.client() as d:
+        r = wait_for(lambda: (r := d.post(f"/v1/whistles/{whistle_id}/verify")).status_code == 200 and r, 20,
+                     what="verified again")
+    return r.json()["follow_up_link"]
+
+
+def followed_ups(system: System, whistle_id: str, n: int) -> list[dict]:
+    """The whistle's follow-ups on the ledger, once there are at least `n`."""
+    return wait_for(lambda: len(f := [t for t in system.whistle(whistle_id)["timeline"]
+                                      if t["type"] == "whistle.followed_up"]) >= n and f, 20, what=f"{n} follow-ups")
+
+
+def test_one_follow_up_per_closure_whoever_answers_first(system: System):
+    """The satisfaction rate counts each closure once: a second answer, a dispatcher's or through the resident's
+    link, is refused with 409 and changes nothing."""
+    whistle_id = system.blow(**QUIET)
+    path = close(system, whistle_id)
+    with system.client() as d, httpx.Client(base_url=system.base_url) as resident:
+        first = d.post(f"/v1/whistles/{whistle_id}/follow-up", json={"solved": True, "satisfaction": "satisfied"})
+        assert first.status_code == 200 and first.json()["status"] == "closed"
+        again = d.post(f"/v1/whistles/{whistle_id}/follow-up", json={"solved": False, "satisfaction": "dissatisfied"})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_followed_up"
+        assert " / " in again.json()["error"]["reason"]  # english / 中文
+        assert resident.get(path).json()["answered"] is True  # the link is no question any more
+        late = resident.post(path, json={"solved": False, "satisfaction": "dissatisfied"})
+        assert late.status_code == 409 and late.json()["error"]["code"] == "already_followed_up"
+        form = resident.post(f"{path}/answer", data={"solved": "no", "satisfaction": "dissatisfied"})
+        assert form.status_code == 409 and "已回访" in form.text
+
+    other = system.blow(**QUIET)  # the resident first, then the dispatcher's phone call
+    link = close(system, other)
+    with system.client() as d, httpx.Client(base_url=system.base_url) as resident:
+        assert resident.post(link, json={"solved": True, "satisfaction": "basically_satisfied"}).status_code == 200
+        called = d.post(f"/v1/whistles/{other}/follow-up", json={"solved": False, "satisfaction": "dissatisfied"})
+        assert called.status_code == 409 and called.json()["error"]["code"] == "already_followed_up"
+    for whistle, satisfaction in ((whistle_id, "satisfied"), (other, "basically_satisfied")):
+        [followed] = followed_ups(system, whistle, 1)
+        assert followed["data"]["satisfaction"] == satisfaction
+        assert system.whistle(whistle)["status"] == "closed"  # the refused "dissatisfied" reopened nothing
+
+
+def test_a_reopened_whistle_is_followed_up_once_more_and_its_old_link_is_gone(system: System):
+    whistle_id = system.blow(**QUIET)
+    old = close(system, whistle_id)
+    before = {s["id"] for s in system.whistle(whistle_id)["summons"]}  # all resolved, before the reopen
+    with httpx.Client(base_url=system.base_url) as resident:  # answered through the link: reopened (重办)
+        r = resident.post(old, json={"solved": False, "satisfaction": "dissatisfied"})
+        assert r.status_code == 200 and r.json()["status"] == "reopened"
+        for gone in (resident.get(old), resident.post(old, json={"solved": True, "satisfaction": "satisfied"})):
+            assert gone.status_code == 410 and gone.json()["error"]["code"] == "link_dead"
+    new = close_again(system, whistle_id, before)
+    assert new != old
+    with system.client() as d, httpx.Client(base_url=system.base_url) as resident:
+        dead = resident.get(old, headers=HTML)  # made before the reopen: dead for good
+        assert dead.status_code == 410 and "已失效" in dead.text
+        assert resident.post(old, json={"solved": True, "satisfaction": "satisfied"}).status_code == 410
+        assert resident.get(new).json()["answered"] is False
+        second = d.post(f"/v1/whistles/{whistle_id}/follow-up", json={"solved": True, "satisfaction": "satisfied"})
+        assert second.status_code == 200 and second.json()["status"] == "closed"
+        third = d.post(f"/v1/whistles/{whistle_id}/follow-up", json={"solved": True, "satisfaction": "satisfied"})
+        assert third.status_code == 409 and third.json()["error"]["code"] == "already_followed_up"
+        late = resident.post(new, json={"solved": False, "satisfaction": "dissatisfied"})
+        assert late.status_code == 409 and late.json()["error"]["code"] == "already_followed_up"
+    followed = followed_ups(system, whistle_id, 2)
+    assert [f["data"]["satisfaction"] for f in followed] == ["dissatisfied", "satisfied"]
+    assert system.whistle(whistle_id)["status"] == "closed"

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import random
+import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import System, wait_for
+from tests.e2e.conftest import System, every_page, wait_for, whistle_up
 
 BASE = "/open311/v2"
 CHINESE = "顶楼卧室漏雨，墙皮脱落 / the top-floor bedroom leaks"
@@ -236,3 +241,194 @@ def test_a_revoked_key_gets_the_specs_403_and_only_supervisors_revoke(system: Sy
         assert r.status_code == 403, r.text
         assert [e["code"] for e in errors(r, fmt)] == [403]
     assert post(http, "json", api_key=system.creds["open311_api_key"], **request).status_code == 200  # others unaffected
+
+
+# --- any text in, XML that parses out -------------------------------------------------------------------------------
+
+NASTY = ["<![CDATA[x]]>", "&amp; &#1; &#x0;", "\u2028\u2029 line separators", "🙂 \U0001F4A9 𠀀 astral", "\u202e RTL \u200f",
+         "tab\there\r\nCRLF\rCR", "\ufeff BOM \ufffd", "]]> <script>alert(1)</script>", "'\"quotes\"'", "\\u0000 literal"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_nasty_text_in_every_field_comes_back_in_a_document_that_parses(
+        http: httpx.Client, api_key: str, fmt: str) -> None:
+    ids = []
+    for i, nasty in enumerate(NASTY):
+        r = post(http, fmt, api_key=api_key, service_code="noise", address_string=f"{i % 22 + 1}号楼 {nasty}",
+                 description=f"{nasty} #{i}", first_name=nasty, last_name="x",
+                 media_url=f"https://x.org/{i}?{''.join(nasty.split())}",  # a URL: no spaces
+                 **{"attribute[time_of_day]": nasty})
+        assert r.status_code == 200, (nasty, r.text)
+        ids.append((ET.fromstring(r.content).findtext("request/service_request_id") if fmt == "xml"
+                     else r.json()[0]["service_request_id"]))
+    for request_id in ids:
+        wait_request(http, request_id)
+    listed = http.get(f"{BASE}/requests.{fmt}", params={"service_request_id": ",".join(ids)})
+    assert listed.status_code == 200
+    shown = ([{c.tag: c.text for c in r} for r in ET.fromstring(listed.content)] if fmt == "xml" else listed.json())
+    assert {r["service_request_id"] for r in shown} == set(ids)
+
+
+@pytest.mark.parametrize("field", ["description", "address_string", "first_name", "attribute[time_of_day]",
+                                   "media_url"])
+def test_a_control_character_in_an_open311_post_is_the_specs_400_naming_the_field(
+        http: httpx.Client, api_key: str, field: str) -> None:
+    form = {"api_key": api_key, "service_code": "noise", "address_id": "4", "description": "楼下施工",
+            field: "https://x.org/\x01" if field == "media_url" else "a\x01b"}
+    for fmt in ("json", "xml"):
+        r = post(http, fmt, **form)
+        assert r.status_code == 400, r.text
+        [e] = errors(r, fmt)
+        assert e["description"].startswith(f"{field}: ") and "控制字符" in e["description"], e
+
+
+# --- privacy: what the public sees of a thousand whistles full of personal data -------------------------------------
+
+SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
+PINYIN = ["Zhang Wei", "Wang Fang", "Li Na", "Liu Min", "Chen Jing", "Yang Li", "Huang Qiang", "Zhao Lei"]
+PUBLIC = ["online", "community", "grid_patrol"]
+PRIVATE = ["hotline_12345", "service_point"]  # a resident's call or word: shown only with consent (none here)
+MEMBER_LED = ["clothes_drying", "stairwell_dirty", "neighbour_dispute"]  # a party member leads them
+OTHERS = ["ebike_charging", "noise", "wall_flyers", "safety_awareness", "bicycle_shed", "fence_broken"]
+PARTY_MEMBERS = "community party members / 社区党员"
+TEMPLATES = [
+    "{name}反映：{b}号楼{u}单元{room}楼道灯坏了，电话{phone}，邮箱{email}，身份证{id}",
+    "Reported by {en} of Building {b}, Unit {u}, Room {room}; call {phone_spaced} or mail {email}. ID {id}",
+    "{b}-{u}-{room}的{surname}阿姨说充电棚漏雨，联系座机{landline}，或找{name}（{phone}）",
+    "住{room}室的{name}说晾衣杆断了；身份证号码：{id}；E-mail: {email}; Mr. {surname_en} 也知道",
+    "{name}，{email}，{b}栋{room}，手机 +86 {phone_dashed}，{surname}先生家门口",
+]
+
+
+def _person(rng: random.Random, i: int) -> dict:
+    surname, given = rng.choice(SURNAMES), "".join(rng.choices(GIVEN, k=rng.choice([1, 2])))
+    en = rng.choice(PINYIN)
+    phone = f"1{rng.choice('3456789')}{rng.randrange(10**9):09d}"
+    room = f"{rng.randint(1, 26)}{rng.randint(1, 4):02d}"
+    id_card = f"{rng.choice('123456')}{rng.randrange(10**5):05d}19{rng.randint(50, 99)}{rng.randint(1, 12):02d}" \
+              f"{rng.randint(1, 28):02d}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
+    landline = f"010-{rng.choice('5678')}{rng.randrange(10**7):07d}"
+    if any(room in x for x in (phone, id_card, landline)):  # a masked number keeps some digits: not the room's
+        return _person(rng, i)
+    return {"surname": surname, "name": surname + given, "en": en, "surname_en": en.split()[0], "phone": phone,
+            "phone_spaced": f"{phone[:3]} {phone[3:7]} {phone[7:]}", "phone_dashed": f"{phone[:3]}-{phone[3:7]}-{phone[7:]}",
+            "email": f"{en.split()[1].lower()}.{i}@example{rng.randint(1, 9)}.cn", "id": id_card, "room": room,
+            "landline": landline, "b": rng.randint(1, 22), "u": rng.randint(1, 6)}
+
+
+def _leaks(request: dict, p: dict) -> list[str]:
+    """The personal data of `p` still readable in a request as shown (JSON, or XML's elements as a dict)."""
+    text = json.dumps(request, ensure_ascii=False)
+    # a room number among the free text (an id or a time may hold the same digits)
+    free = " ".join(str(request.get(k) or "") for k in ("description", "address", "media_url", "agency_responsible"))
+    found = [x for x in (p["name"], f"{p['surname']}阿姨", f"{p['surname']}先生", p["phone"], p["phone_spaced"],
+                         p["phone_dashed"], p["landline"], p["email"], p["id"]) if x in text]
+    found += [p["en"]] if p["en"].lower() in text.lower() else []
+    found += [f"Mr. {p['surname_en']}"] if f"Mr. {p['surname_en']}" in text else []
+    return found + ([f"room {p['room']}"] if re.search(rf"(?<!\d){p['room']}(?!\d)", free) else [])
+
+
+@pytest.fixture
+def private_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+    """A community of its own: a thousand whistles would fill the shared one's responders for every later test."""
+    with whistle_up(tmp_path_factory) as system:
+        yield system
+
+
+def test_open311_shows_a_thousand_whistles_full_of_personal_data_without_any_of_it(private_system: System) -> None:
+    system, rng = private_system, random.Random(311)
+    people = [_person(rng, i) for i in range(1000)]
+    bodies = []
+    for i, p in enumerate(people):
+        text = TEMPLATES[i % len(TEMPLATES)].format(**p)
+        bodies.append({
+            "category": rng.choice(MEMBER_LED if i % 3 == 0 else OTHERS), "description": text,
+            "source": (PUBLIC + PRIVATE)[i % 5], "tier": "routine",
+            "location": {"building": str(p["b"]), "unit": str(p["u"]), "address": f"{p['b']}号楼{p['u']}单元{p['room']}"
+                         f" / Building {p['b']}, Unit {p['u']}, Room {p['room']}", "service_point": f"{p['name']}家"},
+            # the name as the resident gave it, the form the text uses (no one can mask a name it was never told)
+            "reporter": {"name": p["en"] if "{en}" in TEMPLATES[i % len(TEMPLATES)] else p["name"],
+                         "phone": p["phone"], "email": p["email"]},
+            "attachments": [f"https://img.example.org/{p['phone']}/{p['id']}/room-{p['room']}.jpg"],
+        })
+    by_form = set(range(0, 1000, 10))  # a tenth through Open311's own POST (source online), names split in two
+
+    async def raise_all() -> list[str]:
+        headers = {"Authorization": f"Bearer {system.token('dispatcher')}"}
+        async with httpx.AsyncClient(base_url=system.base_url, headers=headers, timeout=60,
+                                     limits=httpx.Limits(max_connections=16)) as c:
+            async def one(i: int, body: dict) -> httpx.Response:
+                p = people[i]
+                # sent again with its Idempotency-Key (the same whistle) if the connection drops: on a loaded
+                # machine the gateway's keep-alive timer can fire while a request already waits on the socket
+                key = {"Idempotency-Key": f"privacy-{i}"}
+                for attempt in range(3):
+                    try:
+                        if i not in by_form:
+                            return await c.post("/v1/whistles", json=body, headers=key)
+                        return await c.post(f"{BASE}/requests.json", headers={**key, "Authorization": ""}, data={
+                            "api_key": system.creds["open311_api_key"], "service_code": body["category"],
+                            "address_string": body["location"]["address"], "description": body["description"],
+                            "first_name": p["name"][1:], "last_name": p["surname"], "email": p["email"],
+                            "phone": p["phone"], "media_url": body["attachments"][0]})
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
+                raise AssertionError("unreachable")
+
+            replies = await asyncio.gather(*(one(i, body) for i, body in enumerate(bodies)))
+        assert all(r.status_code in (200, 201) for r in replies), [r.text for r in replies if r.status_code > 201][:3]
+        return [r.json()[0]["service_request_id"] if i in by_form else r.json()["id"] for i, r in enumerate(replies)]
+
+    ids = asyncio.run(raise_all())
+    person_of = dict(zip(ids, people, strict=True))
+    public = {w for i, w in enumerate(ids) if i in by_form or bodies[i]["source"] in PUBLIC}
+    member_led = {w for i, w in enumerate(ids) if bodies[i]["category"] in MEMBER_LED} & public
+    with system.client("dispatcher") as d:
+        def routed() -> bool:
+            rows = [r for page in every_page(d, "/v1/whistles", {"limit": 1000}) for r in page.json()]
+            return set(ids) <= {r["id"] for r in rows if r["status"] != "open"}
+
+        wait_for(routed, timeout=240, interval=2, what="a thousand whistles routed")
+    with system.client("supervisor") as s:
+        members = [r["name_en"].split(" (")[0] for page in every_page(s, "/v1/responders", {"kind": "member"})
+                   for r in page.json()["responders"]]
+    assert len(members) > 800 and all(not re.fullmatch(r"[\x00-\x7f]*", m) for m in members[-100:])
+
+    def listed(fmt: str) -> list[httpx.Response]:
+        with httpx.Client(base_url=system.base_url, timeout=30) as anonymous:
+            return every_page(anonymous, f"{BASE}/requests.{fmt}", {"limit": 1000})
+
+    pages = listed("json")
+    shown = {r["service_request_id"]: r for page in pages for r in page.json()}
+    mine = {k: v for k, v in shown.items() if k in person_of}
+    assert set(mine) == public, (len(mine), len(public))  # every public one, no private one
+    assert sum(r["agency_responsible"] == PARTY_MEMBERS for r in mine.values()) > 0.8 * len(member_led)
+    leaks = {}
+    for request_id, r in mine.items():
+        p = person_of[request_id]
+        text = json.dumps(r, ensure_ascii=False)
+        if found := _leaks(r, p) + [m for m in members if m in text]:
+            leaks[request_id] = (found, r["description"], r["address"], r["media_url"], r["agency_responsible"])
+        assert r["address"] == f"{p['b']}号楼" and r["address_id"] == str(p["b"])
+    assert not leaks, (len(leaks), sorted({x for found, *_ in leaks.values() for x in found})[:20],
+                       list(leaks.items())[:5])
+    everything = "".join(page.text for page in pages)
+    assert not [m for m in members if m in everything]  # nor any party member's name anywhere in the list
+    # the same in XML, and one by one; a private whistle is no request at all
+    xml_pages = listed("xml")
+    from_xml = {e.findtext("service_request_id"): e for page in xml_pages for e in ET.fromstring(page.content)}
+    assert set(from_xml) == set(shown)
+    xml_text = "".join(page.text for page in xml_pages)
+    assert not [m for m in members if m in xml_text]
+    assert not [p["phone"] for p in people if p["phone"] in xml_text]
+    assert not [p["email"] for p in people if p["email"] in xml_text]
+    with httpx.Client(base_url=system.base_url, timeout=30) as anonymous:
+        for request_id in sorted(set(ids) - public)[:20]:
+            for fmt in ("json", "xml"):
+                assert anonymous.get(f"{BASE}/requests/{request_id}.{fmt}").status_code == 404
+        for request_id in sorted(public)[:20]:
+            one = anonymous.get(f"{BASE}/requests/{request_id}.xml")
+            [request] = ET.fromstring(one.content)
+            assert not _leaks({c.tag: c.text for c in request}, person_of[request_id]), one.text

@@ -3,6 +3,8 @@ authorization matrix, case by case: every refusal is 403 with a reason, and chan
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 import pytest
 
@@ -56,6 +58,24 @@ def test_a_deactivated_unit_is_not_summoned_its_fallback_is(system: System) -> N
             assert sup.put("/v1/responders/d-police", json={**body, "active": True}).status_code == 200
 
 
+def test_a_responders_record_is_read_by_dispatchers_supervisors_and_itself_only(system: System) -> None:
+    for who in ("dispatcher", "supervisor", "d-property"):
+        with system.client(who) as c:
+            r = c.get("/v1/responders/d-property")
+        assert r.status_code == 200 and r.json()["id"] == "d-property", (who, r.text)
+    # another responder, a member or the ladder's command centre alike: 403, whoever's record and whether or
+    # not it exists (no probing for ids)
+    rung = next(r["id"] for r in system.creds["responders"] if r["kind"] == "command_centre")
+    for who in ("m-b01-secretary", "d-housing", rung):
+        with system.client(who) as c:
+            for rid in ("d-property", "c-secretary", "no-such-one"):
+                r = c.get(f"/v1/responders/{rid}")
+                assert r.status_code == 403, (who, rid, r.text)
+                assert r.json()["error"]["code"] == "forbidden" and " / " in r.json()["error"]["reason"]
+    with system.client("supervisor") as sup:
+        assert sup.get("/v1/responders/no-such-one").status_code == 404
+
+
 # who may not do what: (method, path template, body, roles refused)
 MATRIX = [
     ("POST", "/v1/whistles", {"category": "noise", "description": "x", "location": {"building": "1"}}, ["responder"]),
@@ -67,7 +87,8 @@ MATRIX = [
     ("POST", "/v1/summons/{s}/report", None, ["dispatcher", "supervisor", "other"]),
     ("POST", "/v1/summons/{s}/return", {"reason_code": "wrong_area"}, ["dispatcher", "supervisor", "other"]),
     ("POST", "/v1/summons/{s}/transfer", {"to_responder_id": "s-urban", "reason": "x"}, ["dispatcher", "other"]),
-    ("POST", "/v1/summons/{s}/extension", {"new_deadline": "2030-01-01T00:00:00Z", "reason": "x"}, ["dispatcher", "other"]),
+    ("POST", "/v1/summons/{s}/extension", {"new_deadline": (datetime.now(UTC) + timedelta(days=30)).isoformat(), "reason": "x"},
+     ["dispatcher", "other"]),
     ("POST", "/v1/summons/{s}/extension/grant", None, ["dispatcher", "responder", "other"]),
     ("PUT", "/v1/responders/d-police", {"kind": "department", "name_en": "x", "name_zh": "x"}, ["dispatcher", "responder"]),
     ("GET", "/v1/responders", None, ["responder"]),

@@ -50,7 +50,8 @@ def test_a_cookie_of_another_secret_is_nobody():
 def test_a_bearer_token_is_not_a_session():
     from shared import auth
 
-    assert Signer("secret", ttl_s=60).load(auth.mint("secret", "supervisor", "xingcheng-street")) is None
+    secret = "secret-of-at-least-32-bytes-long"
+    assert Signer(secret, ttl_s=60).load(auth.mint(auth.KeyRing.single(secret), "supervisor", "xingcheng-street")) is None
 
 
 def test_each_session_has_its_own_csrf_token_and_only_it_passes():

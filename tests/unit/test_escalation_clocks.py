@@ -13,19 +13,39 @@ from hypothesis import strategies as st
 
 from services.escalation.calendar import CalendarSpec, WallClock
 from services.escalation.domain import (
+    CLOCK_EFFECTS,
     STREET_COMMAND,
     Clock,
     Clockwork,
+    apply,
     extend,
     fire,
     pause,
-    remaining,
     resume,
     start_clocks,
     stop,
 )
 from services.escalation.policy import TierPolicy
-from shared.contracts import EscalationRaised, Event, ResponderKind, SlaBreached, SlaWarned, SummonsIssued, Tier
+from shared.contracts import (
+    EVENT_TYPES,
+    EscalationRaised,
+    Event,
+    ExtensionGranted,
+    ExtensionRefused,
+    ExtensionRequested,
+    ResponderKind,
+    SlaBreached,
+    SlaWarned,
+    SummonsIssued,
+    SummonsOnSite,
+    SummonsPaused,
+    SummonsReported,
+    SummonsResolved,
+    SummonsResumed,
+    SummonsReturned,
+    SummonsTransferred,
+    Tier,
+)
 
 WALL = WallClock()
 WORKING = CalendarSpec().build()  # Beijing office hours 08:30-12:00, 13:30-17:30, Chinese holidays
@@ -216,14 +236,8 @@ def test_pause_holds_the_time_used_and_drops_the_pending_timer():
     for generation in (clock.generation, paused.generation):
         out, events = fire(paused, generation, DEADLINE + HOUR, WALL)
         assert (out, events) == (paused, [])
-    assert remaining(paused, NOW + 10 * MIN, WALL) == 40 * MIN
-    assert remaining(paused, NOW + 3 * HOUR, WALL) == 40 * MIN  # frozen while waiting on the resident
-
-
-def test_remaining_runs_down_while_running():
-    clock = report_clock()
-    assert remaining(clock, NOW + 20 * MIN, WALL) == 30 * MIN
-    assert remaining(clock, DEADLINE + HOUR, WALL) == timedelta(0)
+    # frozen while waiting on the resident: no running segment, 40 minutes of the budget left
+    assert paused.segment_started_at is None and paused.budget - paused.consumed == 40 * MIN
 
 
 def test_a_breached_clock_is_not_paused_and_keeps_climbing():
@@ -353,6 +367,58 @@ def test_stopping_a_paused_clock_keeps_it_from_coming_back():
     assert resume(stopped, NOW + HOUR, WALL) is stopped
 
 
+# --- each summons event's effect on its clocks (CLOCK_EFFECTS) ----------------------------------------
+
+
+def summons_event(cls: type[Event], at: datetime, **fields) -> Event:
+    return cls(occurred_at=at, whistle_id=WHISTLE_ID, actor="responder:d-property-co", summons_id=SUMMONS_ID,
+               responder_id="d-property-co", **fields)
+
+
+def test_every_summons_event_but_its_issue_has_its_effect_on_the_clocks():
+    summons_events = {cls for subject, cls in EVENT_TYPES.items() if subject.startswith("summons.")}
+    assert set(CLOCK_EFFECTS) == summons_events - {SummonsIssued}
+
+
+def test_a_move_stops_the_clock_it_answers_and_an_end_stops_every_clock():
+    clocks = start_clocks(issued(), tier_policy(on_site_within="2h", resolve_within="1d"), WALL)
+    at = NOW + MIN
+
+    def states(event: Event) -> dict[str, str]:
+        return {c.kind: apply(c, event, at, WALL).state for c in clocks}
+
+    running = {"report": "running", "on_site": "running", "resolve": "running"}
+    assert states(summons_event(SummonsReported, at)) == running | {"report": "stopped"}
+    assert states(summons_event(SummonsOnSite, at)) == running | {"on_site": "stopped"}
+    ended = dict.fromkeys(running, "stopped")
+    assert states(summons_event(SummonsResolved, at)) == ended
+    assert states(summons_event(SummonsReturned, at, reason_code="wrong_area")) == ended
+    assert states(summons_event(SummonsTransferred, at, to_responder_id="d-housing", reason="x")) == ended
+    assert states(summons_event(SummonsPaused, at)) == dict.fromkeys(running, "paused")
+    assert states(summons_event(ExtensionRequested, at, new_deadline=NOW + 3 * HOUR, reason="x")) == dict.fromkeys(
+        running, "paused")
+
+
+def test_a_decision_on_an_extension_moves_its_clock_and_runs_the_others_again():
+    clocks = start_clocks(issued(), tier_policy(resolve_within="1d"), WALL)
+    asked_at, decided_at, granted = NOW + 10 * MIN, NOW + 30 * MIN, NOW + 2 * 24 * HOUR
+    held = [apply(c, summons_event(ExtensionRequested, asked_at, new_deadline=granted, reason="x"), asked_at, WALL)
+            for c in clocks]
+    grant = summons_event(ExtensionGranted, decided_at, new_deadline=granted)
+    report, resolve = (apply(c, grant, decided_at, WALL) for c in held)
+    assert resolve.deadline == granted and resolve.state == "running"
+    assert report.state == "running" and report.deadline == decided_at + 40 * MIN  # the 40 minutes it had left
+    refused = [apply(c, summons_event(ExtensionRefused, decided_at), decided_at, WALL) for c in held]
+    assert [c.deadline for c in refused] == [decided_at + 40 * MIN, decided_at + 24 * HOUR - 10 * MIN]
+    resumed = [apply(c, summons_event(SummonsResumed, decided_at), decided_at, WALL) for c in held]
+    assert [c.deadline for c in resumed] == [c.deadline for c in refused]
+
+
+def test_an_event_without_an_effect_leaves_the_clock_as_it_is():
+    clock = report_clock()
+    assert apply(clock, issued(NOW + MIN), NOW + MIN, WALL) is clock
+
+
 def test_the_superior_level_without_a_superior_goes_to_street_command():
     summons = issued().model_copy(update={"superior_id": None})
     [clock] = start_clocks(summons, tier_policy(warn_at=None), WALL)
@@ -390,7 +456,8 @@ def test_working_time_pause_and_resume_carry_the_working_time_left():
     clock = working_clock(beijing(2025, 9, 26, 16, 0))
     paused = pause(clock, beijing(2025, 9, 26, 17, 0), WORKING)
     assert paused.consumed == HOUR
-    assert remaining(paused, beijing(2025, 9, 28, 11, 0), WORKING) == 2 * HOUR  # the make-up Sunday passes paused
+    # the make-up Sunday passes paused: nothing runs, two working hours left
+    assert paused.segment_started_at is None and paused.budget - paused.consumed == 2 * HOUR
     resumed = resume(paused, beijing(2025, 9, 29, 9, 0), WORKING)  # Monday
     assert resumed.deadline == beijing(2025, 9, 29, 11, 0)
     assert resumed.fire_at == beijing(2025, 9, 29, 10, 24)  # 1h24 of working time to the warning point

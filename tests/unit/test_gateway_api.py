@@ -14,12 +14,14 @@ from pydantic import SecretStr
 
 from services.gateway.api import create_app
 from services.gateway.bus import Bus
+from services.gateway.revocations import Revocations
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects
 from shared.contracts import Reply
 from shared.ids import utcnow
 
-SECRET = "unit-secret"
+SECRET = "unit-secret-of-at-least-32-bytes-long"
+KEYS = auth.KeyRing.single(SECRET)  # what the gateway signs and checks with when no WHISTLE_SIGNING_KEYS is set
 TIMEOUT = 5.0
 
 
@@ -41,12 +43,13 @@ class FakeNats:
 def client(answers: dict[str, Reply] | None = None) -> tuple[httpx.AsyncClient, FakeNats]:
     bus = Bus("nats://unused", TIMEOUT)
     bus.nc = FakeNats(answers or {})
-    app = create_app(GatewaySettings(auth_secret=SecretStr(SECRET), request_timeout_s=TIMEOUT), bus=bus)
+    app = create_app(GatewaySettings(auth_secret=SecretStr(SECRET), request_timeout_s=TIMEOUT), bus=bus,
+                     revocations=Revocations.empty())
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw"), bus.nc
 
 
 def as_(role: str, who: str = "u1", **headers: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {auth.mint(SECRET, role, who)}", **headers}
+    return {"Authorization": f"Bearer {auth.mint(KEYS, role, who)}", **headers}
 
 
 WHISTLE = {"category": "roof_leak", "description": "漏雨", "location": {"building": "7"}}
@@ -58,7 +61,7 @@ COMMANDS = [  # every command endpoint: (role, method, path, body, subject)
     ("dispatcher", "POST", "/v1/whistles/w1/follow-up", {"solved": True, "satisfaction": "satisfied"},
      subjects.CMD_RESPONSE_FOLLOW_UP),
     ("responder", "POST", "/v1/summons/s1/report", None, subjects.CMD_RESPONSE_ACT),
-    ("responder", "POST", "/v1/summons/s1/extension", {"new_deadline": "2030-01-01T00:00:00+08:00", "reason": "x"},
+    ("responder", "POST", "/v1/summons/s1/extension", {"new_deadline": (utcnow() + timedelta(days=30)).isoformat(), "reason": "x"},
      subjects.CMD_RESPONSE_EXTENSION),
     ("supervisor", "POST", "/v1/summons/s1/extension/grant", None, subjects.CMD_RESPONSE_EXTENSION_DECISION),
     ("supervisor", "PUT", "/v1/responders/r1", {"kind": "department", "name_en": "x", "name_zh": "x"},

@@ -10,7 +10,7 @@ from services.gateway.edge import Edge, TokenCache
 from services.gateway.limits import TokenBuckets
 from shared import auth
 
-SECRET = "unit-secret"
+SECRET = auth.KeyRing.single("unit-secret-of-at-least-32-bytes-long")  # the bearer token keys
 TOKEN = auth.mint(SECRET, "dispatcher", "d1")
 
 

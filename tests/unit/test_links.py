@@ -46,7 +46,7 @@ def test_any_change_to_a_link_is_refused(change):
 
 def test_a_bearer_token_is_no_link_and_garbage_is_refused():
     with pytest.raises(links.LinkInvalid):
-        links.verify(SECRET, auth.mint(SECRET, "responder", "d-housing"), NOW)
+        links.verify(SECRET, auth.mint(auth.KeyRing.single(SECRET * 8), "responder", "d-housing"), NOW)
     for junk in ("", "ak1", "ak1..", "ak1.!!.??", "a.b.c.d"):
         with pytest.raises(links.LinkInvalid):
             links.verify(SECRET, junk, NOW)

@@ -113,7 +113,7 @@ def test_errors_are_the_spec_list_in_either_format() -> None:
 def test_a_whistle_maps_onto_a_request_closed_only_when_struck_off() -> None:
     whistle = {"id": "w1", "category": "roof_leak", "description": "漏雨", "status": "dispatched",
                "location": {"building": "7"}, "attachments": ["https://x.org/a.jpg"], "raised_at": "t0",
-               "updated_at": "t1", "lead_responder_name": "Housing section",
+               "updated_at": "t1", "agency_responsible": "Housing section",
                "deadlines": {"report": "r", "resolve": "s"}}
     services = {"roof_leak": open311.service_of(asdict(CATALOGUE["roof_leak"]))}
     req = open311.request_of(whistle, services)
@@ -124,6 +124,19 @@ def test_a_whistle_maps_onto_a_request_closed_only_when_struck_off() -> None:
     paused = {**whistle, "deadlines": {"report": "r", "resolve": None}}
     assert open311.request_of(paused, services)["expected_datetime"] is None
     assert open311.request_of({**whistle, "deadlines": {"report": "r"}}, services)["expected_datetime"] == "r"
+
+
+def test_a_request_shows_the_building_never_the_address_and_masks_its_free_text() -> None:
+    """An old ledger's row (the address, a person as the lead) still leaves the edge cut to the building."""
+    whistle = {"id": "w1", "category": "noise", "status": "open", "raised_at": "t", "updated_at": "t",
+               "description": "3号楼2单元501 王先生 13812345678 wang@example.org 110105199001011234",
+               "location": {"building": "3", "address": "3号楼2单元501", "unit": "2"},
+               "lead_responder_name": "王伟 (branch 3)", "attachments": ["https://x.org/13812345678.jpg"]}
+    req = open311.request_of(whistle, {})
+    assert req["address"] == "3号楼" and req["address_id"] == "3" and req["agency_responsible"] is None
+    assert req["description"] == "3号楼2单元*** *先生 138****5678 w***@example.org 110***********1234"
+    assert req["media_url"] == "https://x.org/138****5678.jpg"
+    assert "501" not in json.dumps(req, ensure_ascii=False) and "王伟" not in json.dumps(req, ensure_ascii=False)
 
 
 def test_an_unknown_format_is_a_404() -> None:

@@ -8,10 +8,11 @@ from uuid import UUID
 
 import pytest
 
-from services.response.domain import TRANSITIONS, Action, Summons, SummonsState, decide, request_extension, verify
+from services.response.domain import TRANSITIONS, WAITS, Summons, SummonsState, decide, request_extension, verify
 from shared.contracts import (
     Actor,
     Refusal,
+    SummonsMove,
     SummonsOnSite,
     SummonsReported,
     SummonsResolved,
@@ -29,8 +30,10 @@ RESPONDER = "m-zhang-wei"
 OWNER = Actor(role="responder", id=RESPONDER)
 DISPATCHER = Actor(role="dispatcher", id="grid-leader")
 
-S, A = SummonsState, Action
-LEGAL: dict[tuple[SummonsState, Action], SummonsState] = {
+S, A = SummonsState, SummonsMove
+# the moves of the lifecycle; pause and resume (waiting on the resident) change no state
+LIFECYCLE = [A.report, A.arrive, A.resolve, A.return_, A.transfer]
+LEGAL: dict[tuple[SummonsState, SummonsMove], SummonsState] = {
     (S.issued, A.report): S.reported,
     (S.reported, A.arrive): S.on_site,
     (S.on_site, A.resolve): S.resolved,
@@ -40,8 +43,8 @@ LEGAL: dict[tuple[SummonsState, Action], SummonsState] = {
     (S.reported, A.transfer): S.transferred,
 }
 # every other (state, action) pair is illegal
-EXPECTED: dict[tuple[SummonsState, Action], SummonsState | None] = {
-    pair: LEGAL.get(pair) for pair in itertools.product(SummonsState, Action)
+EXPECTED: dict[tuple[SummonsState, SummonsMove], SummonsState | None] = {
+    pair: LEGAL.get(pair) for pair in itertools.product(SummonsState, LIFECYCLE)
 }
 EVENT_FOR = {
     A.report: SummonsReported, A.arrive: SummonsOnSite, A.resolve: SummonsResolved,
@@ -52,7 +55,7 @@ DETAILS = {
     A.return_: {"reason_code": "wrong_area", "reason": "not our grid"},
     A.transfer: {"to_responder_id": "d-enforcement", "reason": "night noise"},
 }
-ALL_PAIRS = list(itertools.product(SummonsState, Action))
+ALL_PAIRS = list(itertools.product(SummonsState, LIFECYCLE))
 
 
 def summons(state: SummonsState, responder_id: str = RESPONDER) -> Summons:
@@ -61,6 +64,10 @@ def summons(state: SummonsState, responder_id: str = RESPONDER) -> Summons:
 
 def test_expected_table_covers_every_pair():
     assert set(EXPECTED) == set(ALL_PAIRS)
+
+
+def test_every_move_is_of_the_lifecycle_or_a_wait():
+    assert set(LIFECYCLE) | WAITS == set(SummonsMove) and not set(LIFECYCLE) & WAITS
 
 
 @pytest.mark.parametrize(("state", "action"), ALL_PAIRS)
@@ -226,6 +233,20 @@ def test_follow_up_refusals():
     assert isinstance(out, Refusal) and (out.status, out.code) == (409, "not_closed")
 
 
+def test_one_follow_up_per_closure():
+    from services.response.domain import follow_up, link_refusal
+
+    for who in (DISPATCHER, Actor(role="resident", id="follow-up-link")):
+        out = follow_up(WHISTLE_ID, True, "d-housing", True, "satisfied", who, NOW, followed_up=True)
+        assert isinstance(out, Refusal) and (out.status, out.code) == (409, "already_followed_up") and " / " in out.reason
+    assert follow_up(WHISTLE_ID, False, "d-housing", True, "satisfied", DISPATCHER, NOW, followed_up=True).code \
+        == "not_closed"  # reopened: its next closure is asked again
+    # a link answered before the reopen is dead, not "answered": 410
+    made = NOW - timedelta(days=1)
+    assert link_refusal(made, NOW, False, True, NOW, 7 * 24 * 3600).status == 410
+    assert link_refusal(made, NOW, True, False, NOW, 7 * 24 * 3600).code == "link_dead"
+
+
 @pytest.mark.parametrize(
     ("solved", "satisfaction", "reopens"),
     [(True, "satisfied", False), (True, "basically_satisfied", False), (True, "dissatisfied", True),
@@ -242,10 +263,11 @@ def test_follow_up_reopens_to_the_same_lead_unless_solved_and_satisfied(solved, 
         assert isinstance(out[1], WhistleReopened) and out[1].lead_responder_id == "d-housing"
 
 
-def test_an_extension_reaches_at_most_a_year_ahead() -> None:
+def test_an_extension_reaches_at_most_90_days_ahead() -> None:
     """A deadline years ahead is counted to in working time day by day, and 9999-12-31 -14:00 is no UTC time."""
     issued = summons(S.reported)
-    far = request_extension(issued, "resolve", NOW + timedelta(days=367), "x", OWNER, NOW)
+    assert not isinstance(request_extension(issued, "resolve", NOW + timedelta(days=90), "x", OWNER, NOW), Refusal)
+    far = request_extension(issued, "resolve", NOW + timedelta(days=90, seconds=1), "x", OWNER, NOW)
     edge = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-14)))
     assert isinstance(far, Refusal) and (far.status, far.code, far.field) == (422, "deadline_too_far", "new_deadline")
     assert isinstance(request_extension(issued, "resolve", edge, "x", OWNER, NOW), Refusal)

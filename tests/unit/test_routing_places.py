@@ -21,7 +21,10 @@ from services.routing.places import (
     site_from,
 )
 from services.routing.registry import DEFAULT_REGISTRY
-from shared.contracts import Actor, Command
+from shared import subjects
+from shared.contracts import Actor, Command, Reply
+from shared.runtime import NoPayload
+from tests.unit.test_routing_requests import admit
 
 SITE = load_site(DEFAULT_REGISTRY)
 DATA = {"grids": seed.GRIDS, "buildings": seed.buildings()}
@@ -33,8 +36,14 @@ def offset(p: Point, north_m: float, east_m: float) -> Point:
     return Point(p.lat + north_m / per_degree, p.long + east_m / (per_degree * math.cos(math.radians(p.lat))))
 
 
-def ask(**payload) -> Command:
-    return Command(actor=Actor(role="system", id="open311"), payload=payload)
+def ask() -> Command:
+    return Command(actor=Actor(role="system", id="open311"), payload=NoPayload())
+
+
+async def place(handlers: PlaceHandlers, **payload) -> Reply:
+    """As the runtime answers it: the payload checked against the declared model (422), then the handler."""
+    cmd = admit(subjects.QRY_ROUTING_PLACE, payload, "system", "open311")
+    return cmd if isinstance(cmd, Reply) else await handlers.place(None, cmd)
 
 
 # --- haversine and nearest ----------------------------------------------------------------------------------
@@ -177,18 +186,18 @@ async def test_buildings_and_grids_for_a_map() -> None:
 async def test_place_answers_the_building_or_refuses_in_english_and_chinese() -> None:
     handlers = PlaceHandlers(SITE, 150)
     near = offset(SITE.buildings["12"].centre, 20, 0)
-    placed = await handlers.place(None, ask(lat=near.lat, long=near.long))
+    placed = await place(handlers, lat=near.lat, long=near.long)
     assert placed.ok and placed.data["id"] == "12" and placed.data["distance_m"] == pytest.approx(20, abs=0.1)
-    far = await handlers.place(None, ask(lat=39.9055, long=116.3976))
+    far = await place(handlers, lat=39.9055, long=116.3976)
     assert not far.ok and far.refusal.status == 422 and far.refusal.code == "too_far"
     assert "not within 150 m" in far.refusal.reason and "150 米内没有本社区楼栋" in far.refusal.reason
     assert "km away" in far.refusal.reason
     for bad in ({"lat": "39.7", "long": 115.9}, {"lat": 91, "long": 0}, {"lat": 39.7}, {"lat": True, "long": 1}):
-        refused = await handlers.place(None, ask(**bad))
+        refused = await place(handlers, **bad)
         assert not refused.ok and refused.refusal.code == "invalid"
 
 
 async def test_how_far_is_a_setting() -> None:
     point = offset(SITE.buildings["1"].centre, 200, 0)
-    assert not (await PlaceHandlers(SITE, 150).place(None, ask(lat=point.lat, long=point.long))).ok
-    assert (await PlaceHandlers(SITE, 250).place(None, ask(lat=point.lat, long=point.long))).data["id"] == "1"
+    assert not (await place(PlaceHandlers(SITE, 150), lat=point.lat, long=point.long)).ok
+    assert (await place(PlaceHandlers(SITE, 250), lat=point.lat, long=point.long)).data["id"] == "1"

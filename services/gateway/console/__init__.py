@@ -25,9 +25,12 @@ from services.gateway.console.web import (
 )
 
 
-def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secure_cookies: bool = False) -> Console:
-    """Add the console's pages, its static files and its error pages to the gateway's app."""
-    console = Console(bus, secret, session_ttl_s=session_ttl_s, secure_cookies=secure_cookies)
+def mount(app: FastAPI, bus, secret: str, *, session_ttl_s: int = 8 * 3600, secure_cookies: bool = False,
+          revocations=None) -> Console:
+    """Add the console's pages, its static files and its error pages to the gateway's app; a session of a
+    responder deactivated, or whose tokens were revoked after it began, is no session (`revocations`)."""
+    console = Console(bus, secret, session_ttl_s=session_ttl_s, secure_cookies=secure_cookies,
+                      revocations=revocations)
     hub = Hub(bus)
     add_pages(console)
     add_board(console, hub)

@@ -135,16 +135,18 @@ def add_board(console: Console, hub: Hub) -> None:
 
     async def changed_rows(ids: frozenset[str]) -> list[dict]:
         """Every open board row of these whistles, for all streams at once (the hub's one query)."""
-        asked: dict = {"whistle_ids": sorted(ids), "limit": 1000}
+        ordered = sorted(ids)
         rows: list[dict] = []
-        while True:
-            reply = await bus.ask(subjects.QRY_LEDGER_BOARD, HUB_ACTOR, asked)
-            if not reply.ok:
-                raise RuntimeError(f"ledger board: {reply.refusal.code}")
-            rows += reply.data["items"]
-            if not reply.data.get("next_cursor"):
-                break
-            asked["cursor"] = reply.data["next_cursor"]
+        for start in range(0, len(ordered), 1000):  # the ledger takes up to 1,000 whistles a query
+            asked: dict = {"whistle_ids": ordered[start:start + 1000], "limit": 1000}
+            while True:
+                reply = await bus.ask(subjects.QRY_LEDGER_BOARD, HUB_ACTOR, asked)
+                if not reply.ok:
+                    raise RuntimeError(f"ledger board: {reply.refusal.code}")
+                rows += reply.data["items"]
+                if not reply.data.get("next_cursor"):
+                    break
+                asked["cursor"] = reply.data["next_cursor"]
         await names.load_responders(HUB_ACTOR, {r["responder_id"] for r in rows})
         return rows
 

@@ -14,7 +14,7 @@ from services.gateway.console import i18n
 from services.gateway.console.pages import NoteForm, _blank_to_none
 from services.gateway.console.web import Console, Page, Refused, redirect
 from shared import subjects
-from shared.commands import Arbitration
+from shared.commands import Arbitration, ExtensionDecision
 
 SUPERVISOR = ("supervisor",)
 ID_MAX = 64
@@ -95,11 +95,11 @@ def add_inbox(console: Console) -> None:
         key = f"{decision}-{summons_id}"
         try:
             body = NoteForm.model_validate(_blank_to_none(form))
+            payload = ExtensionDecision(summons_id=summons_id, decision=decision, note=body.note)  # as response checks it
         except ValidationError as exc:
             errors = {f"{key}.{k}": v for k, v in console.field_errors(page, exc).items()}
             return await inbox_page(page, 422, errors, {key: form})
-        reply = await bus.command(subjects.CMD_RESPONSE_EXTENSION_DECISION, page.actor,
-                                  {"summons_id": summons_id, "decision": decision, "note": body.note})
+        reply = await bus.command(subjects.CMD_RESPONSE_EXTENSION_DECISION, page.actor, payload.model_dump(mode="json"))
         return await decided(page, reply, key, form, "decided")
 
     @router.post("/inbox/arbitrate/{whistle_id}")

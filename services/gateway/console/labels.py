@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.gateway.console.i18n import N_
+from shared.contracts import SummonsMove
 
 TIERS = {"routine": N_("Routine"), "urgent": N_("Urgent"), "complex": N_("Complex")}
 SUMMONS_STATES = {
@@ -67,6 +68,6 @@ LEVELS = {"responder": N_("Responder reminded"), "superior": N_("Superior summon
 RETURN_REASONS = {"wrong_area": N_("Not our area"), "unclear_ownership": N_("Unclear who owns it"),
                   "overlapping_duty": N_("Overlapping duties"), "not_our_duty": N_("Not our duty"),
                   "other": N_("Other (say why)")}
-MOVES = {"report": N_("Report"), "arrive": N_("On site"), "resolve": N_("Resolve"), "pause": N_("Wait on the resident"),
-         "resume": N_("Resume"), "return": N_("Return"), "transfer": N_("Transfer"),
-         "extension": N_("Ask for more time")}
+MOVES = {SummonsMove.report: N_("Report"), SummonsMove.arrive: N_("On site"), SummonsMove.resolve: N_("Resolve"),
+         SummonsMove.pause: N_("Wait on the resident"), SummonsMove.resume: N_("Resume"),
+         SummonsMove.return_: N_("Return"), SummonsMove.transfer: N_("Transfer"), "extension": N_("Ask for more time")}

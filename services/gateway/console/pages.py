@@ -17,8 +17,9 @@ from services.gateway.console.session import (
     safe_next,
 )
 from services.gateway.console.web import Console, Refused, redirect
+from services.response.payloads import FollowUpAnswer
 from shared import subjects
-from shared.commands import Arbitration, FollowUp
+from shared.commands import Arbitration, ExtensionDecision, FollowUp, VerifyWhistle
 from shared.contracts import Actor
 
 CONSOLE_ACTOR = Actor(role="system", id="console")  # who asks routing to check a sign-in
@@ -174,6 +175,7 @@ def add_pages(console: Console) -> None:
         "grant": (("supervisor",), NoteForm, subjects.CMD_RESPONSE_EXTENSION_DECISION),
         "refuse": (("supervisor",), NoteForm, subjects.CMD_RESPONSE_EXTENSION_DECISION),
     }
+    RESPONSE_PAYLOADS = {"verify": VerifyWhistle, "follow-up": FollowUpAnswer}
 
     @router.post("/whistles/{whistle_id}/{action}")
     async def whistle_action(request: Request, whistle_id: str, action: str) -> Response:
@@ -191,13 +193,17 @@ def add_pages(console: Console) -> None:
         errors: dict[str, str] = {}
         try:
             body = model.model_validate(fields)
+            # response's payloads as response checks them
+            if action in ("grant", "refuse"):
+                payload = ExtensionDecision(summons_id=summons_id or "", decision=action,
+                                            note=body.note).model_dump(mode="json")
+            elif action in RESPONSE_PAYLOADS:
+                payload = RESPONSE_PAYLOADS[action](whistle_id=whistle_id, **body.model_dump()).model_dump(mode="json")
+            else:
+                payload = {"whistle_id": whistle_id, **body.model_dump()}
         except ValidationError as exc:
             errors = console.field_errors(page, exc)
         if not errors:
-            if action in ("grant", "refuse"):
-                payload = {"summons_id": summons_id or "", "decision": action, "note": body.note}
-            else:
-                payload = {"whistle_id": whistle_id, **body.model_dump()}
             reply = await bus.command(subject, page.actor, payload)
             if reply.ok:
                 return redirect(f"/console/whistles/{whistle_id}")

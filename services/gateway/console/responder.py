@@ -13,16 +13,17 @@ from pydantic import ValidationError
 from services.gateway.console import labels
 from services.gateway.console.i18n import N_
 from services.gateway.console.web import BEIJING, Console, Page, Refused, redirect
+from services.response.payloads import SummonsPage
 from shared import subjects
-from shared.commands import ExtensionAsk, SummonsAction
-from shared.contracts import NOT_SUMMONABLE, Reply, ResponderKind
+from shared.commands import ExtensionAsk, ExtensionRequest, SummonsAction
+from shared.contracts import NOT_SUMMONABLE, Reply, ResponderKind, SummonsMove
 
 RESPONDER = ("responder",)
 OPEN = ("issued", "reported", "on_site")
 ID_MAX = 64
 # the clock that runs in each state: the one the responder races
 RUNNING = {"issued": "report", "reported": "on_site", "on_site": "resolve"}
-MOVES = ("report", "arrive", "resolve", "pause", "resume", "return", "transfer", "extension")
+MOVES = (*SummonsMove, "extension")  # the moves of POST /v1/summons/{id}/{action}, and asking for more time
 # the model's own checks across fields, as the field a person should look at
 CROSS_FIELD = {
     "missing_reason_code": ("reason_code", labels.FIELD_ERRORS["missing"]),
@@ -55,7 +56,7 @@ def add_responder(console: Console) -> None:
 
         Response knows each summons' state at once; the ledger's board adds the clocks a moment later."""
         mine, board = await asyncio.gather(
-            bus.ask(subjects.QRY_RESPONSE_SUMMONS, page.actor, {"limit": 100}),
+            bus.ask(subjects.QRY_RESPONSE_SUMMONS, page.actor, SummonsPage(limit=100).model_dump()),
             bus.ask(subjects.QRY_LEDGER_BOARD, page.actor, {"limit": 500}),
         )
         if not mine.ok:
@@ -126,7 +127,7 @@ def add_responder(console: Console) -> None:
             if move == "extension":
                 ask = ExtensionAsk.model_validate({k: _local_deadline(v) if k == "new_deadline" else v
                                                    for k, v in given.items()})
-                payload = {"summons_id": summons_id, **ask.model_dump(mode="json")}
+                payload = ExtensionRequest(summons_id=summons_id, **ask.model_dump()).model_dump(mode="json")
                 subject = subjects.CMD_RESPONSE_EXTENSION
             else:
                 fields = {k: v for k, v in given.items()
@@ -135,7 +136,7 @@ def add_responder(console: Console) -> None:
                 payload, subject = action.model_dump(mode="json"), subjects.CMD_RESPONSE_ACT
         except ValidationError as exc:
             errors = model_errors(page, exc, given) or {"form": page.gettext(labels.INVALID)}
-        if not errors and move == "transfer":  # as /v1: the one it goes to must exist first
+        if not errors and move == SummonsMove.transfer:  # as /v1: the one it goes to must exist first
             target = await bus.ask(subjects.QRY_ROUTING_RESPONDER, page.actor, {"id": payload["to_responder_id"]})
             if not target.ok:
                 errors = {"to_responder_id": page.gettext("No such responder.")

@@ -83,7 +83,8 @@ def add_signin_links(console: Console) -> None:
         """Spend the link once and sign in as its account; used, expired or unknown: a refusal, no session."""
         page = anonymous(console, request)
         await checked_form(console, page)
-        reply = await bus.ask(subjects.CMD_ROUTING_SIGNIN_LINK_USE, CONSOLE_ACTOR, {"token": token[:TOKEN_MAX + 1]})
+        # cut to what routing takes: a longer token is no link of ours, and its first 128 characters are none either
+        reply = await bus.ask(subjects.CMD_ROUTING_SIGNIN_LINK_USE, CONSOLE_ACTOR, {"token": token[:TOKEN_MAX]})
         if not reply.ok:
             status = reply.refusal.status
             if status not in REFUSALS:

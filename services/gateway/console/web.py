@@ -118,9 +118,10 @@ class Names:
 class Console:
     """The console's shared machinery; pages are added to `router` (see pages.py, board.py)."""
 
-    def __init__(self, bus, secret: str, *, session_ttl_s: int, secure_cookies: bool):
+    def __init__(self, bus, secret: str, *, session_ttl_s: int, secure_cookies: bool, revocations=None):
         self.bus = bus
         self.signer = Signer(secret, session_ttl_s)
+        self.revocations = revocations  # the gateway's revoked tokens (services/gateway/revocations.py), if any
         self.secure = secure_cookies
         self.names = Names(bus)
         self.translations = {loc: i18n.load(loc) for loc in i18n.LOCALES}
@@ -150,6 +151,9 @@ class Console:
         """Session (if any) and language of a request; pages that need sign-in use `page`."""
         locale = i18n.pick(request.cookies.get(LANG_COOKIE))
         session = self.signer.load(request.cookies.get(SESSION_COOKIE))
+        if session is not None and self.revocations is not None and self.revocations.session_revoked(
+                session.actor, session.expires - self.signer.ttl_s):  # deactivated, or revoked since it began
+            session = None
         translations = self.translations[locale]
         page = Page(request, session, locale, translations.gettext, "")
         if session is not None:
