@@ -17,13 +17,14 @@ from uuid import UUID, uuid4
 
 import asyncpg
 import nats
+from pydantic import BaseModel
 
 from services.cli import embedded
 from shared import subjects
 from shared.contracts import Actor, Command, Reply, WhistleClosed
 from shared.db import OutboxMessage
 from shared.ids import utcnow
-from shared.runtime import ServiceRuntime
+from shared.runtime import Request, ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
 from tests.component.conftest import until
@@ -160,13 +161,17 @@ async def test_the_relay_outlives_a_database_restart_and_sets_aside_what_jetstre
     def closed() -> WhistleClosed:
         return WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")
 
-    async def command(conn, cmd: Command, now):  # noqa: ARG001
-        effects = [closed() for _ in range(cmd.payload.get("events", 1))]
-        effects += [OutboxMessage(s, b"x" * size, f"bad-{uuid4()}") for s, size in cmd.payload.get("raw", [])]
+    class Emit(BaseModel):
+        events: int = 1
+        raw: list[tuple[str, int]] = []
+
+    async def command(conn, cmd: Command[Emit], now):  # noqa: ARG001
+        effects = [closed() for _ in range(cmd.payload.events)]
+        effects += [OutboxMessage(s, b"x" * size, f"bad-{uuid4()}") for s, size in cmd.payload.raw]
         return Reply.success({"whistles": [str(e.whistle_id) for e in effects if isinstance(e, WhistleClosed)]}), effects
 
     runtime = ServiceRuntime("rtrelay", settings(infra), handled_table(tmp_path))
-    runtime.on_request("cmd.rtrelay", command)
+    runtime.serve(Request("cmd.rtrelay", command, Emit))
     await runtime.start()
     client = await nats.connect(infra["nats_url"])
 
@@ -216,7 +221,7 @@ async def test_a_command_sent_again_with_its_key_gets_its_first_reply_and_a_late
         return Reply.success({"n": n}), []
 
     runtime = ServiceRuntime("rtidem", settings(infra), handled_table(tmp_path))
-    runtime.on_request("cmd.rtidem", count)
+    runtime.serve(Request("cmd.rtidem", count))
     await runtime.start()
     client = await nats.connect(infra["nats_url"])
 

@@ -30,12 +30,7 @@ WHISTLE = "0195f0a0-0000-7000-8000-000000000001"
 def declared() -> dict[str, Request]:
     """Response's request table, as `build()` declares it (nothing connects)."""
     seen: dict[str, Request] = {}
-
-    def untyped(*_, **__) -> None:
-        raise AssertionError("response answers no request through the transitional on_request")
-
-    with patch.object(ServiceRuntime, "serve", lambda _, *requests: seen.update({r.subject: r for r in requests})), \
-            patch.object(ServiceRuntime, "on_request", untyped):
+    with patch.object(ServiceRuntime, "serve", lambda _, *requests: seen.update({r.subject: r for r in requests})):
         build(ResponseSettings(link_secret="unit-secret-" + "k" * 32))
     return seen
 
