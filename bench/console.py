@@ -56,6 +56,7 @@ from pipeline import NotUp, Pipeline, connect_all, quantile, say, wait_quiet  # 
 from timers import CpuWindow, pids, rss_mb  # noqa: E402
 
 from services.cli.console_accounts import set_demo_passwords  # noqa: E402
+from shared.signing import RUNNER, Signer  # noqa: E402
 
 ROW = re.compile(rb'<tr id="row-([0-9a-f-]{36})"')
 FULL = b'data-full="yes"'
@@ -306,7 +307,10 @@ async def live(args: argparse.Namespace, where: dict, cookies: list[str], js, db
 
 async def run(args: argparse.Namespace, where: dict) -> dict:
     creds = where["creds"]
-    console = creds.get("console") or await set_demo_passwords(where["nats_url"], creds)
+    if not creds.get("console"):  # signed as the runner, with the key `whistle up` made in its home
+        runner = json.loads((Path(where["home"]) / "command-keys.json").read_text())[RUNNER]
+        creds["console"] = await set_demo_passwords(where["nats_url"], creds, Signer.parse(f"{RUNNER}:{runner}"))
+    console = creds["console"]
     nc, db = await connect_all(where)
     js = nc.jetstream()
     clients: list[httpx.AsyncClient] = []

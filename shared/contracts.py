@@ -536,3 +536,8 @@ class Command(BaseModel, Generic[P]):
     expires_at: datetime | None = Field(
         default=None, description="When the gateway stops waiting: a command taken later is not carried out",
     )
+    signer: str | None = Field(default=None, description="Who signed it: the gateway, or a service asking as the system")
+    signature: str | None = Field(
+        default=None, description="Ed25519 over the subject and every other field but these two (shared/signing.py);"
+        " an owner refuses a command without a valid one (401)",
+    )

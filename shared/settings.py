@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.auth import check_secret
 from shared.partitions import DEFAULT_PARTITIONS
+from shared.signing import Signer, Verifier
 
 
 def replica_name(configured: str) -> str:
@@ -101,12 +102,47 @@ class ServiceSettings(BaseSettings):
     hold_max_s: float = Field(
         default=5.0, gt=0, description="Longest a message that came before its time is held (unacked) in memory",
     )
+    # signed commands (shared/signing.py): no defaults; a process without them refuses to start
+    command_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_KEY", "command_key"),
+        description='This process\'s own Ed25519 key, "name:base64", signing the commands it sends (the gateway,'
+        " and the services that ask another one as the system)",
+    )
+    command_key_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_KEY_FILE", "command_key_file"),
+        description="A file holding WHISTLE_COMMAND_KEY (a compose secret)",
+    )
+    command_verify_keys: str | None = Field(
+        default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_VERIFY_KEYS", "command_verify_keys"),
+        description='Every signer\'s public key, "name:base64,name:base64": a command signed by none of them, or'
+        " changed since, is refused 401",
+    )
+    command_verify_keys_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_VERIFY_KEYS_FILE", "command_verify_keys_file"),
+        description="A file holding WHISTLE_COMMAND_VERIFY_KEYS",
+    )
 
     @model_validator(mode="after")
     def _password_from_file(self) -> ServiceSettings:
         if self.database_password_file is not None:
             self.database_url = with_password(self.database_url, self.database_password_file.read_text().strip())
+        if self.command_key_file is not None:
+            self.command_key = SecretStr(self.command_key_file.read_text().strip())
+        if self.command_verify_keys_file is not None:
+            self.command_verify_keys = self.command_verify_keys_file.read_text().strip()
+        if self.command_key is not None:  # malformed: refused now, not at the first command
+            Signer.parse(self.command_key.get_secret_value())
+        if self.command_verify_keys is not None:
+            Verifier.parse(self.command_verify_keys)
         return self
+
+    def command_signer(self) -> Signer:
+        """This process's signer; SecretError when it has no key (it must not start)."""
+        return Signer.parse(self.command_key.get_secret_value() if self.command_key else None)
+
+    def command_verifier(self) -> Verifier:
+        """The signers' public keys; SecretError when there are none (an owner must not start)."""
+        return Verifier.parse(self.command_verify_keys)
 
 
 def with_password(dsn: str, password: str) -> str:

@@ -8,13 +8,14 @@ import nats
 
 from shared import subjects
 from shared.settings import nats_servers
+from shared.signing import Signer
 
 # printed by `whistle up` and written to credentials.json; a supervisor resets any of them
 DEMO_PASSWORDS = {"dispatcher": "whistle-dispatcher", "supervisor": "whistle-supervisor",
                   "responder": "whistle-responder"}
 
 
-async def set_demo_passwords(nats_url: str, creds: dict, timeout: float = 30.0) -> dict:
+async def set_demo_passwords(nats_url: str, creds: dict, signer: Signer, timeout: float = 30.0) -> dict:
     """One password per role for every account of the demo; what to sign in with, by role."""
     groups = {
         "dispatcher": [{"username": creds["dispatcher"]["id"], "role": "dispatcher"}],
@@ -24,9 +25,9 @@ async def set_demo_passwords(nats_url: str, creds: dict, timeout: float = 30.0) 
     nc = await nats.connect(nats_servers(nats_url), name="runner")
     try:
         for role, accounts in groups.items():
-            body = {"actor": {"role": "system", "id": "runner"},
-                    "payload": {"accounts": accounts, "password": DEMO_PASSWORDS[role]}}
-            msg = await nc.request(subjects.CMD_ROUTING_PASSWORD_SET, json.dumps(body).encode(), timeout=timeout)
+            body = signer.body(subjects.CMD_ROUTING_PASSWORD_SET, {"role": "system", "id": signer.name},
+                               {"accounts": accounts, "password": DEMO_PASSWORDS[role]})
+            msg = await nc.request(subjects.CMD_ROUTING_PASSWORD_SET, body, timeout=timeout)
             reply = json.loads(msg.data)
             if not reply.get("ok"):
                 raise RuntimeError(f"setting the demo {role} passwords was refused: {reply.get('refusal')}")

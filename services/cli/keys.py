@@ -2,10 +2,13 @@
 
     <home>/secret         WHISTLE_AUTH_SECRET: one-tap and follow-up links, the console's cookies
     <home>/signing_keys   WHISTLE_SIGNING_KEYS: "kid:secret,kid:secret", the first signs
+    <home>/command-keys.json  the Ed25519 keys commands are signed with, one per signer (shared/signing.py):
+                          each signer gets its own as WHISTLE_COMMAND_KEY, every process all the public
+                          ones as WHISTLE_COMMAND_VERIFY_KEYS
 
 Each is taken from the environment when set there (refused if short), else read from its file, made
 with `secrets.token_urlsafe` the first time. Every file holding a secret or a token (these two,
-credentials.json) is created readable by its owner only from its first byte (os.open with O_CREAT,
+credentials.json, command-keys.json) is created readable by its owner only from its first byte (os.open with O_CREAT,
 O_EXCL and 0o600, never a chmod afterwards), written whole under another name, then renamed.
 
 `whistle rotate-key` puts a new signing key first and keeps the one before it second: tokens it
@@ -16,16 +19,19 @@ signed still work (nobody is logged out) until the next rotation drops it; both 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from shared import signing
 from shared.auth import KeyRing, check_secret
 
 SECRET_FILE = "secret"
 KEYS_FILE = "signing_keys"
+COMMAND_KEYS_FILE = "command-keys.json"
 KEEP_KEYS = 2  # the signing key and the one before it: two valid while tokens of the old one go round
 
 
@@ -89,6 +95,24 @@ def signing_keys(home: Path, given: str | None) -> str:
         write_private(path, known + "\n")
     KeyRing.parse(known, str(path))
     return known
+
+
+def command_keys(home: Path, names: list[str]) -> dict[str, str]:
+    """Each signer's private key (base64), kept in `<home>/command-keys.json` (0600 from its first byte),
+    made the first time a name is asked for; the others kept."""
+    path = home / COMMAND_KEYS_FILE
+    known: dict[str, str] = json.loads(_read_private(path) or "{}")
+    missing = [n for n in names if n not in known]
+    if missing:
+        known.update({n: signing.new_private() for n in missing})
+        home.mkdir(parents=True, exist_ok=True)
+        write_private(path, json.dumps(known, indent=2) + "\n")
+    return {n: known[n] for n in names}
+
+
+def verify_keys(private: dict[str, str]) -> str:
+    """WHISTLE_COMMAND_VERIFY_KEYS of these signers: "name:public,name:public"."""
+    return ",".join(f"{name}:{signing.public_of(key)}" for name, key in private.items())
 
 
 def rotate(home: Path) -> tuple[str, list[str]]:

@@ -22,7 +22,7 @@ from services.cli import demo, keys
 from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import CLUSTER_NAME, EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
-from shared import auth, nats_auth, priority, subjects
+from shared import auth, nats_auth, priority, signing, subjects
 from shared.services import NAMES
 from shared.settings import nats_servers
 from shared.streams import ensure_streams
@@ -146,11 +146,21 @@ class Runner:
         """WHISTLE_SIGNING_KEYS: as given, else `<home>/signing_keys` (made once, 0600; `whistle rotate-key`)."""
         return keys.signing_keys(self.home, self.settings.signing_keys)
 
+    def command_keys(self) -> dict[str, str]:
+        """Each signer's private key: the gateway, every service that asks another (shared/nats_auth.py's
+        ASKS) and the runner; made once into `<home>/command-keys.json` (0600)."""
+        return keys.command_keys(self.home, [signing.GATEWAY, *nats_auth.ASKS, signing.RUNNER])
+
+    def signer(self) -> signing.Signer:
+        """The runner's own signer (the demo's passwords, as the system)."""
+        return signing.Signer.parse(f"{signing.RUNNER}:{self.command_keys()[signing.RUNNER]}")
+
     def export_secrets(self) -> None:
         """The secrets into this process's environment, as every child gets them (the runner builds the
         services here too, to migrate them, and their settings refuse to start without)."""
         os.environ["WHISTLE_AUTH_SECRET"] = self.secret()
         os.environ["WHISTLE_SIGNING_KEYS"] = self.signing_keys()
+        os.environ["WHISTLE_COMMAND_VERIFY_KEYS"] = keys.verify_keys(self.command_keys())
 
     @property
     def replicas(self) -> int:
@@ -258,9 +268,11 @@ class Runner:
     def spawn_all(self, nats_url: str, database_url: str) -> None:
         base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret(),
                     WHISTLE_SIGNING_KEYS=self.signing_keys(),
+                    WHISTLE_COMMAND_VERIFY_KEYS=keys.verify_keys(self.command_keys()),
                     WHISTLE_STREAM_REPLICAS=str(self.replicas),  # services declare the streams too: never fewer
                     WHISTLE_PARTITIONS=str(self.settings.partitions))
         base.setdefault("PYTHONUNBUFFERED", "1")
+        signers = self.command_keys()
         for k in range(1, self.settings.replicas + 1):
             for i, name in enumerate(SERVICES):
                 key = name if k == 1 else f"{name}-{k}"
@@ -272,6 +284,11 @@ class Runner:
                 else:
                     port = self.settings.telemetry_base_port + i + (k - 1) * len(SERVICES)
                     env[f"{prefix}_TELEMETRY_PORT"] = str(port)
+                # its own key if it signs (and no other's), every signer's public key
+                for variable in ("WHISTLE_COMMAND_KEY", "WHISTLE_COMMAND_KEY_FILE", "WHISTLE_COMMAND_VERIFY_KEYS_FILE"):
+                    env.pop(variable, None)
+                if name in signers and name != signing.RUNNER:
+                    env["WHISTLE_COMMAND_KEY"] = f"{name}:{signers[name]}"
                 env["WHISTLE_REPLICA"] = f"{name}-{k}"  # the same after a restart: its partitions wait for it
                 env["NATS_URL"] = self.nats_url_of(name, nats_url)
                 if self.nats_users:  # the runner declared the streams; a service may not
@@ -470,7 +487,7 @@ def run(settings: RunnerSettings) -> None:
         creds["open311_api_key"] = issued.json()["api_key"]  # a fresh key each start; old ones stay valid
         creds["nats_url"] = nats_url  # the admin's (tests, benches, the nats CLI); the file is 0600
         if settings.demo:
-            creds["console"] = asyncio.run(set_demo_passwords(nats_url, creds))
+            creds["console"] = asyncio.run(set_demo_passwords(nats_url, creds, runner.signer()))
             seeded = demo.seed(creds)
             if seeded:
                 log.info("demo.seeded", whistles=seeded)

@@ -138,7 +138,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
                revocations: Revocations | None = None) -> FastAPI:
     """The gateway's app; `bus` is for tests (a fake owner on the other side)."""
     settings = settings or GatewaySettings()
-    bus = bus or Bus(settings.nats_url, settings.request_timeout_s)
+    bus = bus or Bus(settings.nats_url, settings.request_timeout_s, settings.command_signer())
     secret = settings.auth_secret.get_secret_value()
     keys = settings.key_ring()  # bearer tokens: the first key signs, every one is accepted (rotation)
     # the revoked tokens: loaded from routing at start and kept current (tests may hand a list in)

@@ -12,16 +12,22 @@ from services.gateway.api import create_app
 from services.gateway.limits import NormalisedPaths
 from services.gateway.settings import GatewaySettings
 from shared import telemetry
+from shared.auth import SecretError
 
 
 def settings_or_exit() -> GatewaySettings:
     """The gateway's settings; a clear message and exit code 2 when one is refused (a missing or short
     secret above all: there is no default to fall back on). The message never repeats a value."""
     try:
-        return GatewaySettings()
+        settings = GatewaySettings()
+        settings.command_signer()  # it signs every command it forwards: no key, no gateway
+        return settings
     except ValidationError as exc:
         reasons = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
         print(f"gateway refuses to start / 网关拒绝启动: {reasons}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except SecretError as exc:
+        print(f"gateway refuses to start / 网关拒绝启动: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 
 

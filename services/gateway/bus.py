@@ -17,6 +17,7 @@ from shared import subjects
 from shared.contracts import Actor, Reply
 from shared.ids import utcnow
 from shared.settings import nats_servers
+from shared.signing import Signer
 
 log = structlog.get_logger("gateway.bus")
 
@@ -36,9 +37,12 @@ def unstorable(value: Any, path: str = "") -> str | None:
 
 
 class Bus:
-    def __init__(self, url: str, timeout: float):
+    def __init__(self, url: str, timeout: float, signer: Signer | None = None):
         self.url = url
         self.timeout = timeout
+        # signs every command and query: owners trust no actor without it (the gateway refuses to start
+        # without a key; tests with a fake owner may leave it out)
+        self.signer = signer
         self.nc: nats.NATS | None = None
         # awaited each time the connection comes back, its subscriptions renewed (what was published to
         # them meanwhile is lost: core NATS keeps nothing)
@@ -68,6 +72,8 @@ class Bus:
             message["idempotency_key"] = idempotency_key
         if expires_at is not None:
             message["expires_at"] = expires_at.isoformat()
+        if self.signer is not None:
+            self.signer.sign(subject, message)
         text = json.dumps(message, ensure_ascii=False)  # UTF-8: escaped Chinese would be twice the bytes
         try:
             body = text.encode()

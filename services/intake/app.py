@@ -32,7 +32,7 @@ class IntakeRuntime(ServiceRuntime):
     def __init__(self, settings: IntakeSettings, batcher: BlowBatcher):
         super().__init__("intake", settings, Path(__file__).with_name("migrations"))
         self.batcher = batcher
-        self.blow_endpoint = BlowEndpoint(batcher)
+        self.blow_endpoint = BlowEndpoint(batcher, self)  # verifies with the runtime's keys
         self.on_startup(self._start_blows)
         # documented like the runtime's own request subjects (the AsyncAPI document only)
         self.spec_broker.subscriber(subjects.CMD_INTAKE_BLOW, queue="intake", title=f"intake:{subjects.CMD_INTAKE_BLOW}",

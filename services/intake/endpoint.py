@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+from typing import Any
 
 import nats
 import structlog
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 from services.intake.batcher import UNAVAILABLE, BlowBatcher
 from shared import subjects, telemetry
 from shared.contracts import Command, Reply
+from shared.runtime.requests import NO_KEYS
 from shared.settings import nats_servers
 
 log = structlog.get_logger("intake.endpoint")
@@ -31,8 +34,9 @@ class BlowEndpoint:
 
     subject = subjects.CMD_INTAKE_BLOW
 
-    def __init__(self, batcher: BlowBatcher):
+    def __init__(self, batcher: BlowBatcher, keys: Any = None):
         self.batcher = batcher
+        self.keys = keys  # what holds the `verifier` (the intake runtime, once its keys are required)
         self._nc: nats.NATS | None = None
         self._sub = None
         self._inflight: set[asyncio.Task] = set()
@@ -61,8 +65,11 @@ class BlowEndpoint:
 
     async def _answer(self, msg: Msg) -> None:
         try:
-            reply = await self.batcher.blow(Command.model_validate_json(msg.data))
-        except ValidationError as exc:
+            body = json.loads(msg.data)
+            # the signature first, once per request: a forged or unsigned blow is refused, nothing queued
+            refused = (getattr(self.keys, "verifier", None) or NO_KEYS).check(self.subject, body)
+            reply = refused or await self.batcher.blow(Command.model_validate(body))
+        except (json.JSONDecodeError, ValidationError) as exc:  # not JSON, or not a command
             reply = Reply.refuse(422, "bad_command", str(exc))
         except Exception:
             log.exception("request.failed", subject=self.subject)

@@ -71,6 +71,7 @@ class NotifierRuntime(ServiceRuntime):
 def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     settings = settings or NotifierSettings()
     runtime = NotifierRuntime(settings)
+    runtime.signs = True  # asks routing, intake and response as the system: signed
     handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff,
                                 ask=asking(runtime))
     # one consumer per stream of subjects keeps each one's order: a summons' report comes after its issue

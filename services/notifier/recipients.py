@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND
 from shared import subjects
-from shared.contracts import Actor, Command, Reply
+from shared.contracts import Actor, Reply
 
 Ask = Callable[[str, dict], Awaitable[Reply | None]]  # a query to another service; None: it did not answer
 SYSTEM = Actor(role="system", id="notifier")
@@ -17,7 +17,7 @@ def asking(runtime) -> Ask:
     """Queries over the runtime's NATS connection, as the notifier."""
 
     async def ask(subject: str, payload: dict) -> Reply | None:
-        body = Command(actor=SYSTEM, payload=payload).model_dump_json().encode()
+        body = runtime.signed(subject, SYSTEM, payload)  # owners verify it (shared/signing.py)
         try:
             msg = await runtime.nc.request(subject, body, timeout=5.0)
             return Reply.model_validate_json(msg.data)

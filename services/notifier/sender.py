@@ -41,7 +41,7 @@ from services.notifier.domain import (
 )
 from services.notifier.messages import render
 from shared import subjects
-from shared.contracts import Actor, Command, NotificationFailed, NotificationSent, Reply
+from shared.contracts import Actor, NotificationFailed, NotificationSent, Reply
 from shared.ids import utcnow
 from shared.runtime import TRANSIENT, ServiceRuntime
 
@@ -356,7 +356,7 @@ class Sender:
 
     async def _ask(self, subject: str, payload: dict) -> Reply | Answer:
         """A query to the owner over NATS; away or slow: try the notification again later."""
-        body = Command(actor=SYSTEM, payload=payload).model_dump_json().encode()
+        body = self.runtime.signed(subject, SYSTEM, payload)  # owners verify it (shared/signing.py)
         try:
             msg = await self.runtime.nc.request(subject, body, timeout=5.0)
             return Reply.model_validate_json(msg.data)

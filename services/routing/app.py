@@ -58,6 +58,7 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
 
     runtime.on_startup(start)
     accounts = AccountHandlers(handlers)
+    runtime.signs = True  # asks the notifier to send sign-in links, as the system: signed
     links = SigninLinks(runtime)  # queries too: a request counts against the name, and spending is one UPDATE
     staff, supervisors = frozenset({"dispatcher", "supervisor"}), frozenset({"supervisor"})
     services = frozenset({"system"})  # the console, the runner and the notifier ask as system callers

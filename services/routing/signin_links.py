@@ -80,8 +80,8 @@ class SigninLinks:
         return Reply.success({"message": SENT})
 
     async def _send(self, link_id, recipient: str, token: str, expires_at: datetime) -> None:
-        body = Command(actor=SYSTEM, payload={"link_id": str(link_id), "recipient_id": recipient, "token": token,
-                                              "expires_at": expires_at.isoformat()}).model_dump_json().encode()
+        body = self.runtime.signed(subjects.CMD_NOTIFIER_SIGNIN_LINK, SYSTEM, {
+            "link_id": str(link_id), "recipient_id": recipient, "token": token, "expires_at": expires_at.isoformat()})
         for attempt in range(1, SEND_TRIES + 1):
             try:
                 msg = await self.runtime.nc.request(subjects.CMD_NOTIFIER_SIGNIN_LINK, body, timeout=5.0)

@@ -20,6 +20,7 @@ from shared.db import (
     Queued,
 )
 from shared.ids import utcnow
+from shared.signing import Verifier
 from shared.validation import refusal_from
 
 T = TypeVar("T")
@@ -71,7 +72,10 @@ def forbidden(roles: frozenset[str]) -> Reply:
 
 
 class Answering:
-    """The request side of a `ServiceRuntime`."""
+    """The request side of a `ServiceRuntime`. `verifier` holds the signers' public keys: without it every
+    request is refused (a runtime without keys does not start)."""
+
+    verifier: Verifier | None = None
 
     def serve(self, *requests: Request) -> None:
         """Answer each request on its subject, several at once (a slow query must not queue every
@@ -122,7 +126,10 @@ class Answering:
         return TOO_LARGE.model_dump_json().encode()
 
     def admit(self, request: Request, body: Any) -> Command | Reply:
-        """The command with its payload typed, or the refusal: 422 naming the field, or 403 for the role."""
+        """The command with its payload typed, or the refusal: 401 unless the gateway (or a service, as the
+        system) signed it for this subject, 422 naming the field, or 403 for the role."""
+        if (refused := (self.verifier or NO_KEYS).check(request.subject, body)) is not None:
+            return refused
         try:
             command = Command.model_validate(body)
         except ValidationError as exc:
@@ -193,6 +200,7 @@ class Answering:
 
 
 
+NO_KEYS = Verifier({})  # knows no signer: refuses everything
 EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
                        " / 请求超时，未执行")
 TOO_LARGE = Reply.refuse(413, "too_large", "the answer is too large for one message: ask for less, or send less"

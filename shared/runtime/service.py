@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,8 @@ import structlog
 from faststream.nats import JStream, NatsBroker
 
 from shared import heap, priority, subjects, telemetry
-from shared.contracts import Event
+from shared.auth import SecretError
+from shared.contracts import Actor, Event
 from shared.db import (
     SHARED_MIGRATIONS,
     OutboxMessage,
@@ -72,6 +74,11 @@ class ServiceRuntime(Consuming, Answering):
         self._pulls: list[PullBatches | PartitionedPull] = []
         self._partitioned: list[PartitionedPull] = []
         self.replica = replica_name(settings.replica)
+        # signed commands: the public keys to verify each request with; the own key of a service that asks
+        # another one as the system (`signs`). Missing ones stop `run` (`require_keys`), never a build
+        self.signs = False
+        self.verifier = settings.command_verifier() if settings.command_verify_keys else None
+        self.signer = settings.command_signer() if settings.command_key else None
         self.keeper: LeaseKeeper | None = None  # the partitions this replica holds, with partitioned consumers
         self._held: list[_Held] = []
         self._startup: list[Callable[[ServiceRuntime], Awaitable[None]]] = []
@@ -112,8 +119,22 @@ class ServiceRuntime(Consuming, Answering):
 
     # --- running -----------------------------------------------------------
 
+    def require_keys(self) -> None:
+        """SecretError unless the keys this process needs are there: the signers' public keys, and its own
+        private key if it sends commands to other services."""
+        self.verifier = self.settings.command_verifier()
+        if self.signs:
+            self.signer = self.settings.command_signer()
+
+    def signed(self, subject: str, actor: Actor, payload: Any) -> bytes:
+        """A command to another service, signed with this process's key."""
+        if self.signer is None:
+            self.signer = self.settings.command_signer()
+        return self.signer.body(subject, actor, payload)
+
     async def run(self) -> None:
         """Start everything, serve until SIGTERM / SIGINT, then stop cleanly."""
+        self.require_keys()
         telemetry.configure_logging(self.name, self.settings.log_json)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -256,9 +277,15 @@ class ServiceRuntime(Consuming, Answering):
 def main(build: Callable[[], ServiceRuntime]) -> None:
     """Run a service process on uvloop where it is installed (measured: less CPU per message and
     per Postgres round trip than the default loop), else on asyncio's own loop."""
+    runtime = build()
+    try:
+        runtime.require_keys()
+    except SecretError as exc:
+        print(f"{runtime.name} refuses to start / 拒绝启动: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     try:
         import uvloop
     except ImportError:  # platforms without uvloop
-        asyncio.run(build().run())
+        asyncio.run(runtime.run())
     else:
-        uvloop.run(build().run())
+        uvloop.run(runtime.run())

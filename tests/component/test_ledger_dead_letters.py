@@ -24,6 +24,7 @@ from shared.ids import uuid7
 from shared.partitions import DEFAULT_PARTITIONS, stored_subject
 from shared.streams import ensure_streams
 from tests.component.conftest import until
+from tests.signing import VERIFY_KEYS, wire
 
 ADVISORY = subjects.MAX_DELIVERIES_ADVISORY
 
@@ -35,7 +36,7 @@ def _blown() -> WhistleBlown:
 
 
 async def _ask(nc: nats.NATS, subject: str, role: str, payload: dict) -> dict:
-    body = json.dumps({"actor": {"role": role, "id": f"{role}-1"}, "payload": payload}).encode()
+    body = wire(subject, {"actor": {"role": role, "id": f"{role}-1"}, "payload": payload})
     return json.loads((await nc.request(subject, body, timeout=10)).data)
 
 
@@ -46,7 +47,8 @@ async def test_one_record_per_delivery_with_the_runtimes_error_and_none_for_the_
     js = nc.jetstream()
     await ensure_streams(js)
     runtime = build(LedgerSettings.model_validate({
-        "nats_url": infra["nats_url"], "database_url": infra["database_url"], "nice": 0, "batch_size": 64}))
+        "nats_url": infra["nats_url"], "database_url": infra["database_url"], "nice": 0, "batch_size": 64,
+        "command_verify_keys": VERIFY_KEYS}))
     await runtime.start()
     try:
         first, second = _blown(), _blown()

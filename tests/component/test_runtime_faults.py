@@ -28,6 +28,7 @@ from shared.runtime import Request, ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
 from tests.component.conftest import until
+from tests.signing import VERIFY_KEYS, wire
 
 
 def pg_ctl(infra: dict, *args: str) -> None:
@@ -36,7 +37,8 @@ def pg_ctl(infra: dict, *args: str) -> None:
 
 def settings(infra: dict, **overrides) -> ServiceSettings:
     return ServiceSettings.model_validate({
-        "nats_url": infra["nats_url"], "database_url": infra["database_url"], "batch_size": 64, **overrides,
+        "nats_url": infra["nats_url"], "database_url": infra["database_url"], "batch_size": 64,
+        "command_verify_keys": VERIFY_KEYS, **overrides,
     })
 
 
@@ -176,7 +178,7 @@ async def test_the_relay_outlives_a_database_restart_and_sets_aside_what_jetstre
     client = await nats.connect(infra["nats_url"])
 
     async def ask(**payload) -> Reply:
-        body = Command(actor=Actor(role="system", id="test"), payload=payload).model_dump_json().encode()
+        body = wire("cmd.rtrelay", Command(actor=Actor(role="system", id="test"), payload=payload))
         for _ in range(100):  # while the service is still reconnecting it answers 503
             reply = Reply.model_validate_json((await client.request("cmd.rtrelay", body, timeout=10)).data)
             if reply.ok:
@@ -227,7 +229,7 @@ async def test_a_command_sent_again_with_its_key_gets_its_first_reply_and_a_late
 
     async def ask(key: str | None, subject: str = "cmd.rtidem", **extra) -> dict:
         cmd = Command(actor=Actor(role="responder", id="m-1"), idempotency_key=key, **extra)
-        return json.loads((await client.request(subject, cmd.model_dump_json().encode(), timeout=10)).data)
+        return json.loads((await client.request(subject, wire(subject, cmd), timeout=10)).data)
 
     try:
         first, twin = await asyncio.gather(ask("k1"), ask("k1"))
@@ -237,7 +239,7 @@ async def test_a_command_sent_again_with_its_key_gets_its_first_reply_and_a_late
         assert (await ask(None))["ok"]
         assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 3
         # the key belongs to the caller: another responder with the same key is another command
-        other = Command(actor=Actor(role="responder", id="m-2"), idempotency_key="k1").model_dump_json().encode()
+        other = wire("cmd.rtidem", Command(actor=Actor(role="responder", id="m-2"), idempotency_key="k1"))
         assert json.loads((await client.request("cmd.rtidem", other, timeout=10)).data)["data"]["n"] == 4
         late = await ask("k3", expires_at=utcnow())
         assert late["refusal"]["code"] == "expired"

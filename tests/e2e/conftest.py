@@ -21,7 +21,10 @@ import httpx
 import pytest
 
 from services.cli.embedded import pg_ctl, postmaster_pid, process_alive
+from shared.contracts import Command
+from shared.signing import Signer
 from shared.subjects import SERVICES
+from tests.signing import wire
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -99,6 +102,7 @@ class System:
     fake_http_port: int = 0  # the notifier's WeCom, DingTalk and SMS base URLs point here (tests start the fake)
     fake_smtp_port: int = 0  # and its SMTP host
     signing_keys: str = ""  # WHISTLE_SIGNING_KEYS the fixture handed `whistle up` ("kid:secret,…", the first signs)
+    auth_secret: str = ""  # WHISTLE_AUTH_SECRET the fixture handed `whistle up` (links, console cookies)
 
     def telemetry_url(self, service: str) -> str:
         """The private /metrics + /healthz port of a service."""
@@ -112,6 +116,15 @@ class System:
         if who in ("dispatcher", "supervisor"):
             return self.creds[who]["token"]
         return next(r["token"] for r in self.creds["responders"] if r["id"] == who)
+
+    def signer(self, name: str = "gateway") -> Signer:
+        """One of the signers `whistle up` made keys for (gateway, notifier, routing, runner), from its home."""
+        private = json.loads((self.home / "command-keys.json").read_text())[name]
+        return Signer.parse(f"{name}:{private}")
+
+    def signed(self, subject: str, body: dict | Command, name: str = "gateway") -> bytes:
+        """A command (its dict as it goes on the wire, or a `Command`) signed for `subject` as `name`."""
+        return wire(subject, body, self.signer(name))
 
     def pids(self) -> dict[str, int]:
         return json.loads((self.home / "pids.json").read_text())
@@ -215,8 +228,9 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
     # no default secret anywhere: the system's secret and two bearer token keys of this run's own, the first
     # signing, the second accepted as a key being rotated out is (tests/e2e/test_tokens.py)
     signing_keys = f"k-new:{secrets.token_urlsafe(32)},k-old:{secrets.token_urlsafe(32)}"
+    auth_secret = secrets.token_urlsafe(32)
     env.update(
-        WHISTLE_AUTH_SECRET=secrets.token_urlsafe(32), WHISTLE_SIGNING_KEYS=signing_keys,
+        WHISTLE_AUTH_SECRET=auth_secret, WHISTLE_SIGNING_KEYS=signing_keys,
         WHISTLE_HOME=str(home), WHISTLE_PORT=str(port), WHISTLE_NATS_PORT=str(nats_port),
         WHISTLE_TELEMETRY_BASE_PORT=str(telemetry), ESCALATION_POLICY_FILE=str(HERE / "policies.json"),
         PYTHONUNBUFFERED="1",
@@ -249,7 +263,7 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
         nats_url = creds["nats_url"]
         assert nats_url.split("@", 1)[-1].startswith(f"127.0.0.1:{nats_port}"), nats_url
         sys_ = System(f"http://127.0.0.1:{port}", home, nats_url, creds, proc, telemetry, fake_http, fake_smtp,
-                      signing_keys)
+                      signing_keys, auth_secret)
         yield sys_
     finally:
         pids = {}

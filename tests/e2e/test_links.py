@@ -82,7 +82,7 @@ def test_a_link_reported_by_other_means_says_already_reported(system: System, re
 
 
 def test_expired_altered_or_borrowed_links_are_refused(system: System, receivers: Receivers):
-    secret = (system.home / "secret").read_text().strip()
+    secret = system.auth_secret
     lead, other = f"d-ack-{uuid.uuid4().hex[:8]}", f"d-ack-{uuid.uuid4().hex[:8]}"
     add_responder(system, lead)
     add_responder(system, other)

@@ -341,7 +341,7 @@ async def _urge(system: System, payload: dict) -> dict:
     nc = await nats.connect(system.nats_url)
     try:
         cmd = Command(actor=Actor(role="dispatcher", id="community-7"), payload=payload)
-        msg = await nc.request(subjects.CMD_NOTIFIER_URGE, cmd.model_dump_json().encode(), timeout=10)
+        msg = await nc.request(subjects.CMD_NOTIFIER_URGE, system.signed(subjects.CMD_NOTIFIER_URGE, cmd), timeout=10)
         reply = Reply.model_validate_json(msg.data)
     finally:
         await nc.close()

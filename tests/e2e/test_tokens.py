@@ -4,6 +4,7 @@ and no secret or token in any log."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -67,7 +68,9 @@ def other_gateway(system: System, tmp_path_factory: pytest.TempPathFactory) -> I
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "WHISTLE_"))}
     env.update(NATS_URL=system.creds["nats_url"], GATEWAY_PORT=str(port), GATEWAY_HOST="127.0.0.1",
                WHISTLE_AUTH_SECRET=secrets.token_urlsafe(32), WHISTLE_SIGNING_KEYS=system.signing_keys,
-               WHISTLE_LOG_JSON="true", PYTHONUNBUFFERED="1")
+               WHISTLE_LOG_JSON="true", PYTHONUNBUFFERED="1",
+               # the gateway's own key: the owners verify what it forwards (shared/signing.py)
+               WHISTLE_COMMAND_KEY=f"gateway:{json.loads((system.home / 'command-keys.json').read_text())['gateway']}")
     log = tmp_path_factory.mktemp("gateway-2") / "gateway.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, stdout=out,
@@ -224,6 +227,7 @@ def test_credentials_json_is_readable_by_its_owner_only(system: System) -> None:
 
 def test_no_secret_nor_token_appears_in_any_log(system: System) -> None:
     secrets_ = [part.partition(":")[2] for part in system.signing_keys.split(",")]
+    secrets_ += list(json.loads((system.home / "command-keys.json").read_text()).values())  # signed commands' keys
     tokens = [system.token("dispatcher"), system.token("supervisor"), system.token("d-housing")]
     logs = sorted((system.home / "logs").glob("*.log"))
     assert logs, "no service logs"
@@ -236,4 +240,4 @@ def test_no_secret_nor_token_appears_in_any_log(system: System) -> None:
     for value in secrets_:
         assert value not in runner
     assert not any(Path(system.home / name).exists() and stat.S_IMODE(Path(system.home / name).stat().st_mode) & 0o077
-                   for name in ("secret", "signing_keys", "credentials.json", "nats-users.json"))
+                   for name in ("secret", "signing_keys", "credentials.json", "nats-users.json", "command-keys.json"))

@@ -19,6 +19,8 @@ from services.gateway.settings import GatewaySettings
 from shared import auth, subjects
 from shared.contracts import Reply
 from shared.ids import utcnow
+from shared.signing import GATEWAY
+from tests.signing import SIGNERS
 
 SECRET = "unit-secret-of-at-least-32-bytes-long"
 KEYS = auth.KeyRing.single(SECRET)  # what the gateway signs and checks with when no WHISTLE_SIGNING_KEYS is set
@@ -41,7 +43,7 @@ class FakeNats:
 
 
 def client(answers: dict[str, Reply] | None = None) -> tuple[httpx.AsyncClient, FakeNats]:
-    bus = Bus("nats://unused", TIMEOUT)
+    bus = Bus("nats://unused", TIMEOUT, SIGNERS[GATEWAY])  # signs as the gateway does
     bus.nc = FakeNats(answers or {})
     app = create_app(GatewaySettings(auth_secret=SecretStr(SECRET), request_timeout_s=TIMEOUT), bus=bus,
                      revocations=Revocations.empty())

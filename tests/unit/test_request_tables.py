@@ -14,6 +14,7 @@ from services.notifier.app import build as build_notifier
 from shared import subjects
 from shared.contracts import Command, Reply
 from shared.runtime import Request, ServiceRuntime
+from tests.signing import VERIFIER, signed
 from tests.unit.test_gateway_api import as_, client
 
 SECRET_ENV = "x" * 40
@@ -102,7 +103,8 @@ async def test_the_open311_post_checks_its_api_key_as_intake_declares(tables) ->
 
 
 def _admitted(runtime: ServiceRuntime, request: Request, role: str, payload: dict) -> Command | Reply:
-    return runtime.admit(request, {"actor": {"role": role, "id": "u1"}, "payload": payload})
+    runtime.verifier = VERIFIER
+    return runtime.admit(request, signed(request.subject, {"actor": {"role": role, "id": "u1"}, "payload": payload}))
 
 
 @pytest.mark.parametrize(("service", "subject", "role", "payload", "status", "code", "field"), [

@@ -19,7 +19,7 @@ from shared.commands import SummonsAction
 from shared.contracts import SUPERSEDED, Command, Reply, SummonsMove, SummonsState
 from shared.ids import utcnow
 from shared.runtime import Request, ServiceRuntime
-from shared.runtime.requests import Answering
+from tests.signing import answering, signed
 from tests.unit.test_gateway_api import as_, client
 
 RESPONSE = {v for k, v in vars(subjects).items() if k.startswith(("CMD_RESPONSE_", "QRY_RESPONSE_"))}
@@ -40,7 +40,7 @@ TABLE = declared()
 
 def admit(subject: str, payload: dict | None = None, role: str = "dispatcher", who: str = "u1") -> Command | Reply:
     """What the runtime makes of a request before the handler: the typed command, or the refusal."""
-    return Answering().admit(TABLE[subject], {"actor": {"role": role, "id": who}, "payload": payload or {}})
+    return answering().admit(TABLE[subject], signed(subject, {"actor": {"role": role, "id": who}, "payload": payload or {}}))
 
 
 def test_every_response_subject_is_declared_with_a_model_and_roles() -> None:
@@ -150,7 +150,7 @@ async def test_what_the_gateway_sends_response_validates_against_the_declared_mo
     asked = [(s, sent) for s, sent, _ in nats.sent if s in RESPONSE]
     assert asked, nats.sent
     for subject, sent in asked:
-        admitted = Answering().admit(TABLE[subject], sent)
+        admitted = answering().admit(TABLE[subject], sent)  # signed by the gateway's bus
         assert isinstance(admitted, Command), (subject, sent["payload"], admitted)
 
 

@@ -17,7 +17,7 @@ from shared import subjects
 from shared.community import BUILDINGS
 from shared.contracts import Command, Reply
 from shared.runtime import Request, ServiceRuntime
-from shared.runtime.requests import Answering
+from tests.signing import SIGNERS, answering, signed
 from tests.unit.test_gateway_api import as_, client
 
 ROUTING = {v for k, v in vars(subjects).items() if k.startswith(("CMD_ROUTING_", "QRY_ROUTING_"))}
@@ -36,7 +36,7 @@ TABLE = declared()
 
 def admit(subject: str, payload: dict | None = None, role: str = "supervisor", who: str = "u1") -> Command | Reply:
     """What the runtime makes of a request before the handler: the typed command, or the refusal."""
-    return Answering().admit(TABLE[subject], {"actor": {"role": role, "id": who}, "payload": payload or {}})
+    return answering().admit(TABLE[subject], signed(subject, {"actor": {"role": role, "id": who}, "payload": payload or {}}))
 
 
 def test_every_routing_subject_is_declared_with_a_model_and_roles_or_is_open_to_any_caller() -> None:
@@ -124,7 +124,7 @@ async def test_what_the_gateway_sends_routing_validates_against_the_declared_mod
     asked = [(s, sent) for s, sent, _ in nats.sent if s in ROUTING]
     assert asked, nats.sent
     for subject, sent in asked:
-        admitted = Answering().admit(TABLE[subject], sent)
+        admitted = answering().admit(TABLE[subject], sent)  # signed by the gateway's bus
         assert isinstance(admitted, Command), (subject, sent["payload"], admitted)
 
 
@@ -145,7 +145,7 @@ async def test_what_whistle_up_sends_for_the_demo_passwords_validates_too() -> N
     creds = {"base_url": "http://x", "dispatcher": {"id": "dispatcher"}, "supervisor": {"id": "xingcheng-street"},
              "responders": [{"id": "d-housing"}, {"id": "m-b01-secretary"}]}
     with patch.object(console_accounts.nats, "connect", connect):
-        await console_accounts.set_demo_passwords("nats://unused", creds)
+        await console_accounts.set_demo_passwords("nats://unused", creds, SIGNERS["runner"])
     assert [s for s, _ in sent] == [subjects.CMD_ROUTING_PASSWORD_SET] * 3
     for _, body in sent:
-        assert isinstance(Answering().admit(TABLE[subjects.CMD_ROUTING_PASSWORD_SET], json.loads(body)), Command)
+        assert isinstance(answering().admit(TABLE[subjects.CMD_ROUTING_PASSWORD_SET], json.loads(body)), Command)

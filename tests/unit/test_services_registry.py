@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared.nats_auth import ASKS
 from shared.services import BACKGROUND, NAMES, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,8 +75,28 @@ def test_each_service_logs_in_to_postgres_as_its_own_role_with_only_its_own_secr
         block = compose_block(service)
         assert f"DATABASE_URL: postgresql://{service}@postgres:5432/whistle" in block, service
         assert f"DATABASE_PASSWORD_FILE: /run/secrets/db_{service}_password" in block, service
-        assert re.search(rf"secrets: \[db_{service}_password\]", block), service
+        # its own password, every signer's public key, and its own command key if it signs (nats_auth.ASKS)
+        mounted = re.search(r"secrets: \[([^\]]*)\]", block).group(1).replace(" ", "").split(",")
+        signs = [f"command_key_{service}"] if service in ASKS else []
+        assert mounted == [f"db_{service}_password", "command_verify_keys", *signs], (service, mounted)
     assert "services.cli.db_roles" in compose_block("db-roles")
+
+
+def test_each_process_gets_only_its_own_command_key_and_every_public_one():
+    for gateway in ("gateway-1", "gateway-2"):
+        block = compose_block(gateway)
+        assert "secrets: [command_verify_keys, command_key_gateway]" in block
+        assert "WHISTLE_COMMAND_KEY_FILE: /run/secrets/command_key_gateway" in block
+    for service in BACKGROUND:
+        key = re.findall(r"WHISTLE_COMMAND_KEY_FILE: (\S+)", compose_block(service))
+        assert key == ([f"/run/secrets/command_key_{service}"] if service in ASKS else []), (service, key)
+    text = (ROOT / "docker-compose.yml").read_text()
+    env = text.split("\nx-env: &env\n", 1)[1].split("\n\n", 1)[0]  # every Whistle process's environment
+    assert "WHISTLE_COMMAND_VERIFY_KEYS_FILE: /run/secrets/command_verify_keys" in env
+    made = (ROOT / "deploy" / "make-secrets.sh").read_text()
+    for signer in ("gateway", *ASKS):
+        assert f"command_key_{signer}: {{ file: ./secrets/command_key_{signer} }}" in text
+        assert signer in made.split('signers="', 1)[1].split('"', 1)[0].split()
 
 
 def test_monitoring_listens_on_the_host_only_and_the_edge_speaks_tls():

@@ -25,6 +25,7 @@ from services.gateway.revocations import Revocations, RevocationWatch
 from services.gateway.settings import GatewaySettings
 from shared import auth, subjects
 from shared.contracts import Actor, Reply
+from tests.signing import SIGNERS
 
 SECRET = "unit-secret-of-at-least-32-bytes-long"
 KEYS = auth.KeyRing.parse(f"k2:{'n' * 40},k1:{SECRET}")
@@ -166,7 +167,7 @@ class FakeNats:
 
 
 def gateway(answers: dict[str, Reply] | None = None, revocations: Revocations | None = None):
-    bus = Bus("nats://unused", 5.0)
+    bus = Bus("nats://unused", 5.0, SIGNERS["gateway"])
     bus.nc = FakeNats(answers or {})
     settings = GatewaySettings(auth_secret=SecretStr(SECRET), signing_keys=SecretStr(f"k2:{'n' * 40},k1:{SECRET}"))
     app = create_app(settings, bus=bus, revocations=revocations or Revocations.empty())
