@@ -64,6 +64,8 @@ class ReporterIn(BaseModel):
                               description="For follow-up; masked like the phone")
     sms_consent: bool = Field(default=False, description="Agrees to be texted the follow-up link (回访短信)"
                               " at this phone once the whistle is verified")
+    public_consent: bool = Field(default=False, description="Agrees that the whistle be shown on the public"
+                                 " Open311 edge (公开同意); a 12345 call or a service point's is shown only then")
 
     _texts = text_fields("name", "email")
 

@@ -105,6 +105,8 @@ class Reporter(BaseModel):
     phone: str | None = Field(default=None, max_length=32, description="Masked except in intake's own store")
     email: str | None = Field(default=None, max_length=254, description="Masked (z***@example.com) like the phone")
     sms_consent: bool = Field(default=False, description="Agreed to be texted the follow-up link (回访短信)")
+    public_consent: bool = Field(default=False, description="Agreed that the whistle be shown on the public"
+                                 " Open311 edge (公开同意), whatever its source")
 
 
 class Event(BaseModel):
@@ -165,6 +167,14 @@ class WhistleGrouped(Event):
     size: int = Field(ge=1, description="Members of the class, this whistle included")
     first_seen: AwareDatetime = Field(description="When the class's first whistle was blown")
     last_seen: AwareDatetime = Field(description="When its latest whistle was blown")
+
+
+class WhistleReporterErased(Event):
+    """The reporter's personal data was erased on their request (个人信息删除): every service holding any of it
+    removes it when it takes this event. It names who erased it (`actor`), when, and why; never the person."""
+
+    SUBJECT: ClassVar[str] = "whistle.reporter_erased"
+    reason: str = Field(max_length=1000, description="Why, as the supervisor gave it (names, phones masked)")
 
 
 # --- routing ------------------------------------------------------------------
@@ -430,6 +440,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         WhistleBlown,
         WhistleGrouped,
+        WhistleReporterErased,
         WhistleRouted,
         WhistleUnroutable,
         SummonsIssued,

@@ -122,6 +122,16 @@ class ServiceSettings(BaseSettings):
         description="A file holding WHISTLE_COMMAND_VERIFY_KEYS",
     )
 
+    reporter_retention_days: float = Field(
+        default=180, gt=0, validation_alias=AliasChoices("WHISTLE_REPORTER_RETENTION_DAYS", "reporter_retention_days"),
+        description="Days after a whistle is struck off (closed) when every service deletes its reporter's personal"
+        " data (name, phone, e-mail, consents); a reopened whistle is kept while open",
+    )
+    reporter_purge_every_s: float = Field(
+        default=3600, gt=0, validation_alias=AliasChoices("WHISTLE_REPORTER_PURGE_EVERY_S", "reporter_purge_every_s"),
+        description="How often each service looks for reporter data past its retention",
+    )
+
     @model_validator(mode="after")
     def _password_from_file(self) -> ServiceSettings:
         if self.database_password_file is not None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +25,7 @@ from services.gateway.open311 import build_router as open311_router
 from services.gateway.revocations import Revocations, RevocationWatch
 from services.gateway.settings import GatewaySettings
 from services.gateway.tokens import build_router as tokens_router
+from services.intake.payloads import ReporterErase
 from services.response.payloads import FollowUpAnswer, FollowUpLink, SummonsPage
 from shared import auth, heap, paging, subjects
 from shared.commands import (
@@ -68,6 +72,33 @@ class ImportBatch(BaseModel):
     partial: bool = Field(default=False, description="Import the good rows even if some are invalid")
     dry_run: bool = Field(default=False, description="Check only; import nothing")
     first_row: int = Field(default=1, ge=1, description="Row number of the first row, for error reports")
+
+
+class Erasure(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    reason: str = Field(min_length=1, max_length=1000, description="Why: the reporter's request it answers")
+
+
+AUDIT_COLUMNS = ("at", "whistle_id", "type", "actor_role", "actor_id")
+
+
+def audit_csv(rows: list[dict], header: bool = False) -> str:
+    """Audit rows as CSV lines; a cell that a spreadsheet would take for a formula is quoted as text."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    if header:
+        writer.writerow(AUDIT_COLUMNS)
+    for row in rows:
+        writer.writerow([("'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v)
+                         for v in (row[c] for c in AUDIT_COLUMNS)])
+    return out.getvalue()
+
+
+def wants_json(request: Request) -> bool:
+    """JSON when the client asks for it before (or instead of) CSV."""
+    accept = request.headers.get("accept", "").lower()
+    json_at, csv_at = accept.find("application/json"), accept.find("text/csv")
+    return json_at >= 0 and (csv_at < 0 or json_at < csv_at)
 
 
 class Verification(Note):
@@ -303,6 +334,47 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
             return payload
         return answer(await bus.command(subjects.CMD_RESPONSE_VERIFY, actor_of(request), payload,
                                         idempotency_key=idempotency_key))
+
+    @app.post("/v1/whistles/{whistle_id}/erase-reporter", tags=["intake"],
+              summary="Erase the reporter's personal data on their request, everywhere (supervisors) / 删除举报人个人信息")
+    async def erase_reporter(
+        request: Request, whistle_id: Annotated[str, Path(max_length=64)], body: Erasure,
+        idempotency_key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        payload = owned(ReporterErase, whistle_id=whistle_id, reason=body.reason)
+        if isinstance(payload, JSONResponse):
+            return payload
+        return answer(await bus.command(subjects.CMD_INTAKE_REPORTER_ERASE, actor_of(request), payload,
+                                        idempotency_key=idempotency_key))
+
+    @app.get("/v1/audit", tags=["ledger"],
+             summary="Who did what when in a month (supervisors): CSV, or JSON pages with Accept: application/json"
+                     " / 操作审计")
+    async def audit(
+        request: Request,
+        month: Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (Beijing time)")],
+        system: Annotated[bool, Query(description="true: the services' own events too")] = False,
+        limit: Limit = 1000,
+        cursor: Cursor = None,
+    ) -> Response:
+        actor = actor_of(request)
+        payload = {"month": month, "system": system, "limit": limit, "cursor": cursor}
+        first = await bus.ask(subjects.QRY_LEDGER_AUDIT, actor, payload)
+        if wants_json(request) or not first.ok:
+            return paged(request, first)
+
+        async def lines() -> AsyncIterator[str]:  # the whole month, a page (one NATS message) at a time
+            reply = first
+            yield audit_csv(reply.data["items"], header=True)
+            while reply.data.get("next_cursor"):
+                reply = await bus.ask(subjects.QRY_LEDGER_AUDIT, actor, {**payload, "cursor": reply.data["next_cursor"]})
+                if not reply.ok:  # the status is sent: say so in the file rather than end it as if complete
+                    yield f"# incomplete: {reply.refusal.code} / 导出未完成\r\n"
+                    return
+                yield audit_csv(reply.data["items"])
+
+        return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="audit-{month}.csv"'})
 
     @app.get("/v1/summons", tags=["response"], summary="The caller's own summons / 我的派单")
     async def list_summons(request: Request, limit: Limit = 100, cursor: Cursor = None) -> JSONResponse:

@@ -7,7 +7,7 @@ from pathlib import Path
 from services.intake.batcher import BlowBatcher
 from services.intake.domain import load_catalogue
 from services.intake.endpoint import BlowEndpoint
-from services.intake.handlers import IntakeHandlers
+from services.intake.handlers import IntakeHandlers, purge_reporters
 from services.intake.payloads import (
     ApiKeyCheck,
     ApiKeyIssue,
@@ -15,10 +15,11 @@ from services.intake.payloads import (
     ClassList,
     ImportBatch,
     ReporterContactAsk,
+    ReporterErase,
 )
 from services.intake.settings import IntakeSettings
 from shared import subjects
-from shared.contracts import Command, Role, WhistleBlown, WhistleGrouped
+from shared.contracts import Command, Role, WhistleBlown, WhistleGrouped, WhistleReporterErased
 from shared.runtime import Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
@@ -60,16 +61,27 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     batcher = BlowBatcher(catalogue, max_batch=settings.blow_max_batch, linger_s=settings.blow_linger_ms / 1e3)
     runtime = IntakeRuntime(settings, batcher)
     runtime.on_events(WhistleBlown.SUBJECT, handlers.group, batch=True, durable="intake-classes")
+    # when each whistle is struck off or reopened: how long its reporter's data is kept (idempotent: no inbox)
+    runtime.on_events("whistle.>", handlers.whistle_times, batch=True, durable="intake-retention",
+                      dedup=lambda _: None)
+
+    async def purge(rt: ServiceRuntime) -> None:
+        purged = await purge_reporters(rt.pool, settings.reporter_retention_days)
+        if purged:
+            rt.log.info("reporters.purged", whistles=purged, retention_days=settings.reporter_retention_days)
+
+    runtime.every(settings.reporter_purge_every_s, purge)
     runtime.serve(
         Request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders, ImportBatch, STAFF),
         Request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True),  # public: anyone may read it
         Request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, ClassList, STAFF, query=True),
         Request(subjects.CMD_INTAKE_API_KEY_ISSUE, handlers.issue_api_key, ApiKeyIssue, SUPERVISORS),
         Request(subjects.CMD_INTAKE_API_KEY_REVOKE, handlers.revoke_api_keys, ApiKeyRevoke, SUPERVISORS),
+        Request(subjects.CMD_INTAKE_REPORTER_ERASE, handlers.erase_reporter, ReporterErase, SUPERVISORS),
         # system: the Open311 edge, and the notifier
         Request(subjects.QRY_INTAKE_API_KEY_CHECK, handlers.check_api_key, ApiKeyCheck, SYSTEM, query=True),
         Request(subjects.QRY_INTAKE_REPORTER_CONTACT, handlers.reporter_contact, ReporterContactAsk, SYSTEM,
                 query=True),
     )
-    runtime.documents(WhistleBlown, WhistleGrouped)
+    runtime.documents(WhistleBlown, WhistleGrouped, WhistleReporterErased)
     return runtime

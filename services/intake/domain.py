@@ -118,7 +118,8 @@ def blow(
         occurred_at=now, whistle_id=whistle_id, actor=actor, category=cmd.category,
         description=cmd.description, location=cmd.location, source=cmd.source, attachments=cmd.attachments,
         reporter=Reporter(name=cmd.reporter.name, phone=mask_phone(cmd.reporter.phone),
-                          email=mask_email(cmd.reporter.email), sms_consent=cmd.reporter.sms_consent)
+                          email=mask_email(cmd.reporter.email), sms_consent=cmd.reporter.sms_consent,
+                          public_consent=cmd.reporter.public_consent)
         if cmd.reporter else None,
         tier=cmd.tier or Tier(catalogue[cmd.category].default_tier),
     )

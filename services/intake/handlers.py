@@ -19,9 +19,21 @@ from services.intake.payloads import (
     ClassList,
     ImportBatch,
     ReporterContactAsk,
+    ReporterErase,
 )
-from shared import paging, telemetry
-from shared.contracts import Command, Event, Refusal, Reply, Source, WhistleBlown
+from shared import paging, privacy, telemetry
+from shared.contracts import (
+    Command,
+    Event,
+    Refusal,
+    Reply,
+    Source,
+    WhistleBlown,
+    WhistleClosed,
+    WhistleReopened,
+    WhistleReporterErased,
+)
+from shared.ids import utcnow
 
 
 class IntakeHandlers:
@@ -139,6 +151,31 @@ class IntakeHandlers:
             return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨")
         return Reply.success({"phone": row["reporter_phone"], "sms_consent": row["reporter_sms_consent"]})
 
+    async def erase_reporter(self, conn: asyncpg.Connection, cmd: Command[ReporterErase], now: datetime):
+        """Erase a whistle's reporter's personal data on their request (supervisors): name, phone, e-mail and
+        consents are forgotten here, the description masked, and whistle.reporter_erased tells every other
+        service holding any of it. Erasing again changes nothing."""
+        whistle_id = cmd.payload.whistle_id
+        row = await store.lock_reporter(conn, whistle_id)
+        if row is None:
+            return Reply.refuse(404, "no_such_whistle", "no such whistle / 无此哨", "whistle_id"), []
+        if row["reporter_removed"] == privacy.ERASURE:
+            return Reply.success({"whistle_id": str(whistle_id), "erased": True, "already": True}), []
+        name = row["reporter_name"]
+        await store.remove_reporters(conn, [(whistle_id, privacy.masked_free_text(row["description"], name))],
+                                     privacy.ERASURE, now)
+        event = WhistleReporterErased(occurred_at=now, whistle_id=whistle_id, actor=str(cmd.actor),
+                                      causation_id=cmd.request_id,
+                                      reason=privacy.masked_free_text(cmd.payload.reason, name) or "")
+        return Reply.success({"whistle_id": str(whistle_id), "erased": True, "already": False}), [event]
+
+    async def whistle_times(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list[Event]:  # noqa: ARG002
+        """When each whistle was struck off or reopened: its reporter's data is kept until
+        WHISTLE_REPORTER_RETENTION_DAYS after a close not followed by a reopen."""
+        await store.whistle_times(conn, [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleClosed)],
+                                  [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleReopened)])
+        return []
+
     async def check_api_key(self, pool: asyncpg.Pool, cmd: Command[ApiKeyCheck]) -> Reply:
         """The client an API key was issued to, or 403 (the Open311 edge)."""
         api_key = cmd.payload.api_key
@@ -165,3 +202,18 @@ def _class_view(r: dict) -> dict:
         "proactive_whistle_id": str(r["proactive_whistle_id"]) if r["proactive_whistle_id"] else None,
         "raised_at": r["raised_at"].isoformat() if r["raised_at"] else None,
     }
+
+
+async def purge_reporters(pool: asyncpg.Pool, retention_days: float, now: datetime | None = None) -> int:
+    """Forget the reporter of every whistle struck off `retention_days` ago (and not reopened since), a batch
+    per transaction; how many."""
+    now = now or utcnow()
+    done = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await store.due_reporters(conn, privacy.cutoff(now, retention_days), privacy.PURGE_BATCH)
+            await store.remove_reporters(conn, [(r["id"], privacy.masked_free_text(r["description"], r["reporter_name"]))
+                                                for r in rows], privacy.RETENTION, now)
+        done += len(rows)
+        if len(rows) < privacy.PURGE_BATCH:
+            return done

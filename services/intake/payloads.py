@@ -10,6 +10,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.paging import Page
+from shared.validation import text_fields
 
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 CLIENT = r"^[A-Za-z0-9._-]{1,64}$"
@@ -62,3 +63,14 @@ class ReporterContactAsk(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     whistle_id: UUID
+
+
+class ReporterErase(BaseModel):
+    """Erase a whistle's reporter's personal data on their request (个人信息删除): intake forgets it and tells
+    every other service holding any of it (whistle.reporter_erased); the timeline keeps who, when and why."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    whistle_id: UUID
+    reason: str = Field(min_length=1, max_length=1000, description="Why: the request it answers (its reference)")
+
+    _texts = text_fields("reason")

@@ -20,11 +20,12 @@ async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseW
     reporter = raised.reporter if raised else None
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent, reporter_public_consent)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
         e.actor, e.occurred_at, reporter.name if reporter else None, reporter.phone if reporter else None,
         e.attachments, reporter.email if reporter else None, bool(reporter and reporter.sms_consent),
+        bool(reporter and reporter.public_consent),
     )
 
 
@@ -35,18 +36,18 @@ async def save_whistles(conn: asyncpg.Connection, blows: list[Blow]) -> None:
     rows = [(b.whistle, b.raised.reporter) for b in blows]
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent)"
+        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent, reporter_public_consent)"
         " SELECT id, category, description, location::jsonb, tier, source, raised_by, raised_at, reporter_name,"
-        " reporter_phone, attachments::jsonb, reporter_email, consent FROM unnest($1::uuid[], $2::text[], $3::text[],"
-        " $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],"
-        " $12::text[], $13::bool[]) AS t(id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email, consent)",
+        " reporter_phone, attachments::jsonb, reporter_email, consent, public FROM unnest($1::uuid[], $2::text[],"
+        " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[], $10::text[],"
+        " $11::text[], $12::text[], $13::bool[], $14::bool[]) AS t(id, category, description, location, tier, source,"
+        " raised_by, raised_at, reporter_name, reporter_phone, attachments, reporter_email, consent, public)",
         [e.whistle_id for e, _ in rows], [e.category for e, _ in rows], [e.description for e, _ in rows],
         [e.location.model_dump_json() for e, _ in rows], [e.tier.value for e, _ in rows],
         [e.source.value for e, _ in rows], [e.actor for e, _ in rows], [e.occurred_at for e, _ in rows],
         [r.name if r else None for _, r in rows], [r.phone if r else None for _, r in rows],
         [json.dumps(e.attachments) for e, _ in rows], [r.email if r else None for _, r in rows],
-        [bool(r and r.sms_consent) for _, r in rows],
+        [bool(r and r.sms_consent) for _, r in rows], [bool(r and r.public_consent) for _, r in rows],
     )
 
 
@@ -198,3 +199,48 @@ async def remember_order(conn: asyncpg.Connection, external_id: str, whistle_id:
         "INSERT INTO hotline_orders (external_id, whistle_id, received_at, imported_at) VALUES ($1, $2, $3, $4)",
         external_id, whistle_id, received_at, at,
     )
+
+
+# --- reporters' personal data (shared/privacy.py) -------------------------------------------------
+
+
+async def whistle_times(conn: asyncpg.Connection, closed: list[tuple[UUID, datetime]],
+                        reopened: list[tuple[UUID, datetime]]) -> None:
+    """When whistles were struck off and reopened, as their events tell (the latest of each: any order)."""
+    for column, rows in (("closed_at", closed), ("reopened_at", reopened)):
+        if rows:
+            await conn.execute(
+                f"UPDATE whistles w SET {column} = GREATEST(w.{column}, u.at)"
+                " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE w.id = u.id",
+                [i for i, _ in rows], [at for _, at in rows])
+
+
+_HAS_REPORTER = ("(reporter_name IS NOT NULL OR reporter_phone IS NOT NULL OR reporter_email IS NOT NULL"
+                 " OR reporter_sms_consent OR reporter_public_consent)")
+
+
+async def lock_reporter(conn: asyncpg.Connection, whistle_id: UUID) -> asyncpg.Record | None:
+    """The whistle's reporter as kept, locked until the transaction ends."""
+    return await conn.fetchrow(
+        "SELECT id, reporter_name, description, reporter_removed FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
+
+
+async def due_reporters(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[asyncpg.Record]:
+    """Whistles struck off (and not reopened since) at or before `cutoff` whose reporter data is still here,
+    locked (another intake replica skips them)."""
+    return await conn.fetch(
+        "SELECT id, reporter_name, description FROM whistles WHERE reporter_removed_at IS NULL"
+        " AND closed_at IS NOT NULL AND closed_at <= $1 AND (reopened_at IS NULL OR closed_at > reopened_at)"
+        f" AND {_HAS_REPORTER} ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED", cutoff, limit)
+
+
+async def remove_reporters(conn: asyncpg.Connection, rows: list[tuple[UUID, str | None]], why: str,
+                           at: datetime) -> None:
+    """Forget each whistle's reporter (name, phone, e-mail, consents); its description as given, masked:
+    (whistle, masked description)."""
+    await conn.execute(
+        "UPDATE whistles w SET reporter_name = NULL, reporter_phone = NULL, reporter_email = NULL,"
+        " reporter_sms_consent = false, reporter_public_consent = false, description = COALESCE(u.d, w.description),"
+        " reporter_removed = $3, reporter_removed_at = $4"
+        " FROM unnest($1::uuid[], $2::text[]) AS u(id, d) WHERE w.id = u.id",
+        [i for i, _ in rows], [d for _, d in rows], why, at)

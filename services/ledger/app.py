@@ -7,9 +7,10 @@ from pathlib import Path
 from services.ledger.board import BoardHandlers
 from services.ledger.dead_letter_handlers import DeadLetterHandlers
 from services.ledger.dead_letters import parse_advisory, parse_dead_letter, refuse_stray
-from services.ledger.handlers import LedgerHandlers
+from services.ledger.handlers import LedgerHandlers, purge_reporters
 from services.ledger.inbox import InboxHandlers
 from services.ledger.payloads import (
+    AuditAsk,
     BoardAsk,
     DeadLetterList,
     DeadLetterRef,
@@ -64,5 +65,13 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
         Request(subjects.QRY_LEDGER_BOARD, BoardHandlers().board, BoardAsk, STAFF | {"responder", "system"},
                 query=True),
         Request(subjects.QRY_LEDGER_INBOX, InboxHandlers().inbox, InboxAsk, SUPERVISORS, query=True),
+        Request(subjects.QRY_LEDGER_AUDIT, handlers.audit, AuditAsk, SUPERVISORS, query=True),
     )
+
+    async def purge(rt: ServiceRuntime) -> None:
+        purged = await purge_reporters(rt.pool, settings.reporter_retention_days)
+        if purged:
+            rt.log.info("reporters.purged", whistles=purged, retention_days=settings.reporter_retention_days)
+
+    runtime.every(settings.reporter_purge_every_s, purge)
     return runtime

@@ -9,8 +9,8 @@ from uuid import UUID
 import asyncpg
 
 from services.ledger import rates, store
-from services.ledger.payloads import Open311Query, PeriodAsk, RatesAsk, WhistleList, WhistleRef
-from shared import paging, subjects
+from services.ledger.payloads import AuditAsk, Open311Query, PeriodAsk, RatesAsk, WhistleList, WhistleRef
+from shared import paging, privacy, subjects
 from shared.contracts import Command, Event, Refusal, Reply
 from shared.ids import utcnow
 from shared.runtime import ServiceRuntime
@@ -24,6 +24,26 @@ def _uuid(value: object) -> UUID | None:
         return UUID(str(value))
     except ValueError:
         return None
+
+
+def _seq(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("a timeline position is a number")
+    return value
+
+
+async def purge_reporters(pool: asyncpg.Pool, retention_days: float, now: datetime | None = None) -> int:
+    """Forget the reporter of every whistle struck off `retention_days` ago and closed still, a batch per
+    transaction; how many."""
+    now = now or utcnow()
+    done = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await store.due_reporters(conn, privacy.cutoff(now, retention_days), privacy.PURGE_BATCH)
+            await store.remove_reporters(conn, ids, privacy.RETENTION, now)
+        done += len(ids)
+        if len(ids) < privacy.PURGE_BATCH:
+            return done
 
 
 def _period(asked: PeriodAsk) -> rates.Period | Reply:
@@ -101,6 +121,23 @@ class LedgerHandlers:
         for row in page["items"]:  # the free text as anyone may read it (masking never lengthens it)
             row["description"] = public_text(row["description"], names[row["id"]])
             row["attachments"] = [public_text(a, names[row["id"]]) for a in row["attachments"] or ()]
+        return Reply.success(page)
+
+    async def audit(self, pool: asyncpg.Pool, cmd: Command[AuditAsk]) -> Reply:
+        """The audit of a month (supervisors): each event's time, whistle, type and who caused it (role, id),
+        oldest first, a page at a time."""
+        p = cmd.payload
+        period = _period(PeriodAsk(month=p.month))
+        if isinstance(period, Reply):
+            return period
+        asked = paging.window(p.page, 1000, paging.aware, _seq)
+        if isinstance(asked, Reply):
+            return asked
+        limit, after = asked
+        rows = await store.audit(pool, period.begins, period.ends, not p.system, limit + 1, after)
+        page = paging.page(rows, limit, lambda r: (r["at"], r["seq"]))
+        for row in page["items"]:
+            del row["seq"]
         return Reply.success(page)
 
     async def rates(self, pool: asyncpg.Pool, cmd: Command[RatesAsk]) -> Reply:

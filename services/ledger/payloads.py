@@ -90,3 +90,11 @@ class InboxAsk(Page):
     """The supervisors' inbox: its counts, or the pending extension requests (延期申请) a page at a time."""
 
     counts: bool = Field(default=False, description="true: what waits in each part, counted")
+
+
+class AuditAsk(Page):
+    """The audit of a month (Beijing calendar): every event of the timeline, oldest first, with who caused it."""
+
+    month: str = Field(max_length=16, description="YYYY-MM", examples=["2026-11"])
+    system: bool = Field(default=False, description="true: what the services did too (routing, clocks,"
+                         " notifications); false: what people did")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from uuid import UUID
 
@@ -9,6 +10,7 @@ import asyncpg
 
 from services.ledger import domain
 from services.ledger.rates import Facts, FollowUp, Period, SummonsFacts, WhistleFacts
+from shared import privacy
 from shared.contracts import (
     EscalationRaised,
     Event,
@@ -26,6 +28,7 @@ from shared.contracts import (
     SummonsResumed,
     WhistleBlown,
     WhistleFollowedUp,
+    WhistleReporterErased,
 )
 
 # the rates count a summons' first report and first resolution, against the latest deadline announced
@@ -101,6 +104,9 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
             await conn.executemany(sql, [writes[k][1] for writes in group])
     for sql, args in flags.items():
         await conn.executemany(sql, args)
+    erased = {e.whistle_id: e.occurred_at for e in events if isinstance(e, WhistleReporterErased)}
+    if erased:  # after the batch's whistle.blown (the timeline and the view have what it carried)
+        await remove_reporters(conn, list(erased), privacy.ERASURE, max(erased.values()))
 
 
 def _set_status(whistle_id: UUID, status: str, e: Event) -> Write:
@@ -118,8 +124,11 @@ def _view_writes(e: Event) -> list[Write] | None:
         return [(
             "INSERT INTO whistles (id, category, description, location, tier, source, status, raised_by, raised_at,"
             " updated_at, reporter, attachments) VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8, $8, $9, $10)"
-            " ON CONFLICT (id) DO UPDATE SET category = $2, description = $3, location = $4, tier = $5, source = $6,"
-            " raised_by = $7, raised_at = $8, reporter = $9, attachments = $10",
+            " ON CONFLICT (id) DO UPDATE SET category = $2, location = $4, tier = $5, source = $6,"
+            " raised_by = $7, raised_at = $8, attachments = $10,"
+            # a reporter erased or purged before this (a replay, or an erasure taken first) stays gone
+            " description = CASE WHEN whistles.reporter_removed_at IS NULL THEN $3 ELSE whistles.description END,"
+            " reporter = CASE WHEN whistles.reporter_removed_at IS NULL THEN $9 ELSE whistles.reporter END",
             (e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
              e.actor, e.occurred_at, e.reporter.model_dump() if e.reporter else None, e.attachments),
         )]
@@ -344,3 +353,85 @@ async def open311_requests(pool: asyncpg.Pool, ids: list[UUID] | None, categorie
          "names": list(r["names"])}
         for r in rows
     ]
+
+
+# --- reporters' personal data (shared/privacy.py) -------------------------------------------------
+
+
+async def remove_reporters(conn: asyncpg.Connection, whistle_ids: list[UUID], why: str, at: datetime) -> int:
+    """Forget these whistles' reporters: the view keeps only that the data went (why, when), the free text is
+    masked, and the timeline's events lose the reporter (whistle.blown) and the number texted (the resident's
+    notification.*). The fact of an erasure stays in the timeline (its own event: who, when, why)."""
+    if not whistle_ids:
+        return 0
+    rows = await conn.fetch(
+        "SELECT id, reporter, description FROM whistles WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", whistle_ids)
+    blown = await conn.fetch(
+        "SELECT seq, whistle_id, data->'reporter'->>'name' AS name, data->>'description' AS description FROM timeline"
+        " WHERE whistle_id = ANY($1::uuid[]) AND subject = 'whistle.blown'", whistle_ids)
+    names = {b["whistle_id"]: b["name"] for b in blown if b["name"]}
+    names |= {r["id"]: r["reporter"]["name"] for r in rows if r["reporter"] and r["reporter"].get("name")}
+    await conn.executemany(
+        "UPDATE whistles SET reporter = $2, description = $3, reporter_removed_at = $4 WHERE id = $1",
+        [(r["id"], privacy.removed_reporter(why, at, r["reporter"]),
+          privacy.masked_free_text(r["description"], names.get(r["id"])), at) for r in rows])
+    if blown:
+        await conn.executemany(
+            "UPDATE timeline SET data = data || jsonb_build_object('reporter', NULL, 'description', $2::text)"
+            " WHERE seq = $1",
+            [(b["seq"], privacy.masked_free_text(b["description"], names.get(b["whistle_id"]))) for b in blown])
+    await conn.execute(
+        "UPDATE timeline SET data = data || '{\"address\": null, \"answer\": null}'::jsonb"
+        " WHERE whistle_id = ANY($1::uuid[]) AND subject LIKE 'notification.%' AND data->>'recipient_id' = 'resident'",
+        whistle_ids)
+    # a dead-lettered event of theirs too (a replay then sends it without the reporter)
+    dead = await conn.fetch("SELECT id, body FROM dead_letters WHERE whistle_id = ANY($1::uuid[]) AND body IS NOT NULL",
+                            whistle_ids)
+    scrubbed = [(d["id"], body) for d in dead if (body := _without_reporter(d["body"], names)) is not None]
+    if scrubbed:
+        await conn.executemany("UPDATE dead_letters SET body = $2 WHERE id = $1", scrubbed)
+    return len(rows)
+
+
+def _without_reporter(body: bytes, names: dict[UUID, str]) -> bytes | None:
+    """A dead-lettered event's body without its reporter, or None when it carries nothing of them."""
+    try:
+        data = json.loads(body)
+        whistle_id = UUID(data["whistle_id"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if data.get("reporter") is not None:
+        data["reporter"] = None
+        data["description"] = privacy.masked_free_text(data.get("description"), names.get(whistle_id))
+    elif data.get("recipient_id") == "resident" and (data.get("address") or data.get("answer")):
+        data["address"] = data["answer"] = None
+    else:
+        return None
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+async def due_reporters(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[UUID]:
+    """Whistles struck off at or before `cutoff` (closed now: a reopened one is not) that still show a reporter,
+    locked (a second ledger replica skips them)."""
+    rows = await conn.fetch(
+        "SELECT id FROM whistles WHERE status = 'closed' AND closed_at <= $1 AND reporter IS NOT NULL"
+        " AND reporter_removed_at IS NULL ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED", cutoff, limit)
+    return [r["id"] for r in rows]
+
+
+async def audit(pool: asyncpg.Pool, begins: datetime, ends: datetime, people_only: bool, limit: int,
+                after: tuple[datetime, int] | None = None) -> list[dict]:
+    """Every event of [begins, ends) in event time (the timeline's order breaks ties), after a page's last: when,
+    which whistle, what, and who (role and id); `people_only`: what people did, not what services did."""
+    at, seq = after or (None, None)
+    rows = await pool.fetch(
+        "SELECT seq, occurred_at, whistle_id, subject, actor FROM timeline WHERE occurred_at >= $1 AND occurred_at < $2"
+        " AND (NOT $3 OR actor NOT LIKE 'system:%') AND ($5::timestamptz IS NULL OR (occurred_at, seq) > ($5, $6))"
+        " ORDER BY occurred_at, seq LIMIT $4",
+        begins, ends, people_only, limit, at, seq)
+    out = []
+    for r in rows:
+        role, _, actor_id = r["actor"].partition(":")
+        out.append({"at": r["occurred_at"].isoformat(), "whistle_id": str(r["whistle_id"]), "type": r["subject"],
+                    "actor_role": role, "actor_id": actor_id, "seq": r["seq"]})
+    return out

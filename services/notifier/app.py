@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.notifier import store
 from services.notifier.channels.mail import EmailChannel
 from services.notifier.channels.robots import DingTalkChannel, WeComChannel
 from services.notifier.channels.sms import SmsChannel, TemplateSmsGateway
@@ -23,6 +24,7 @@ from services.notifier.settings import NotifierSettings
 from services.notifier.signin import SigninLinkHandlers, SigninLinkSend
 from shared import subjects
 from shared.contracts import NotificationFailed, NotificationSent, Role, SummonsIssued
+from shared.ids import utcnow
 from shared.runtime import Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
@@ -93,5 +95,12 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
                 query=True),
     )
     runtime.every(15.0, count_pending)
+
+    async def purge(rt: ServiceRuntime) -> None:
+        purged = await store.purge_reporters(rt.pool, settings.reporter_retention_days, utcnow())
+        if purged:
+            rt.log.info("reporters.purged", whistles=purged, retention_days=settings.reporter_retention_days)
+
+    runtime.every(settings.reporter_purge_every_s, purge)
     runtime.documents(NotificationSent, NotificationFailed)
     return runtime

@@ -35,6 +35,9 @@ from shared.contracts import (
     SummonsReturned,
     SummonsTransferred,
     WhistleBlown,
+    WhistleClosed,
+    WhistleReopened,
+    WhistleReporterErased,
     WhistleVerified,
 )
 
@@ -92,11 +95,15 @@ class NotifierHandlers:
 
     async def on_whistles(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
         """Remember each whistle as blown (what messages say); on verification, text the reporter the
-        follow-up link if they gave a phone and agreed."""
+        follow-up link if they gave a phone and agreed. Remember when it is struck off or reopened (its
+        reporter's data is kept until WHISTLE_REPORTER_RETENTION_DAYS after), and forget the reporter at once
+        when their data is erased on request."""
         await store.add_whistles(conn, [
             (e.whistle_id, e.category, e.tier.value, e.location.model_dump(mode="json"),
              bool(e.reporter and e.reporter.phone and e.reporter.sms_consent))
             for e in events if isinstance(e, WhistleBlown)])
+        await store.whistle_times(conn, [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleClosed)],
+                                  [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleReopened)])
         verified = [e for e in events if isinstance(e, WhistleVerified)]
         if verified:
             ok = await store.contactable(conn, [e.whistle_id for e in verified])
@@ -105,6 +112,8 @@ class NotifierHandlers:
                  {"cause_id": e.event_id, "kind": e.subject, "whistle_id": e.whistle_id, "summons_id": None,
                   "details": {}, "tier": None, "locale": "zh-CN"})
                 for e in verified if e.whistle_id in ok], now)
+        # last: a verification in the same batch must not text a reporter whose data is gone
+        await store.remove_reporters(conn, [e.whistle_id for e in events if isinstance(e, WhistleReporterErased)], now)
         return []
 
     async def on_summons(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:

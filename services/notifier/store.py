@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from services.notifier.domain import Planned, State
+from shared import privacy
 from shared.contacts import ContactRule
 from shared.db import Queued
 
@@ -272,3 +273,58 @@ async def list_notifications(pool: asyncpg.Pool, whistle_id: UUID | None, recipi
             args.append(value)
             where.append(f"{column} = ${len(args)}::{cast} AND")
     return await pool.fetch(_LIST.format(where=" ".join(where)), *args)
+
+
+# --- reporters' personal data (shared/privacy.py) -----------------------------------------------
+
+
+async def whistle_times(conn: asyncpg.Connection, closed: list[tuple[UUID, datetime]],
+                        reopened: list[tuple[UUID, datetime]]) -> None:
+    """When whistles were struck off and reopened, as their events tell (the latest of each: any order)."""
+    for column, rows in (("closed_at", closed), ("reopened_at", reopened)):
+        if rows:
+            await conn.execute(
+                f"UPDATE whistles w SET {column} = GREATEST(w.{column}, u.at)"
+                " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE w.id = u.id",
+                [i for i, _ in rows], [at for _, at in rows])
+
+
+async def remove_reporters(conn: asyncpg.Connection, whistle_ids: list[UUID], at: datetime) -> None:
+    """Forget these whistles' reporters: never text them (a pending follow-up SMS is cancelled), and their
+    notifications keep no number nor the channel's answer."""
+    if not whistle_ids:
+        return
+    await conn.execute("UPDATE whistles SET contactable = false, reporter_removed_at = $2 WHERE id = ANY($1::uuid[])",
+                       whistle_ids, at)
+    rows = await conn.fetch(
+        "SELECT id, attempt_log FROM notifications WHERE whistle_id = ANY($1::uuid[]) AND recipient_id = 'resident'"
+        " ORDER BY id FOR UPDATE", whistle_ids)
+    if rows:
+        await conn.executemany(
+            "UPDATE notifications SET attempt_log = $2, answer = NULL, target = '{}'::jsonb, updated_at = $3,"
+            " state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,"
+            " finished_at = CASE WHEN state = 'pending' THEN $3 ELSE finished_at END WHERE id = $1",
+            [(r["id"], privacy.scrubbed_attempts(r["attempt_log"]), at) for r in rows])
+
+
+async def due_reporters(conn: asyncpg.Connection, cutoff: datetime, limit: int) -> list[UUID]:
+    """Whistles struck off (and not reopened since) at or before `cutoff` whose reporter is not forgotten yet,
+    locked (another notifier replica skips them)."""
+    rows = await conn.fetch(
+        "SELECT id FROM whistles WHERE reporter_removed_at IS NULL AND closed_at IS NOT NULL AND closed_at <= $1"
+        " AND (reopened_at IS NULL OR closed_at > reopened_at) ORDER BY closed_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        cutoff, limit)
+    return [r["id"] for r in rows]
+
+
+async def purge_reporters(pool: asyncpg.Pool, retention_days: float, now: datetime) -> int:
+    """Forget the reporter of every whistle struck off `retention_days` ago (not reopened since), a batch per
+    transaction; how many."""
+    done = 0
+    while True:
+        async with pool.acquire() as conn, conn.transaction():
+            ids = await due_reporters(conn, privacy.cutoff(now, retention_days), privacy.PURGE_BATCH)
+            await remove_reporters(conn, ids, now)
+        done += len(ids)
+        if len(ids) < privacy.PURGE_BATCH:
+            return done

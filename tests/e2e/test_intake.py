@@ -40,7 +40,8 @@ def test_the_phone_is_masked_in_every_read_and_chinese_round_trips(system: Syste
                     headers={"Authorization": f"Bearer {system.token('dispatcher')}"}).content.decode("utf-8")
     assert "1234" not in raw.replace("****", "") or "12345678" not in raw  # never the whole number
     assert "13812345678" not in raw and "138 1234 5678" not in raw
-    assert whistle["reporter"] == {"name": "刘阿姨", "phone": "138****5678", "email": None, "sms_consent": False}
+    assert whistle["reporter"] == {"name": "刘阿姨", "phone": "138****5678", "email": None, "sms_consent": False,
+                                   "public_consent": False}
     assert whistle["description"] == BODY["description"] and whistle["location"]["address"] == "16号楼北侧"
     assert whistle["location"]["unit"] == "2" and whistle["attachments"] == BODY["attachments"]
     blown = next(t for t in whistle["timeline"] if t["type"] == "whistle.blown")

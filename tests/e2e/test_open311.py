@@ -108,7 +108,7 @@ def test_a_posted_request_is_a_routed_whistle_with_attributes_phone_and_media(
     assert whistle["source"] == "online" and whistle["location"]["building"] == "7"
     assert whistle["description"] == f"{CHINESE} [attr floor_type=top_floor]"
     assert whistle["reporter"] == {"name": "阿姨 刘", "phone": "138****5678", "email": "l***@example.org",
-                                   "sms_consent": False}
+                                   "sms_consent": False, "public_consent": False}
     assert (whistle["location"]["lat"], whistle["location"]["long"]) == (39.7352, 116.1432)
     assert whistle["attachments"] == ["https://img.example.org/leak.jpg"]
     assert whistle["raised_by"] == "dispatcher:open311:e2e-app"

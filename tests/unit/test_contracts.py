@@ -56,6 +56,7 @@ SAMPLES: dict[str, dict] = {
     "whistle.reopened": {"lead_responder_id": "d-housing", "reason": "not solved / 未解决"},
     "whistle.arbitration_needed": {"returned_by": ["s-urban", "d-enforcement"]},
     "whistle.arbitrated": {"responder_id": "s-urban", "note": "审定"},
+    "whistle.reporter_erased": {"reason": "the reporter asked / 本人申请"},
     "whistle.grouped": {"class_id": SUMMONS_ID, "size": 3, "first_seen": NOW - timedelta(days=2), "last_seen": NOW},
     "notification.sent": {
         "notification_id": CAUSE_ID, "summons_id": SUMMONS_ID, "kind": "summons.issued", "recipient_id": "m-zhang-wei",

@@ -48,7 +48,7 @@ RULE = {"steps": [{"channel": "sms", "address": "13812341234"}, {"target": "supe
         "quiet_hours": {"start": "22:00", "end": "07:00"}}
 WHISTLE = "0195f0a0-0000-7000-8000-000000000011"
 LISTS = (subjects.QRY_LEDGER_OPEN311, subjects.QRY_LEDGER_WHISTLES, subjects.QRY_INTAKE_CLASSES,
-         subjects.QRY_NOTIFIER_NOTIFICATIONS, subjects.QRY_LEDGER_DEADLETTERS)
+         subjects.QRY_NOTIFIER_NOTIFICATIONS, subjects.QRY_LEDGER_DEADLETTERS, subjects.QRY_LEDGER_AUDIT)
 CALLS = [  # (role, method, path, params, body): every gateway route that asks the ledger, the notifier or intake
     ("dispatcher", "GET", "/v1/categories", None, None),
     ("dispatcher", "POST", "/v1/imports", None, {"rows": [{"order_id": "1"}], "partial": True, "first_row": 2}),
@@ -62,6 +62,8 @@ CALLS = [  # (role, method, path, params, body): every gateway route that asks t
     ("responder", "GET", "/v1/responders/d-housing/contacts", None, None),
     ("dispatcher", "GET", "/v1/notifications", {"whistle_id": WHISTLE, "responder_id": "d-housing",
                                                 "state": "failed", "limit": 3}, None),
+    ("supervisor", "POST", f"/v1/whistles/{WHISTLE}/erase-reporter", None, {"reason": "asked / 本人申请"}),
+    ("supervisor", "GET", "/v1/audit", {"month": "2026-11", "system": "true", "limit": 5}, None),
     ("supervisor", "POST", "/v1/api-keys", None, {"client": "app", "note": "for the app"}),
     ("supervisor", "DELETE", "/v1/api-keys/app", None, None),
     ("supervisor", "GET", "/v1/dead-letters", {"replayed": "false", "limit": 10}, None),
@@ -115,6 +117,9 @@ def _admitted(runtime: ServiceRuntime, request: Request, role: str, payload: dic
     ("ledger", subjects.QRY_LEDGER_RANKING, "responder", {"month": "2026-11"}, 403, "forbidden", None),
     ("intake", subjects.CMD_INTAKE_API_KEY_ISSUE, "dispatcher", {"client": "app"}, 403, "supervisor_only", None),
     ("intake", subjects.QRY_INTAKE_REPORTER_CONTACT, "dispatcher", {"whistle_id": WHISTLE}, 403, "forbidden", None),
+    ("intake", subjects.CMD_INTAKE_REPORTER_ERASE, "dispatcher", {"whistle_id": WHISTLE, "reason": "x"}, 403,
+     "supervisor_only", None),
+    ("ledger", subjects.QRY_LEDGER_AUDIT, "dispatcher", {"month": "2026-11"}, 403, "supervisor_only", None),
     ("notifier", subjects.CMD_NOTIFIER_URGE, "responder", {"summons_ids": [WHISTLE]}, 403, "forbidden", None),
     ("notifier", subjects.CMD_NOTIFIER_SIGNIN_LINK, "supervisor", {}, 403, "forbidden", None),
     ("notifier", subjects.CMD_NOTIFIER_CONTACTS_PUT, "dispatcher", {"id": "d-housing", "rule": RULE}, 403,
@@ -131,6 +136,9 @@ def _admitted(runtime: ServiceRuntime, request: Request, role: str, payload: dic
      "id"),
     ("intake", subjects.QRY_INTAKE_CLASSES, "dispatcher", {"status": "closed"}, 422, "invalid", "status"),
     ("intake", subjects.CMD_INTAKE_IMPORT, "dispatcher", {"rows": []}, 422, "invalid", "rows"),
+    ("intake", subjects.CMD_INTAKE_REPORTER_ERASE, "supervisor", {"whistle_id": WHISTLE, "reason": ""}, 422,
+     "invalid", "reason"),
+    ("ledger", subjects.QRY_LEDGER_AUDIT, "supervisor", {"limit": 5}, 422, "invalid", "month"),
     ("intake", subjects.CMD_INTAKE_API_KEY_ISSUE, "supervisor", {"client": "a b"}, 422, "invalid", "client"),
     ("intake", subjects.QRY_INTAKE_CATEGORIES, "resident", {"all": True}, 422, "invalid", "all"),
 ])

@@ -47,6 +47,8 @@ def _whistle_of(form: dict) -> dict:
     reporter = {k: get(f"reporter.{k}") for k in ("name", "phone") if get(f"reporter.{k}")}
     if form.get("reporter.sms_consent"):
         reporter["sms_consent"] = True
+    if form.get("reporter.public_consent"):
+        reporter["public_consent"] = True
     if reporter:
         body["reporter"] = reporter
     body["attachments"] = [u.strip() for u in get("attachments").splitlines() if u.strip()]

@@ -30,6 +30,7 @@ EVENTS = {
     "whistle.verified": N_("Verified and struck off"), "whistle.closed": N_("Closed"),
     "whistle.reopened": N_("Reopened"), "whistle.followed_up": N_("Followed up"),
     "whistle.arbitration_needed": N_("Awaiting arbitration"), "whistle.arbitrated": N_("Arbitrated"),
+    "whistle.reporter_erased": N_("Reporter's data erased"),
     "summons.issued": N_("Summoned"), "summons.acknowledged": N_("Reported"), "summons.reported": N_("Reported"),
     "summons.on_site": N_("On site"), "summons.resolved": N_("Resolved"), "summons.returned": N_("Returned"),
     "summons.transferred": N_("Transferred"), "summons.paused": N_("Paused"), "summons.resumed": N_("Resumed"),

@@ -1,0 +1,233 @@
+"""Reporters' personal data on the whole system: deleted everywhere WHISTLE_REPORTER_RETENTION_DAYS after the
+whistle is struck off (not while it is open, nor once reopened), erased everywhere on request with only the fact
+left on the timeline; the audit of a month; Open311 shows a 12345 whistle only with its reporter's consent.
+
+Retention: the fixture has every service look for due data each second (WHISTLE_REPORTER_PURGE_EVERY_S); the
+test moves each service's record of when the whistle was struck off 181 days back (the default retention is
+180) rather than wait for days."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import time
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.e2e.conftest import System, wait_for
+from tests.e2e.notifier_fakes import Receivers
+from tests.e2e.test_links import close
+from tests.e2e.test_notifier import QUIET
+
+
+@pytest.fixture(scope="module")
+def receivers(system: System):
+    fakes = Receivers(system.fake_http_port, system.fake_smtp_port).start()
+    yield fakes
+    fakes.stop()
+
+
+def sql(system: System, query: str, *args) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(host=str(system.home / "pg"), user="postgres", database="postgres")
+        try:
+            return await conn.fetch(query, *args)
+        finally:
+            await conn.close()
+    return asyncio.run(run())
+
+
+def phone() -> str:
+    return f"139{uuid.uuid4().int % 10**8:08d}"
+
+
+def masked(number: str) -> str:
+    return f"{number[:3]}****{number[-4:]}"
+
+
+def resident_sms_on_timeline(system: System, whistle_id: str) -> list[dict]:
+    return [t for t in system.whistle(whistle_id).get("timeline", [])
+            if t["type"].startswith("notification.") and t["data"]["recipient_id"] == "resident"]
+
+
+def intake_row(system: System, whistle_id: str) -> asyncpg.Record:
+    [row] = sql(system, "SELECT reporter_name, reporter_phone, reporter_email, reporter_sms_consent,"
+                " reporter_public_consent, description, closed_at, reopened_at, reporter_removed FROM intake.whistles"
+                " WHERE id = $1", uuid.UUID(whistle_id))
+    return row
+
+
+def notifier_row(system: System, whistle_id: str) -> asyncpg.Record:
+    [row] = sql(system, "SELECT contactable, closed_at, reopened_at, reporter_removed_at FROM notifier.whistles"
+                " WHERE id = $1", uuid.UUID(whistle_id))
+    return row
+
+
+def resident_attempts(system: System, whistle_id: str) -> list[dict]:
+    rows = sql(system, "SELECT attempt_log, answer FROM notifier.notifications WHERE whistle_id = $1"
+               " AND recipient_id = 'resident'", uuid.UUID(whistle_id))
+    return [{**a, "row_answer": r["answer"]} for r in rows for a in json.loads(r["attempt_log"])]
+
+
+def gone_everywhere(system: System, whistle_id: str, why: str, name: str, number: str, email: str) -> None:
+    """Nothing of the reporter left in intake, the ledger (view and timeline) or the notifier."""
+    row = intake_row(system, whistle_id)
+    assert (row["reporter_name"], row["reporter_phone"], row["reporter_email"], row["reporter_sms_consent"],
+            row["reporter_public_consent"], row["reporter_removed"]) == (None, None, None, False, False, why)
+    assert number not in row["description"] and name not in row["description"]
+    view = system.whistle(whistle_id)
+    assert view["reporter"]["removed"] == why and set(view["reporter"]) <= {"removed", "removed_at", "public_consent"}
+    shown = json.dumps(view, ensure_ascii=False)
+    for trace in (name, number, masked(number), email, email[0] + "***@"):
+        assert trace not in shown, trace
+    [blown] = [t for t in view["timeline"] if t["type"] == "whistle.blown"]
+    assert blown["data"]["reporter"] is None
+    sms = resident_sms_on_timeline(system, whistle_id)
+    assert sms and all(t["data"]["address"] is None and t["data"]["answer"] is None for t in sms)
+    assert notifier_row(system, whistle_id)["contactable"] is False
+    attempts = resident_attempts(system, whistle_id)
+    assert attempts and all(a["address"] is None and a["answer"] is None and a["row_answer"] is None for a in attempts)
+    with system.client() as d:
+        [note] = [n for n in d.get("/v1/notifications", params={"whistle_id": whistle_id}).json()
+                  if n["recipient_id"] == "resident"]
+    assert note["attempts"] and all(a["address"] is None for a in note["attempts"])
+
+
+def texted(system: System, whistle_id: str, number: str) -> None:
+    """The follow-up SMS went out, and its attempt is on the timeline with the number masked."""
+    wait_for(lambda: [t for t in resident_sms_on_timeline(system, whistle_id)
+                      if t["data"]["address"] == masked(number)], 30, what="the follow-up SMS on the timeline")
+
+
+def test_retention_purges_a_struck_off_whistles_reporter_everywhere_and_keeps_open_and_reopened_ones(
+        system: System, receivers: Receivers):
+    gone_no, reopened_no, open_no = phone(), phone(), phone()
+    gone = system.blow(**{**QUIET, "description": f"楼道充电，请联系钱先生 {gone_no} / call Mr Qian"},
+                       reporter={"name": "钱先生", "phone": gone_no, "email": "qian@example.org", "sms_consent": True})
+    reopened = system.blow(**QUIET, reporter={"name": "赵女士", "phone": reopened_no, "sms_consent": True})
+    still_open = system.blow(**QUIET, reporter={"name": "孙先生", "phone": open_no})
+    close(system, gone)
+    close(system, reopened)
+    with system.client() as d:  # not solved: reopened (重办), open again
+        r = d.post(f"/v1/whistles/{reopened}/follow-up", json={"solved": False, "satisfaction": "dissatisfied"})
+        assert r.status_code == 200 and r.json()["status"] == "reopened", r.text
+    texted(system, gone, gone_no)
+    ids = [uuid.UUID(gone), uuid.UUID(reopened)]
+    # every service knows when each was struck off (and reopened) before that time is moved back
+    wait_for(lambda: all(intake_row(system, w)["closed_at"] and notifier_row(system, w)["closed_at"] for w in
+                         (gone, reopened)) and intake_row(system, reopened)["reopened_at"]
+             and notifier_row(system, reopened)["reopened_at"], 30, what="the closes and the reopen seen")
+    wait_for(lambda: system.whistle(gone)["status"] == "closed" and system.whistle(reopened)["status"] != "closed",
+             30, what="the ledger's statuses")
+    for table in ("intake.whistles", "notifier.whistles", "ledger.whistles"):
+        sql(system, f"UPDATE {table} SET closed_at = closed_at - interval '181 days' WHERE id = ANY($1::uuid[])", ids)
+
+    wait_for(lambda: intake_row(system, gone)["reporter_removed"] and notifier_row(system, gone)["reporter_removed_at"]
+             and system.whistle(gone)["reporter"].get("removed"), 30, what="the purge in every service")
+    gone_everywhere(system, gone, "retention", "钱先生", gone_no, "qian@example.org")
+
+    time.sleep(2)  # two more rounds of every purge: the other two stay
+    for whistle_id, name, number in ((reopened, "赵女士", reopened_no), (still_open, "孙先生", open_no)):
+        row = intake_row(system, whistle_id)
+        assert (row["reporter_name"], row["reporter_phone"], row["reporter_removed"]) == (name, number, None)
+        reporter = system.whistle(whistle_id)["reporter"]
+        assert (reporter["name"], reporter["phone"]) == (name, masked(number))
+    assert notifier_row(system, reopened)["contactable"] is True
+    assert notifier_row(system, reopened)["reporter_removed_at"] is None
+
+
+def test_a_supervisor_erases_a_reporter_everywhere_and_the_timeline_keeps_only_the_fact(
+        system: System, receivers: Receivers):
+    number = phone()
+    whistle_id = system.blow(**{**QUIET, "description": f"孟阿姨反映楼道充电 {number}"},
+                             reporter={"name": "孟阿姨", "phone": number, "email": "meng@example.org",
+                                       "sms_consent": True, "public_consent": True})
+    close(system, whistle_id)
+    texted(system, whistle_id, number)
+    path = f"/v1/whistles/{whistle_id}/erase-reporter"
+    body = {"reason": "孟阿姨本人来电申请删除 / the reporter asked by phone, ref 2026-118"}
+    for who in ("dispatcher", system.wait_summons(whistle_id)["summons"][0]["responder_id"]):
+        with system.client(who) as c:
+            refused = c.post(path, json=body)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "supervisor_only", refused.text
+    assert intake_row(system, whistle_id)["reporter_phone"] == number  # a refusal changes nothing
+    with system.client("supervisor") as s:
+        assert s.post(path, json={"reason": ""}).json()["error"]["field"] == "reason"
+        first = s.post(path, json=body)
+        assert first.status_code == 200 and first.json() == {"whistle_id": whistle_id, "erased": True,
+                                                             "already": False}, first.text
+        again = s.post(path, json=body)
+        assert again.status_code == 200 and again.json()["already"] is True
+        missing = s.post(f"/v1/whistles/{uuid.uuid4()}/erase-reporter", json=body)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "no_such_whistle"
+
+    wait_for(lambda: system.whistle(whistle_id)["reporter"].get("removed")
+             and notifier_row(system, whistle_id)["reporter_removed_at"], 30, what="the erasure taken everywhere")
+    gone_everywhere(system, whistle_id, "erasure", "孟阿姨", number, "meng@example.org")
+    view = system.whistle(whistle_id)
+    assert "public_consent" not in view["reporter"]  # an erasure withdraws the consent to publication too
+    erased = [t for t in view["timeline"] if t["type"] == "whistle.reporter_erased"]
+    assert len(erased) == 1, erased  # the second request changed nothing
+    [fact] = erased
+    supervisor = system.creds["supervisor"]["id"]
+    assert fact["actor"] == f"supervisor:{supervisor}" and fact["at"]
+    assert "ref 2026-118" in fact["data"]["reason"] and "孟阿姨" not in fact["data"]["reason"]
+    with httpx.Client(base_url=system.base_url) as anyone:  # withdrawn from Open311 with the rest
+        assert anyone.get(f"/open311/v2/requests/{whistle_id}.json").status_code == 404
+
+
+def test_the_audit_of_a_month_lists_every_command_with_who_did_it(system: System):
+    whistle_id = system.blow(**QUIET)
+    wait_for(lambda: system.whistle(whistle_id).get("timeline"), 20, what="the whistle on the ledger")
+    dispatcher = system.creds["dispatcher"]["id"]
+    month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
+    with system.client("supervisor") as s:
+        r = s.get("/v1/audit", params={"month": month})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), r.text
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert list(rows[0]) == ["at", "whistle_id", "type", "actor_role", "actor_id"]
+        mine = [row for row in rows if row["whistle_id"] == whistle_id]
+        assert [(row["type"], row["actor_role"], row["actor_id"]) for row in mine] == [
+            ("whistle.blown", "dispatcher", dispatcher)]
+        assert all(row["actor_role"] != "system" for row in rows)  # people's commands; services' only when asked
+        with_system = list(csv.DictReader(io.StringIO(s.get("/v1/audit", params={"month": month,
+                                                                                 "system": "true"}).text)))
+        assert {"whistle.routed", "summons.issued"} <= {row["type"] for row in with_system
+                                                        if row["whistle_id"] == whistle_id}
+        # JSON a page at a time: the pages put together are the CSV
+        pages, params = [], {"month": month, "limit": 50}
+        while True:
+            page = s.get("/v1/audit", params=params, headers={"Accept": "application/json"})
+            assert page.status_code == 200 and page.headers["content-type"].startswith("application/json")
+            pages += page.json()
+            if "X-Next-Cursor" not in page.headers:
+                break
+            params["cursor"] = page.headers["X-Next-Cursor"]
+        assert len(pages) >= len(rows) and {p["whistle_id"] for p in pages} >= {whistle_id}
+        assert [p["at"] for p in pages] == sorted(p["at"] for p in pages)  # oldest first, across pages
+        assert s.get("/v1/audit", params={"month": "2026-13"}).status_code == 422
+    with system.client("dispatcher") as d:
+        refused = d.get("/v1/audit", params={"month": month})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "supervisor_only"
+
+
+def test_open311_shows_a_hotline_whistle_only_when_its_reporter_consented(system: System):
+    consented = system.blow(**QUIET, reporter={"name": "周先生", "phone": phone(), "public_consent": True})
+    silent = system.blow(**QUIET, reporter={"name": "吴女士", "phone": phone()})
+    for whistle_id in (consented, silent):
+        wait_for(lambda w=whistle_id: system.whistle(w).get("raised_at"), 20, what="the whistle on the ledger")
+    assert system.whistle(consented)["reporter"]["public_consent"] is True
+    with httpx.Client(base_url=system.base_url) as anyone:
+        shown = anyone.get(f"/open311/v2/requests/{consented}.json")
+        assert shown.status_code == 200 and shown.json()[0]["service_request_id"] == consented
+        assert "周先生" not in shown.text
+        assert anyone.get(f"/open311/v2/requests/{silent}.json").status_code == 404
+        listed = anyone.get("/open311/v2/requests.json", params={"service_request_id": f"{consented},{silent}"})
+        assert [r["service_request_id"] for r in listed.json()] == [consented]
