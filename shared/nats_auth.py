@@ -95,8 +95,10 @@ def server_config(users: dict[str, str], permissions: dict[str, dict], *, cluste
     ]}}
     if cluster is not None:
         routes = [f"nats-route://{ROUTE}:{quote(users[ROUTE], safe='')}@127.0.0.1:{port}" for port in cluster["routes"]]
+        # no_advertise: clients know every node from NATS_URL, with their credentials; a node's advertised
+        # address carries none, and a client reconnecting to it after a node dies would be refused
         config["cluster"] = {"name": cluster["name"], "listen": f"127.0.0.1:{cluster['port']}", "routes": routes,
-                             "authorization": {"user": ROUTE, "password": users[ROUTE]}}
+                             "authorization": {"user": ROUTE, "password": users[ROUTE]}, "no_advertise": True}
     return json.dumps(config, indent=2)
 
 
