@@ -16,6 +16,9 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
+
+from shared.contracts import Event, WhistleClosed, WhistleReopened
 from shared.validation import public_text
 
 PURGE_BATCH = 500  # whistles purged per statement: a purge after a long stop never holds many rows locked at once
@@ -62,3 +65,15 @@ def removed_reporter(why: str, at: datetime, reporter: dict[str, Any] | None) ->
 def scrubbed_attempts(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A notification's attempt log without the reporter's number, nor the channel's answer (which may echo it)."""
     return [{**a, "address": None, "answer": None} for a in attempts]
+
+
+async def record_whistle_times(conn: asyncpg.Connection, events: list[Event]) -> None:
+    """Into the service's own `whistles` (closed_at, reopened_at): when each whistle was struck off and
+    reopened, as its events tell (the latest of each, whatever order they come in)."""
+    for column, kind in (("closed_at", WhistleClosed), ("reopened_at", WhistleReopened)):
+        rows = [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, kind)]
+        if rows:
+            await conn.execute(
+                f"UPDATE whistles w SET {column} = GREATEST(w.{column}, u.at)"
+                " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE w.id = u.id",
+                [i for i, _ in rows], [at for _, at in rows])

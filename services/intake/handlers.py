@@ -29,8 +29,6 @@ from shared.contracts import (
     Reply,
     Source,
     WhistleBlown,
-    WhistleClosed,
-    WhistleReopened,
     WhistleReporterErased,
 )
 from shared.ids import utcnow
@@ -172,8 +170,7 @@ class IntakeHandlers:
     async def whistle_times(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list[Event]:  # noqa: ARG002
         """When each whistle was struck off or reopened: its reporter's data is kept until
         WHISTLE_REPORTER_RETENTION_DAYS after a close not followed by a reopen."""
-        await store.whistle_times(conn, [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleClosed)],
-                                  [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleReopened)])
+        await privacy.record_whistle_times(conn, events)
         return []
 
     async def check_api_key(self, pool: asyncpg.Pool, cmd: Command[ApiKeyCheck]) -> Reply:

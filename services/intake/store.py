@@ -204,17 +204,6 @@ async def remember_order(conn: asyncpg.Connection, external_id: str, whistle_id:
 # --- reporters' personal data (shared/privacy.py) -------------------------------------------------
 
 
-async def whistle_times(conn: asyncpg.Connection, closed: list[tuple[UUID, datetime]],
-                        reopened: list[tuple[UUID, datetime]]) -> None:
-    """When whistles were struck off and reopened, as their events tell (the latest of each: any order)."""
-    for column, rows in (("closed_at", closed), ("reopened_at", reopened)):
-        if rows:
-            await conn.execute(
-                f"UPDATE whistles w SET {column} = GREATEST(w.{column}, u.at)"
-                " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE w.id = u.id",
-                [i for i, _ in rows], [at for _, at in rows])
-
-
 _HAS_REPORTER = ("(reporter_name IS NOT NULL OR reporter_phone IS NOT NULL OR reporter_email IS NOT NULL"
                  " OR reporter_sms_consent OR reporter_public_consent)")
 

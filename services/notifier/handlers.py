@@ -16,7 +16,7 @@ from services.notifier import domain, recipients, signin, store
 from services.notifier.domain import COMMUNITY_DESK, STREET_COMMAND, Planned
 from services.notifier.payloads import ContactsPut, ContactsRef, NotificationList, UrgeAsk
 from services.notifier.sender import Handoff
-from shared import paging
+from shared import paging, privacy
 from shared.contacts import ContactRule
 from shared.contracts import (
     Command,
@@ -35,8 +35,6 @@ from shared.contracts import (
     SummonsReturned,
     SummonsTransferred,
     WhistleBlown,
-    WhistleClosed,
-    WhistleReopened,
     WhistleReporterErased,
     WhistleVerified,
 )
@@ -102,8 +100,7 @@ class NotifierHandlers:
             (e.whistle_id, e.category, e.tier.value, e.location.model_dump(mode="json"),
              bool(e.reporter and e.reporter.phone and e.reporter.sms_consent))
             for e in events if isinstance(e, WhistleBlown)])
-        await store.whistle_times(conn, [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleClosed)],
-                                  [(e.whistle_id, e.occurred_at) for e in events if isinstance(e, WhistleReopened)])
+        await privacy.record_whistle_times(conn, events)
         verified = [e for e in events if isinstance(e, WhistleVerified)]
         if verified:
             ok = await store.contactable(conn, [e.whistle_id for e in verified])

@@ -278,17 +278,6 @@ async def list_notifications(pool: asyncpg.Pool, whistle_id: UUID | None, recipi
 # --- reporters' personal data (shared/privacy.py) -----------------------------------------------
 
 
-async def whistle_times(conn: asyncpg.Connection, closed: list[tuple[UUID, datetime]],
-                        reopened: list[tuple[UUID, datetime]]) -> None:
-    """When whistles were struck off and reopened, as their events tell (the latest of each: any order)."""
-    for column, rows in (("closed_at", closed), ("reopened_at", reopened)):
-        if rows:
-            await conn.execute(
-                f"UPDATE whistles w SET {column} = GREATEST(w.{column}, u.at)"
-                " FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE w.id = u.id",
-                [i for i, _ in rows], [at for _, at in rows])
-
-
 async def remove_reporters(conn: asyncpg.Connection, whistle_ids: list[UUID], at: datetime) -> None:
     """Forget these whistles' reporters: never text them (a pending follow-up SMS is cancelled), and their
     notifications keep no number nor the channel's answer."""
