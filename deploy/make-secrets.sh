@@ -10,17 +10,26 @@ for name in postgres_password db_intake_password db_routing_password db_response
             db_escalation_password db_ledger_password db_notifier_password grafana_admin_password; do
   [ -s "secrets/$name" ] || openssl rand -hex 32 > "secrets/$name"
 done
-# signed commands (shared/signing.py): an Ed25519 key per signer (the gateway, and the services that ask
-# another one as the system), kept as PEM and handed over as "name:base64" of its 32 raw bytes; every
-# service gets the public keys. A key is kept once made (rotate one by deleting its .pem).
+# signed commands (shared/signing.py): a secret of 32 random bytes per signer (the gateway, and the services
+# that ask another one as the system), "name:base64"; each service gets only the keys derived for it,
+# HMAC-SHA256(secret, "whistle-command:<service>"), as "signer@service:base64". A secret is kept once made
+# (rotate one by deleting secrets/command_key_<signer> and running this again).
 b64() { base64 | tr '+/' '-_' | tr -d '=\n'; }
+hex() { od -An -v -tx1 | tr -d ' \n'; }
 signers="gateway notifier routing"
-verify=""
+owners="intake routing response escalation ledger notifier"
 for signer in $signers; do
-  pem="secrets/command_key_$signer.pem"
-  [ -s "$pem" ] || openssl genpkey -algorithm ed25519 -out "$pem"
-  printf '%s:%s\n' "$signer" "$(openssl pkey -in "$pem" -outform DER | tail -c 32 | b64)" > "secrets/command_key_$signer"
-  verify="$verify${verify:+,}$signer:$(openssl pkey -in "$pem" -pubout -outform DER | tail -c 32 | b64)"
+  [ -s "secrets/command_key_$signer" ] || printf '%s:%s\n' "$signer" "$(openssl rand 32 | b64)" > "secrets/command_key_$signer"
 done
-printf '%s\n' "$verify" > secrets/command_verify_keys
+for owner in $owners; do
+  keys=""
+  for signer in $signers; do
+    secret=$(cut -d: -f2 "secrets/command_key_$signer" | tr -d '\n' | tr -- '-_' '+/')
+    while [ $(( ${#secret} % 4 )) -ne 0 ]; do secret="$secret="; done
+    key=$(printf 'whistle-command:%s' "$owner" \
+          | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(printf '%s' "$secret" | base64 -d | hex)" -binary | b64)
+    keys="$keys${keys:+,}$signer@$owner:$key"
+  done
+  printf '%s\n' "$keys" > "secrets/command_verify_keys_$owner"
+done
 echo "secrets in $(pwd)/secrets (0600)"

@@ -549,6 +549,6 @@ class Command(BaseModel, Generic[P]):
     )
     signer: str | None = Field(default=None, description="Who signed it: the gateway, or a service asking as the system")
     signature: str | None = Field(
-        default=None, description="Ed25519 over the subject and every other field but these two (shared/signing.py);"
+        default=None, description="HMAC-SHA256 over the subject and every other field but these two (shared/signing.py);"
         " an owner refuses a command without a valid one (401)",
     )

@@ -105,8 +105,8 @@ class ServiceSettings(BaseSettings):
     # signed commands (shared/signing.py): no defaults; a process without them refuses to start
     command_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_KEY", "command_key"),
-        description='This process\'s own Ed25519 key, "name:base64", signing the commands it sends (the gateway,'
-        " and the services that ask another one as the system)",
+        description='This process\'s own signing secret, "name:base64" of 32 bytes, signing the commands it sends'
+        " (the gateway, and the services that ask another one as the system)",
     )
     command_key_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_KEY_FILE", "command_key_file"),
@@ -114,8 +114,8 @@ class ServiceSettings(BaseSettings):
     )
     command_verify_keys: str | None = Field(
         default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_VERIFY_KEYS", "command_verify_keys"),
-        description='Every signer\'s public key, "name:base64,name:base64": a command signed by none of them, or'
-        " changed since, is refused 401",
+        description='This service\'s keys, one per signer, "signer@owner:base64,…" (shared/signing.py): a command'
+        " signed by none of them, or changed since, is refused 401",
     )
     command_verify_keys_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("WHISTLE_COMMAND_VERIFY_KEYS_FILE", "command_verify_keys_file"),
@@ -151,7 +151,7 @@ class ServiceSettings(BaseSettings):
         return Signer.parse(self.command_key.get_secret_value() if self.command_key else None)
 
     def command_verifier(self) -> Verifier:
-        """The signers' public keys; SecretError when there are none (an owner must not start)."""
+        """The signers' keys for this service; SecretError when there are none (an owner must not start)."""
         return Verifier.parse(self.command_verify_keys)
 
 

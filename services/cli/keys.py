@@ -2,7 +2,7 @@
 
     <home>/secret         WHISTLE_AUTH_SECRET: one-tap and follow-up links, the console's cookies
     <home>/signing_keys   WHISTLE_SIGNING_KEYS: "kid:secret,kid:secret", the first signs
-    <home>/command-keys.json  the Ed25519 keys commands are signed with, one per signer (shared/signing.py):
+    <home>/command-keys.json  the secrets commands are signed with, one per signer (shared/signing.py):
                           each signer gets its own as WHISTLE_COMMAND_KEY, every process all the public
                           ones as WHISTLE_COMMAND_VERIFY_KEYS
 
@@ -23,6 +23,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -104,15 +105,15 @@ def command_keys(home: Path, names: list[str]) -> dict[str, str]:
     known: dict[str, str] = json.loads(_read_private(path) or "{}")
     missing = [n for n in names if n not in known]
     if missing:
-        known.update({n: signing.new_private() for n in missing})
+        known.update({n: signing.new_key() for n in missing})
         home.mkdir(parents=True, exist_ok=True)
         write_private(path, json.dumps(known, indent=2) + "\n")
     return {n: known[n] for n in names}
 
 
-def verify_keys(private: dict[str, str]) -> str:
-    """WHISTLE_COMMAND_VERIFY_KEYS of these signers: "name:public,name:public"."""
-    return ",".join(f"{name}:{signing.public_of(key)}" for name, key in private.items())
+def verify_keys(signers: dict[str, str], owners: Iterable[str]) -> str:
+    """WHISTLE_COMMAND_VERIFY_KEYS for `owners`: each signer's key for each of them ("signer@owner:base64,…")."""
+    return signing.pair_keys(signers, owners)
 
 
 def rotate(home: Path) -> tuple[str, list[str]]:

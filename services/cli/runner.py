@@ -156,11 +156,11 @@ class Runner:
         return signing.Signer.parse(f"{signing.RUNNER}:{self.command_keys()[signing.RUNNER]}")
 
     def export_secrets(self) -> None:
-        """The secrets into this process's environment, as every child gets them (the runner builds the
-        services here too, to migrate them, and their settings refuse to start without)."""
+        """The secrets into this process's environment (the runner builds the services here too, to migrate
+        them, and their settings refuse to start without); each child is given only its own command keys."""
         os.environ["WHISTLE_AUTH_SECRET"] = self.secret()
         os.environ["WHISTLE_SIGNING_KEYS"] = self.signing_keys()
-        os.environ["WHISTLE_COMMAND_VERIFY_KEYS"] = keys.verify_keys(self.command_keys())
+        os.environ["WHISTLE_COMMAND_VERIFY_KEYS"] = keys.verify_keys(self.command_keys(), SERVICES)
 
     @property
     def replicas(self) -> int:
@@ -268,7 +268,6 @@ class Runner:
     def spawn_all(self, nats_url: str, database_url: str) -> None:
         base = dict(os.environ, NATS_URL=nats_url, DATABASE_URL=database_url, WHISTLE_AUTH_SECRET=self.secret(),
                     WHISTLE_SIGNING_KEYS=self.signing_keys(),
-                    WHISTLE_COMMAND_VERIFY_KEYS=keys.verify_keys(self.command_keys()),
                     WHISTLE_STREAM_REPLICAS=str(self.replicas),  # services declare the streams too: never fewer
                     WHISTLE_PARTITIONS=str(self.settings.partitions))
         base.setdefault("PYTHONUNBUFFERED", "1")
@@ -284,11 +283,12 @@ class Runner:
                 else:
                     port = self.settings.telemetry_base_port + i + (k - 1) * len(SERVICES)
                     env[f"{prefix}_TELEMETRY_PORT"] = str(port)
-                # its own key if it signs (and no other's), every signer's public key
+                # its own secret if it signs (and no other's), and only the signers' keys meant for itself
                 for variable in ("WHISTLE_COMMAND_KEY", "WHISTLE_COMMAND_KEY_FILE", "WHISTLE_COMMAND_VERIFY_KEYS_FILE"):
                     env.pop(variable, None)
                 if name in signers and name != signing.RUNNER:
                     env["WHISTLE_COMMAND_KEY"] = f"{name}:{signers[name]}"
+                env["WHISTLE_COMMAND_VERIFY_KEYS"] = keys.verify_keys(signers, [name])
                 env["WHISTLE_REPLICA"] = f"{name}-{k}"  # the same after a restart: its partitions wait for it
                 env["NATS_URL"] = self.nats_url_of(name, nats_url)
                 if self.nats_users:  # the runner declared the streams; a service may not

@@ -74,7 +74,7 @@ class ServiceRuntime(Consuming, Answering):
         self._pulls: list[PullBatches | PartitionedPull] = []
         self._partitioned: list[PartitionedPull] = []
         self.replica = replica_name(settings.replica)
-        # signed commands: the public keys to verify each request with; the own key of a service that asks
+        # signed commands: the signers' keys to verify each request with; the own key of a service that asks
         # another one as the system (`signs`). Missing ones stop `run` (`require_keys`), never a build
         self.signs = False
         self.verifier = settings.command_verifier() if settings.command_verify_keys else None
@@ -120,8 +120,8 @@ class ServiceRuntime(Consuming, Answering):
     # --- running -----------------------------------------------------------
 
     def require_keys(self) -> None:
-        """SecretError unless the keys this process needs are there: the signers' public keys, and its own
-        private key if it sends commands to other services."""
+        """SecretError unless the keys this process needs are there: the signers' keys for this service, and
+        its own secret if it sends commands to other services."""
         self.verifier = self.settings.command_verifier()
         if self.signs:
             self.signer = self.settings.command_signer()

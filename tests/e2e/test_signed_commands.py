@@ -17,10 +17,10 @@ import pytest
 
 from shared import subjects
 from shared.ids import utcnow, uuid7
-from shared.signing import Signer, new_private, public_of
+from shared.signing import Signer, Verifier, new_key, pair_keys
 from tests.e2e.conftest import ROOT, System, free_port
 from tests.e2e.test_nats_permissions import _connect, _url
-from tests.signing import wire
+from tests.signing import wire, with_key
 
 
 async def _ask(system: System, user: str, subject: str, body: bytes) -> dict:
@@ -43,6 +43,8 @@ async def _count(system: System, sql: str) -> int:
 def _forgeries(system: System, subject: str, name: str, own: dict, payload: dict) -> dict[str, bytes]:
     """What a process with `name`'s credentials (and perhaps its key) might send instead of its own command."""
     key = system.signer(name)
+    secrets = json.loads((system.home / "command-keys.json").read_text())
+    given = Verifier.parse(pair_keys(secrets, [name])).keys  # the keys `whistle up` gave it to verify with
     person = {"role": "supervisor", "id": "xingcheng-street"}
     tampered = json.loads(wire(subject, {"actor": own, "payload": payload}, key))
     tampered["payload"] = {**payload, "forged": True}
@@ -54,9 +56,11 @@ def _forgeries(system: System, subject: str, name: str, own: dict, payload: dict
         "its own key, another service's actor": wire(
             subject, {"actor": {"role": "system", "id": "ledger"}, "payload": payload}, key),
         "its own key, claiming to be the gateway": wire(
-            subject, {"actor": person, "payload": payload}, Signer("gateway", key.key)),
+            subject, {"actor": person, "payload": payload}, Signer("gateway", key.secret)),
+        "the gateway's key it verifies with, used for another owner": with_key(
+            subject, {"actor": person, "payload": payload}, "gateway", given[("gateway", name)]),
         "a key of its own making": wire(subject, {"actor": person, "payload": payload},
-                                        Signer.parse(f"gateway:{new_private()}")),
+                                        Signer.parse(f"gateway:{new_key()}")),
         "changed after signing": json.dumps(tampered).encode(),
         "signed for another subject": other_subject,
     }
@@ -119,7 +123,7 @@ def test_a_process_without_its_keys_refuses_to_start(module: str, missing: str) 
     env.update(WHISTLE_AUTH_SECRET="s" * 40, GATEWAY_PORT=str(free_port()), NATS_URL="nats://127.0.0.1:1",
                DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     if module == "services.notifier":
-        env["WHISTLE_COMMAND_VERIFY_KEYS"] = f"gateway:{public_of(new_private())}"  # keys to verify, but none to sign with
+        env["WHISTLE_COMMAND_VERIFY_KEYS"] = pair_keys({"gateway": new_key()}, ["notifier"])  # keys to verify, but none to sign with
     done = subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 2, done.stderr[-2000:]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 
+from shared import subjects
 from shared.nats_auth import ASKS
 from shared.services import BACKGROUND, NAMES, SERVICES
+from shared.signing import Signer, Verifier
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,28 +81,50 @@ def test_each_service_logs_in_to_postgres_as_its_own_role_with_only_its_own_secr
         block = compose_block(service)
         assert f"DATABASE_URL: postgresql://{service}@postgres:5432/whistle" in block, service
         assert f"DATABASE_PASSWORD_FILE: /run/secrets/db_{service}_password" in block, service
-        # its own password, every signer's public key, and its own command key if it signs (nats_auth.ASKS)
+        # its own password, the signers' keys for itself, and its own command key if it signs (nats_auth.ASKS)
         mounted = re.search(r"secrets: \[([^\]]*)\]", block).group(1).replace(" ", "").split(",")
         signs = [f"command_key_{service}"] if service in ASKS else []
-        assert mounted == [f"db_{service}_password", "command_verify_keys", *signs], (service, mounted)
+        assert mounted == [f"db_{service}_password", f"command_verify_keys_{service}", *signs], (service, mounted)
     assert "services.cli.db_roles" in compose_block("db-roles")
 
 
-def test_each_process_gets_only_its_own_command_key_and_every_public_one():
+def test_each_process_gets_only_its_own_command_key_and_only_the_keys_meant_for_it():
     for gateway in ("gateway-1", "gateway-2"):
         block = compose_block(gateway)
-        assert "secrets: [command_verify_keys, command_key_gateway]" in block
+        assert "secrets: [command_key_gateway]" in block
         assert "WHISTLE_COMMAND_KEY_FILE: /run/secrets/command_key_gateway" in block
-    for service in BACKGROUND:
-        key = re.findall(r"WHISTLE_COMMAND_KEY_FILE: (\S+)", compose_block(service))
-        assert key == ([f"/run/secrets/command_key_{service}"] if service in ASKS else []), (service, key)
     text = (ROOT / "docker-compose.yml").read_text()
-    env = text.split("\nx-env: &env\n", 1)[1].split("\n\n", 1)[0]  # every Whistle process's environment
-    assert "WHISTLE_COMMAND_VERIFY_KEYS_FILE: /run/secrets/command_verify_keys" in env
+    for service in BACKGROUND:
+        block = compose_block(service)
+        key = re.findall(r"WHISTLE_COMMAND_KEY_FILE: (\S+)", block)
+        assert key == ([f"/run/secrets/command_key_{service}"] if service in ASKS else []), (service, key)
+        verify = re.findall(r"WHISTLE_COMMAND_VERIFY_KEYS_FILE: (\S+)", block)
+        assert verify == [f"/run/secrets/command_verify_keys_{service}"], (service, verify)
+        assert f"command_verify_keys_{service}: {{ file: ./secrets/command_verify_keys_{service} }}" in text
     made = (ROOT / "deploy" / "make-secrets.sh").read_text()
     for signer in ("gateway", *ASKS):
         assert f"command_key_{signer}: {{ file: ./secrets/command_key_{signer} }}" in text
         assert signer in made.split('signers="', 1)[1].split('"', 1)[0].split()
+    assert set(made.split('owners="', 1)[1].split('"', 1)[0].split()) == set(BACKGROUND)
+
+
+def test_make_secrets_writes_keys_that_sign_and_verify_as_the_services_do(tmp_path: Path):
+    """deploy/make-secrets.sh (sh and openssl) derives each service's keys as shared/signing.py does: a
+    command the gateway signs verifies at its owner, and at no other service."""
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(ROOT / "deploy" / "make-secrets.sh", tmp_path / "deploy")
+    subprocess.run(["sh", str(tmp_path / "deploy" / "make-secrets.sh")], check=True, capture_output=True, timeout=60)
+    secrets = tmp_path / "secrets"
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in secrets.iterdir())
+    gateway = Signer.parse((secrets / "command_key_gateway").read_text())
+    body = json.loads(gateway.body(subjects.CMD_RESPONSE_ACT, {"role": "responder", "id": "d-housing"}, {"a": 1}))
+    for service in BACKGROUND:
+        verifier = Verifier.parse((secrets / f"command_verify_keys_{service}").read_text())
+        assert verifier.signers == {"gateway", *ASKS}
+        assert (verifier.check(subjects.CMD_RESPONSE_ACT, body) is None) == (service == "response"), service
+    before = (secrets / "command_verify_keys_response").read_text()
+    subprocess.run(["sh", str(tmp_path / "deploy" / "make-secrets.sh")], check=True, capture_output=True, timeout=60)
+    assert (secrets / "command_verify_keys_response").read_text() == before  # kept once made
 
 
 def test_monitoring_listens_on_the_host_only_and_the_edge_speaks_tls():

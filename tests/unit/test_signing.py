@@ -17,8 +17,8 @@ from shared.contracts import Command, Reply
 from shared.runtime import Request, ServiceRuntime
 from shared.runtime.requests import Answering, NoPayload
 from shared.settings import ServiceSettings
-from shared.signing import Signer, Verifier, canonical, new_private, public_of
-from tests.signing import PRIVATE, SIGNERS, VERIFIER, VERIFY_KEYS, answering, signed
+from shared.signing import Signer, Verifier, canonical, new_key, pair_keys
+from tests.signing import PRIVATE, SIGNERS, VERIFIER, VERIFY_KEYS, answering, signed, with_key
 
 SUBJECT = subjects.CMD_RESPONSE_ACT
 BODY = {"actor": {"role": "responder", "id": "d-housing"}, "payload": {"summons_id": "s1", "note": "漏雨 fixed"},
@@ -100,7 +100,7 @@ def test_unsigned_unknown_or_garbled_signatures_are_refused_401(change, code: st
 
 
 def test_a_key_not_among_the_verify_keys_is_refused_even_under_a_known_name() -> None:
-    impostor = Signer.parse(f"gateway:{new_private()}")
+    impostor = Signer.parse(f"gateway:{new_key()}")
     refused = VERIFIER.check(SUBJECT, signed(SUBJECT, BODY, impostor))
     assert refused is not None and refused.refusal.code == "bad_signature"
 
@@ -156,7 +156,7 @@ def test_the_runtime_refuses_to_start_without_keys(monkeypatch: pytest.MonkeyPat
     assert body["signer"] == "notifier" and VERIFIER.check("qry.x", body) is None
 
 
-@pytest.mark.parametrize("value", ["gateway", "gateway:short", ":" + new_private(), "gateway:" + "A" * 60])
+@pytest.mark.parametrize("value", ["gateway", "gateway:short", ":" + new_key(), "gateway:" + "A" * 60])
 def test_a_malformed_key_is_refused_at_settings_without_repeating_it(value: str) -> None:
     with pytest.raises(ValidationError) as caught:
         ServiceSettings(command_key=value)
@@ -165,13 +165,15 @@ def test_a_malformed_key_is_refused_at_settings_without_repeating_it(value: str)
     assert not secret or secret not in str(caught.value)
     with pytest.raises(ValidationError, match="malformed"):
         ServiceSettings(command_verify_keys=f"{VERIFY_KEYS},{value}")
+    with pytest.raises(ValidationError, match="signer@owner"):  # a signer's secret given where an owner's keys go
+        ServiceSettings(command_verify_keys=f"gateway:{new_key()}")
 
 
 def test_keys_from_files(tmp_path) -> None:
     (tmp_path / "key").write_text(f"routing:{PRIVATE['routing']}\n")
     (tmp_path / "pub").write_text(VERIFY_KEYS + "\n")
     s = ServiceSettings(command_key_file=tmp_path / "key", command_verify_keys_file=tmp_path / "pub")
-    assert s.command_signer().name == "routing" and set(s.command_verifier().keys) == set(PRIVATE)
+    assert s.command_signer().name == "routing" and s.command_verifier().signers == set(PRIVATE)
 
 
 def test_whistle_up_makes_the_keys_once_private_from_the_first_byte(tmp_path) -> None:
@@ -179,9 +181,24 @@ def test_whistle_up_makes_the_keys_once_private_from_the_first_byte(tmp_path) ->
     path = tmp_path / keys.COMMAND_KEYS_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert keys.command_keys(tmp_path, ["gateway", "notifier", "runner"])["gateway"] == made["gateway"]
-    verify = Verifier.parse(keys.verify_keys(keys.command_keys(tmp_path, ["gateway", "runner"])))
-    assert set(verify.keys) == {"gateway", "runner"}
+    verify = Verifier.parse(keys.verify_keys(keys.command_keys(tmp_path, ["gateway", "runner"]), ["x"]))
+    assert set(verify.keys) == {("gateway", "x"), ("runner", "x")}
     runner = Signer.parse(f"runner:{made.get('runner') or keys.command_keys(tmp_path, ['runner'])['runner']}")
     body = json.loads(runner.body("cmd.x", {"role": "system", "id": "runner"}, {}))
     assert verify.check("cmd.x", body) is None
-    assert public_of(made["gateway"]) in keys.verify_keys(made)
+    assert made["gateway"] not in keys.verify_keys(made, ["x"])  # an owner gets a key derived for it, never the secret
+
+
+def test_an_owner_holds_only_its_own_keys_so_it_cannot_sign_for_another_owner() -> None:
+    """What a compromised service could forge with its keys: commands to itself, nothing more."""
+    response = Verifier.parse(pair_keys(PRIVATE, ["response"]))
+    routing = Verifier.parse(pair_keys(PRIVATE, ["routing"]))
+    assert response.check(SUBJECT, signed(SUBJECT, BODY)) is None
+    assert routing.check(SUBJECT, signed(SUBJECT, BODY)).refusal.code == "unknown_signer"  # not its owner's
+    # the response service signs a supervisor's command to routing with the gateway's key it was given
+    subject = subjects.CMD_ROUTING_RESPONDER_PUT
+    stolen = response.keys[("gateway", "response")]
+    body = json.loads(with_key(subject, {"actor": {"role": "supervisor", "id": "s"}, "payload": {}}, "gateway", stolen))
+    refused = routing.check(subject, body)
+    assert refused is not None and refused.refusal.code == "bad_signature"
+    assert stolen not in routing.keys.values() and len(set(response.keys.values())) == len(PRIVATE)
