@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from shared.leases import Lease
 from shared.pull import SETTLE_S, PullBatches
+from shared.streams import filtered
 
 log = structlog.get_logger("partitioned")
 
@@ -65,10 +66,10 @@ class _Part:
 class PartitionedPull:
     """`next_batch()` like PullBatches, over the durables of the partitions added so far."""
 
-    def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, subject: str, *,
+    def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, filters: tuple[str, ...], *,
                  batch: int, config: ConsumerConfig):
         self._nc, self._js = nc, js
-        self.stream, self.base, self.subject = stream, base, subject
+        self.stream, self.base, self.filters = stream, base, filters
         self._batch = batch
         self._config = config  # every setting but the name and the filter
         self.parts: dict[int, _Part] = {}
@@ -82,8 +83,8 @@ class PartitionedPull:
         """Start fetching a partition just taken: its durable made (or found) and reset to its floor."""
         await self.remove(lease.partition)
         name = durable_for(self.base, lease.partition)
-        config = dataclasses.replace(self._config, durable_name=name,
-                                     filter_subject=partition_filter_for(self.subject, lease.partition))
+        config = dataclasses.replace(self._config, durable_name=name, **filtered(
+            tuple(partition_filter_for(one, lease.partition) for one in self.filters)))
         try:
             info = await self._js.consumer_info(self.stream, name)
             if (info.config.max_deliver, info.config.ack_wait) != (config.max_deliver, config.ack_wait):

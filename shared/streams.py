@@ -95,16 +95,24 @@ async def wait_for_streams(js: JetStreamContext, timeout: float = 120.0) -> None
                 await asyncio.sleep(0.5)
 
 
+def filtered(filters: tuple[str, ...]) -> dict:
+    """A consumer's filter: one subject, or several (NATS ≥ 2.10's filter_subjects)."""
+    if len(filters) > 1:
+        return {"filter_subject": None, "filter_subjects": list(filters)}
+    return {"filter_subject": filters[0] if filters else None, "filter_subjects": None}
+
+
 def consumer_config(
-    durable: str, *, max_deliver: int, ack_wait_s: float, filter_subject: str | None = None
+    durable: str, *, max_deliver: int, ack_wait_s: float, filters: tuple[str, ...] = ()
 ) -> ConsumerConfig:
-    """A durable pull consumer: explicit ack, bounded deliveries, from the start of the stream."""
+    """A durable pull consumer of `filters` (none: the whole stream): explicit ack, bounded deliveries,
+    from the start of the stream."""
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         max_deliver=max_deliver,
         ack_wait=ack_wait_s,
-        filter_subject=filter_subject,
+        **filtered(filters),
         max_ack_pending=20_000,
     )

@@ -28,7 +28,7 @@ from shared.contracts import (
     WhistleReopened,
     WhistleReporterErased,
 )
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import EventRoutes, Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
@@ -68,13 +68,12 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     handlers = IntakeHandlers(catalogue, settings.class_window, settings.class_threshold)
     batcher = BlowBatcher(catalogue, max_batch=settings.blow_max_batch, linger_s=settings.blow_linger_ms / 1e3)
     runtime = IntakeRuntime(settings, batcher)
-    runtime.on_events(WhistleBlown.SUBJECT, handlers.group, batch=True, durable="intake-classes")
-    # when each whistle is struck off or reopened: how long its reporter's data is kept. Only those two
-    # subjects (every whistle.> event was a fifth of intake's CPU at full load), in any order (the latest
-    # time wins), so one durable each shared by the replicas, no partitions, no inbox (idempotent)
-    for event in (WhistleClosed, WhistleReopened):
-        runtime.on_events(f"{event.SUBJECT}.>", handlers.whistle_times, batch=True, partitioned=False,
-                          durable=f"intake-{event.SUBJECT.replace('.', '-')}", dedup=lambda _: None)
+    # problem classes from new whistles; when each whistle is struck off or reopened, for how long its
+    # reporter's data is kept (only those subjects: every whistle.> event was a fifth of intake's CPU)
+    events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
+              .batch(WhistleClosed.SUBJECT, handlers.whistle_times)
+              .batch(WhistleReopened.SUBJECT, handlers.whistle_times))
+    runtime.on_events(events.subjects, events, batch=True, durable="intake-events")
 
     async def purge(rt: ServiceRuntime) -> None:
         purged = await purge_reporters(rt.pool, settings.reporter_retention_days)

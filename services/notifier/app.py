@@ -25,7 +25,7 @@ from services.notifier.signin import SigninLinkHandlers, SigninLinkSend
 from shared import subjects
 from shared.contracts import NotificationFailed, NotificationSent, Role, SummonsIssued
 from shared.ids import utcnow
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import EventRoutes, Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
@@ -76,13 +76,12 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     runtime.signs = True  # asks routing, intake and response as the system: signed
     handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff,
                                 ask=asking(runtime))
-    # one consumer per stream of subjects keeps each one's order: a summons' report comes after its issue
+    # one consumer, so a whistle's events come in order: a summons' report after its issue
     # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
-    for subject, handle in (("whistle.>", handlers.on_whistles), ("sla.>", handlers.on_sla),
-                            ("escalation.>", handlers.on_escalations)):
-        runtime.on_events(subject, handle, batch=True, dedup=lambda _: None)
+    events = (EventRoutes().batch("whistle.>", handlers.on_whistles).batch("summons.>", handlers.on_summons)
+              .batch("sla.>", handlers.on_sla).batch("escalation.>", handlers.on_escalations))
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
-    runtime.on_events("summons.>", handlers.on_summons, batch=True, dedup=lambda _: None,
+    runtime.on_events(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",
                       overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
     links = SigninLinkHandlers(settings.default_rule, settings.poll_s)
     runtime.serve(

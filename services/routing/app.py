@@ -41,7 +41,7 @@ from shared.contracts import (
     WhistleRouted,
     WhistleUnroutable,
 )
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import EventRoutes, Request, ServiceRuntime
 
 
 def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
@@ -98,11 +98,12 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
     )
     runtime.every(1.0, notices.keep_listening)  # each committed change is published to every gateway at once
     runtime.every(3600.0, tokens.forget_expired)
-    runtime.on_events(WhistleBlown.SUBJECT, handlers.on_whistles_blown, batch=True)
-    runtime.on_events(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
-    runtime.on_events(SummonsReturned.SUBJECT, handlers.on_summons_returned)
-    runtime.on_events(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)
-    runtime.on_events(WhistleReopened.SUBJECT, handlers.on_whistle_reopened)
+    events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.on_whistles_blown)
+              .each(SummonsResolved.SUBJECT, handlers.on_summons_resolved)
+              .each(SummonsReturned.SUBJECT, handlers.on_summons_returned)
+              .each(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)
+              .each(WhistleReopened.SUBJECT, handlers.on_whistle_reopened))
+    runtime.on_events(events.subjects, events, batch=True, durable="routing-events")
     runtime.every(settings.rules_check_s, handlers.reload_rules)
     runtime.every(1.0, handlers.refresh_registry)  # an edit through another replica shows here within a second
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)

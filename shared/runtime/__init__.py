@@ -7,6 +7,7 @@ and retries.
 
 - `service.py`: the process (pool, migrations, NATS, health, start and stop);
 - `consumers.py`: JetStream consumers, batch by batch, in order per whistle;
+- `routes.py`: a service's event subjects on one consumer, each with its handler;
 - `requests.py`: the gateway's requests, each a `Request` (payload model, roles, handler);
 - `relay.py`: the outbox relay that publishes what the transactions queued;
 - `faults.py`: which faults are retried and which messages are poison.
@@ -15,7 +16,8 @@ and retries.
 from shared.runtime.consumers import Effects, parse_domain_event
 from shared.runtime.faults import STALL_S, TRANSIENT, Poison
 from shared.runtime.requests import EXPIRED, NoPayload, Request, forbidden
+from shared.runtime.routes import EventRoutes
 from shared.runtime.service import ServiceRuntime, main
 
-__all__ = ["EXPIRED", "STALL_S", "TRANSIENT", "Effects", "NoPayload", "Poison", "Request", "ServiceRuntime",
+__all__ = ["EXPIRED", "STALL_S", "TRANSIENT", "Effects", "EventRoutes", "NoPayload", "Poison", "Request", "ServiceRuntime",
            "forbidden", "main", "parse_domain_event"]

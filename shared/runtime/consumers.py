@@ -9,7 +9,7 @@ import heapq
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -126,7 +126,8 @@ def parse_domain_event(m: Msg) -> Event:
 
 @dataclass(frozen=True)
 class _Consumer:
-    subject: str
+    subject: str  # its subjects, comma-separated: what logs, metrics and dead letters call it
+    filters: tuple[str, ...]
     stream: str
     durable: str
     handle: EventHandler | BatchHandler
@@ -169,7 +170,7 @@ class Consuming:
 
     def on_events(
         self,
-        subject: str,
+        subject: str | Sequence[str],
         handle: EventHandler | BatchHandler,
         *,
         batch: bool = False,
@@ -185,7 +186,8 @@ class Consuming:
         after_commit: Callable[[list[Any]], Awaitable[None]] | None = None,
         partitioned: bool | None = None,
     ) -> None:
-        """Consume `subject` from `stream` with a durable pull consumer, batch by batch, in order.
+        """Consume `subject` (or several, in one order: `EventRoutes`) from `stream` with a durable pull
+        consumer, batch by batch, in order.
 
         With `batch=True` the handler takes the list of a fetched batch's new messages (in stream
         order, redeliveries already dropped by the inbox) and does set-based SQL; should it fail,
@@ -232,19 +234,22 @@ class Consuming:
         """
         if partitioned is None:
             partitioned = stream == subjects.EVENTS_STREAM and parse is parse_domain_event
+        filters = (subject,) if isinstance(subject, str) else tuple(subject)
+        subject = ",".join(filters)
         durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
         self._consumers.append(
-            _Consumer(subject, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
+            _Consumer(subject, filters, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
                       max_deliver, after_commit, partitioned))
         doc = (handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
             raise NotImplementedError
 
-        self.spec_broker.subscriber(
-            subject, stream=JStream(stream, declare=False), durable=durable, pull_sub=PullSub(batch=True),
-            title=f"{self.name}:{subject}", description=doc,
-        )(documented)
+        for one in filters:
+            self.spec_broker.subscriber(
+                one, stream=JStream(stream, declare=False), durable=durable, pull_sub=PullSub(batch=True),
+                title=f"{self.name}:{one}", description=doc,
+            )(documented)
 
     async def _start_consumers(self, js) -> None:
         """Declare or update each consumer's durable and start its fetch loops; partitioned ones start
@@ -254,11 +259,11 @@ class Consuming:
             # every time: failures are counted here, and transient faults are never counted
             config = consumer_config(
                 consumer.durable, max_deliver=-1 if consumer.max_deliver == -1 else self.settings.crash_deliver,
-                ack_wait_s=self.settings.ack_wait_s, filter_subject=consumer.subject,
+                ack_wait_s=self.settings.ack_wait_s, filters=consumer.filters,
             )
             self._tasks.append(asyncio.create_task(self._retry_blocked(consumer), name=f"{consumer.durable}-retry"))
             if consumer.partitioned:  # its durables come with the partitions this replica takes
-                pull = PartitionedPull(self._nc, js, consumer.stream, consumer.durable, consumer.subject,
+                pull = PartitionedPull(self._nc, js, consumer.stream, consumer.durable, consumer.filters,
                                        batch=self.settings.batch_size, config=config)
                 self._partitioned.append(pull)
                 self._pulls.append(pull)

@@ -47,7 +47,7 @@ async def test_the_server_writes_the_partition_partition_of_computes(infra) -> N
         durable = f"partition-{p}"
         sub = await js.pull_subscribe(
             partition_filter(p), durable=durable, stream=STREAM,
-            config=consumer_config(durable, max_deliver=1, ack_wait_s=5, filter_subject=partition_filter(p)),
+            config=consumer_config(durable, max_deliver=1, ack_wait_s=5, filters=(partition_filter(p),)),
         )
         got = await sub.fetch(500, timeout=2)
         assert sorted(split_stored(m.subject)[2] for m in got) == sorted(i for i, q in written.items() if q == p)

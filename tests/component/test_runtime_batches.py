@@ -114,7 +114,7 @@ async def test_pull_batches_bring_every_message_once_in_order_then_end_empty_on_
         js = nc.jetstream()
         await ensure_streams(js)
         await js.add_consumer("EVENTS", consumer_config("pulltest", max_deliver=2, ack_wait_s=30,
-                                                        filter_subject="whistle.pulltest"))
+                                                        filters=("whistle.pulltest",)))
         for n in range(1000):
             await js.publish("whistle.pulltest", str(n).encode(), headers={"Nats-Msg-Id": f"pull-{n}"})
         pull = PullBatches(nc, "EVENTS", "pulltest", batch=64, expires_s=0.5)

@@ -173,14 +173,14 @@ async def test_the_relay_outlives_a_database_restart_and_sets_aside_what_jetstre
         return Reply.success({"whistles": [str(e.whistle_id) for e in effects if isinstance(e, WhistleClosed)]}), effects
 
     runtime = ServiceRuntime("rtrelay", settings(infra), handled_table(tmp_path))
-    runtime.serve(Request("cmd.rtrelay", command, Emit))
+    runtime.serve(Request("cmd.t.relay", command, Emit))
     await runtime.start()
     client = await nats.connect(infra["nats_url"])
 
     async def ask(**payload) -> Reply:
-        body = wire("cmd.rtrelay", Command(actor=Actor(role="system", id="test"), payload=payload))
+        body = wire("cmd.t.relay", Command(actor=Actor(role="system", id="test"), payload=payload))
         for _ in range(100):  # while the service is still reconnecting it answers 503
-            reply = Reply.model_validate_json((await client.request("cmd.rtrelay", body, timeout=10)).data)
+            reply = Reply.model_validate_json((await client.request("cmd.t.relay", body, timeout=10)).data)
             if reply.ok:
                 return reply
             await asyncio.sleep(0.2)
@@ -223,11 +223,11 @@ async def test_a_command_sent_again_with_its_key_gets_its_first_reply_and_a_late
         return Reply.success({"n": n}), []
 
     runtime = ServiceRuntime("rtidem", settings(infra), handled_table(tmp_path))
-    runtime.serve(Request("cmd.rtidem", count))
+    runtime.serve(Request("cmd.t.idem", count))
     await runtime.start()
     client = await nats.connect(infra["nats_url"])
 
-    async def ask(key: str | None, subject: str = "cmd.rtidem", **extra) -> dict:
+    async def ask(key: str | None, subject: str = "cmd.t.idem", **extra) -> dict:
         cmd = Command(actor=Actor(role="responder", id="m-1"), idempotency_key=key, **extra)
         return json.loads((await client.request(subject, wire(subject, cmd), timeout=10)).data)
 
@@ -239,8 +239,8 @@ async def test_a_command_sent_again_with_its_key_gets_its_first_reply_and_a_late
         assert (await ask(None))["ok"]
         assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 3
         # the key belongs to the caller: another responder with the same key is another command
-        other = wire("cmd.rtidem", Command(actor=Actor(role="responder", id="m-2"), idempotency_key="k1"))
-        assert json.loads((await client.request("cmd.rtidem", other, timeout=10)).data)["data"]["n"] == 4
+        other = wire("cmd.t.idem", Command(actor=Actor(role="responder", id="m-2"), idempotency_key="k1"))
+        assert json.loads((await client.request("cmd.t.idem", other, timeout=10)).data)["data"]["n"] == 4
         late = await ask("k3", expires_at=utcnow())
         assert late["refusal"]["code"] == "expired"
         assert await runtime.pool.fetchval("SELECT count(*) FROM handled") == 4
@@ -274,7 +274,7 @@ async def test_a_durable_made_by_an_earlier_version_gets_the_delivery_limit_and_
     js = nc.jetstream()
     await ensure_streams(js)
     await js.add_consumer("EVENTS", consumer_config("rtold", max_deliver=5, ack_wait_s=30.0,
-                                                    filter_subject="whistle.rtold"))
+                                                    filters=("whistle.rtold",)))
 
     async def handle(conn, item, now):  # noqa: ARG001
         return []

@@ -4,7 +4,7 @@ its cause is fixed a supervisor replays it; it is handled once, and a second rep
 The poison: a `whistle.blown` for a whistle intake does not hold (as after intake's database was
 restored from a backup older than the whistle). Routing and the ledger take it as any whistle, but
 intake's grouping into problem classes cannot: a class member must be one of intake's whistles (a
-foreign key), so `intake-classes` fails on it every time and dead-letters it. Restoring intake's row
+foreign key), so `intake-events` fails on it every time and dead-letters it. Restoring intake's row
 fixes the cause; the replay then groups it, and routing and the ledger find it in their inbox.
 """
 
@@ -80,7 +80,7 @@ async def _settled_after_replay(system: System, msg_id: str) -> None:
             raise AssertionError(f"{msg_id} never reached the EVENTS stream")
         for _ in range(600):
             floors = [(await js.consumer_info("EVENTS", durable_for(d, partition_of_subject(last.subject))))
-                      .ack_floor.stream_seq for d in ("intake-classes", "routing-whistle-blown", "ledger-events")]
+                      .ack_floor.stream_seq for d in ("intake-events", "routing-events", "ledger-events")]
             if min(floors) >= last.seq:
                 return
             await asyncio.sleep(0.1)
@@ -121,7 +121,7 @@ def test_a_poison_message_is_dead_lettered_with_its_reason_replayed_after_the_fi
     assert (letter["stream"], letter["stream_seq"], letter["subject"], letter["event_type"]) == (
         "EVENTS", seq, stored_subject("whistle.blown", wid, DEFAULT_PARTITIONS), "whistle.blown")
     assert (letter["consumer"], letter["service"], letter["deliveries"], letter["source"]) == (
-        durable_for("intake-classes", partition), "intake", 5, "runtime")
+        durable_for("intake-events", partition), "intake", 5, "runtime")
     assert "ForeignKeyViolationError" in letter["reason"] and "foreign key" in letter["reason"], letter["reason"]
     assert letter["replays"] == 0 and letter["replayed_at"] is None
     assert json.loads(letter["body"])["event_id"] == str(poison.event_id)

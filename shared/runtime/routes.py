@@ -1,0 +1,79 @@
+"""Several event subjects on one consumer: a service's durable (one per partition) for every event it
+takes, each subject with its handler.
+
+Why one consumer and not one per subject: a JetStream consumer with a filter walks the stream past
+every message it does not take (nats-server's file store: its subjects are one per whistle, so the
+walk is linear), so each durable costs the server a look at every event. Sixteen partitions times
+fourteen consumers made NATS the largest CPU cost of a whistle (1.04 ms against 0.49 with one
+partition, bench/README.md). One consumer per service also keeps a whistle's events in order across
+the subjects it takes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from shared.contracts import Event
+
+Handler = Callable[[asyncpg.Connection, Any, datetime], Awaitable[list]]
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: `*` one token, `>` the rest (at least one)."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+@dataclass
+class EventRoutes:
+    """Subject → handler, in the order declared (the first that matches an event's subject takes it).
+    `batch` handlers take a list of events, `each` handlers one event; both return what to emit. A batch
+    is handed on in stream order: each run of consecutive events of one route at a time."""
+
+    routes: list[tuple[str, Handler, bool]] = field(default_factory=list)
+    _by_type: dict[type, tuple[str, Handler, bool]] = field(default_factory=dict, repr=False)
+
+    def batch(self, subject: str, handle: Handler) -> EventRoutes:
+        self.routes.append((subject, handle, True))
+        return self
+
+    def each(self, subject: str, handle: Handler) -> EventRoutes:
+        self.routes.append((subject, handle, False))
+        return self
+
+    @property
+    def subjects(self) -> list[str]:
+        """The subjects to consume, as events name them (a partitioned consumer narrows each to its
+        partition: `whistle.blown` → `whistle.blown.<partition>.*`)."""
+        return [s for s, _, _ in self.routes]
+
+    def route_of(self, event: Event) -> tuple[str, Handler, bool]:
+        kind = type(event)
+        if kind not in self._by_type:
+            subject = getattr(kind, "SUBJECT", "")
+            found = [r for r in self.routes if subject_matches(r[0], subject)]
+            if not found:
+                raise LookupError(f"no route for {subject or kind.__name__}")
+            self._by_type[kind] = found[0]
+        return self._by_type[kind]
+
+    async def __call__(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
+        emitted: list = []
+        for (_, handle, batch), run in itertools.groupby(events, self.route_of):
+            if batch:
+                emitted += await handle(conn, list(run), now) or []
+            else:
+                for event in run:
+                    emitted += await handle(conn, event, now) or []
+        return emitted
