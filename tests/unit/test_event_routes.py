@@ -43,7 +43,7 @@ def test_subjects_match_as_nats_matches_them(pattern: str, subject: str, matches
     assert subject_matches(pattern, subject) is matches
 
 
-def test_each_event_goes_to_its_route_in_order_a_run_at_a_time() -> None:
+def test_each_route_takes_its_events_of_the_batch_in_stream_order_the_routes_in_declared_order() -> None:
     calls: list[tuple[str, list[str]]] = []
 
     def recorder(name: str, batch: bool):
@@ -56,11 +56,22 @@ def test_each_event_goes_to_its_route_in_order_a_run_at_a_time() -> None:
               .each("summons.>", recorder("summons", False))
               .batch("whistle.>", recorder("whistle", True)))
     assert routes.subjects == ["whistle.blown", "summons.>", "whistle.>"]
-    events = [blown(), blown(), resolved(), reported(), closed(), blown()]
+    first, second, third = blown(), blown(), blown()
+    events = [closed(), first, second, resolved(), reported(), third]
+    seen: list = []
+    routes.routes[0] = (WhistleBlown.SUBJECT, _keeping(seen, routes.routes[0][1]), True)
     emitted = asyncio.run(routes(None, events, datetime.now(UTC)))
-    assert calls == [("blown", ["WhistleBlown", "WhistleBlown"]), ("summons", ["SummonsResolved"]),
-                     ("summons", ["SummonsReported"]), ("whistle", ["WhistleClosed"]), ("blown", ["WhistleBlown"])]
-    assert emitted == ["blown", "summons", "summons", "whistle", "blown"]
+    assert calls == [("blown", ["WhistleBlown"] * 3), ("summons", ["SummonsResolved"]),
+                     ("summons", ["SummonsReported"]), ("whistle", ["WhistleClosed"])]
+    assert seen == [[first, second, third]]  # the very events, in stream order
+    assert emitted == ["blown", "summons", "summons", "whistle"]
+
+
+def _keeping(seen: list, handle):
+    async def keep(conn, events, now):
+        seen.append(events)
+        return await handle(conn, events, now)
+    return keep
 
 
 def test_an_event_of_no_route_is_an_error_not_a_silent_skip() -> None:
