@@ -107,6 +107,7 @@ class Signer:
 
     name: str
     secret: bytes = field(repr=False)
+    _keys: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)  # by owner, made once
 
     @classmethod
     def parse(cls, spec: str | None, what: str = "WHISTLE_COMMAND_KEY") -> Signer:
@@ -117,7 +118,10 @@ class Signer:
         return cls(*_named(spec, what))
 
     def key_for(self, owner: str) -> bytes:
-        return _pair(self.secret, owner)
+        key = self._keys.get(owner)
+        if key is None:
+            key = self._keys[owner] = _pair(self.secret, owner)
+        return key
 
     def sign(self, subject: str, message: dict[str, Any]) -> dict[str, Any]:
         """`message` (JSON-ready: what goes on the wire) with a request_id if it had none, signed for `subject`."""
