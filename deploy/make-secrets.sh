@@ -7,7 +7,10 @@ umask 077
 cd "$(dirname "$0")/.."
 mkdir -p secrets
 for name in postgres_password db_intake_password db_routing_password db_response_password \
-            db_escalation_password db_ledger_password db_notifier_password grafana_admin_password; do
+            db_escalation_password db_ledger_password db_notifier_password grafana_admin_password \
+            nats_admin_password nats_route_password nats_gateway_password nats_intake_password \
+            nats_routing_password nats_response_password nats_escalation_password nats_ledger_password \
+            nats_notifier_password; do
   [ -s "secrets/$name" ] || openssl rand -hex 32 > "secrets/$name"
 done
 # signed commands (shared/signing.py): a secret of 32 random bytes per signer (the gateway, and the services

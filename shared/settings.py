@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.auth import check_secret
+from shared.nats_auth import with_user
 from shared.partitions import DEFAULT_PARTITIONS
 from shared.signing import Signer, Verifier
 
@@ -41,6 +42,15 @@ class ServiceSettings(BaseSettings):
     nats_url: str = Field(
         default="nats://127.0.0.1:4250", validation_alias=AliasChoices("NATS_URL", "nats_url"),
         description="One server, or a cluster's nodes comma-separated: the client fails over between them",
+    )
+    nats_user: str | None = Field(
+        default=None, validation_alias=AliasChoices("NATS_USER", "nats_user"),
+        description="The service's NATS user (shared/nats_auth.py), with NATS_PASSWORD_FILE",
+    )
+    nats_password_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("NATS_PASSWORD_FILE", "nats_password_file"),
+        description="A file holding NATS_USER's password (a compose secret), put into every NATS_URL server at"
+        " start, so the password is in no environment variable",
     )
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/postgres",
@@ -136,6 +146,10 @@ class ServiceSettings(BaseSettings):
     def _password_from_file(self) -> ServiceSettings:
         if self.database_password_file is not None:
             self.database_url = with_password(self.database_url, self.database_password_file.read_text().strip())
+        if self.nats_password_file is not None:
+            if not self.nats_user:
+                raise ValueError("NATS_PASSWORD_FILE needs NATS_USER / NATS_PASSWORD_FILE 需要同时设置 NATS_USER")
+            self.nats_url = with_user(self.nats_url, self.nats_user, self.nats_password_file.read_text().strip())
         if self.command_key_file is not None:
             self.command_key = SecretStr(self.command_key_file.read_text().strip())
         if self.command_verify_keys_file is not None:

@@ -18,11 +18,11 @@ import nats
 import nats.errors
 import structlog
 
-from services.cli import demo, keys
+from services.cli import demo, keys, nats_conf
 from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import CLUSTER_NAME, EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
-from shared import auth, nats_auth, priority, signing, subjects
+from shared import auth, nats_auth, priority, signing
 from shared.services import NAMES
 from shared.settings import nats_servers
 from shared.streams import ensure_streams
@@ -34,9 +34,6 @@ log = structlog.get_logger("runner")
 AUTOVACUUM_WORKER = b"postgres: autovacuum worker"
 SERVICES = NAMES
 CLUSTER_NODES = 3  # `whistle up --cluster`: a raft majority survives one node down
-# core subjects the gateway listens to besides the board's (shared/nats_auth.py): routing's notice that the
-# revoked tokens changed (services/gateway/revocations.py)
-GATEWAY_NOTICES: tuple[str, ...] = (subjects.ROUTING_TOKENS_CHANGED,)
 
 
 def _die_with_parent() -> None:
@@ -198,21 +195,8 @@ class Runner:
     def prepare_nats_auth(self) -> None:
         """A NATS user per service (its password kept in `nats-users.json`, 0600), each allowed what its
         own declarations say it publishes and answers (shared/nats_auth.py); the admin for the runner."""
-        from shared.services import SERVICES as DECLARED
-
-        # built as the children will be (their settings want the secret the runner hands them)
-        saved = os.environ.get("WHISTLE_AUTH_SECRET")
-        os.environ.setdefault("WHISTLE_AUTH_SECRET", self.secret())
-        try:
-            runtimes = {service.name: service.build() for service in DECLARED if service.background}
-        finally:
-            if saved is None:
-                os.environ.pop("WHISTLE_AUTH_SECRET", None)
-        names = [nats_auth.ADMIN, nats_auth.GATEWAY, nats_auth.ROUTE, *runtimes]
-        self.nats_users = nats_auth.passwords(self.home / "nats-users.json", names)
-        self.nats_permissions = {name: nats_auth.service_permissions(name, runtime.emitted, runtime.served)
-                                 for name, runtime in runtimes.items()}
-        self.nats_permissions[nats_auth.GATEWAY] = nats_auth.gateway_permissions(GATEWAY_NOTICES)
+        self.nats_permissions = nats_conf.declared_permissions()  # as docker-compose's nats-config job does
+        self.nats_users = nats_auth.passwords(self.home / "nats-users.json", nats_conf.users_of(self.nats_permissions))
 
     def nats_config(self, node: NatsNode) -> Path | None:
         """The node's configuration file (users, permissions, authenticated routes); None without auth."""

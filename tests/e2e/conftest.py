@@ -287,3 +287,38 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
                 continue
             os.kill(pid, signal.SIGKILL)
             raise AssertionError(f"{name} (pid {pid}) outlived `whistle up`")
+
+
+@pytest.fixture(scope="module")
+def other_gateway(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second gateway replica on a port of its own, on the system's NATS: what one gateway is told,
+    the other must know within a second (by routing's notice, not by having answered the request)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "WHISTLE_"))}
+    env.update(NATS_URL=system.creds["nats_url"], GATEWAY_PORT=str(port), GATEWAY_HOST="127.0.0.1",
+               WHISTLE_AUTH_SECRET=secrets.token_urlsafe(32), WHISTLE_SIGNING_KEYS=system.signing_keys,
+               WHISTLE_LOG_JSON="true", PYTHONUNBUFFERED="1",
+               # the gateway's own key: the owners verify what it forwards (shared/signing.py)
+               WHISTLE_COMMAND_KEY=f"gateway:{json.loads((system.home / 'command-keys.json').read_text())['gateway']}")
+    log = tmp_path_factory.mktemp("gateway-2") / "gateway.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def healthy() -> bool:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            try:
+                return httpx.get(f"{base}/healthz", timeout=2).status_code == 200  # revoked tokens loaded too
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, timeout=60, what="a second gateway")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -47,7 +47,7 @@ def test_docker_compose_runs_every_service_and_no_unknown_one():
     assert set(BACKGROUND) <= composed
     assert gateways, "no gateway replica in docker-compose.yml"
     others = composed - set(BACKGROUND) - gateways
-    assert others <= {"postgres", "db-roles", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
+    assert others <= {"postgres", "db-roles", "nats-config", "nats-streams", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
                       "postgres-exporter", "alertmanager"}, others
 
 
@@ -81,17 +81,18 @@ def test_each_service_logs_in_to_postgres_as_its_own_role_with_only_its_own_secr
         block = compose_block(service)
         assert f"DATABASE_URL: postgresql://{service}@postgres:5432/whistle" in block, service
         assert f"DATABASE_PASSWORD_FILE: /run/secrets/db_{service}_password" in block, service
-        # its own password, the signers' keys for itself, and its own command key if it signs (nats_auth.ASKS)
+        # its own passwords, the signers' keys for itself, and its own command key if it signs (nats_auth.ASKS)
         mounted = re.search(r"secrets: \[([^\]]*)\]", block).group(1).replace(" ", "").split(",")
         signs = [f"command_key_{service}"] if service in ASKS else []
-        assert mounted == [f"db_{service}_password", f"command_verify_keys_{service}", *signs], (service, mounted)
+        assert mounted == [f"db_{service}_password", f"nats_{service}_password", f"command_verify_keys_{service}",
+                           *signs], (service, mounted)
     assert "services.cli.db_roles" in compose_block("db-roles")
 
 
 def test_each_process_gets_only_its_own_command_key_and_only_the_keys_meant_for_it():
     for gateway in ("gateway-1", "gateway-2"):
         block = compose_block(gateway)
-        assert "secrets: [command_key_gateway]" in block
+        assert "secrets: [nats_gateway_password, command_key_gateway]" in block
         assert "WHISTLE_COMMAND_KEY_FILE: /run/secrets/command_key_gateway" in block
     text = (ROOT / "docker-compose.yml").read_text()
     for service in BACKGROUND:
@@ -127,6 +128,34 @@ def test_make_secrets_writes_keys_that_sign_and_verify_as_the_services_do(tmp_pa
     assert (secrets / "command_verify_keys_response").read_text() == before  # kept once made
 
 
+def test_every_process_connects_to_nats_as_its_own_user_and_only_the_admin_declares_streams():
+    """docker-compose's NATS has users (services/cli/nats_conf.py, tests/component/test_nats_conf.py):
+    each service and gateway as itself, its password a secret file; the nodes' configuration written by
+    the nats-config job from every user's secret; the streams declared by the nats-streams job as the admin."""
+    text = (ROOT / "docker-compose.yml").read_text()
+    env = text.split("\nx-env: &env\n", 1)[1].split("\n\n", 1)[0]
+    assert 'WHISTLE_DECLARE_STREAMS: "false"' in env
+    for service in [*BACKGROUND, "gateway-1", "gateway-2"]:
+        user = "gateway" if service.startswith("gateway") else service
+        block = compose_block(service)
+        assert f"NATS_USER: {user}" in block and f"NATS_PASSWORD_FILE: /run/secrets/nats_{user}_password" in block
+        assert f"nats_{user}_password" in re.search(r"secrets: \[([^\]]*)\]", block).group(1), service
+    config = compose_block("nats-config")
+    mounted = set(re.search(r"secrets: \[([^\]]*)\]", config, re.S).group(1).replace(" ", "").replace("\n", "").split(","))
+    users = {"admin", "route", "gateway", *BACKGROUND}
+    assert mounted == {f"nats_{u}_password" for u in users}
+    made = (ROOT / "deploy" / "make-secrets.sh").read_text()
+    assert all(f"nats_{u}_password" in made for u in users)
+    assert "services.cli.nats_conf" in config and '"config"' in config
+    streams = compose_block("nats-streams")
+    assert "NATS_USER: admin" in streams and '"streams"' in streams
+    for n in (1, 2, 3):
+        node = compose_block(f"nats-{n}")
+        assert f'"/etc/nats/generated/nats-{n}.conf"' in node and "nats-config:/etc/nats/generated:ro" in node
+    x_nats = text.split("\nx-nats: &nats\n", 1)[1].split("\n\n", 1)[0]
+    assert "nats-config: { condition: service_completed_successfully }" in x_nats
+
+
 def test_monitoring_listens_on_the_host_only_and_the_edge_speaks_tls():
     for service in ("prometheus", "grafana", "nats-1"):
         published = re.findall(r'^\s+- "([^"]+)"', compose_block(service), re.M)
@@ -137,3 +166,17 @@ def test_monitoring_listens_on_the_host_only_and_the_edge_speaks_tls():
     caddy = (ROOT / "deploy" / "Caddyfile").read_text()
     assert "auto_https off" not in caddy and "{$WHISTLE_SITE:localhost} {" in caddy
     assert not re.search(r"^:80 \{", caddy, re.M)
+
+
+def test_docker_compose_is_valid_yaml_and_every_service_names_its_secrets():
+    """The file parses (a misplaced line once put Grafana's secrets inside its environment), and every secret
+    a service mounts is declared."""
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    declared = set(compose["secrets"])
+    for name, service in compose["services"].items():
+        assert set(service.get("secrets") or ()) <= declared, name
+        assert isinstance(service.get("environment") or {}, dict), name
+    assert compose["services"]["grafana"]["secrets"] == ["grafana_admin_password"]
+    assert "nats-config" in compose["volumes"]
