@@ -14,6 +14,7 @@ from shared.auth import check_secret
 from shared.nats_auth import with_user
 from shared.partitions import DEFAULT_PARTITIONS
 from shared.signing import Signer, Verifier
+from shared.streams import RETENTION_DAYS
 
 
 def replica_name(configured: str) -> str:
@@ -133,7 +134,8 @@ class ServiceSettings(BaseSettings):
     )
 
     reporter_retention_days: float = Field(
-        default=180, gt=0, validation_alias=AliasChoices("WHISTLE_REPORTER_RETENTION_DAYS", "reporter_retention_days"),
+        default=RETENTION_DAYS, gt=0,
+        validation_alias=AliasChoices("WHISTLE_REPORTER_RETENTION_DAYS", "reporter_retention_days"),
         description="Days after a whistle is struck off (closed) when every service deletes its reporter's personal"
         " data (name, phone, e-mail, consents); a reopened whistle is kept while open",
     )

@@ -19,11 +19,20 @@ from shared import subjects as s
 from shared.partitions import DEFAULT_PARTITIONS, subject_transform
 
 DAY = 86_400.0
+EVENTS_DAYS = 365.0  # the longest the event log is kept …
+RETENTION_DAYS = 180.0  # … and never longer than a reporter's personal data (WHISTLE_REPORTER_RETENTION_DAYS)
 
 
-def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> list[StreamConfig]:
+def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS,
+                   retention_days: float = RETENTION_DAYS) -> list[StreamConfig]:
     """The four streams: domain events (stored with their whistle's partition), SLA clock schedules,
-    dead letters, advisories."""
+    dead letters, advisories.
+
+    whistle.blown carries the reporter as given (name, masked phone and e-mail) and free text: the
+    events and the dead letters (bodies of events) are kept no longer than the reporters' data may be,
+    `retention_days`. A whistle's events are thus gone from the log at most that long after it was blown,
+    which is no later than that long after it was struck off."""
+    keep = min(EVENTS_DAYS, retention_days) * DAY
     return [
         StreamConfig(
             name=s.EVENTS_STREAM,
@@ -31,7 +40,7 @@ def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> l
             subject_transform=subject_transform(partitions),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            max_age=365 * DAY,
+            max_age=keep,
             duplicate_window=120.0,
             num_replicas=replicas,
         ),
@@ -50,7 +59,7 @@ def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> l
             name=s.DEADLETTER_STREAM,
             subjects=[f"{s.DEADLETTER}.>"],
             storage=StorageType.FILE,
-            max_age=90 * DAY,
+            max_age=min(90 * DAY, keep),
             num_replicas=replicas,
         ),
         StreamConfig(
@@ -63,9 +72,10 @@ def stream_configs(replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> l
     ]
 
 
-async def ensure_streams(js: JetStreamContext, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS) -> None:
+async def ensure_streams(js: JetStreamContext, replicas: int = 1, partitions: int = DEFAULT_PARTITIONS,
+                         retention_days: float = RETENTION_DAYS) -> None:
     """Create or update every stream; safe to call from many processes at once."""
-    for config in stream_configs(replicas, partitions):
+    for config in stream_configs(replicas, partitions, retention_days):
         try:
             await js.stream_info(config.name)
             await js.update_stream(config)

@@ -118,7 +118,8 @@ async def declare_streams() -> None:
     try:
         for attempt in range(60):
             try:
-                await ensure_streams(nc.jetstream(), settings.stream_replicas, settings.partitions)
+                await ensure_streams(nc.jetstream(), settings.stream_replicas, settings.partitions,
+                                     settings.reporter_retention_days)
                 return
             except Exception as exc:  # noqa: BLE001 — no meta leader yet: tried again
                 if attempt == 59:

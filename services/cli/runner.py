@@ -220,7 +220,8 @@ class Runner:
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    await ensure_streams(nc.jetstream(), self.replicas, self.settings.partitions)
+                    await ensure_streams(nc.jetstream(), self.replicas, self.settings.partitions,
+                                         self.settings.reporter_retention_days)
                     return
                 except nats.errors.Error as exc:
                     if time.monotonic() > deadline:

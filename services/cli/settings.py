@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.partitions import DEFAULT_PARTITIONS
+from shared.streams import RETENTION_DAYS
 
 
 class RunnerSettings(BaseSettings):
@@ -36,6 +37,9 @@ class RunnerSettings(BaseSettings):
         description="Partitions of the domain events by whistle: the most replicas a service can spread over",
     )
     telemetry_base_port: int = 9101
+    reporter_retention_days: float = Field(
+        default=RETENTION_DAYS, gt=0, description="As every service reads it: the streams it declares keep"
+        " events no longer (shared/streams.py)")
     demo: bool = True
     nats_auth: bool = Field(default=True, description="The embedded NATS: a user per service, each allowed only its"
                             " own subjects (shared/nats_auth.py); false: anyone reaching the port may do anything")

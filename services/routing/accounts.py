@@ -33,6 +33,17 @@ _hasher = PasswordHash.recommended()  # argon2id with the library's current para
 _DUMMY_HASH = _hasher.hash("whistle-no-such-account")
 
 NOT_SIGNED_IN = "wrong user name or password / 用户名或密码错误"
+DEACTIVATED = Reply.refuse(403, "deactivated", "this responder is deactivated: its people can no longer sign in;"
+                           " ask a supervisor / 该单位已停用，其人员不能再登录，请联系主管")
+
+
+async def deactivated(conn: asyncpg.Connection, role: str, subject_id: str) -> bool:
+    """Whether a console account acts for a registry responder that is deactivated (its tokens and sessions
+    stop working everywhere: a sign-in would give a session nobody honours)."""
+    if role != "responder":
+        return False
+    return bool(await conn.fetchval(
+        "SELECT NOT coalesce((data ->> 'active')::boolean, true) FROM responders WHERE id = $1", subject_id))
 
 
 def lock_for(failures: int) -> float:
@@ -112,7 +123,8 @@ class AccountHandlers:
 
     async def check(self, pool: asyncpg.Pool, cmd: Command[SignIn]) -> Reply:
         """Check a console sign-in (the console): the account's role and id, 401 for a wrong name or
-        password, 429 while locked.
+        password, 429 while locked, 403 for a deactivated responder's account (told only with the right
+        password).
 
         A query, not a command: its refusals must still record the failure, and a refused command
         rolls its transaction back.
@@ -131,6 +143,8 @@ class AccountHandlers:
             if good and account is not None:
                 if throttle.failures:
                     await conn.execute("DELETE FROM signin_failures WHERE username = $1", name)
+                if await deactivated(conn, account["role"], account["subject_id"]):
+                    return DEACTIVATED  # the right password: no failure counted
                 return Reply.success({"role": account["role"], "id": account["subject_id"]})
             after = throttle.failed(now)
             await save_throttle(conn, "signin_failures", name, after)

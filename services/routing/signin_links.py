@@ -18,7 +18,7 @@ import structlog
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from services.routing.accounts import held_throttle, save_throttle
+from services.routing.accounts import DEACTIVATED, deactivated, held_throttle, save_throttle
 from services.routing.payloads import SigninLinkUse
 from shared import subjects
 from shared.commands import SigninLinkAsk
@@ -115,6 +115,8 @@ class SigninLinks:
                 return Reply.refuse(410, "link_spent", SPENT) if known else Reply.refuse(400, "unknown_link", UNKNOWN)
             # as a right password does: the name starts afresh
             await conn.execute("DELETE FROM signin_link_requests WHERE username = $1", spent["username"].lower())
+            if await deactivated(conn, spent["role"], spent["subject_id"]):
+                return DEACTIVATED
         log.info("signin_link.used", link_id=str(spent["id"]), role=spent["role"])
         return Reply.success({"role": spent["role"], "id": spent["subject_id"], "username": spent["username"]})
 

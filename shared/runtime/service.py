@@ -158,7 +158,8 @@ class ServiceRuntime(Consuming, Answering):
         self._nc = await nats.connect(nats_servers(self.settings.nats_url), name=f"{self.name}-relay", max_reconnect_attempts=-1)
         js = self._nc.jetstream(publish_async_max_pending=10_000)
         if self.settings.declare_streams:
-            await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions)
+            await ensure_streams(js, self.settings.stream_replicas, self.settings.partitions,
+                                 self.settings.reporter_retention_days)
         else:
             await wait_for_streams(js)
         self.relay = OutboxRelay(self.pool, self._nc, self.name)

@@ -294,3 +294,31 @@ def test_the_sign_in_link_pages_pass_axe_in_both_languages_with_no_english_left(
     print(f"screenshots in {tmp_path}")
     assert len(list(tmp_path.glob("*.png"))) == 2 * 2 * 3
     assert not problems, "\n".join(problems)
+
+
+def test_the_people_of_a_deactivated_responder_are_told_why_they_are_signed_out_and_cannot_sign_in(system):
+    supervisor, csrf = http_signed_in(system, "supervisor")
+    with closing(supervisor):
+        person, password = new_person(system, supervisor, csrf)
+    unit = {"kind": "department", "name_en": f"Test {person}", "name_zh": f"测试{person}"}
+    with httpx.Client(base_url=system.base_url, timeout=15) as c:
+        signin_csrf = csrf_of(c.get("/console/signin"))
+        assert c.post("/console/signin", data={"csrf": signin_csrf, "username": person,
+                                               "password": password}).status_code == 303
+        assert c.get("/console/summons").status_code == 200
+        with system.client("supervisor") as api:
+            assert api.put(f"/v1/responders/{person}", json={**unit, "active": False}).status_code == 200
+        # the session stops working, and the sign-in page says why rather than just asking again
+        gone = wait_for(lambda: (r := c.get("/console/summons")).status_code == 303 and r, timeout=2, interval=0.05)
+        assert gone.headers["location"].endswith("&ended=1"), gone.headers["location"]
+        page = c.get(gone.headers["location"])
+        assert page.status_code == 200 and 'id="signin-error"' in page.text and "您的会话已结束" in page.text
+    # the right password: told the unit is deactivated (no session); a wrong one learns nothing more
+    refused = sign_in(system, person, password)
+    assert refused.status_code == 403 and "您的单位已停用" in refused.text
+    assert "whistle_session=" not in refused.headers.get("set-cookie", "")
+    wrong = sign_in(system, person, "not-the-password")
+    assert wrong.status_code == 401 and "您的单位已停用" not in wrong.text
+    with system.client("supervisor") as api:
+        assert api.put(f"/v1/responders/{person}", json=unit).status_code == 200  # active again
+    assert sign_in(system, person, password).status_code == 303

@@ -112,3 +112,20 @@ def test_a_dead_lettered_event_loses_its_reporter_and_the_number_texted() -> Non
     assert json.loads(_without_reporter(json.dumps(sent).encode(), {}))["address"] is None
     assert _without_reporter(json.dumps({"whistle_id": str(w), "recipient_id": "d-housing"}).encode(), {}) is None
     assert _without_reporter(b"not json", {}) is None
+
+
+def test_the_event_log_keeps_nothing_longer_than_the_reporters_data_may_be_kept():
+    """whistle.blown carries the reporter (and free text): EVENTS and the dead letters (event bodies) are
+    kept no longer than WHISTLE_REPORTER_RETENTION_DAYS, and never over a year."""
+    from shared.streams import DAY, stream_configs
+
+    def ages(days: float) -> dict[str, float]:
+        return {c.name: c.max_age / DAY for c in stream_configs(retention_days=days) if c.max_age}
+
+    assert ages(180) == {"EVENTS": 180, "DEADLETTER": 90, "ADVISORIES": 30}
+    assert ages(30)["EVENTS"] == 30 and ages(30)["DEADLETTER"] == 30
+    assert ages(3650)["EVENTS"] == 365
+    from services.cli.settings import RunnerSettings
+    from shared.settings import ServiceSettings
+
+    assert RunnerSettings().reporter_retention_days == ServiceSettings().reporter_retention_days == 180

@@ -16,7 +16,7 @@ from services.gateway.console.session import (
     SESSION_COOKIE,
     safe_next,
 )
-from services.gateway.console.web import Console, Refused, redirect
+from services.gateway.console.web import DEACTIVATED, SESSION_ENDED, Console, Refused, redirect
 from services.response.payloads import FollowUpAnswer
 from shared import subjects
 from shared.commands import Arbitration, ExtensionDecision, FollowUp, VerifyWhistle
@@ -69,7 +69,9 @@ def add_pages(console: Console) -> None:
     @router.get("/signin")
     async def signin_form(request: Request) -> Response:
         page = console.context(request)
-        return console.render(page, "signin.html", next=safe_next(request.query_params.get("next")), errors={})
+        # sent here because the session stopped working (revoked, or the responder deactivated): say so
+        errors = {"form": page.gettext(SESSION_ENDED)} if request.query_params.get("ended") == "1" else {}
+        return console.render(page, "signin.html", next=safe_next(request.query_params.get("next")), errors=errors)
 
     @router.post("/signin")
     async def signin(request: Request) -> Response:
@@ -103,6 +105,9 @@ def add_pages(console: Console) -> None:
             if status == 401:
                 message = page.gettext("Wrong user name or password.")
                 return console.render(page, "signin.html", 401, next=target, errors={"form": message},
+                                      username=username)
+            if status == 403 and reply.refusal.code == "deactivated":
+                return console.render(page, "signin.html", 403, next=target, errors={"form": page.gettext(DEACTIVATED)},
                                       username=username)
             raise console.refused(page, reply)
         cookie, _ = console.signer.issue(Actor(role=reply.data["role"], id=reply.data["id"]))

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 
 from services.gateway.console.i18n import N_
 from services.gateway.console.session import PRESESSION_COOKIE, SESSION_COOKIE, safe_next
-from services.gateway.console.web import Console, Page, Refused, redirect
+from services.gateway.console.web import DEACTIVATED, Console, Page, Refused, redirect
 from shared import subjects
 from shared.contracts import Actor
 
@@ -23,6 +23,7 @@ STALE_FORM = N_("This form has expired or did not come from this console. Reload
 REFUSALS = {
     410: N_("This sign-in link has been used or has expired. Ask for a new one on the sign-in page."),
     400: N_("This is not a sign-in link. Ask for a new one on the sign-in page."),
+    403: DEACTIVATED,  # the link's account acts for a deactivated responder
 }
 
 

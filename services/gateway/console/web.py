@@ -20,6 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.gateway.console import i18n, labels
+from services.gateway.console.i18n import N_
 from services.gateway.console.session import (
     LANG_COOKIE,
     PRESESSION_COOKIE,
@@ -43,6 +44,12 @@ class Redirect(Exception):
     def __init__(self, to: str):
         self.to = to
 
+# why signing in gives no working session: the sign-in page and the sign-in link's page say so
+DEACTIVATED = N_("Your unit has been deactivated: you can no longer sign in. Ask your supervisor if this is a"
+                  " mistake.")
+SESSION_ENDED = N_("Your session has ended: your access was revoked or your unit was deactivated. Sign in"
+                    " again, or ask your supervisor.")
+
 
 @dataclass
 class Page:
@@ -56,6 +63,7 @@ class Page:
     notices: list[str] = field(default_factory=list)
     set_presession: str | None = None
     inbox: int | None = None  # what waits in a supervisor's inbox (the badge on every page)
+    ended: bool = False  # it came with a session that no longer works (revoked, or the responder deactivated)
 
     @property
     def actor(self) -> Actor:
@@ -151,11 +159,10 @@ class Console:
         """Session (if any) and language of a request; pages that need sign-in use `page`."""
         locale = i18n.pick(request.cookies.get(LANG_COOKIE))
         session = self.signer.load(request.cookies.get(SESSION_COOKIE))
-        if session is not None and self.revocations is not None and self.revocations.session_revoked(
-                session.actor, session.expires - self.signer.ttl_s):  # deactivated, or revoked since it began
-            session = None
+        ended = session is not None and self.revocations is not None and self.revocations.session_revoked(
+            session.actor, session.expires - self.signer.ttl_s)  # deactivated, or revoked since it began
         translations = self.translations[locale]
-        page = Page(request, session, locale, translations.gettext, "")
+        page = Page(request, None if ended else session, locale, translations.gettext, "", ended=ended)
         if session is not None:
             page.csrf = session.csrf
         else:
@@ -176,7 +183,7 @@ class Console:
         page = self.context(request)
         if page.session is None:
             here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise Redirect(f"/console/signin?next={quote(here, safe='')}")
+            raise Redirect(f"/console/signin?next={quote(here, safe='')}" + ("&ended=1" if page.ended else ""))
         if roles is not None and page.role not in roles:
             raise Refused(403, page.gettext("This page is not for your role."))
         if page.role == "supervisor":
