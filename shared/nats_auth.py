@@ -36,6 +36,11 @@ ALSO: dict[str, list[str]] = {
     "routing": [s.ROUTING_TOKENS_CHANGED],  # the revoked bearer tokens changed: every gateway reads them again
 }
 
+# JetStream admin requests a service may make all the same: the ledger deletes an erased reporter's
+# whistle.blown from the event log (services/ledger/erasure.py); it may already republish any event
+JS_ALSO: dict[str, list[str]] = {"ledger": [f"$JS.API.STREAM.MSG.DELETE.{s.EVENTS_STREAM}"]}
+STREAMS = (s.EVENTS_STREAM, s.CLOCKS_STREAM, s.DEADLETTER_STREAM, s.ADVISORIES_STREAM)
+
 # JetStream as a consumer and a reader: durables (create, info, next, delete: a partition's reset),
 # acks, stream info and single messages; never a stream's create, update, delete or purge
 JS_CLIENT = [
@@ -53,9 +58,15 @@ def service_permissions(name: str, emitted: Iterable[str], served: Iterable[str]
     """A service's permissions: its events (`<family>.<verb>.<whistle id>`), its dead letters, what it asks
     and what `ALSO` gives it; to subscribe, its requests, its health and the replies to its own requests."""
     publish = [f"{subject}.*" for subject in emitted]
-    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT]
+    js_also = JS_ALSO.get(name, [])
+    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT, *js_also]
     subscribe = [*served, f"{s.HEALTH}.{name}", "_INBOX.>"]
-    return {"publish": {"allow": sorted(set(publish)), "deny": JS_ADMIN_DENIED},
+    deny = JS_ADMIN_DENIED
+    if js_also:  # the one message deletion it may make; every other stream's still denied
+        deleting = "$JS.API.STREAM.MSG.DELETE."
+        deny = [d for d in deny if d != f"{deleting}>"] + [
+            f"{deleting}{stream}" for stream in STREAMS if f"{deleting}{stream}" not in js_also]
+    return {"publish": {"allow": sorted(set(publish)), "deny": deny},
             "subscribe": {"allow": sorted(set(subscribe))}, "allow_responses": True}
 
 

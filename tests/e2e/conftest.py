@@ -238,6 +238,7 @@ def whistle_up(tmp_path_factory: pytest.TempPathFactory, cluster: bool = False, 
         GATEWAY_RATE_OVERRIDES='{"responder:m-b03-secretary": [5, 10]}',
         ESCALATION_RECONCILE_EVERY_S="2",  # periodic reconcile seen within a test (test_clock_reconcile)
         WHISTLE_REPORTER_PURGE_EVERY_S="1",  # each service's reporter purge seen within a test (test_privacy)
+        LEDGER_ERASED_IN_LOG_EVERY_S="0.5",  # an erased reporter's whistle.blown leaves the log within a test
         # the notifier's channels at local fakes the notifier tests start (tests/e2e/notifier_fakes.py)
         NOTIFIER_WECOM_BASE_URL=f"http://127.0.0.1:{fake_http}/wecom/send",
         NOTIFIER_DINGTALK_BASE_URL=f"http://127.0.0.1:{fake_http}/dingtalk/send",

@@ -12,6 +12,8 @@ import asyncio
 import csv
 import io
 import json
+import os
+import signal
 import time
 import uuid
 from datetime import datetime
@@ -19,8 +21,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
+import nats
 import pytest
+from nats.js.errors import NotFoundError
 
+from shared.partitions import DEFAULT_PARTITIONS, stored_subject
 from tests.e2e.conftest import System, wait_for
 from tests.e2e.notifier_fakes import Receivers
 from tests.e2e.test_links import close
@@ -181,6 +186,45 @@ def test_a_supervisor_erases_a_reporter_everywhere_and_the_timeline_keeps_only_t
     assert "ref 2026-118" in fact["data"]["reason"] and "孟阿姨" not in fact["data"]["reason"]
     with httpx.Client(base_url=system.base_url) as anyone:  # withdrawn from Open311 with the rest
         assert anyone.get(f"/open311/v2/requests/{whistle_id}.json").status_code == 404
+    # and from the event log: its whistle.blown is deleted, the whistle's other events stay
+    wait_for(lambda: asyncio.run(stored(system, "whistle.blown", whistle_id)) == [], 30,
+             what="the whistle.blown deleted from the event log")
+    assert asyncio.run(stored(system, "whistle.closed", whistle_id)), "the whistle's other events are kept"
+
+
+def test_an_erased_reporters_event_stays_in_the_log_until_every_consumer_has_taken_it(system: System):
+    """The notifier frozen: it has not taken the whistle.blown when the reporter is erased, so the ledger
+    must not delete it yet (the notifier would never learn of the whistle); once it has, it goes."""
+    notifier = system.pids()["notifier"]
+    os.kill(notifier, signal.SIGSTOP)
+    try:
+        whistle_id = system.blow(**QUIET, reporter={"name": "冯先生", "phone": phone()})
+        with system.client("supervisor") as s:
+            r = s.post(f"/v1/whistles/{whistle_id}/erase-reporter", json={"reason": "asked in person / 本人申请"})
+            assert r.status_code == 200, r.text
+        wait_for(lambda: sql(system, "SELECT 1 FROM ledger.erased_in_log WHERE whistle_id = $1",
+                             uuid.UUID(whistle_id)), 30, what="the erasure waiting in the ledger")
+        time.sleep(3)  # six rounds of the ledger's deletion
+        assert asyncio.run(stored(system, "whistle.blown", whistle_id)), "deleted before the notifier took it"
+        assert sql(system, "SELECT deleted_at FROM ledger.erased_in_log WHERE whistle_id = $1",
+                   uuid.UUID(whistle_id))[0]["deleted_at"] is None
+    finally:
+        os.kill(notifier, signal.SIGCONT)
+    wait_for(lambda: asyncio.run(stored(system, "whistle.blown", whistle_id)) == [], 60,
+             what="the whistle.blown deleted once the notifier took it")
+    assert sql(system, "SELECT 1 FROM notifier.whistles WHERE id = $1", uuid.UUID(whistle_id)), "the notifier has it"
+
+
+async def stored(system: System, event: str, whistle_id: str) -> list[bytes]:
+    """The bodies of `event` for the whistle in the EVENTS stream (the last stored, if any)."""
+    nc = await nats.connect(system.nats_url)
+    try:
+        msg = await nc.jetstream().get_msg("EVENTS", subject=stored_subject(event, whistle_id, DEFAULT_PARTITIONS))
+        return [msg.data]
+    except NotFoundError:
+        return []
+    finally:
+        await nc.close()
 
 
 def test_the_audit_of_a_month_lists_every_command_with_who_did_it(system: System):
