@@ -173,7 +173,7 @@ class BlowBatcher:
         known = await store.seen_idempotency(conn, [b.key for b in firsts if b.key not in claimed])
         settled = blows.settle(batch, known)
         new = [s.blow for s in settled if s.new]
-        await store.save_whistles(conn, new)
+        await store.save_whistles(conn, [(b.whistle, b.raised.reporter) for b in new])
         assert self._relay is not None
         queued += await write_outbox(conn, [b.whistle for b in new], notify=not self._relay.leading)
         return [s.reply for s in settled]

@@ -60,12 +60,12 @@ class IntakeHandlers:
         fresh = [o for o in orders if o.external_id not in known]
         events: list[Event] = []
         if not batch.dry_run:
-            for order in fresh:
-                blown = domain.blow(order.whistle, self.catalogue, str(cmd.actor), now)
-                await store.save_whistle(conn, blown, order.whistle)
-                await store.remember_order(conn, order.external_id, blown.whistle_id, order.received_at, now)
-                telemetry.WHISTLES.labels(blown.source.value, blown.category, blown.tier.value).inc()
-                events.append(blown)  # grouped into its problem class by `group`, like any whistle
+            blown = [(order, domain.blow(order.whistle, self.catalogue, str(cmd.actor), now)) for order in fresh]
+            await store.save_whistles(conn, [(e, order.whistle.reporter) for order, e in blown])
+            for order, e in blown:
+                await store.remember_order(conn, order.external_id, e.whistle_id, order.received_at, now)
+                telemetry.WHISTLES.labels(e.source.value, e.category, e.tier.value).inc()
+                events.append(e)  # grouped into its problem class by `group`, like any whistle
         summary = {"rows": len(rows), "imported": 0 if batch.dry_run else len(fresh),
                    "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": batch.dry_run}
         return Reply.success(summary), events
@@ -105,8 +105,9 @@ class IntakeHandlers:
             if decision.proactive:
                 proactive.append(decision.proactive)
             events += decision.events
-        for p in proactive:  # intake owns it like any other whistle (saved before the class names it)
-            await store.save_whistle(conn, p, None)
+        # intake owns them like any other whistle (saved before the class names them)
+        await store.save_whistles(conn, [(p, None) for p in proactive])
+        for p in proactive:
             telemetry.WHISTLES.labels(p.source.value, p.category, p.tier.value).inc()
         await store.save_classes(conn, list(changed.values()), members)
         return events

@@ -10,30 +10,16 @@ import asyncpg
 
 from services.intake.blows import Blow, IdempotencyKey, Seen
 from services.intake.classes import ProblemClass
-from shared.commands import RaiseWhistle
+from shared.commands import ReporterIn
 from shared.contracts import WhistleBlown
 
 
-async def save_whistle(conn: asyncpg.Connection, e: WhistleBlown, raised: RaiseWhistle | None) -> None:
-    """The whistle as raised; the reporter's phone and email whole (the event carries them masked).
-    None: intake's own."""
-    reporter = raised.reporter if raised else None
-    await conn.execute(
-        "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
-        " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent, reporter_public_consent)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        e.whistle_id, e.category, e.description, e.location.model_dump(), e.tier.value, e.source.value,
-        e.actor, e.occurred_at, reporter.name if reporter else None, reporter.phone if reporter else None,
-        e.attachments, reporter.email if reporter else None, bool(reporter and reporter.sms_consent),
-        bool(reporter and reporter.public_consent),
-    )
-
-
-async def save_whistles(conn: asyncpg.Connection, blows: list[Blow]) -> None:
-    """Many whistles as raised, in one statement (a batch of blow requests)."""
-    if not blows:
+async def save_whistles(conn: asyncpg.Connection, rows: list[tuple[WhistleBlown, ReporterIn | None]]) -> None:
+    """Whistles as raised, in one statement: each with its reporter as given (the phone and e-mail whole;
+    the event carries them masked), None for intake's own (a problem class's proactive whistle). The one
+    insert of a whistle: a batch of blow requests, an import of 12345 orders, the proactive whistles."""
+    if not rows:
         return
-    rows = [(b.whistle, b.raised.reporter) for b in blows]
     await conn.execute(
         "INSERT INTO whistles (id, category, description, location, tier, source, raised_by, raised_at,"
         " reporter_name, reporter_phone, attachments, reporter_email, reporter_sms_consent, reporter_public_consent)"
