@@ -194,6 +194,12 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
 
     limiter = TokenBuckets(settings.rate_per_s, settings.rate_burst, overrides=settings.rate_overrides)
 
+    async def blow(actor: Actor, raised: RaiseWhistle, key: str | None) -> JSONResponse:
+        """POST /v1/whistles: what both its paths do once the body and the key are valid."""
+        reply = await bus.command(subjects.CMD_INTAKE_BLOW, actor, {**raised.model_dump(mode="json"),
+                                                                     "idempotency_key": key}, idempotency_key=key)
+        return answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
+
     async def blow_fast(scope: dict, body: bytes, actor: Actor) -> tuple[int, bytes] | None:
         """POST /v1/whistles without FastAPI when the body and Idempotency-Key are valid (most CPU of a blow
         was FastAPI's); None otherwise, and `raise_whistle` below answers, with FastAPI's exact 422s."""
@@ -204,9 +210,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
             raised = RaiseWhistle.model_validate_json(body)
         except ValidationError:
             return None
-        reply = await bus.command(subjects.CMD_INTAKE_BLOW, actor, {**raised.model_dump(mode="json"),
-                                                                     "idempotency_key": key}, idempotency_key=key)
-        response = answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
+        response = await blow(actor, raised, key)
         return response.status_code, response.body
 
     app.add_middleware(Edge, tokens=TokenCache(keys, revocations), limiter=limiter,
@@ -258,10 +262,7 @@ def create_app(settings: GatewaySettings | None = None, bus: Bus | None = None,
     async def raise_whistle(
         request: Request, body: RaiseWhistle, idempotency_key: IdempotencyKey = None,
     ) -> JSONResponse:
-        payload = {**body.model_dump(mode="json"), "idempotency_key": idempotency_key}
-        reply = await bus.command(subjects.CMD_INTAKE_BLOW, actor_of(request), payload,
-                                  idempotency_key=idempotency_key)
-        return answer(reply, 200 if reply.ok and reply.data.get("replayed") else 201)
+        return await blow(actor_of(request), body, idempotency_key)  # an invalid body never gets here: 422
 
     @app.post("/v1/imports", tags=["intake"],
               summary="Import a batch of 12345 work orders (up to 1,000 rows a call) / 导入12345工单")
