@@ -41,12 +41,29 @@ ALSO: dict[str, list[str]] = {
 JS_ALSO: dict[str, list[str]] = {"ledger": [f"$JS.API.STREAM.MSG.DELETE.{s.EVENTS_STREAM}"]}
 STREAMS = (s.EVENTS_STREAM, s.CLOCKS_STREAM, s.DEADLETTER_STREAM, s.ADVISORIES_STREAM)
 
-# JetStream as a consumer and a reader: durables (create, info, next, delete: a partition's reset),
-# acks, stream info and single messages; never a stream's create, update, delete or purge
+# JetStream as a reader: stream info, single messages, any consumer's info (lag, ack floors), acks (of
+# what it was delivered: the ack subject comes with the message); never a stream's create, update,
+# delete or purge. Consumers: only its own (`consumer_permissions`)
 JS_CLIENT = [
     "$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-    "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.>", "$JS.ACK.>", "$JS.FC.>",
+    "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>", "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.LIST.*",
+    "$JS.API.CONSUMER.NAMES.*", "$JS.ACK.>", "$JS.FC.>",
 ]
+# a stream whose consumers a service makes under names of the moment (escalation's reconcile reads the
+# CLOCKS stream, which only it consumes, through short-lived ones): any consumer of it
+ANY_CONSUMER: dict[str, list[str]] = {"escalation": [s.CLOCKS_STREAM]}
+
+
+def consumer_permissions(name: str, durables: Iterable[tuple[str, str]]) -> list[str]:
+    """Its own consumers, by stream and name: create (with or without the filter in the subject), pull,
+    reset (a partition taken over) and delete them. Another service's durable it cannot pull from (its
+    messages would be taken from their owner), reset or delete."""
+    allowed = []
+    for stream, durable in [*durables, *((stream, "*") for stream in ANY_CONSUMER.get(name, []))]:
+        for verb in ("CREATE", "DURABLE.CREATE", "DELETE", "RESET", "MSG.NEXT"):
+            allowed.append(f"$JS.API.CONSUMER.{verb}.{stream}.{durable}")
+        allowed.append(f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.>")  # a single filter rides in the subject
+    return allowed
 JS_ADMIN_DENIED = [
     "$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>",
     "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.SNAPSHOT.>", "$JS.API.STREAM.RESTORE.>", "$JS.API.META.>",
@@ -54,12 +71,15 @@ JS_ADMIN_DENIED = [
 ]
 
 
-def service_permissions(name: str, emitted: Iterable[str], served: Iterable[str]) -> dict:
-    """A service's permissions: its events (`<family>.<verb>.<whistle id>`), its dead letters, what it asks
-    and what `ALSO` gives it; to subscribe, its requests, its health and the replies to its own requests."""
+def service_permissions(name: str, emitted: Iterable[str], served: Iterable[str],
+                        durables: Iterable[tuple[str, str]] = ()) -> dict:
+    """A service's permissions: its events (`<family>.<verb>.<whistle id>`), its dead letters, what it asks,
+    what `ALSO` gives it and its own `durables` (stream, name); to subscribe, its requests, its health and
+    the replies to its own requests."""
     publish = [f"{subject}.*" for subject in emitted]
     js_also = JS_ALSO.get(name, [])
-    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT, *js_also]
+    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT, *js_also,
+                *consumer_permissions(name, durables)]
     subscribe = [*served, f"{s.HEALTH}.{name}", "_INBOX.>"]
     deny = JS_ADMIN_DENIED
     if js_also:  # the one message deletion it may make; every other stream's still denied

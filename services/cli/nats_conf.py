@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from shared import nats_auth, subjects
+from shared.partitions import DEFAULT_PARTITIONS
 
 # core subjects the gateway listens to besides the board's: routing's notice that the revoked tokens
 # changed (services/gateway/revocations.py)
@@ -34,8 +35,9 @@ NODES = ("nats-1", "nats-2", "nats-3")
 CLUSTER = "whistle"
 
 
-def declared_permissions() -> dict[str, dict]:
-    """Each service's NATS permissions, from what it declares (built as it runs, its handlers unused)."""
+def declared_permissions(partitions: int = DEFAULT_PARTITIONS) -> dict[str, dict]:
+    """Each service's NATS permissions, from what it declares (built as it runs, its handlers unused), its
+    durables once per partition."""
     from shared.services import SERVICES
 
     saved = os.environ.get("WHISTLE_AUTH_SECRET")
@@ -45,7 +47,8 @@ def declared_permissions() -> dict[str, dict]:
     finally:
         if saved is None:
             os.environ.pop("WHISTLE_AUTH_SECRET", None)
-    permissions = {name: nats_auth.service_permissions(name, runtime.emitted, runtime.served)
+    permissions = {name: nats_auth.service_permissions(name, runtime.emitted, runtime.served,
+                                                       runtime.durables(partitions))
                    for name, runtime in runtimes.items()}
     permissions[nats_auth.GATEWAY] = nats_auth.gateway_permissions(GATEWAY_NOTICES)
     return permissions
@@ -92,9 +95,10 @@ def node_config(node: str, peers: list[str], passwords: dict[str, str], permissi
     return json.dumps(config, indent=2)
 
 
-def write_configs(secrets_dir: Path, out: Path, nodes: tuple[str, ...] = NODES) -> list[Path]:
+def write_configs(secrets_dir: Path, out: Path, nodes: tuple[str, ...] = NODES,
+                  partitions: int = DEFAULT_PARTITIONS) -> list[Path]:
     """`<node>.conf` for each node (docker-compose's: each the same ports on a host of its own)."""
-    permissions = declared_permissions()
+    permissions = declared_permissions(partitions)
     passwords = read_passwords(secrets_dir, users_of(permissions))
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -137,10 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     config.add_argument("--secrets", type=Path, default=Path("/run/secrets"))
     config.add_argument("--out", type=Path, default=Path("/etc/nats/generated"))
     config.add_argument("--nodes", default=",".join(NODES))
+    config.add_argument("--partitions", type=int, default=int(os.environ.get("WHISTLE_PARTITIONS", DEFAULT_PARTITIONS)),
+                        help="as the services run with (WHISTLE_PARTITIONS): their durables are named by partition")
     commands.add_parser("streams", help="declare every stream as the admin")
     args = parser.parse_args(argv)
     if args.command == "config":
-        for path in write_configs(args.secrets, args.out, tuple(args.nodes.split(","))):
+        for path in write_configs(args.secrets, args.out, tuple(args.nodes.split(",")), args.partitions):
             print(f"wrote {path}")
     else:
         asyncio.run(declare_streams())

@@ -195,7 +195,7 @@ class Runner:
     def prepare_nats_auth(self) -> None:
         """A NATS user per service (its password kept in `nats-users.json`, 0600), each allowed what its
         own declarations say it publishes and answers (shared/nats_auth.py); the admin for the runner."""
-        self.nats_permissions = nats_conf.declared_permissions()  # as docker-compose's nats-config job does
+        self.nats_permissions = nats_conf.declared_permissions(self.settings.partitions)  # as docker-compose's nats-config job does
         self.nats_users = nats_auth.passwords(self.home / "nats-users.json", nats_conf.users_of(self.nats_permissions))
 
     def nats_config(self, node: NatsNode) -> Path | None:

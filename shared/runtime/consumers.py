@@ -251,6 +251,15 @@ class Consuming:
                 title=f"{self.name}:{one}", description=doc,
             )(documented)
 
+    def durables(self, partitions: int) -> list[tuple[str, str]]:
+        """Every durable consumer this service makes, (stream, name): a partitioned one's once per partition
+        (its NATS user may make, pull, reset and delete these and no other; shared/nats_auth.py)."""
+        made: list[tuple[str, str]] = []
+        for c in self._consumers:
+            made += [(c.stream, durable_for(c.durable, p)) for p in range(partitions)] if c.partitioned \
+                else [(c.stream, c.durable)]
+        return made
+
     async def _start_consumers(self, js) -> None:
         """Declare or update each consumer's durable and start its fetch loops; partitioned ones start
         with the partitions the lease keeper gives this replica."""

@@ -105,6 +105,35 @@ async def test_a_service_cannot_command_another_or_listen_to_its_commands(system
         await gateway.close()
 
 
+async def test_a_service_cannot_pull_from_reset_or_delete_another_services_consumer(system: System):
+    """Routing's credentials: intake's durable is not routing's to take messages from, rewind or remove;
+    its lag may be read (the ledger's erasure reads every consumer's ack floor)."""
+    theirs = "intake-events-p00"
+    errors: list[str] = []
+    nc = await _connect(_url(system, "routing"), errors)
+    try:
+        js = nc.jetstream(timeout=1.5)
+        info = await js.consumer_info(subjects.EVENTS_STREAM, theirs)
+        assert info.name == theirs
+        for attempt in (js.delete_consumer, js.reset_consumer):
+            with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+                await attempt(subjects.EVENTS_STREAM, theirs)
+        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{subjects.EVENTS_STREAM}.{theirs}", b'{"batch": 1}',
+                         reply=nc.new_inbox())
+        await nc.flush()
+        for verb in ("DELETE", "RESET", "MSG.NEXT"):
+            assert await _violations(errors, f"$JS.API.CONSUMER.{verb}.{subjects.EVENTS_STREAM}.{theirs}"), (verb, errors)
+        # its own it may: the same calls on routing's own durable are answered (info only, nothing changed)
+        assert (await js.consumer_info(subjects.EVENTS_STREAM, "routing-events-p00")).name == "routing-events-p00"
+    finally:
+        await nc.close()
+    admin = await nats.connect(system.nats_url.split(",")[0])
+    try:
+        assert (await admin.jetstream().consumer_info(subjects.EVENTS_STREAM, theirs)).name == theirs  # still there
+    finally:
+        await admin.close()
+
+
 async def test_only_the_admin_may_delete_or_purge_a_stream(system: System):
     for user in ("intake", "ledger", "escalation"):
         errors: list[str] = []

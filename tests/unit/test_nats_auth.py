@@ -80,3 +80,23 @@ def test_the_ledger_alone_may_delete_single_events_and_nothing_else_of_any_strea
         perms = nats_auth.service_permissions(other, [], [])
         assert "$JS.API.STREAM.MSG.DELETE.>" in perms["publish"]["deny"], other
         assert not any("MSG.DELETE" in a for a in perms["publish"]["allow"]), other
+
+
+def test_a_service_may_make_pull_reset_and_delete_only_its_own_consumers():
+    from shared.services import SERVICES
+
+    os.environ.setdefault("WHISTLE_AUTH_SECRET", "x" * 43)
+    runtimes = {s.name: s.build() for s in SERVICES if s.background}
+    intake = runtimes["intake"]
+    durables = intake.durables(4)
+    assert ("EVENTS", "intake-events-p00") in durables and ("EVENTS", "intake-events-p03") in durables
+    allow = nats_auth.service_permissions("intake", intake.emitted, intake.served, durables)["publish"]["allow"]
+    for verb in ("CREATE", "DURABLE.CREATE", "DELETE", "RESET", "MSG.NEXT"):
+        assert f"$JS.API.CONSUMER.{verb}.EVENTS.intake-events-p03" in allow
+        assert not any(a.startswith(f"$JS.API.CONSUMER.{verb}.") and "routing" in a for a in allow)
+    assert "$JS.API.CONSUMER.CREATE.EVENTS.intake-events-p03.>" in allow  # a filter in the subject
+    assert "$JS.API.CONSUMER.>" not in allow and "$JS.API.CONSUMER.INFO.*.*" in allow  # anyone's lag, read only
+    escalation = runtimes["escalation"]
+    allow = nats_auth.service_permissions("escalation", [], [], escalation.durables(16))["publish"]["allow"]
+    assert "$JS.API.CONSUMER.CREATE.CLOCKS.*.>" in allow  # its reconcile's short-lived readers of CLOCKS
+    assert "$JS.API.CONSUMER.DELETE.EVENTS.*" not in allow
