@@ -215,6 +215,26 @@ def test_an_erased_reporters_event_stays_in_the_log_until_every_consumer_has_tak
     assert sql(system, "SELECT 1 FROM notifier.whistles WHERE id = $1", uuid.UUID(whistle_id)), "the notifier has it"
 
 
+def test_an_erasure_outlives_a_kill_9_of_the_ledger_and_of_intake(system: System):
+    """Killed -9 just after the erasure was asked for: what intake committed is told, what the ledger
+    took is carried out after its restart, the log's copy included."""
+    whistle_id = system.blow(**QUIET, reporter={"name": "褚女士", "phone": phone(), "email": "chu@example.org"})
+    wait_for(lambda: system.whistle(whistle_id).get("reporter"), 30, what="the whistle in the ledger")
+    with system.client("supervisor") as s:
+        r = s.post(f"/v1/whistles/{whistle_id}/erase-reporter", json={"reason": "asked in writing / 书面申请"})
+        assert r.status_code == 200, r.text
+    for service in ("intake", "ledger"):
+        killed = system.pids()[service]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda service=service, killed=killed: system.pids().get(service) not in (None, killed), 60,
+                 what=f"{service} restarted")
+    wait_for(lambda: (system.whistle(whistle_id).get("reporter") or {}).get("removed") == "erasure", 60,
+             what="the erasure carried out by the restarted ledger")
+    wait_for(lambda: asyncio.run(stored(system, "whistle.blown", whistle_id)) == [], 60,
+             what="the log's copy deleted after the restarts")
+    assert intake_row(system, whistle_id)["reporter_name"] is None
+
+
 async def stored(system: System, event: str, whistle_id: str) -> list[bytes]:
     """The bodies of `event` for the whistle in the EVENTS stream (the last stored, if any)."""
     nc = await nats.connect(system.nats_url)
