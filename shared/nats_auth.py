@@ -36,11 +36,6 @@ ALSO: dict[str, list[str]] = {
     "routing": [s.ROUTING_TOKENS_CHANGED],  # the revoked bearer tokens changed: every gateway reads them again
 }
 
-# JetStream admin requests a service may make all the same: the ledger deletes an erased reporter's
-# whistle.blown from the event log (services/ledger/erasure.py); it may already republish any event
-JS_ALSO: dict[str, list[str]] = {"ledger": [f"$JS.API.STREAM.MSG.DELETE.{s.EVENTS_STREAM}"]}
-STREAMS = (s.EVENTS_STREAM, s.CLOCKS_STREAM, s.DEADLETTER_STREAM, s.ADVISORIES_STREAM)
-
 # JetStream as a reader: stream info, single messages, any consumer's info (lag, ack floors), acks (of
 # what it was delivered: the ack subject comes with the message); never a stream's create, update,
 # delete or purge. Consumers: only its own (`consumer_permissions`)
@@ -77,16 +72,10 @@ def service_permissions(name: str, emitted: Iterable[str], served: Iterable[str]
     what `ALSO` gives it and its own `durables` (stream, name); to subscribe, its requests, its health and
     the replies to its own requests."""
     publish = [f"{subject}.*" for subject in emitted]
-    js_also = JS_ALSO.get(name, [])
-    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT, *js_also,
+    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT,
                 *consumer_permissions(name, durables)]
     subscribe = [*served, f"{s.HEALTH}.{name}", "_INBOX.>"]
-    deny = JS_ADMIN_DENIED
-    if js_also:  # the one message deletion it may make; every other stream's still denied
-        deleting = "$JS.API.STREAM.MSG.DELETE."
-        deny = [d for d in deny if d != f"{deleting}>"] + [
-            f"{deleting}{stream}" for stream in STREAMS if f"{deleting}{stream}" not in js_also]
-    return {"publish": {"allow": sorted(set(publish)), "deny": deny},
+    return {"publish": {"allow": sorted(set(publish)), "deny": JS_ADMIN_DENIED},
             "subscribe": {"allow": sorted(set(subscribe))}, "allow_responses": True}
 
 

@@ -3,6 +3,7 @@ declared as the admin (docker-compose.yml runs both as one-shot jobs before the 
 
     python -m services.cli.nats_conf config --secrets /run/secrets --out /etc/nats/generated
     python -m services.cli.nats_conf streams            # NATS_URL, NATS_USER=admin, NATS_PASSWORD_FILE
+    python -m services.cli.nats_conf erase              # the same; runs until stopped
 
 `config` writes `<node>.conf` for each node of the cluster: its name, ports and JetStream store, the
 routes to the other nodes authenticated as `route`, and one user per service allowed what the service
@@ -12,6 +13,8 @@ hold every password.
 
 `streams` declares every stream as the admin: the services may not (their users are denied the
 JetStream admin API), so they run with WHISTLE_DECLARE_STREAMS=false and wait for the streams.
+`erase` deletes an erased reporter's whistle.blown from the event log as the admin
+(shared/log_erasure.py; `whistle up`'s runner does it in a thread).
 """
 
 from __future__ import annotations
@@ -134,6 +137,20 @@ async def declare_streams() -> None:
         await nc.close()
 
 
+async def erase_forever() -> None:
+    """shared/log_erasure.py as the admin (NATS_URL, NATS_USER, NATS_PASSWORD_FILE) until SIGTERM."""
+    import signal
+
+    from shared.log_erasure import erase
+    from shared.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await erase(settings.nats_url, settings.partitions, stop)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.cli.nats_conf", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -144,12 +161,16 @@ def main(argv: list[str] | None = None) -> None:
     config.add_argument("--partitions", type=int, default=int(os.environ.get("WHISTLE_PARTITIONS", DEFAULT_PARTITIONS)),
                         help="as the services run with (WHISTLE_PARTITIONS): their durables are named by partition")
     commands.add_parser("streams", help="declare every stream as the admin")
+    commands.add_parser("erase", help="as the admin, delete erased reporters' whistle.blown from the event log"
+                        " (runs until stopped)")
     args = parser.parse_args(argv)
     if args.command == "config":
         for path in write_configs(args.secrets, args.out, tuple(args.nodes.split(",")), args.partitions):
             print(f"wrote {path}")
-    else:
+    elif args.command == "streams":
         asyncio.run(declare_streams())
+    else:
+        asyncio.run(erase_forever())
 
 
 if __name__ == "__main__":

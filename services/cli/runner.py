@@ -22,7 +22,7 @@ from services.cli import demo, keys, nats_conf
 from services.cli.console_accounts import set_demo_passwords
 from services.cli.embedded import CLUSTER_NAME, EmbeddedPostgres, start_nats
 from services.cli.settings import RunnerSettings
-from shared import auth, nats_auth, priority, signing
+from shared import auth, log_erasure, nats_auth, priority, signing
 from shared.services import NAMES
 from shared.settings import nats_servers
 from shared.streams import ensure_streams
@@ -463,6 +463,8 @@ def run(settings: RunnerSettings) -> None:
     try:
         nats_url, database_url = runner.start_infrastructure()
         asyncio.run(runner.declare_and_migrate(nats_url, database_url))
+        # the admin, which declared the streams, deletes an erased reporter's whistle.blown from them
+        log_erasure.in_thread(nats_url, settings.partitions)
         runner.spawn_all(nats_url, database_url)
         runner.wait_healthy()
         creds = runner.credentials()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.ledger import erasure
 from services.ledger.board import BoardHandlers
 from services.ledger.dead_letter_handlers import DeadLetterHandlers
 from services.ledger.dead_letters import parse_advisory, parse_dead_letter, refuse_stray
@@ -75,9 +74,4 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
             rt.log.info("reporters.purged", whistles=purged, retention_days=settings.reporter_retention_days)
 
     runtime.every(settings.reporter_purge_every_s, purge)
-
-    async def delete_erased(rt: ServiceRuntime) -> None:
-        await erasure.delete_copies(rt.pool, rt.nc.jetstream(), settings.partitions)
-
-    runtime.every(settings.erased_in_log_every_s, delete_erased)
     return runtime

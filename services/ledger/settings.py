@@ -11,9 +11,6 @@ class LedgerSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
     nice: int = Field(default=10, ge=0, le=19, description="CPU priority: the ledger is a read model, it yields the"
                       " CPU to intake and timers under load; 0 to turn off")
-    erased_in_log_every_s: float = Field(
-        default=5.0, gt=0, description="How often an erased reporter's whistle.blown still in the event log is"
-        " looked at (deleted once every consumer has taken it; services/ledger/erasure.py)")
     score_weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_WEIGHTS),
         description="Weights of the combined score, JSON in LEDGER_SCORE_WEIGHTS:"

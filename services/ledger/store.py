@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from services.ledger import domain, erasure
+from services.ledger import domain
 from services.ledger.rates import Facts, FollowUp, Period, SummonsFacts, WhistleFacts
 from shared import privacy
 from shared.contracts import (
@@ -107,7 +107,6 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
     erased = {e.whistle_id: e.occurred_at for e in events if isinstance(e, WhistleReporterErased)}
     if erased:  # after the batch's whistle.blown (the timeline and the view have what it carried)
         await remove_reporters(conn, list(erased), privacy.ERASURE, max(erased.values()))
-        await erasure.remember(conn, erased)  # and the event log's copy, once every consumer has it
 
 
 def _set_status(whistle_id: UUID, status: str, e: Event) -> Write:

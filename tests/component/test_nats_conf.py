@@ -6,6 +6,7 @@ Docker is not available here: the job's commands run as processes, on the files 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -130,3 +131,51 @@ def test_a_missing_password_file_is_named_and_no_password_printed(tmp_path: Path
     (tmp_path / "nats_admin_password").write_text("x" * 40)
     with pytest.raises(SystemExit, match="nats_route_password"):
         nats_conf.read_passwords(tmp_path, ["admin", "route"])
+
+
+async def test_the_erase_job_deletes_an_erased_reporters_whistle_blown_once_its_consumers_have_it(node: dict) -> None:
+    """docker-compose's log-erasure job, as the admin: a whistle.blown one durable consumer has not taken
+    stays; once that consumer acknowledges it, it goes; the whistle's other events stay."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+    from nats.js.errors import NotFoundError
+
+    from shared.ids import uuid7
+    from shared.partitions import DEFAULT_PARTITIONS, stored_subject
+    from shared.streams import ensure_streams
+
+    whistle_id = str(uuid7())
+    nc = await _connect(url(node, "admin"), [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "WHISTLE_"))}
+    env.update(NATS_URL=node["urls"], NATS_USER="admin", NATS_PASSWORD_FILE=str(node["secrets"] / "nats_admin_password"))
+    job = None
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, 3)  # as the streams job does (this test may run alone)
+        await js.add_consumer("EVENTS", ConsumerConfig(durable_name="slow-reader", filter_subject="whistle.blown.>",
+                                                       ack_policy=AckPolicy.EXPLICIT))
+        for event in ("whistle.blown", "whistle.reporter_erased"):
+            await js.publish(f"{event}.{whistle_id}", b"{}")
+        blown = stored_subject("whistle.blown", whistle_id, DEFAULT_PARTITIONS)
+        job = subprocess.Popen([sys.executable, "-m", "services.cli.nats_conf", "erase"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        await asyncio.sleep(4)  # two rounds of the job
+        assert (await js.get_msg("EVENTS", subject=blown)).data == b"{}", "deleted before its consumer took it"
+        reader = await js.pull_subscribe_bind(durable="slow-reader", stream="EVENTS")
+        for m in await reader.fetch(10, timeout=5):
+            await m.ack()
+        for _ in range(100):
+            try:
+                await js.get_msg("EVENTS", subject=blown)
+            except NotFoundError:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the erased reporter's whistle.blown is still in the log")
+        erased = stored_subject("whistle.reporter_erased", whistle_id, DEFAULT_PARTITIONS)
+        assert (await js.get_msg("EVENTS", subject=erased)).data == b"{}"  # the fact stays
+        job.terminate()
+        assert job.wait(timeout=15) in (0, -15), job.stdout.read()[-2000:] if job.stdout else ""
+    finally:
+        if job is not None and job.poll() is None:
+            job.kill()
+        await nc.close()

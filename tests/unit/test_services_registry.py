@@ -47,7 +47,7 @@ def test_docker_compose_runs_every_service_and_no_unknown_one():
     assert set(BACKGROUND) <= composed
     assert gateways, "no gateway replica in docker-compose.yml"
     others = composed - set(BACKGROUND) - gateways
-    assert others <= {"postgres", "db-roles", "nats-config", "nats-streams", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
+    assert others <= {"postgres", "db-roles", "nats-config", "nats-streams", "log-erasure", "nats-1", "nats-2", "nats-3", "caddy", "prometheus", "grafana", "nats-exporter",
                       "postgres-exporter", "alertmanager"}, others
 
 
@@ -149,6 +149,8 @@ def test_every_process_connects_to_nats_as_its_own_user_and_only_the_admin_decla
     assert "services.cli.nats_conf" in config and '"config"' in config
     streams = compose_block("nats-streams")
     assert "NATS_USER: admin" in streams and '"streams"' in streams
+    erasing = compose_block("log-erasure")  # the admin deletes erased reporters' events; no service may
+    assert "NATS_USER: admin" in erasing and '"erase"' in erasing
     for n in (1, 2, 3):
         node = compose_block(f"nats-{n}")
         assert f'"/etc/nats/generated/nats-{n}.conf"' in node and "nats-config:/etc/nats/generated:ro" in node
