@@ -61,6 +61,19 @@ class _Part:
         self.pull = pull
         self.taken = asyncio.Event()
         self.task: asyncio.Task | None = None
+        self.delivered: int | None = None  # the consumer sequence of the last delivery taken
+
+
+def in_sequence(last: int | None, sequences: list[int]) -> int | None:
+    """The last of `sequences` when they follow `last` one by one (None: anything may come first); None
+    when a delivery is missing. Only this replica pulls from a partition's durable, so every delivery
+    comes here, and a gap is one lost on the way (a NATS node died with it): the messages after it must
+    not be handled before it."""
+    for seq in sequences:
+        if last is not None and seq != last + 1:
+            return None
+        last = seq
+    return last
 
 
 class PartitionedPull:
@@ -134,10 +147,29 @@ class PartitionedPull:
                 continue
             if not msgs:
                 continue
+            delivered = in_sequence(part.delivered, [m.metadata.sequence.consumer for m in msgs])
+            if delivered is None:
+                await self._resync(part)
+                continue
+            part.delivered = delivered
             part.taken.clear()
             self._ready.append((part.lease.partition, msgs))
             self._arrived.set()
             await part.taken.wait()
+
+    async def _resync(self, part: _Part) -> None:
+        """A delivery was lost: back to the acknowledgement floor (ADR-60's reset), so what follows it comes
+        again after it, in order (what was handled already is known by the inbox, or idempotent). What was
+        delivered before the reset's answer is dropped: it comes again."""
+        name = durable_for(self.base, part.lease.partition)
+        log.warning("partition.delivery_lost", durable=name, after=part.delivered)
+        part.delivered = None
+        try:
+            await self._js.reset_consumer(self.stream, name)
+        except Exception as exc:  # NATS away: the next batch finds the gap again
+            log.warning("partition.reset_failed", durable=name, error=repr(exc))
+            await asyncio.sleep(0.5)
+        part.pull.drop()
 
     async def next_batch(self, wait_s: float = 1.0) -> list[Msg]:
         """What the partitions have brought (empty after `wait_s` of nothing); each of them then

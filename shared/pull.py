@@ -68,6 +68,10 @@ class PullBatches:
         body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
 
+    def drop(self) -> None:
+        """Forget what was delivered and not taken yet (it will be delivered again)."""
+        self._got.clear()
+
     async def ended(self, timeout: float) -> None:
         """Wait (at most `timeout`) until the server has ended the request in flight: once this pull
         is dropped, nothing more can be delivered to it (and left unacknowledged)."""

@@ -74,3 +74,15 @@ def test_the_transform_maps_the_third_token_and_filters_match_what_it_stores():
     assert (tr.src, tr.dest) == ("*.*.*", "{{wildcard(1)}}.{{wildcard(2)}}.{{partition(16,3)}}.{{wildcard(3)}}")
     assert partition_filter(3) == "*.*.3.*"
     assert partition_filter(3, "summons.issued") == "summons.issued.3.*"
+
+
+def test_a_lost_delivery_is_a_gap_in_the_consumer_sequence():
+    """shared/partitioned.py: a partition's durable has one puller, so its deliveries come one by one; a
+    missing one (lost with a NATS node) makes the puller go back to the acknowledgement floor."""
+    from shared.partitioned import in_sequence
+
+    assert in_sequence(None, [7, 8, 9]) == 9  # the first after a start or a reset: anything
+    assert in_sequence(9, [10, 11]) == 11
+    assert in_sequence(9, [10, 12]) is None  # 11 never came
+    assert in_sequence(9, [9]) is None  # nor does a sequence come twice
+    assert in_sequence(9, []) == 9
