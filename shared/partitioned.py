@@ -61,7 +61,7 @@ class _Part:
         self.pull = pull
         self.taken = asyncio.Event()
         self.task: asyncio.Task | None = None
-        self.delivered: int | None = None  # the consumer sequence of the last delivery taken
+        self.delivered: int | None = None  # the consumer sequence of the last delivery taken (or of the reset)
 
 
 def in_sequence(last: int | None, sequences: list[int]) -> int | None:
@@ -103,12 +103,13 @@ class PartitionedPull:
             if (info.config.max_deliver, info.config.ack_wait) != (config.max_deliver, config.ack_wait):
                 await self._js.add_consumer(self.stream, config)
             # what the last holder fetched and did not finish comes again, first, in order
-            await self._js.reset_consumer(self.stream, name)
+            delivered = (await self._js.reset_consumer(self.stream, name)).info.delivered.consumer_seq
         except NotFoundError:
-            await self._js.add_consumer(self.stream, config)
+            delivered = (await self._js.add_consumer(self.stream, config)).delivered.consumer_seq
         pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
         await pull.start()
         part = self.parts[lease.partition] = _Part(lease, pull)
+        part.delivered = delivered  # the first delivery must follow it
         part.task = asyncio.create_task(self._feed(part), name=f"{name}-feed")
 
     async def remove(self, partition: int) -> None:
@@ -120,9 +121,7 @@ class PartitionedPull:
         if part.task is not None:
             part.task.cancel()
             await asyncio.wait({part.task}, timeout=2.0)
-        # the request in flight must end before the partition is given back: a message the server
-        # delivered to it after the next holder's reset would wait out its ack wait, behind later ones
-        await part.pull.ended(part.pull._expires_s + 0.5)
+        await part.pull.halt()  # before the partition is given back (and its next holder resets it)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(part.pull.stop(), 2.0)
         self._ready = deque(chunk for chunk in self._ready if chunk[0] != partition)
@@ -159,17 +158,20 @@ class PartitionedPull:
 
     async def _resync(self, part: _Part) -> None:
         """A delivery was lost: back to the acknowledgement floor (ADR-60's reset), so what follows it comes
-        again after it, in order (what was handled already is known by the inbox, or idempotent). What was
-        delivered before the reset's answer is dropped: it comes again."""
+        again after it, in order (what was handled already is known by the inbox, or idempotent).
+        The request in flight ends first and what it brought is dropped: the server delivers from the
+        floor as soon as it has reset, and those deliveries must not be mistaken for the stale ones
+        (dropping them lost them until their ack wait, behind the messages after them)."""
         name = durable_for(self.base, part.lease.partition)
         log.warning("partition.delivery_lost", durable=name, after=part.delivered)
-        part.delivered = None
-        try:
-            await self._js.reset_consumer(self.stream, name)
-        except Exception as exc:  # NATS away: the next batch finds the gap again
-            log.warning("partition.reset_failed", durable=name, error=repr(exc))
-            await asyncio.sleep(0.5)
-        part.pull.drop()
+        await part.pull.halt()
+        while True:  # nothing is fetched until it is done
+            try:
+                part.delivered = (await self._js.reset_consumer(self.stream, name)).info.delivered.consumer_seq
+                return
+            except Exception as exc:  # NATS away, the durable's leader being elected
+                log.warning("partition.reset_failed", durable=name, error=repr(exc))
+                await asyncio.sleep(0.5)
 
     async def next_batch(self, wait_s: float = 1.0) -> list[Msg]:
         """What the partitions have brought (empty after `wait_s` of nothing); each of them then

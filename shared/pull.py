@@ -68,18 +68,17 @@ class PullBatches:
         body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
 
-    def drop(self) -> None:
-        """Forget what was delivered and not taken yet (it will be delivered again)."""
-        self._got.clear()
-
-    async def ended(self, timeout: float) -> None:
-        """Wait (at most `timeout`) until the server has ended the request in flight: once this pull
-        is dropped, nothing more can be delivered to it (and left unacknowledged)."""
-        deadline = time.monotonic() + timeout
+    async def halt(self) -> None:
+        """End the request in flight and forget what was delivered and not taken (it comes again, after
+        a reset of the durable or to its next holder). Waits, at most the request's expiry, until the
+        server has ended the request: until then it may still deliver to it, and a message it delivers
+        after a reset would not be handled before the ones after it."""
+        deadline = time.monotonic() + self._expires_s + 0.5
         while self._live and (left := deadline - time.monotonic()) > 0:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
+        self._got.clear()
 
     async def next_batch(self) -> list[Msg]:
         """The next messages, in order; empty when none came within about `expires_s`."""

@@ -10,6 +10,8 @@ from uuid import uuid4
 import nats
 from nats.js.api import StreamConfig
 
+from shared.leases import Lease
+from shared.partitioned import PartitionedPull, durable_for
 from shared.partitions import (
     partition_filter,
     partition_of,
@@ -58,5 +60,42 @@ async def test_the_server_writes_the_partition_partition_of_computes(infra) -> N
         legacy = await js.publish("summons.issued", b"{}")
         assert (await js.get_msg(STREAM, replayed.seq)).subject == stored_subject("summons.issued", ids[0], 16)
         assert (await js.get_msg(STREAM, legacy.seq)).subject == "summons.issued"
+    finally:
+        await nc.close()
+
+
+async def test_a_delivery_lost_on_the_way_comes_again_before_the_ones_after_it(infra) -> None:
+    """A delivery that never reaches the partition's puller (a NATS node died with it; here another
+    request takes it) is a gap in the consumer sequence: the puller goes back to the acknowledgement
+    floor, so the lost message is handled before those after it, not after its ack wait."""
+    nc = await nats.connect(infra["nats_url"])
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="LOSSY", subjects=["lossy.>"], subject_transform=subject_transform(16)))
+        p = 5
+        ids = [i for i in (str(uuid4()) for _ in range(2000)) if partition_of(i, 16) == p][:60]
+        pull = PartitionedPull(nc, js, "LOSSY", "lossy", ("lossy.>",), batch=10,
+                               config=consumer_config("lossy", max_deliver=5, ack_wait_s=60))
+        await pull.add(Lease(p, 1))
+        stolen: list = []
+
+        async def steal(msg) -> None:
+            stolen.append(msg)
+
+        thief = await nc.subscribe(nc.new_inbox(), cb=steal)
+        await nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.LOSSY.{durable_for('lossy', p)}",
+                         b'{"batch": 1, "expires": 5000000000}', reply=thief.subject)
+        await nc.flush()
+        seqs = [(await js.publish(published_subject("lossy.blown", i), b"{}")).seq for i in ids]
+        taken: list[int] = []
+        deadline = asyncio.get_running_loop().time() + 20  # well inside the ack wait
+        while len(set(taken)) < len(seqs) and asyncio.get_running_loop().time() < deadline:
+            for m in await pull.next_batch(wait_s=0.5):
+                taken.append(m.metadata.sequence.stream)
+                await m.ack()
+        await pull.stop()
+        assert [m for m in stolen if not m.headers or "Status" not in m.headers], "the other request got none"
+        first = list(dict.fromkeys(taken))  # a message handled twice is the inbox's to drop
+        assert first == seqs
     finally:
         await nc.close()
