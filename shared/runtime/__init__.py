@@ -9,6 +9,8 @@ and retries.
 - `consumers.py`: JetStream consumers, batch by batch, in order per whistle;
 - `routes.py`: a service's event subjects on one consumer, each with its handler;
 - `requests.py`: the gateway's requests, each a `Request` (payload model, roles, handler);
+- `together.py`: group commit, for a request whose concurrent calls share one transaction;
+- `replies.py`: the runtime's own refusals;
 - `relay.py`: the outbox relay that publishes what the transactions queued;
 - `faults.py`: which faults are retried and which messages are poison.
 """
@@ -18,6 +20,7 @@ from shared.runtime.faults import STALL_S, TRANSIENT, Poison
 from shared.runtime.requests import EXPIRED, NoPayload, Request, forbidden
 from shared.runtime.routes import EventRoutes
 from shared.runtime.service import ServiceRuntime, main
+from shared.runtime.together import Together
 
 __all__ = ["EXPIRED", "STALL_S", "TRANSIENT", "Effects", "EventRoutes", "NoPayload", "Poison", "Request", "ServiceRuntime",
-           "forbidden", "main", "parse_domain_event"]
+           "Together", "forbidden", "main", "parse_domain_event"]

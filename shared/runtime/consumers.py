@@ -638,7 +638,7 @@ class Consuming:
                     else:
                         outcomes.append("duplicate")
                 if items:
-                    rows = await self._emit(conn, await consumer.handle(conn, items, now))
+                    rows = await self.emit(conn, await consumer.handle(conn, items, now))
         except LeaseLost:
             raise
         except TRANSIENT:
@@ -671,7 +671,7 @@ class Consuming:
                         continue
                     effects = await (consumer.handle(conn, [item], now) if consumer.batch
                                      else consumer.handle(conn, item, now))
-                    rows = await self._emit(conn, effects)
+                    rows = await self.emit(conn, effects)
                 queued += rows  # only once its savepoint stands
                 done.append((m, "ack"))
             except TRANSIENT:
