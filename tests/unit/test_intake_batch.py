@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.intake.blows import Blow, Seen, check, first_uses, settle
 from services.intake.app import build
+from services.intake.blows import Blow, Seen, check, first_uses, settle
 from services.intake.domain import load_catalogue
 from shared import subjects
 from shared.contracts import Actor, Command, Reply
