@@ -26,7 +26,7 @@ from shared.contracts import (
     WhistleReopened,
     WhistleReporterErased,
 )
-from shared.runtime import EventRoutes, Request, ServiceRuntime, Together
+from shared.runtime import Consumer, EventRoutes, Request, ServiceRuntime, Together
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
@@ -43,7 +43,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
               .batch(WhistleClosed.SUBJECT, handlers.whistle_times)
               .batch(WhistleReopened.SUBJECT, handlers.whistle_times))
-    runtime.on_events(events.subjects, events, batch=True, durable="intake-events")
+    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events"))
 
     async def purge(rt: ServiceRuntime) -> None:
         purged = await purge_reporters(rt.pool, settings.reporter_retention_days)
