@@ -12,7 +12,7 @@ from services.escalation.settings import EscalationSettings
 from services.escalation.timers import parse_due
 from shared import subjects, telemetry
 from shared.contracts import EscalationRaised, SlaBreached, SlaRescheduled, SlaStarted, SlaWarned, SummonsIssued
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import Consumer, Request, ServiceRuntime, Timed
 
 
 async def count_pending_clocks(runtime: ServiceRuntime) -> None:
@@ -26,15 +26,15 @@ def build(settings: EscalationSettings | None = None) -> ServiceRuntime:
     # one consumer for every summons event keeps each summons' events in order
     # a summons.issued needs no inbox row: its clocks are started only for a summons that has none
     # batches of new summons only overlap (nothing earlier can touch a new summons' clocks)
-    runtime.on_events("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True,
-                      dedup=lambda e: None if isinstance(e, SummonsIssued) else e.event_id,
-                      overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
-    runtime.on_events(
+    runtime.consume(Consumer("summons.>", handlers.on_summons_events, durable="escalation-summons", batch=True,
+                             dedup=lambda e: None if isinstance(e, SummonsIssued) else e.event_id,
+                             overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight))
+    runtime.consume(Consumer(
         # firings need no order (each locks its clock and checks the generation): two loops overlap
         f"{subjects.CLOCK_DUE}.*", handlers.on_clocks_due, stream=subjects.CLOCKS_STREAM, batch=True, concurrency=2,
         durable="escalation-clock-due", parse=parse_due, dedup=lambda _: None,
-        not_before=lambda due: due.due_at, prepare=handlers.prepare_dues,
-    )
+        timed=Timed(lambda due: due.due_at, handlers.prepare_dues),
+    ))
     runtime.serve(Request(subjects.QRY_ESCALATION_POLICIES, handlers.policies_query, query=True))
     reconciler = Reconciler(settings.reconcile_every_s, settings.reconcile_grace_s)
     runtime.on_startup(reconciler.at_start)  # before the consumers start

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.intake.batcher import BlowBatcher
 from services.intake.domain import load_catalogue
-from services.intake.endpoint import BlowEndpoint
 from services.intake.handlers import IntakeHandlers, purge_reporters
 from services.intake.payloads import (
     ApiKeyCheck,
     ApiKeyIssue,
     ApiKeyRevoke,
+    BlowWhistle,
     ClassList,
     ImportBatch,
     ReporterContactAsk,
@@ -20,7 +19,6 @@ from services.intake.payloads import (
 from services.intake.settings import IntakeSettings
 from shared import subjects
 from shared.contracts import (
-    Command,
     Role,
     WhistleBlown,
     WhistleClosed,
@@ -28,52 +26,24 @@ from shared.contracts import (
     WhistleReopened,
     WhistleReporterErased,
 )
-from shared.runtime import EventRoutes, Request, ServiceRuntime
+from shared.runtime import Consumer, EventRoutes, Request, ServiceRuntime, Together
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
 SYSTEM: frozenset[Role] = frozenset({"system"})
 
 
-class IntakeRuntime(ServiceRuntime):
-    """The shared runtime plus the batched blow endpoint, started after the pool and stopped first."""
-
-    def __init__(self, settings: IntakeSettings, batcher: BlowBatcher):
-        super().__init__("intake", settings, Path(__file__).with_name("migrations"))
-        self.batcher = batcher
-        self.blow_endpoint = BlowEndpoint(batcher, self)  # verifies with the runtime's keys
-        self.on_startup(self._start_blows)
-        # documented like the runtime's own request subjects (the AsyncAPI document only)
-        self.spec_broker.subscriber(subjects.CMD_INTAKE_BLOW, queue="intake", title=f"intake:{subjects.CMD_INTAKE_BLOW}",
-                                    description=(batcher.blow.__doc__ or "").strip())(_documented)
-        self.served.append(subjects.CMD_INTAKE_BLOW)  # its NATS permissions (shared/nats_auth.py)
-
-    async def _start_blows(self, _: ServiceRuntime) -> None:
-        self.batcher.start(self.pool, self.relay)
-        await self.blow_endpoint.start(self.settings.nats_url)
-
-    async def stop(self) -> None:
-        await self.blow_endpoint.stop()
-        await self.batcher.stop()
-        await super().stop()
-
-
-async def _documented(body: Command) -> None:  # never called
-    raise NotImplementedError
-
-
 def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     settings = settings or IntakeSettings()
     catalogue = load_catalogue(settings.catalogue_file)
     handlers = IntakeHandlers(catalogue, settings.class_window, settings.class_threshold)
-    batcher = BlowBatcher(catalogue, max_batch=settings.blow_max_batch, linger_s=settings.blow_linger_ms / 1e3)
-    runtime = IntakeRuntime(settings, batcher)
+    runtime = ServiceRuntime("intake", settings, Path(__file__).with_name("migrations"))
     # problem classes from new whistles; when each whistle is struck off or reopened, for how long its
     # reporter's data is kept (only those subjects: every whistle.> event was a fifth of intake's CPU)
     events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
               .batch(WhistleClosed.SUBJECT, handlers.whistle_times)
               .batch(WhistleReopened.SUBJECT, handlers.whistle_times))
-    runtime.on_events(events.subjects, events, batch=True, durable="intake-events")
+    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events"))
 
     async def purge(rt: ServiceRuntime) -> None:
         purged = await purge_reporters(rt.pool, settings.reporter_retention_days)
@@ -82,6 +52,9 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
 
     runtime.every(settings.reporter_purge_every_s, purge)
     runtime.serve(
+        # the many blows of a moment share one transaction
+        Request(subjects.CMD_INTAKE_BLOW, handlers.blow, BlowWhistle, STAFF, together=Together(
+            max_batch=settings.blow_max_batch, linger_s=settings.blow_linger_ms / 1e3)),
         Request(subjects.CMD_INTAKE_IMPORT, handlers.import_orders, ImportBatch, STAFF),
         Request(subjects.QRY_INTAKE_CATEGORIES, handlers.categories, query=True),  # public: anyone may read it
         Request(subjects.QRY_INTAKE_CLASSES, handlers.list_classes, ClassList, STAFF, query=True),

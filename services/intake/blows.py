@@ -18,6 +18,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from services.intake import domain
+from services.intake.payloads import BlowWhistle
 from shared.commands import RaiseWhistle
 from shared.contracts import Command, Refusal, Reply, WhistleBlown
 from shared.validation import refusal_from
@@ -52,36 +53,35 @@ class Settled:
     new: bool
 
 
-FORBIDDEN = Reply.refuse(403, "forbidden", "only dispatchers raise whistles / 只有社区调度员可以吹哨")
 CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another whistle"
                         " / 该幂等键已用于另一条诉求", "Idempotency-Key")
+NOT_RAISED = {"idempotency_key", "attributes"}  # what the request carries besides the whistle as raised
 
 
-def check(cmd: Command, catalogue: dict[str, domain.Category], now: datetime) -> Blow | Reply:
-    """A blow request as a whistle to write, or the refusal to answer (403, 422)."""
-    if cmd.actor.role not in ("dispatcher", "supervisor"):
-        return FORBIDDEN
-    body = {k: v for k, v in cmd.payload.items() if k not in ("idempotency_key", "attributes")}
-    try:
-        raised = RaiseWhistle.model_validate(body)
-        if "attributes" in cmd.payload and raised.category in catalogue:
-            suffix = attribute_suffix(catalogue[raised.category], cmd.payload["attributes"])
-            if isinstance(suffix, Refusal):
-                return Reply(ok=False, refusal=suffix)
-            if suffix:  # validated again: the suffix counts against the description's length
-                raised = RaiseWhistle.model_validate({**body, "description": f"{raised.description} {suffix}"})
-    except ValidationError as exc:
-        return Reply(ok=False, refusal=refusal_from(exc))
+def check(cmd: Command[BlowWhistle], catalogue: dict[str, domain.Category], now: datetime) -> Blow | Reply:
+    """A blow request (its payload validated, its caller's role checked) as a whistle to write, or the
+    refusal to answer (422: the category's answers, NUL characters, the catalogue)."""
+    payload = cmd.payload
+    raised: RaiseWhistle = payload
+    if payload.attributes is not None and payload.category in catalogue:
+        suffix = domain.check_attributes(catalogue[payload.category], payload.attributes)
+        if isinstance(suffix, Refusal):
+            return Reply(ok=False, refusal=suffix)
+        if suffix:  # validated again: the suffix counts against the description's length
+            try:
+                raised = RaiseWhistle.model_validate({**payload.model_dump(exclude=NOT_RAISED),
+                                                      "description": f"{payload.description} {suffix}"})
+            except ValidationError as exc:
+                return Reply(ok=False, refusal=refusal_from(exc))
     if field := nul_field(raised):
         return Reply.refuse(422, "invalid", "text must not contain NUL characters / 文本不能包含空字符", field)
     outcome = domain.blow(raised, catalogue, str(cmd.actor), now)
     if isinstance(outcome, Refusal):
         return Reply(ok=False, refusal=outcome)
-    key = cmd.payload.get("idempotency_key")
-    if not key:
+    if not payload.idempotency_key:
         return Blow(outcome, raised)
-    body_hash = hashlib.sha256(raised.model_dump_json().encode()).hexdigest()
-    return Blow(outcome, raised, (str(cmd.actor), str(key)), body_hash)
+    body_hash = hashlib.sha256(raised.model_dump_json(exclude=NOT_RAISED).encode()).hexdigest()
+    return Blow(outcome, raised, (str(cmd.actor), payload.idempotency_key), body_hash)
 
 
 def nul_field(raised: RaiseWhistle) -> str | None:
@@ -120,12 +120,3 @@ def settle(blows: Iterable[Blow], known: Mapping[IdempotencyKey, Seen]) -> list[
             out.append(Settled(b, Reply.success({"id": str(seen.whistle_id), "status": "open", "replayed": True}),
                                False))
     return out
-
-
-def attribute_suffix(category: domain.Category, given: object) -> Refusal | str:
-    """The answers to the category's questions as a description suffix, or the refusal."""
-    if not isinstance(given, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(isinstance(x, str) for x in v) for k, v in given.items()):
-        return Refusal(status=422, code="invalid", reason="attributes: {code: [values]} / 属性格式无效",
-                       field="attributes")
-    return domain.check_attributes(category, given)

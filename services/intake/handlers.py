@@ -10,12 +10,13 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from services.intake import classes, domain, hotline, store
+from services.intake import blows, classes, domain, hotline, store
 from services.intake.payloads import (
     CLIENT,
     ApiKeyCheck,
     ApiKeyIssue,
     ApiKeyRevoke,
+    BlowWhistle,
     ClassList,
     ImportBatch,
     ReporterContactAsk,
@@ -69,6 +70,33 @@ class IntakeHandlers:
         summary = {"rows": len(rows), "imported": 0 if batch.dry_run else len(fresh),
                    "unchanged": len(orders) - len(fresh), "failed": failed, "dry_run": batch.dry_run}
         return Reply.success(summary), events
+
+    async def blow(self, conn: asyncpg.Connection, commands: list[Command[BlowWhistle]],
+                   now: datetime) -> list[tuple[Reply, list[Event]]]:
+        """吹哨: raise a whistle (dispatchers, supervisors); 201 once committed, the first answer again for an
+        Idempotency-Key used with the same body, 409 with another. Group-committed: the requests of a
+        moment are written together (their keys settled in arrival order: the first use may be in the
+        same batch), with one insert of the whistles and one of the outbox."""
+        checked = [blows.check(c, self.catalogue, now) for c in commands]
+        batch = [b for b in checked if isinstance(b, blows.Blow)]
+        firsts = blows.first_uses(batch)
+        claimed = await store.claim_idempotency(conn, firsts, now)
+        known = await store.seen_idempotency(conn, [b.key for b in firsts if b.key not in claimed])
+        settled = iter(blows.settle(batch, known))
+        out: list[tuple[Reply, list[Event]]] = []
+        new = []
+        for c in checked:
+            if isinstance(c, Reply):
+                out.append((c, []))
+                continue
+            s = next(settled)
+            out.append((s.reply, [s.blow.whistle] if s.new else []))
+            if s.new:
+                new.append(s.blow)
+        await store.save_whistles(conn, [(b.whistle, b.raised.reporter) for b in new])
+        for b in new:
+            telemetry.WHISTLES.labels(b.whistle.source.value, b.whistle.category, b.whistle.tier.value).inc()
+        return out
 
     async def group(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime) -> list[Event]:  # noqa: ARG002
         """一个诉求解决一类问题: attach each blown whistle to its problem class; at the threshold, raise one.

@@ -1,5 +1,4 @@
-"""What intake's requests take (the blow's is `shared.commands.RaiseWhistle`, served by endpoint.py): the
-gateway builds them, the runtime validates them (422 naming the field) before a handler runs, and the
+"""What intake's requests take: the gateway builds them, the runtime validates them (422 naming the field) before a handler runs, and the
 AsyncAPI document shows them."""
 
 from __future__ import annotations
@@ -9,11 +8,20 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.commands import RaiseWhistle, ReporterIn  # noqa: F401 (RaiseWhistle's annotations, resolved here)
 from shared.paging import Page
 from shared.validation import text_fields
 
 MAX_IMPORT_ROWS = 1000  # per request: a NATS message stays under its 1 MB limit; the CLI sends chunks
 CLIENT = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class BlowWhistle(RaiseWhistle):
+    """吹哨 as intake takes it: the whistle as raised, the Idempotency-Key it came with, and the answers to
+    its category's questions (Open311 attributes: code → values), checked against the catalogue."""
+
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=256)
+    attributes: dict[str, list[str]] | None = None
 
 
 class ImportBatch(BaseModel):

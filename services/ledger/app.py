@@ -24,7 +24,7 @@ from services.ledger.payloads import (
 from services.ledger.settings import LedgerSettings
 from shared import subjects
 from shared.contracts import Role
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import Consumer, Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
@@ -35,20 +35,20 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
     handlers = LedgerHandlers(runtime, settings.score_weights)
     dead = DeadLetterHandlers(runtime)
-    runtime.on_events(">", handlers.on_events, durable="ledger-events", batch=True,
-                       after_commit=handlers.board_changed)
+    runtime.consume(Consumer(">", handlers.on_events, durable="ledger-events", batch=True,
+                              after_commit=handlers.board_changed))
     for i, subject in enumerate(subjects.STRAY_EVENTS):  # nothing on the events stream goes unread
-        runtime.on_events(subject, dead.on_stray, durable=f"ledger-strays-{i}", parse=refuse_stray,
-                          dedup=lambda _: None, partitioned=False)
+        runtime.consume(Consumer(subject, dead.on_stray, durable=f"ledger-strays-{i}", parse=refuse_stray,
+                                 dedup=lambda _: None, partitioned=False))
     # the recorders of dead letters never dead-letter themselves: what fails is retried until it passes
-    runtime.on_events(
+    runtime.consume(Consumer(
         f"{subjects.DEADLETTER}.>", dead.on_dead_letter, stream=subjects.DEADLETTER_STREAM,
         durable="ledger-deadletters", parse=parse_dead_letter, dedup=lambda d: d.key, max_deliver=-1,
-    )
-    runtime.on_events(
+    ))
+    runtime.consume(Consumer(
         f"{subjects.MAX_DELIVERIES_ADVISORY}.>", dead.on_max_deliveries, stream=subjects.ADVISORIES_STREAM,
         durable="ledger-advisories", parse=parse_advisory, dedup=lambda a: a.key, max_deliver=-1,
-    )
+    ))
     runtime.serve(
         # a responder sees only whistles it has a summons on (the handler checks)
         Request(subjects.QRY_LEDGER_WHISTLE, handlers.whistle, WhistleRef, STAFF | {"responder"}, query=True),

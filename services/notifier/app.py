@@ -25,7 +25,7 @@ from services.notifier.signin import SigninLinkHandlers, SigninLinkSend
 from shared import subjects
 from shared.contracts import NotificationFailed, NotificationSent, Role, SummonsIssued
 from shared.ids import utcnow
-from shared.runtime import EventRoutes, Request, ServiceRuntime
+from shared.runtime import Consumer, EventRoutes, Request, ServiceRuntime
 
 STAFF: frozenset[Role] = frozenset({"dispatcher", "supervisor"})
 SUPERVISORS: frozenset[Role] = frozenset({"supervisor"})
@@ -81,8 +81,8 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     events = (EventRoutes().batch("whistle.>", handlers.on_whistles).batch("summons.>", handlers.on_summons)
               .batch("sla.>", handlers.on_sla).batch("escalation.>", handlers.on_escalations))
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
-    runtime.on_events(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",
-                      overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight)
+    runtime.consume(Consumer(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",
+                             overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight))
     links = SigninLinkHandlers(settings.default_rule, settings.poll_s)
     runtime.serve(
         # a responder its own rule only (the handler checks)

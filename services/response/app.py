@@ -27,7 +27,7 @@ from shared.contracts import (
     WhistleReopened,
     WhistleVerified,
 )
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import Consumer, Request, ServiceRuntime
 
 RESPONDER = frozenset({"responder"})
 DISPATCHER = frozenset({"dispatcher"})
@@ -51,7 +51,7 @@ def build(settings: ResponseSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("response", settings, Path(__file__).with_name("migrations"))
     # no inbox: opening a summons is idempotent by itself (ON CONFLICT DO NOTHING on its id), and an
     # inbox row per summons would only add Postgres work
-    runtime.on_events(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True, dedup=lambda _: None)
+    runtime.consume(Consumer(SummonsIssued.SUBJECT, handlers.on_summons_issued, batch=True, dedup=lambda _: None))
     secret = settings.link_secret.get_secret_value()
     ttl = {"link_ttl_s": settings.follow_up_link_ttl_s}
     # the summons' own responder, the pending extension, the link's life: checked by the handlers

@@ -41,7 +41,7 @@ from shared.contracts import (
     WhistleRouted,
     WhistleUnroutable,
 )
-from shared.runtime import EventRoutes, Request, ServiceRuntime
+from shared.runtime import Consumer, EventRoutes, Request, ServiceRuntime
 
 
 def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
@@ -103,7 +103,7 @@ def build(settings: RoutingSettings | None = None) -> ServiceRuntime:
               .each(SummonsReturned.SUBJECT, handlers.on_summons_returned)
               .each(SummonsTransferred.SUBJECT, handlers.on_summons_transferred)
               .each(WhistleReopened.SUBJECT, handlers.on_whistle_reopened))
-    runtime.on_events(events.subjects, events, batch=True, durable="routing-events")
+    runtime.consume(Consumer(events.subjects, events, batch=True, durable="routing-events"))
     runtime.every(settings.rules_check_s, handlers.reload_rules)
     runtime.every(1.0, handlers.refresh_registry)  # an edit through another replica shows here within a second
     runtime.documents(SummonsIssued, WhistleRouted, WhistleUnroutable, WhistleArbitrationNeeded, WhistleArbitrated)

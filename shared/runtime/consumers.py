@@ -124,6 +124,84 @@ def parse_domain_event(m: Msg) -> Event:
         raise Poison(str(exc)) from exc
 
 
+def _event_id(event: Any) -> UUID | None:
+    return event.event_id
+
+
+@dataclass(frozen=True)
+class Timed:
+    """A consumer of messages that fall due: `not_before` gives each one's release time, `prepare` (if any)
+    the work done on a batch as soon as it arrives (see `Consumer`)."""
+
+    not_before: Callable[[Any], datetime | None]
+    prepare: Prepare | None = None
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One consumer a service declares, as data (as a `Request` is): `subject` (or several, in one
+    order: `EventRoutes`) from `stream` with a durable pull consumer, batch by batch, in order.
+
+    With `batch=True` the handler takes the list of a fetched batch's new messages (in stream
+    order, redeliveries already dropped by the inbox) and does set-based SQL; should it fail,
+    the batch is handled again one message at a time, so one bad message cannot sink the rest.
+
+    `concurrency` > 1 runs that many fetch-and-handle loops on the same durable consumer, so one
+    batch's Postgres round trips overlap another's CPU. Only for messages whose order does not
+    matter (each handler locks what it changes, and stale messages are recognised).
+
+    The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
+    collection timeout low latency needs, left delivered messages unhandled until their
+    ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
+
+    `timed` (`Timed`): its `not_before` gives a message's release time: one that arrives earlier is
+    held (unacked) until then, and one more than `hold_max_s` early goes back to the server with that
+    delay. Timers
+    that JetStream fires a little ahead of their time are thus handled on time, never early.
+    Fetching goes on while messages wait; `concurrency` releasers hand the due ones, in time
+    order, to the handler.
+
+    Its `prepare` runs on a batch as soon as it arrives, before it is held, and
+    what it returns is what the handler gets: work that can be done ahead (reading, computing,
+    serialising) is then out of the way when the messages fall due. Should it fail, the handler
+    gets the messages as parsed.
+
+    `overlaps` keeps one ordered fetch loop but lets batches overlap where order cannot matter:
+    a batch whose every message it holds true for (a new summons, which nothing earlier can
+    touch) is handled while earlier batches still are, up to `concurrency` at a time; any other
+    batch first waits until every earlier one is done. One batch's Postgres round trips and
+    commit then overlap the next one's CPU, and no message is handled before one it follows.
+
+    Faults: a transient one (database or NATS away) is retried in place, the batch in hand and
+    nothing more fetched, until it passes; it never counts against the message. A message that
+    fails on its own is retried in place with backoff, the later messages of its whistle waiting
+    behind it (across batches), and after `max_deliver` attempts (the setting by default; -1:
+    never, for a consumer that must not dead-letter) it is dead-lettered with its last error.
+
+    `after_commit` is awaited with the items each transaction handled (not duplicates) once it has
+    committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
+
+    `partitioned` (by default: domain events, whose subjects carry their whistle's partition) makes
+    the consumer one durable per partition, fed from the partitions this replica holds
+    (shared/partitioned.py): the replicas of a service share the work, each whistle's events stay
+    in order, and every transaction first checks that its partitions are still held (the fence).
+    """
+
+    subject: str | Sequence[str]
+    handle: EventHandler | BatchHandler
+    durable: str | None = None
+    batch: bool = False
+    concurrency: int = 1
+    stream: str = subjects.EVENTS_STREAM
+    parse: Callable[[Msg], Any] = parse_domain_event
+    dedup: Callable[[Any], UUID | None] = _event_id
+    timed: Timed | None = None
+    overlaps: Callable[[Any], bool] | None = None
+    max_deliver: int | None = None
+    after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
+    partitioned: bool | None = None
+
+
 @dataclass(frozen=True)
 class _Consumer:
     subject: str  # its subjects, comma-separated: what logs, metrics and dead letters call it
@@ -168,79 +246,24 @@ class _Held:
 class Consuming:
     """The event side of a `ServiceRuntime`."""
 
-    def on_events(
-        self,
-        subject: str | Sequence[str],
-        handle: EventHandler | BatchHandler,
-        *,
-        batch: bool = False,
-        concurrency: int = 1,
-        stream: str = subjects.EVENTS_STREAM,
-        durable: str | None = None,
-        parse: Callable[[Msg], Any] = parse_domain_event,
-        dedup: Callable[[Any], UUID | None] = lambda e: e.event_id,
-        not_before: Callable[[Any], datetime | None] | None = None,
-        prepare: Prepare | None = None,
-        overlaps: Callable[[Any], bool] | None = None,
-        max_deliver: int | None = None,
-        after_commit: Callable[[list[Any]], Awaitable[None]] | None = None,
-        partitioned: bool | None = None,
-    ) -> None:
-        """Consume `subject` (or several, in one order: `EventRoutes`) from `stream` with a durable pull
-        consumer, batch by batch, in order.
+    def consume(self, *consumers: Consumer) -> None:
+        """Consume each (see `Consumer`), and document its subjects in the AsyncAPI document."""
+        for c in consumers:
+            self._consume_one(c)
 
-        With `batch=True` the handler takes the list of a fetched batch's new messages (in stream
-        order, redeliveries already dropped by the inbox) and does set-based SQL; should it fail,
-        the batch is handled again one message at a time, so one bad message cannot sink the rest.
-
-        `concurrency` > 1 runs that many fetch-and-handle loops on the same durable consumer, so one
-        batch's Postgres round trips overlap another's CPU. Only for messages whose order does not
-        matter (each handler locks what it changes, and stale messages are recognised).
-
-        The pull loop is our own (nats-py): FastStream 0.7.8's batch subscriber, with the short
-        collection timeout low latency needs, left delivered messages unhandled until their
-        ack_wait ran out (measured here: 30 s stalls). FastStream still documents the subject.
-
-        `not_before` gives a message's release time: one that arrives earlier is held (unacked) until
-        then, and one more than `hold_max_s` early goes back to the server with that delay. Timers
-        that JetStream fires a little ahead of their time are thus handled on time, never early.
-        Fetching goes on while messages wait; `concurrency` releasers hand the due ones, in time
-        order, to the handler.
-
-        `prepare` (with `not_before`) runs on a batch as soon as it arrives, before it is held, and
-        what it returns is what the handler gets: work that can be done ahead (reading, computing,
-        serialising) is then out of the way when the messages fall due. Should it fail, the handler
-        gets the messages as parsed.
-
-        `overlaps` keeps one ordered fetch loop but lets batches overlap where order cannot matter:
-        a batch whose every message it holds true for (a new summons, which nothing earlier can
-        touch) is handled while earlier batches still are, up to `concurrency` at a time; any other
-        batch first waits until every earlier one is done. One batch's Postgres round trips and
-        commit then overlap the next one's CPU, and no message is handled before one it follows.
-
-        Faults: a transient one (database or NATS away) is retried in place, the batch in hand and
-        nothing more fetched, until it passes; it never counts against the message. A message that
-        fails on its own is retried in place with backoff, the later messages of its whistle waiting
-        behind it (across batches), and after `max_deliver` attempts (the setting by default; -1:
-        never, for a consumer that must not dead-letter) it is dead-lettered with its last error.
-
-        `after_commit` is awaited with the items each transaction handled (not duplicates) once it has
-        committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
-
-        `partitioned` (by default: domain events, whose subjects carry their whistle's partition) makes
-        the consumer one durable per partition, fed from the partitions this replica holds
-        (shared/partitioned.py): the replicas of a service share the work, each whistle's events stay
-        in order, and every transaction first checks that its partitions are still held (the fence).
-        """
+    def _consume_one(self, c: Consumer) -> None:
+        stream, parse = c.stream, c.parse
+        partitioned = c.partitioned
         if partitioned is None:
             partitioned = stream == subjects.EVENTS_STREAM and parse is parse_domain_event
-        filters = (subject,) if isinstance(subject, str) else tuple(subject)
+        filters = (c.subject,) if isinstance(c.subject, str) else tuple(c.subject)
         subject = ",".join(filters)
-        durable = durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
-        self._consumers.append(
-            _Consumer(subject, filters, stream, durable, handle, parse, dedup, batch, concurrency, not_before, prepare, overlaps,
-                      max_deliver, after_commit, partitioned))
-        doc = (handle.__doc__ or "").strip()
+        durable = c.durable or f"{self.name}-{subject.replace('.', '-').replace('>', 'all').replace('*', 'any')}"
+        self._consumers.append(_Consumer(
+            subject, filters, stream, durable, c.handle, parse, c.dedup, c.batch, c.concurrency,
+            c.timed.not_before if c.timed else None, c.timed.prepare if c.timed else None, c.overlaps,
+            c.max_deliver, c.after_commit, partitioned))
+        doc = (c.handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
             raise NotImplementedError
@@ -367,7 +390,7 @@ class Consuming:
                 await asyncio.wait(inflight)
 
     async def _dispatch(self, msgs: list[Msg], consumer: _Consumer, inflight: set[asyncio.Task]) -> None:
-        """Start handling a batch, alongside earlier ones only if it `overlaps` them (see on_events)."""
+        """Start handling a batch, alongside earlier ones only if it `overlaps` them (see `Consumer`)."""
         assert consumer.overlaps is not None
         parsed = await self._parse(msgs, consumer)
         if not all(consumer.overlaps(item) for _, item in parsed):
@@ -638,7 +661,7 @@ class Consuming:
                     else:
                         outcomes.append("duplicate")
                 if items:
-                    rows = await self._emit(conn, await consumer.handle(conn, items, now))
+                    rows = await self.emit(conn, await consumer.handle(conn, items, now))
         except LeaseLost:
             raise
         except TRANSIENT:
@@ -671,7 +694,7 @@ class Consuming:
                         continue
                     effects = await (consumer.handle(conn, [item], now) if consumer.batch
                                      else consumer.handle(conn, item, now))
-                    rows = await self._emit(conn, effects)
+                    rows = await self.emit(conn, effects)
                 queued += rows  # only once its savepoint stands
                 done.append((m, "ack"))
             except TRANSIENT:

@@ -20,6 +20,8 @@ from shared.db import (
     Queued,
 )
 from shared.ids import utcnow
+from shared.runtime.replies import EXPIRED, IDEMPOTENCY_CONFLICT, TOO_LARGE, unavailable
+from shared.runtime.together import BatchHandler, GroupCommit, Together
 from shared.signing import Verifier
 from shared.validation import refusal_from
 
@@ -49,17 +51,22 @@ class Request:
     and the caller's role (403) before `handle` runs, and documents both in the AsyncAPI document.
 
     A command (`query=False`) gets a connection inside a transaction and returns (reply, effects);
-    a query gets the pool and returns a reply. `roles` None: any caller the gateway let through."""
+    a query gets the pool and returns a reply. `roles` None: any caller the gateway let through.
+    A command served `together` is group-committed (shared/runtime/together.py): its handler gets the
+    commands of a batch and returns one (reply, effects) each."""
 
     subject: str
-    handle: RequestHandler | QueryHandler
+    handle: RequestHandler | QueryHandler | BatchHandler
     payload: type[BaseModel] = NoPayload
     roles: frozenset[Role] | None = None
     query: bool = False
+    together: Together | None = None
 
     def __post_init__(self) -> None:
         if self.roles is not None:
             object.__setattr__(self, "roles", frozenset(self.roles))
+        if self.together is not None and self.query:
+            raise ValueError(f"{self.subject}: a query is not group-committed")
 
 
 def forbidden(roles: frozenset[str]) -> Reply:
@@ -71,11 +78,28 @@ def forbidden(roles: frozenset[str]) -> Reply:
     return Reply.refuse(403, code, f"{en} only / 仅限{zh}")
 
 
+def typed(request: Request, body: Any) -> Command | Reply:
+    """A command (its signature checked) with its payload typed, or the refusal: 422 naming the field, or
+    403 for the role."""
+    try:
+        command = Command.model_validate(body)
+    except ValidationError as exc:
+        return Reply(ok=False, refusal=refusal_from(exc))
+    if request.roles is not None and command.actor.role not in request.roles:
+        return forbidden(request.roles)
+    try:
+        command.payload = request.payload.model_validate(command.payload)
+    except ValidationError as exc:
+        return Reply(ok=False, refusal=refusal_from(exc))
+    return command
+
+
 class Answering:
     """The request side of a `ServiceRuntime`. `verifier` holds the signers' public keys: without it every
     request is refused (a runtime without keys does not start)."""
 
     verifier: Verifier | None = None
+    together: list[GroupCommit]  # the group-committed requests, started after the relay and stopped first
 
     def serve(self, *requests: Request) -> None:
         """Answer each request on its subject, several at once (a slow query must not queue every
@@ -85,6 +109,11 @@ class Answering:
 
     def _serve(self, request: Request) -> None:
         self.served.append(request.subject)
+        self._document(request)
+        if request.together is not None:
+            self.together.append(GroupCommit(request, self))  # type: ignore[arg-type]
+            return
+
         async def on_message(body: dict) -> bytes:
             started = time.perf_counter()
             reply = await self._answer(request, body)
@@ -99,10 +128,13 @@ class Answering:
             )
             return self._fitting(reply, request.query)
 
-        description = (request.handle.__doc__ or "").strip()
         self.broker.subscriber(
             request.subject, queue=self.name, max_workers=self.settings.request_workers, include_in_schema=False,
         )(on_message)
+
+    def _document(self, request: Request) -> None:
+        """The request's entry in the AsyncAPI document: its typed envelope and its handler's doc."""
+        description = (request.handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> Reply:  # never called: the AsyncAPI entry only
             raise NotImplementedError
@@ -130,17 +162,7 @@ class Answering:
         system) signed it for this subject, 422 naming the field, or 403 for the role."""
         if (refused := (self.verifier or NO_KEYS).check(request.subject, body)) is not None:
             return refused
-        try:
-            command = Command.model_validate(body)
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc))
-        if request.roles is not None and command.actor.role not in request.roles:
-            return forbidden(request.roles)
-        try:
-            command.payload = request.payload.model_validate(command.payload)
-        except ValidationError as exc:
-            return Reply(ok=False, refusal=refusal_from(exc))
-        return command
+        return typed(request, body)
 
     async def _forget_old_replies(self, _: ServiceRuntime) -> None:
         """Replies kept for Idempotency-Key retries live a day."""
@@ -183,7 +205,7 @@ class Answering:
                                 "SELECT subject, reply FROM command_replies WHERE actor = $1 AND key = $2", *key)
                             return _replayed(first, subject)
                     if reply.ok:
-                        queued = await self._emit(conn, effects)
+                        queued = await self.emit(conn, effects)
                         await transaction.commit()
                     else:
                         await transaction.rollback()  # a refused request changes nothing
@@ -194,19 +216,13 @@ class Answering:
             if effects and reply.ok:
                 self.relay.handoff(queued)
             return reply
-        except Exception as exc:
+        except Exception:
             self.log.exception("request.failed", subject=subject)
-            return Reply.refuse(503, "unavailable", f"{self.name} could not complete the request: {exc!r}")
+            return unavailable(self.name)
 
 
 
 NO_KEYS = Verifier({})  # knows no signer: refuses everything
-EXPIRED = Reply.refuse(504, "expired", "the request came after the gateway stopped waiting; nothing was done"
-                       " / 请求超时，未执行")
-TOO_LARGE = Reply.refuse(413, "too_large", "the answer is too large for one message: ask for less, or send less"
-                        " / 结果过大：请缩小请求范围或减少内容")
-IDEMPOTENCY_CONFLICT = Reply.refuse(409, "idempotency_conflict", "this Idempotency-Key was used for another request"
-                                    " / 该幂等键已用于另一请求", "Idempotency-Key")
 
 
 def _replayed(first: asyncpg.Record, subject: str) -> Reply:

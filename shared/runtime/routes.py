@@ -45,7 +45,7 @@ class EventRoutes:
     many). Order across routes holds from one batch to the next, not within one."""
 
     routes: list[tuple[str, Handler, bool]] = field(default_factory=list)
-    _by_type: dict[type, tuple[str, Handler, bool]] = field(default_factory=dict, repr=False)
+    _by_type: dict[type, int] = field(default_factory=dict, repr=False)  # an event type → its route's index
 
     def batch(self, subject: str, handle: Handler) -> EventRoutes:
         self.routes.append((subject, handle, True))
@@ -61,20 +61,24 @@ class EventRoutes:
         partition: `whistle.blown` → `whistle.blown.<partition>.*`)."""
         return [s for s, _, _ in self.routes]
 
-    def route_of(self, event: Event) -> tuple[str, Handler, bool]:
+    def index_of(self, event: Event) -> int:
+        """The route that takes the event: the first whose subject matches its type's."""
         kind = type(event)
         if kind not in self._by_type:
             subject = getattr(kind, "SUBJECT", "")
-            found = [r for r in self.routes if subject_matches(r[0], subject)]
+            found = [i for i, r in enumerate(self.routes) if subject_matches(r[0], subject)]
             if not found:
                 raise LookupError(f"no route for {subject or kind.__name__}")
             self._by_type[kind] = found[0]
         return self._by_type[kind]
 
+    def route_of(self, event: Event) -> tuple[str, Handler, bool]:
+        return self.routes[self.index_of(event)]
+
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
         split: dict[int, list[Event]] = {}
         for event in events:
-            split.setdefault(self.routes.index(self.route_of(event)), []).append(event)
+            split.setdefault(self.index_of(event), []).append(event)
         emitted: list = []
         for i in sorted(split):
             _, handle, batch = self.routes[i]

@@ -63,6 +63,7 @@ class ServiceRuntime(Consuming, Answering):
         self._consumers: list[_Consumer] = []
         self.emitted: list[str] = []  # the event subjects it documents: what it may publish (shared/nats_auth.py)
         self.served: list[str] = []  # the request subjects it answers: what it may subscribe to
+        self.together = []
         self._stopping = False
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -166,6 +167,8 @@ class ServiceRuntime(Consuming, Answering):
         self._tasks.append(asyncio.create_task(self.relay.run(), name=f"{self.name}-relay"))
         for fn in self._startup:
             await fn(self)
+        for requests in self.together:
+            await requests.start()
         await self._start_consumers(js)
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
@@ -176,6 +179,9 @@ class ServiceRuntime(Consuming, Answering):
     async def stop(self) -> None:
         self.started = False
         self._stopping = True
+        for requests in self.together:
+            with contextlib.suppress(Exception):
+                await requests.stop()
         with contextlib.suppress(Exception):
             await self.broker.stop()
         if self.relay:
@@ -260,7 +266,7 @@ class ServiceRuntime(Consuming, Answering):
         return self.health()
 
 
-    async def _emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
+    async def emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
         """Queue the effects in the outbox; the rows to hand the relay once committed, if it leads."""
         queued = await write_outbox(conn, effects, notify=not self.relay.leading)
         # an event's subject is its type; a raw message (a clock's timer) is labelled by its

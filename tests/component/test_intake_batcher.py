@@ -1,26 +1,23 @@
-"""Intake's group commit on a real (embedded) Postgres: concurrent blows share transactions, keys hold
-within and across batches, and a request the database refuses does not take its batch down with it."""
+"""Intake's blows, group-committed, on a real (embedded) Postgres: concurrent blows share transactions,
+keys hold within and across batches, and refusals write nothing."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from services.cli.embedded import EmbeddedPostgres
-from services.intake.batcher import BlowBatcher
-from services.intake.blows import Blow, check
-from services.intake.domain import load_catalogue
-from shared.contracts import Actor, Command
-from shared.db import SHARED_MIGRATIONS, Queued, create_pool, migrate
-from shared.ids import utcnow
+from services.intake.app import build
+from services.intake.settings import IntakeSettings
+from shared import subjects
+from shared.contracts import Actor, Command, Reply
+from shared.db import Queued, create_pool, migrate
+from shared.runtime.requests import typed
+from shared.runtime.together import GroupCommit
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "intake" / "migrations"
-CATALOGUE = load_catalogue()
 DISPATCHER = Actor(role="dispatcher", id="d1")
 BODY = {"category": "noise", "description": "西门夜里施工 / building works at night", "location": {"building": "3"}}
 
@@ -32,14 +29,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield pg.uri
     finally:
         pg.stop()
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, "intake")
-    await migrate(pool, [SHARED_MIGRATIONS, MIGRATIONS])
-    yield pool
-    await pool.close()
 
 
 class HandedRows:
@@ -55,16 +44,29 @@ class HandedRows:
 
 
 @pytest.fixture
-async def batcher(pool: asyncpg.Pool) -> AsyncIterator[tuple[BlowBatcher, list[list[Queued]]]]:
-    relay = HandedRows()
-    b = BlowBatcher(CATALOGUE, linger_s=0.005)
-    b.start(pool, relay)
-    yield b, relay.handoffs
-    await b.stop()
+async def blows(database_url: str) -> AsyncIterator[tuple[GroupCommit, list[list[Queued]], asyncpg.Pool]]:
+    """Intake's group commit of blows as it builds it (nothing but its writer started)."""
+    runtime = build(IntakeSettings(database_url=database_url, blow_linger_ms=5))
+    runtime.pool = await create_pool(database_url, "intake")
+    await migrate(runtime.pool, runtime.migrations)
+    runtime.relay = HandedRows()  # type: ignore[assignment]
+    together = next(g for g in runtime.together if g.request.subject == subjects.CMD_INTAKE_BLOW)
+    together.begin()
+    yield together, runtime.relay.handoffs, runtime.pool  # type: ignore[attr-defined]
+    await together.stop()
+    await runtime.pool.close()
 
 
-def command(key: str | None = None, **changes) -> Command:
-    return Command(actor=DISPATCHER, payload={**BODY, **changes, "idempotency_key": key})
+def command(key: str | None = None, actor: Actor = DISPATCHER, **changes) -> Command | Reply:
+    """A blow as the runtime admits it (payload typed, role checked), or its refusal."""
+    return typed(BLOW, Command(actor=actor, payload={**BODY, **changes, "idempotency_key": key}).model_dump())
+
+
+BLOW = next(g.request for g in build().together if g.request.subject == subjects.CMD_INTAKE_BLOW)
+
+
+async def blow(together: GroupCommit, cmd: Command | Reply) -> Reply:
+    return cmd if isinstance(cmd, Reply) else await together.submit(cmd)
 
 
 async def counts(pool: asyncpg.Pool, marker: str) -> tuple[int, int]:
@@ -75,13 +77,13 @@ async def counts(pool: asyncpg.Pool, marker: str) -> tuple[int, int]:
     return whistles, outbox
 
 
-async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(pool, batcher) -> None:
-    b, handoffs = batcher
+async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(blows) -> None:
+    b, handoffs, pool = blows
     marker = "batch-keys"
     plan = [command(description=f"{marker} plain {i}") for i in range(30)]
     plan += [command("k-same", description=f"{marker} keyed")] * 4
     plan += [command("k-other", description=f"{marker} first body"), command("k-other", description=f"{marker} another")]
-    replies = await asyncio.gather(*(b.blow(c) for c in plan))
+    replies = await asyncio.gather(*(blow(b, c) for c in plan))
     assert all(r.ok for r in replies[:30]) and len({r.data["id"] for r in replies[:30]}) == 30
     same = replies[30:34]
     assert sum(1 for r in same if not r.data.get("replayed")) == 1 and len({r.data["id"] for r in same}) == 1
@@ -96,35 +98,17 @@ async def test_concurrent_blows_are_written_together_and_keys_give_one_whistle(p
         "SELECT seq, subject, body, msg_id FROM outbox WHERE convert_from(body, 'UTF8') LIKE '%' || $1 || '%'", marker)}
     assert {q.seq: (q.subject, q.body, q.headers["Nats-Msg-Id"]) for q in handoffs[0]} == stored
 
-    again = await b.blow(command("k-same", description=f"{marker} keyed"))  # a later batch replays it too
+    again = await blow(b, command("k-same", description=f"{marker} keyed"))  # a later batch replays it too
     assert again.data == {"id": same[0].data["id"], "status": "open", "replayed": True}
-    assert (await b.blow(command("k-same", description="changed"))).refusal.code == "idempotency_conflict"
+    assert (await blow(b, command("k-same", description="changed"))).refusal.code == "idempotency_conflict"
     assert await counts(pool, marker) == (32, 32)
 
 
-async def test_a_blow_the_database_refuses_fails_alone(pool, batcher) -> None:
-    b, handoffs = batcher
-    marker = "batch-fallback"
-    taken = check(command(description=f"{marker} first"), CATALOGUE, utcnow())
-    assert isinstance(taken, Blow) and (await b.submit(taken)).ok
-    # the same whistle id again: the batch's insert fails, so each request is retried under its own savepoint
-    clash = dataclasses.replace(check(command(description=f"{marker} clash"), CATALOGUE, utcnow()),
-                                whistle=taken.whistle)
-    others = [check(command(description=f"{marker} other {i}"), CATALOGUE, utcnow()) for i in range(5)]
-    replies = await asyncio.gather(*(b.submit(x) for x in [others[0], clash, *others[1:]]))
-    assert replies[1].refusal.status == 503
-    assert all(r.ok for i, r in enumerate(replies) if i != 1)
-    assert await counts(pool, marker) == (6, 6)
-    # the relay gets the rows that stood, not the failed savepoint's
-    stored = await pool.fetch("SELECT seq FROM outbox WHERE convert_from(body, 'UTF8') LIKE '%' || $1 || '%'", marker)
-    assert sorted(q.seq for rows in handoffs for q in rows) == sorted(r["seq"] for r in stored)
-
-
-async def test_refusals_are_answered_at_once_and_write_nothing(pool, batcher) -> None:
-    b, handoffs = batcher
+async def test_refusals_are_answered_at_once_and_write_nothing(blows) -> None:
+    b, handoffs, pool = blows
     before = len(handoffs)
-    r = await b.blow(command(location={"building": "99"}, description="batch-refused"))
+    r = await blow(b, command(location={"building": "99"}, description="batch-refused"))
     assert r.refusal.status == 422 and r.refusal.field == "location.building"
-    r = await b.blow(Command(actor=Actor(role="responder", id="d-housing"), payload=BODY))
+    r = await blow(b, command(actor=Actor(role="responder", id="d-housing"), description="batch-refused"))
     assert r.refusal.status == 403
     assert len(handoffs) == before and await counts(pool, "batch-refused") == (0, 0)

@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import nats
 
-from shared.runtime import ServiceRuntime
+from shared.runtime import Consumer, ServiceRuntime
 from shared.streams import ensure_streams
 from tests.component.conftest import until
 from tests.component.test_runtime_batches import settings
@@ -45,9 +45,9 @@ async def test_after_commit_sees_the_batch_committed_and_gets_each_new_item_once
         visible.append(all(i.n in rows for i in items))
         announced.extend(i.n for i in items)
 
-    runtime.on_events(SUBJECT, handle, batch=True, durable="rtaftercommit",
-                      parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda item: UUID(item.id),
-                      after_commit=after_commit)
+    runtime.consume(Consumer(SUBJECT, handle, batch=True, durable="rtaftercommit",
+                             parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda item: UUID(item.id),
+                             after_commit=after_commit))
     await runtime.start()
     try:
         assert await until(lambda: _count(announced, 6))

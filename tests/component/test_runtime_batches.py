@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 
 import nats
 
-from shared.runtime import ServiceRuntime
+from shared.runtime import Consumer, ServiceRuntime, Timed
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
 from tests.component.conftest import until
@@ -60,8 +60,8 @@ async def test_a_failing_message_does_not_sink_its_batch_nor_pass_its_whistle_an
         return []
 
     runtime = ServiceRuntime("rtbatch", settings(infra), migrations)
-    runtime.on_events(SUBJECT, handle, batch=True, durable="rtbatch", parse=lambda m: SimpleNamespace(**json.loads(m.data)),
-                      dedup=lambda item: UUID(item.id))
+    runtime.consume(Consumer(SUBJECT, handle, batch=True, durable="rtbatch", parse=lambda m: SimpleNamespace(**json.loads(m.data)),
+                             dedup=lambda item: UUID(item.id)))
     await runtime.start()
     try:
         async def handled() -> set[int]:
@@ -179,8 +179,8 @@ async def test_messages_that_come_early_are_held_until_their_time_in_time_order_
 
     config = settings(infra).model_copy(update={"hold_max_s": 2.5, "max_deliver": 3})
     runtime = ServiceRuntime("rtheld", config, tmp_path)
-    runtime.on_events(subject, handle, batch=True, durable="rtheld", parse=parse, dedup=lambda _: None,
-                      not_before=lambda item: item.at)
+    runtime.consume(Consumer(subject, handle, batch=True, durable="rtheld", parse=parse, dedup=lambda _: None,
+                             timed=Timed(lambda item: item.at)))
     await runtime.start()
     try:
         async def all_handled() -> bool:
@@ -226,9 +226,9 @@ async def test_batches_that_overlap_run_together_and_any_other_waits_for_every_b
 
     config = settings(infra).model_copy(update={"batch_size": 8})
     runtime = ServiceRuntime("rtoverlap", config, tmp_path)
-    runtime.on_events(subject, handle, batch=True, durable="rtoverlap", concurrency=2,
-                      parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
-                      overlaps=lambda item: item.kind == "new")
+    runtime.consume(Consumer(subject, handle, batch=True, durable="rtoverlap", concurrency=2,
+                             parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
+                             overlaps=lambda item: item.kind == "new"))
     await runtime.start()
     try:
         async def all_handled() -> bool:
@@ -277,9 +277,9 @@ async def test_an_overlapping_consumer_outlives_a_batch_it_could_not_start(infra
 
     config = settings(infra).model_copy(update={"ack_wait_s": 1.0})
     runtime = ServiceRuntime("rtoverlapfault", config, tmp_path)
-    runtime.on_events(subject, handle, batch=True, durable="rtoverlapfault", concurrency=2,
-                      parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
-                      overlaps=overlaps)
+    runtime.consume(Consumer(subject, handle, batch=True, durable="rtoverlapfault", concurrency=2,
+                             parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda _: None,
+                             overlaps=overlaps))
     await runtime.start()
     try:
         async def all_handled() -> bool:

@@ -24,7 +24,7 @@ from shared import subjects
 from shared.contracts import Actor, Command, Reply, WhistleClosed
 from shared.db import OutboxMessage
 from shared.ids import utcnow
-from shared.runtime import Request, ServiceRuntime
+from shared.runtime import Consumer, Request, ServiceRuntime
 from shared.settings import ServiceSettings
 from shared.streams import ensure_streams
 from tests.component.conftest import until
@@ -76,7 +76,7 @@ async def test_a_database_outage_is_waited_out_in_place_fetching_nothing_and_usi
 
     # ack_wait shorter than the outage: without the messages kept in hand they would come back
     runtime = ServiceRuntime("rtfaults", settings(infra, max_deliver=2, ack_wait_s=3.0), handled_table(tmp_path))
-    runtime.on_events("whistle.rtoutage", handle, durable="rtoutage", parse=parse, dedup=lambda i: UUID(i.id))
+    runtime.consume(Consumer("whistle.rtoutage", handle, durable="rtoutage", parse=parse, dedup=lambda i: UUID(i.id)))
     await runtime.start()
     try:
         await publish(js, "whistle.rtoutage", range(0, 10))
@@ -117,7 +117,7 @@ async def test_a_failing_message_holds_its_whistle_across_batches_then_is_dead_l
         return []
 
     runtime = ServiceRuntime("rtorder", settings(infra, max_deliver=3), handled_table(tmp_path))
-    runtime.on_events("whistle.rtorder", handle, durable="rtorder", parse=parse, dedup=lambda i: UUID(i.id))
+    runtime.consume(Consumer("whistle.rtorder", handle, durable="rtorder", parse=parse, dedup=lambda i: UUID(i.id)))
     await runtime.start()
     try:
         # 1, 3 and 5 are one whistle; 2 and 4 others; each in its own batch
@@ -280,7 +280,7 @@ async def test_a_durable_made_by_an_earlier_version_gets_the_delivery_limit_and_
         return []
 
     runtime = ServiceRuntime("rtold", settings(infra, crash_deliver=40, ack_wait_s=9.0), handled_table(tmp_path))
-    runtime.on_events("whistle.rtold", handle, durable="rtold", parse=parse)
+    runtime.consume(Consumer("whistle.rtold", handle, durable="rtold", parse=parse))
     await runtime.start()
     try:
         config = (await js.consumer_info("EVENTS", "rtold")).config

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from services.intake.app import build
 from services.intake.blows import Blow, Seen, check, first_uses, settle
 from services.intake.domain import load_catalogue
+from shared import subjects
 from shared.contracts import Actor, Command, Reply
 from shared.ids import uuid7
+from shared.runtime.requests import typed
 
 NOW = datetime(2026, 3, 6, 9, 0, tzinfo=UTC)
 CATALOGUE = load_catalogue()
@@ -15,12 +18,21 @@ DISPATCHER = Actor(role="dispatcher", id="d1")
 BODY = {"category": "roof_leak", "description": "顶楼漏雨 / top floor leaks", "location": {"building": "7"}}
 
 
-def request(key: str | None = None, actor: Actor = DISPATCHER, **changes) -> Command:
-    return Command(actor=actor, payload={**BODY, **changes, "idempotency_key": key})
+BLOW = next(g.request for g in build().together if g.request.subject == subjects.CMD_INTAKE_BLOW)
+
+
+def request(key: str | None = None, actor: Actor = DISPATCHER, **changes) -> Command | Reply:
+    """The request as intake admits it (its payload typed, its caller's role checked), or the refusal."""
+    return typed(BLOW, Command(actor=actor, payload={**BODY, **changes, "idempotency_key": key}).model_dump())
+
+
+def checked(key: str | None = None, actor: Actor = DISPATCHER, **changes) -> Blow | Reply:
+    admitted = request(key, actor, **changes)
+    return admitted if isinstance(admitted, Reply) else check(admitted, CATALOGUE, NOW)
 
 
 def blow(key: str | None = None, **changes) -> Blow:
-    out = check(request(key, **changes), CATALOGUE, NOW)
+    out = checked(key, **changes)
     assert isinstance(out, Blow), out
     return out
 
@@ -35,7 +47,7 @@ def test_a_good_request_becomes_a_whistle_with_its_key_and_body_hash():
 
 
 def test_refusals_come_back_as_replies_naming_the_field():
-    responder = check(request(actor=Actor(role="responder", id="d-housing")), CATALOGUE, NOW)
+    responder = checked(actor=Actor(role="responder", id="d-housing"))
     assert isinstance(responder, Reply) and responder.refusal.status == 403
     for changes, field in (({"location": {"building": "99"}}, "location.building"),
                            ({"category": "alien_landing"}, "category"),
@@ -44,7 +56,7 @@ def test_refusals_come_back_as_replies_naming_the_field():
                            ({"description": "leak\x00"}, "description"),  # Postgres text cannot hold NUL
                            ({"location": {"building": "7", "address": "7\x00"}}, "location.address"),
                            ({"attachments": ["https://a.org/1.jpg", "https://a.org/\x00.jpg"]}, "attachments")):
-        out = check(request(**changes), CATALOGUE, NOW)
+        out = checked(**changes)
         assert isinstance(out, Reply) and out.refusal.status == 422 and out.refusal.field == field, (changes, out)
 
 
