@@ -35,9 +35,10 @@ import structlog
 from nats.aio.msg import Msg
 
 from shared import telemetry
-from shared.contracts import Command, Event, Reply
-from shared.db import OutboxMessage, Queued
+from shared.contracts import Command, Reply
+from shared.db import Queued
 from shared.ids import utcnow
+from shared.runtime.consumers import Effects
 from shared.runtime.faults import TRANSIENT
 from shared.runtime.replies import EXPIRED, unavailable
 from shared.settings import nats_servers
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("together")
 
-Effects = list[Event | OutboxMessage]
 BatchHandler = Callable[[asyncpg.Connection, list[Command], datetime], Awaitable[list[tuple[Reply, Effects]]]]
 
 
@@ -103,12 +103,12 @@ class GroupCommit:
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
+        if self._inflight:  # the writer still runs: each one taken is written and answered
+            await asyncio.wait(self._inflight, timeout=10)
         self._stopping = True
         self._queued.set()
         if self._writer is not None:
             await self._writer
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=10)
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -136,8 +136,6 @@ class GroupCommit:
         """Queue an admitted command for the next batch; its reply once that batch has committed."""
         if command.expires_at is not None and utcnow() > command.expires_at:
             return EXPIRED  # the gateway has answered 504: doing it now would surprise the client
-        if self._stopping:
-            return self.unavailable
         waiting = _Waiting(command)
         self._queue.append(waiting)
         self._queued.set()
