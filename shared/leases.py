@@ -110,15 +110,49 @@ _FENCE_MANY = (
     " ON l.partition = u.p AND l.epoch = u.e WHERE l.holder = $1 FOR SHARE OF l) AS held"
 )
 
+# the lease check and the consumer's new floors in one round trip; floors only move forward (two
+# overlapping batches may commit in either order), and in partition order (no deadlock between them)
+_FENCE_AND_FLOORS = (
+    "WITH held AS (SELECT 1 FROM partition_leases l JOIN unnest($2::int[], $3::bigint[]) AS u(p, e)"
+    " ON l.partition = u.p AND l.epoch = u.e WHERE l.holder = $1 FOR SHARE OF l),"
+    " moved AS (INSERT INTO consumer_floors AS f (durable, partition, stream_seq)"
+    " SELECT $4, p, s FROM unnest($2::int[], $5::bigint[]) AS u(p, s) ORDER BY p"
+    " ON CONFLICT (durable, partition) DO UPDATE SET stream_seq = greatest(f.stream_seq, excluded.stream_seq))"
+    " SELECT count(*) FROM held"
+)
 
-async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease]) -> None:
-    """`fence` for every lease a batch's messages come under, in one round trip."""
+_FLOOR = "SELECT stream_seq FROM consumer_floors WHERE durable = $1 AND partition = $2"
+_HOLDS = "SELECT true FROM partition_leases WHERE partition = $1 AND holder = $2 AND epoch = $3"
+
+
+async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease], *, durable: str | None = None,
+                     floors: dict[int, int] | None = None) -> None:
+    """`fence` for every lease a batch's messages come under, in one round trip; with `durable` and
+    `floors` (partition → stream sequence), that consumer's floors are written by the same statement."""
     leases = sorted(set(leases), key=lambda x: x.partition)
-    if len(leases) == 1:
+    if not leases:
+        return
+    partitions, epochs = [x.partition for x in leases], [x.epoch for x in leases]
+    if durable is not None and floors is not None:
+        held = await conn.fetchval(_FENCE_AND_FLOORS, replica, partitions, epochs, durable,
+                                   [floors[p] for p in partitions])
+    elif len(leases) == 1:
         await fence(conn, replica, leases[0])
-    elif leases and await conn.fetchval(_FENCE_MANY, replica, [x.partition for x in leases],
-                                        [x.epoch for x in leases]) != len(leases):
-        raise LeaseLost(f"a partition of {[x.partition for x in leases]} is no longer held by {replica}")
+        return
+    else:
+        held = await conn.fetchval(_FENCE_MANY, replica, partitions, epochs)
+    if held != len(leases):
+        raise LeaseLost(f"a partition of {partitions} is no longer held by {replica}")
+
+
+async def floor_of(pool: asyncpg.Pool, durable: str, partition: int) -> int | None:
+    """The stream sequence up to which `durable` has handled `partition` (None: nothing recorded yet)."""
+    return await pool.fetchval(_FLOOR, durable, partition)
+
+
+async def holds(pool: asyncpg.Pool, replica: str, lease: Lease) -> bool:
+    """Whether `replica` still holds `lease` (outside a batch: no lock, an answer of the moment)."""
+    return bool(await pool.fetchval(_HOLDS, lease.partition, replica, lease.epoch))
 
 
 async def fence(conn: asyncpg.Connection, replica: str, lease: Lease) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 import nats
 import structlog
@@ -39,19 +40,27 @@ async def all_consumers(js: JetStreamContext) -> list:
     return found
 
 
-async def consumers_past(js: JetStreamContext, subject: str, seq: int) -> bool:
-    """Whether every durable consumer of EVENTS that takes `subject` has acknowledged `seq`."""
+async def consumers_past(js: JetStreamContext, subject: str, seq: int,
+                         takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> bool:
+    """Whether every durable consumer of EVENTS that takes `subject` has acknowledged `seq`, and every one of
+    `takers` (name, filters: what the services declare) that takes it is there to say so. A partition's
+    consumer lives in NATS's memory (shared/partitioned.py): after a restart of NATS it is back only once
+    its service has made it again, from its floor, and until then nothing it has not taken may go."""
+    present = set()
     for info in await all_consumers(js):
         config = info.config
         if not config.durable_name:
             continue  # an ephemeral reader (a test, a bench): nothing depends on it
+        present.add(config.durable_name)
         filters = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [">"])
         if any(subject_matches(f, subject) for f in filters) and info.ack_floor.stream_seq < seq:
             return False
-    return True
+    return not any(name not in present and any(subject_matches(f, subject) for f in filters)
+                   for name, filters in takers)
 
 
-async def delete_copies(js: JetStreamContext, whistle_id: str, partitions: int) -> bool:
+async def delete_copies(js: JetStreamContext, whistle_id: str, partitions: int,
+                        takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> bool:
     """Delete every stored whistle.blown of the whistle (a replay may have stored it twice) that all its
     consumers have taken; False while one is still waiting for a consumer."""
     subject = stored_subject(WhistleBlown.SUBJECT, whistle_id, partitions)
@@ -60,13 +69,14 @@ async def delete_copies(js: JetStreamContext, whistle_id: str, partitions: int) 
             msg = await js.get_msg(subjects.EVENTS_STREAM, subject=subject)  # the last stored
         except NotFoundError:
             return True
-        if not await consumers_past(js, subject, msg.seq):
+        if not await consumers_past(js, subject, msg.seq, takers):
             return False
         await js.delete_msg(subjects.EVENTS_STREAM, msg.seq)
         log.info("erasure.log_copy_deleted", whistle_id=whistle_id, seq=msg.seq)
 
 
-async def erase(nats_url: str, partitions: int, stop: threading.Event | asyncio.Event) -> None:
+async def erase(nats_url: str, partitions: int, stop: threading.Event | asyncio.Event,
+                takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> None:
     """Until `stop`: take each whistle.reporter_erased and delete its whistle's copies; NATS away, again."""
     while not stop.is_set():
         nc = None
@@ -83,7 +93,7 @@ async def erase(nats_url: str, partitions: int, stop: threading.Event | asyncio.
                 except TimeoutError:  # nats-py's is one too
                     continue
                 for m in msgs:
-                    if await delete_copies(js, split_stored(m.subject)[2], partitions):
+                    if await delete_copies(js, split_stored(m.subject)[2], partitions, takers):
                         await m.ack()
                     else:
                         await m.nak(delay=AGAIN_S)
@@ -98,9 +108,9 @@ async def erase(nats_url: str, partitions: int, stop: threading.Event | asyncio.
                     pass
 
 
-def in_thread(nats_url: str, partitions: int) -> threading.Event:
+def in_thread(nats_url: str, partitions: int, takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> threading.Event:
     """`erase` in a daemon thread of its own (the runner's loop is synchronous); set the event to stop."""
     stop = threading.Event()
-    threading.Thread(target=lambda: asyncio.run(erase(nats_url, partitions, stop)), name="log-erasure",
+    threading.Thread(target=lambda: asyncio.run(erase(nats_url, partitions, stop, takers)), name="log-erasure",
                      daemon=True).start()
     return stop

@@ -1,10 +1,15 @@
 """A consumer of domain events spread over partitions: one durable per partition, fed from the
 partitions this replica holds (shared/leases.py), merged into one stream of batches.
 
-Each partition's durable keeps its own position, so a partition moves between replicas with its
-place in the stream. Taking one over starts with a reset of its durable (ADR-60: every message not
-acknowledged is delivered again from the acknowledgement floor, in order), so the messages the old
-holder had fetched and not finished come first, before anything newer of the same whistles.
+Where a partition's durable stands is kept in Postgres, not by NATS: each batch's transaction writes
+the consumer's floor for the partitions it touches (the stream sequence up to which every message of
+the partition is handled: `floors()`), in the statement that checks the leases (`fence_many`). So the
+position commits with the work or not at all, and the NATS consumer itself can live in memory
+(`mem_storage`): a file-backed durable rewrites its state file up to ten times a second, and sixteen
+partitions times every service's durables made that most of NATS's CPU (measured: 61% of it, in
+`consumerFileStore.flushLoop`). Taking a partition (or finding its consumer gone after NATS
+restarted) makes its consumer afresh, starting just after the floor: what the last holder fetched and
+did not commit comes again, first, in order (the inbox drops what was handled already).
 
 One pull request at a time per partition, each for a whole batch (a request that stays open while
 messages come costs the server far less than one request per handful: measured, sixteen partitions
@@ -20,12 +25,13 @@ import asyncio
 import contextlib
 import dataclasses
 from collections import deque
+from collections.abc import Awaitable, Callable
 
 import nats
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared.leases import Lease
@@ -33,6 +39,9 @@ from shared.pull import SETTLE_S, PullBatches
 from shared.streams import filtered
 
 log = structlog.get_logger("partitioned")
+
+# a pull request's refusals that mean its consumer may be gone: no responders, not found, deleted
+GONE = frozenset({"503", "404", "409"})
 
 
 
@@ -55,6 +64,13 @@ def durable_for(base: str, partition: int) -> str:
     return f"{base}-p{partition:02d}"
 
 
+def floor_in_hand(outstanding: set[int], top: int, settling: set[int]) -> int:
+    """A partition's floor once `settling` is settled: just below the first message still in hand (taken
+    and not settled), else the last taken."""
+    left = outstanding - settling if settling else outstanding
+    return min(left) - 1 if left else top
+
+
 class _Part:
     def __init__(self, lease: Lease, pull: PullBatches):
         self.lease = lease
@@ -62,6 +78,9 @@ class _Part:
         self.taken = asyncio.Event()
         self.task: asyncio.Task | None = None
         self.delivered: int | None = None  # the consumer sequence of the last delivery taken (or of the reset)
+        self.outstanding: set[int] = set()  # stream sequences taken and not yet settled (acked)
+        self.top = 0  # the highest stream sequence taken
+
 
 
 def in_sequence(last: int | None, sequences: list[int]) -> int | None:
@@ -80,8 +99,10 @@ class PartitionedPull:
     """`next_batch()` like PullBatches, over the durables of the partitions added so far."""
 
     def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, filters: tuple[str, ...], *,
-                 batch: int, config: ConsumerConfig):
+                 batch: int, config: ConsumerConfig, floor: Callable[[int], Awaitable[int | None]],
+                 holds: Callable[[Lease], Awaitable[bool]]):
         self._nc, self._js = nc, js
+        self._floor, self._holds = floor, holds  # the partition's floor in Postgres; whether a lease still stands
         self.stream, self.base, self.filters = stream, base, filters
         self._batch = batch
         self._config = config  # every setting but the name and the filter
@@ -93,24 +114,53 @@ class PartitionedPull:
         return partition in self.parts
 
     async def add(self, lease: Lease) -> None:
-        """Start fetching a partition just taken: its durable made (or found) and reset to its floor."""
+        """Start fetching a partition just taken, from its floor."""
         await self.remove(lease.partition)
-        name = durable_for(self.base, lease.partition)
-        config = dataclasses.replace(self._config, durable_name=name, **filtered(
-            tuple(partition_filter_for(one, lease.partition) for one in self.filters)))
-        try:
-            info = await self._js.consumer_info(self.stream, name)
-            if (info.config.max_deliver, info.config.ack_wait) != (config.max_deliver, config.ack_wait):
-                await self._js.add_consumer(self.stream, config)
-            # what the last holder fetched and did not finish comes again, first, in order
-            delivered = (await self._js.reset_consumer(self.stream, name)).info.delivered.consumer_seq
-        except NotFoundError:
-            delivered = (await self._js.add_consumer(self.stream, config)).delivered.consumer_seq
-        pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
+        delivered = await self._make(lease.partition)
+        pull = PullBatches(self._nc, self.stream, durable_for(self.base, lease.partition), batch=self._batch)
         await pull.start()
         part = self.parts[lease.partition] = _Part(lease, pull)
         part.delivered = delivered  # the first delivery must follow it
-        part.task = asyncio.create_task(self._feed(part), name=f"{name}-feed")
+        part.task = asyncio.create_task(self._feed(part), name=f"{durable_for(self.base, lease.partition)}-feed")
+
+    async def _make(self, partition: int) -> int:
+        """The partition's consumer made afresh, in memory, starting just after the floor; its consumer
+        sequence to start from. A durable with nothing in Postgres yet (made before floors were kept
+        there) starts from its own acknowledgement floor."""
+        name = durable_for(self.base, partition)
+        floor = await self._floor(partition)
+        try:
+            info = await self._js.consumer_info(self.stream, name)
+        except NotFoundError:
+            info = None
+        if info is not None:
+            if floor is None:
+                floor = info.ack_floor.stream_seq
+            await self._js.delete_consumer(self.stream, name)
+        config = dataclasses.replace(
+            self._config, durable_name=name, mem_storage=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=(floor or 0) + 1,
+            **filtered(tuple(partition_filter_for(one, partition) for one in self.filters)))
+        return (await self._js.add_consumer(self.stream, config)).delivered.consumer_seq
+
+    def floors(self, msgs: list[Msg], settling: list[Msg]) -> dict[int, int]:
+        """The floor of each partition of `msgs` once `settling` (handled in the same transaction) is."""
+        done: dict[int, set[int]] = {}
+        for m in settling:
+            done.setdefault(partition_of_subject(m.subject), set()).add(m.metadata.sequence.stream)
+        floors = {}
+        for p in {partition_of_subject(m.subject) for m in msgs}:
+            part = self.parts.get(p)  # type: ignore[arg-type]
+            if part is not None:
+                floors[p] = floor_in_hand(part.outstanding, part.top, done.get(p, set()))  # type: ignore[index]
+        return floors
+
+    def settle(self, msgs: list[Msg]) -> None:
+        """These are acked: they no longer hold their partition's floor down."""
+        for m in msgs:
+            part = self.parts.get(partition_of_subject(m.subject))  # type: ignore[arg-type]
+            if part is not None:
+                part.outstanding.discard(m.metadata.sequence.stream)
 
     async def remove(self, partition: int) -> None:
         """Stop fetching a partition given back or taken; its messages not yet taken are dropped (the
@@ -145,6 +195,8 @@ class PartitionedPull:
                 await asyncio.sleep(0.5)
                 continue
             if not msgs:
+                if part.pull.last_status in GONE:
+                    await self._remake(part)
                 continue
             delivered = in_sequence(part.delivered, [m.metadata.sequence.consumer for m in msgs])
             if delivered is None:
@@ -155,6 +207,28 @@ class PartitionedPull:
             self._ready.append((part.lease.partition, msgs))
             self._arrived.set()
             await part.taken.wait()
+
+    async def _remake(self, part: _Part) -> None:
+        """The request was refused as if the consumer were gone: if it is (NATS restarted and forgot it, its
+        state being in memory) and the partition is still ours, make it again from the floor."""
+        name = durable_for(self.base, part.lease.partition)
+        try:
+            await self._js.consumer_info(self.stream, name)
+            return  # there: a refusal of the moment (a leader being elected)
+        except NotFoundError:
+            pass
+        except Exception as exc:  # JetStream not ready yet: the next refusal asks again
+            log.info("partition.consumer_unknown", durable=name, error=repr(exc))
+            return
+        try:
+            if not await self._holds(part.lease):
+                return  # taken over: the lease keeper stops this partition
+            await part.pull.halt()
+            part.delivered = await self._make(part.lease.partition)
+            part.pull.last_status = None
+            log.warning("partition.consumer_remade", durable=name)
+        except Exception as exc:  # the database or NATS away: the next refusal tries again
+            log.warning("partition.remake_failed", durable=name, error=repr(exc))
 
     async def _resync(self, part: _Part) -> None:
         """A delivery was lost: back to the acknowledgement floor (ADR-60's reset), so what follows it comes
@@ -192,6 +266,9 @@ class PartitionedPull:
         while self._ready and (not got or len(got) + len(self._ready[0][1]) <= self._batch):
             partition, msgs = self._ready.popleft()
             got += msgs
-            if partition in self.parts:  # its next messages may come now
-                self.parts[partition].taken.set()
+            if (part := self.parts.get(partition)) is not None:
+                for m in msgs:
+                    part.outstanding.add(m.metadata.sequence.stream)
+                part.top = max(part.top, msgs[-1].metadata.sequence.stream)
+                part.taken.set()  # its next messages may come now
         return got

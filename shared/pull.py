@@ -38,7 +38,8 @@ class PullBatches:
         self._live = False  # a request the server may still be filling
         self._left = 0  # messages that request may still bring
         self._live_until = 0.0
-        self.last_status: str | None = None  # the last terminal status (for logs and tests)
+        self._reconnects = nc.stats["reconnects"]  # a reconnect loses the request in flight with the connection
+        self.last_status: str | None = None  # the terminal status of the latest request, if it came
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1,
@@ -63,7 +64,7 @@ class PullBatches:
         self._arrived.set()
 
     async def _request(self) -> None:
-        self._live, self._left = True, self._batch
+        self._live, self._left, self.last_status = True, self._batch, None
         self._live_until = time.monotonic() + self._expires_s + 2.0  # lost on a reconnect: give up then
         body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
@@ -82,8 +83,9 @@ class PullBatches:
 
     async def next_batch(self) -> list[Msg]:
         """The next messages, in order; empty when none came within about `expires_s`."""
-        if self._live and time.monotonic() > self._live_until:
+        if self._live and (time.monotonic() > self._live_until or self._nc.stats["reconnects"] != self._reconnects):
             self._live = False  # the server never ended it (a reconnect dropped it)
+        self._reconnects = self._nc.stats["reconnects"]
         if not self._live and not self._got:
             await self._request()
         deadline = time.monotonic() + self._expires_s + 0.5

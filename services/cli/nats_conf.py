@@ -38,18 +38,27 @@ NODES = ("nats-1", "nats-2", "nats-3")
 CLUSTER = "whistle"
 
 
-def declared_permissions(partitions: int = DEFAULT_PARTITIONS) -> dict[str, dict]:
-    """Each service's NATS permissions, from what it declares (built as it runs, its handlers unused), its
-    durables once per partition."""
+def declared_runtimes() -> dict:
+    """Each background service's runtime as it declares itself (built as it runs, its handlers unused)."""
     from shared.services import SERVICES
 
     saved = os.environ.get("WHISTLE_AUTH_SECRET")
     os.environ.setdefault("WHISTLE_AUTH_SECRET", secrets.token_urlsafe(32))  # building signs nothing
     try:
-        runtimes = {service.name: service.build() for service in SERVICES if service.background}
+        return {service.name: service.build() for service in SERVICES if service.background}
     finally:
         if saved is None:
             os.environ.pop("WHISTLE_AUTH_SECRET", None)
+
+
+def declared_takers(partitions: int = DEFAULT_PARTITIONS) -> list[tuple[str, tuple[str, ...]]]:
+    """Every durable the services keep on the events stream, (name, filters), for the log erasure."""
+    return [taker for runtime in declared_runtimes().values() for taker in runtime.event_takers(partitions)]
+
+
+def declared_permissions(partitions: int = DEFAULT_PARTITIONS) -> dict[str, dict]:
+    """Each service's NATS permissions, from what it declares, its durables once per partition."""
+    runtimes = declared_runtimes()
     permissions = {name: nats_auth.service_permissions(name, runtime.emitted, runtime.served,
                                                        runtime.durables(partitions))
                    for name, runtime in runtimes.items()}
@@ -148,7 +157,7 @@ async def erase_forever() -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    await erase(settings.nats_url, settings.partitions, stop)
+    await erase(settings.nats_url, settings.partitions, stop, declared_takers(settings.partitions))
 
 
 def main(argv: list[str] | None = None) -> None:

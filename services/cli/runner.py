@@ -464,7 +464,7 @@ def run(settings: RunnerSettings) -> None:
         nats_url, database_url = runner.start_infrastructure()
         asyncio.run(runner.declare_and_migrate(nats_url, database_url))
         # the admin, which declared the streams, deletes an erased reporter's whistle.blown from them
-        log_erasure.in_thread(nats_url, settings.partitions)
+        log_erasure.in_thread(nats_url, settings.partitions, nats_conf.declared_takers(settings.partitions))
         runner.spawn_all(nats_url, database_url)
         runner.wait_healthy()
         creds = runner.credentials()

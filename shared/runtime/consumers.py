@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import time
@@ -30,8 +31,8 @@ from shared.db import (
     claim_inbox_many,
 )
 from shared.ids import utcnow
-from shared.leases import Lease, LeaseKeeper, LeaseLost, fence_many
-from shared.partitioned import PartitionedPull, durable_for, partition_of_subject
+from shared.leases import Lease, LeaseKeeper, LeaseLost, fence_many, floor_of, holds
+from shared.partitioned import PartitionedPull, durable_for, partition_filter_for, partition_of_subject
 from shared.pull import PullBatches
 from shared.runtime.faults import TRANSIENT, Poison, backoff
 from shared.streams import consumer_config
@@ -274,6 +275,17 @@ class Consuming:
                 title=f"{self.name}:{one}", description=doc,
             )(documented)
 
+    def event_takers(self, partitions: int) -> list[tuple[str, tuple[str, ...]]]:
+        """Every durable this service keeps on the events stream, (name, filters): a partitioned one's once
+        per partition, narrowed to it. The log erasure waits for each of them (shared/log_erasure.py)."""
+        made: list[tuple[str, tuple[str, ...]]] = []
+        for c in self._consumers:
+            if c.stream != subjects.EVENTS_STREAM:
+                continue
+            made += [(durable_for(c.durable, p), tuple(partition_filter_for(f, p) for f in c.filters))
+                     for p in range(partitions)] if c.partitioned else [(c.durable, c.filters)]
+        return made
+
     def durables(self, partitions: int) -> list[tuple[str, str]]:
         """Every durable consumer this service makes, (stream, name): a partitioned one's once per partition
         (its NATS user may make, pull, reset and delete these and no other; shared/nats_auth.py)."""
@@ -295,9 +307,12 @@ class Consuming:
             )
             self._tasks.append(asyncio.create_task(self._retry_blocked(consumer), name=f"{consumer.durable}-retry"))
             if consumer.partitioned:  # its durables come with the partitions this replica takes
-                pull = PartitionedPull(self._nc, js, consumer.stream, consumer.durable, consumer.filters,
-                                       batch=self.settings.batch_size, config=config)
+                pull = PartitionedPull(
+                    self._nc, js, consumer.stream, consumer.durable, consumer.filters, batch=self.settings.batch_size,
+                    config=config, floor=functools.partial(floor_of, self.pool, consumer.durable),
+                    holds=functools.partial(holds, self.pool, self.replica))
                 self._partitioned.append(pull)
+                self._pull_of[consumer.durable] = pull
                 self._pulls.append(pull)
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, None), name=consumer.durable))
                 continue
@@ -419,6 +434,7 @@ class Consuming:
             except Poison as exc:
                 await self.dead_letter(m, f"malformed: {exc}", consumer.subject)
                 await m.ack()
+                self._settled(consumer, [m])
         return parsed
 
     async def _process_batch(self, raw: list[Msg], consumer: _Consumer, held: _Held | None = None) -> None:
@@ -497,16 +513,25 @@ class Consuming:
         held = self.keeper.held
         return [(m, item) for m, item in parsed if partition_of_subject(m.subject) in held]
 
-    async def _fence(self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]]) -> None:
-        """Inside the batch's transaction: LeaseLost unless every partition it touches is still ours; until
-        it commits, nobody can take them over."""
+    async def _fence(self, conn: asyncpg.Connection, consumer: _Consumer, parsed: list[tuple[Msg, Any]],
+                     settling: list[Msg]) -> None:
+        """At the end of the batch's transaction: LeaseLost unless every partition it touches is still ours
+        (until it commits, nobody can take them over), and the consumer's floors in those partitions
+        once `settling` (what this transaction handled) is, written in the same statement."""
         if not consumer.partitioned or self.keeper is None:
             return
-        partitions = {partition_of_subject(m.subject) for m, _ in parsed}
+        msgs = [m for m, _ in parsed]
+        partitions = {partition_of_subject(m.subject) for m in msgs}
         leases = [self.keeper.held.get(p) for p in partitions]  # type: ignore[arg-type]
-        if any(lease is None for lease in leases):
-            raise LeaseLost(f"partitions {sorted(p for p in partitions if p not in self.keeper.held)} are not held")
-        await fence_many(conn, self.replica, leases)  # type: ignore[arg-type]
+        floors = self._pull_of[consumer.durable].floors(msgs, settling)
+        if any(lease is None for lease in leases) or len(floors) < len(partitions):
+            raise LeaseLost(f"partitions {sorted(p for p in partitions if p not in floors)} are not held")
+        await fence_many(conn, self.replica, leases, durable=consumer.durable, floors=floors)  # type: ignore[arg-type]
+
+    def _settled(self, consumer: _Consumer, msgs: list[Msg]) -> None:
+        """Acked: they no longer hold their partitions' floors down."""
+        if consumer.partitioned and (pull := self._pull_of.get(consumer.durable)) is not None:
+            pull.settle(msgs)
 
     async def _process_parsed(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> None:
         """Handle a batch, except the messages of whistles blocked behind a failure (they wait their
@@ -568,6 +593,7 @@ class Consuming:
             telemetry.HANDLED.labels(self.name, consumer.subject, outcome).inc(n)
         for m, _ in done:
             await m.ack()
+        self._settled(consumer, [m for m, _ in done])
         return failed
 
     async def _keep(self, msgs: list[Msg]) -> None:
@@ -589,8 +615,8 @@ class Consuming:
             together = consumer.batch and len(parsed) > 1  # a batch of one goes straight to one by one
             if not (together and await self._handle_together(conn, consumer, parsed, now, done, queued)):
                 async with conn.transaction():
-                    await self._fence(conn, consumer, parsed)
                     await self._handle_one_by_one(conn, consumer, parsed, now, done, failed, queued)
+                    await self._fence(conn, consumer, parsed, [m for m, _ in done])
             if consumer.after_commit is not None:  # committed: tell whoever waits on it (before the pool's reset)
                 handled = {id(m) for m, outcome in done if outcome == "ack"}
                 items = [item for m, item in parsed if id(m) in handled]
@@ -626,6 +652,7 @@ class Consuming:
                     if most > 0 and attempts >= most:
                         await self.dead_letter(head[0], f"failed {attempts} times: {error}", consumer.subject, attempts)
                         await head[0].ack()
+                        self._settled(consumer, [head[0]])
                         entries = entries[1:]
                         blocked.attempts[key] = 0
                     failed = await self._attempt_until_done(entries, consumer) if entries else []
@@ -650,7 +677,6 @@ class Consuming:
             # a transaction of its own, not a savepoint in the one-by-one path's (two round trips fewer a
             # batch): on failure nothing of this attempt stays, and the messages go one by one in another
             async with conn.transaction():
-                await self._fence(conn, consumer, parsed)
                 fresh = await claim_inbox_many(conn, [k for k in keys if k is not None])
                 items = []
                 for (_, item), key in zip(parsed, keys, strict=True):
@@ -662,6 +688,7 @@ class Consuming:
                         outcomes.append("duplicate")
                 if items:
                     rows = await self.emit(conn, await consumer.handle(conn, items, now))
+                await self._fence(conn, consumer, parsed, [m for m, _ in parsed])
         except LeaseLost:
             raise
         except TRANSIENT:

@@ -74,6 +74,7 @@ class ServiceRuntime(Consuming, Answering):
         self._tasks: list[asyncio.Task] = []
         self._pulls: list[PullBatches | PartitionedPull] = []
         self._partitioned: list[PartitionedPull] = []
+        self._pull_of: dict[str, PartitionedPull] = {}  # each partitioned consumer's, by its durable
         self.replica = replica_name(settings.replica)
         # signed commands: the signers' keys to verify each request with; the own key of a service that asks
         # another one as the system (`signs`). Missing ones stop `run` (`require_keys`), never a build

@@ -25,6 +25,14 @@ from shared.streams import consumer_config
 STREAM = "PARTITIONED"
 
 
+async def nothing_yet(partition: int) -> None:  # noqa: ARG001 - no floor recorded: from the start
+    return None
+
+
+async def held(lease: Lease) -> bool:  # noqa: ARG001
+    return True
+
+
 async def test_the_server_writes_the_partition_partition_of_computes(infra) -> None:
     nc = await nats.connect(infra["nats_url"])
     try:
@@ -75,7 +83,8 @@ async def test_a_delivery_lost_on_the_way_comes_again_before_the_ones_after_it(i
         p = 5
         ids = [i for i in (str(uuid4()) for _ in range(2000)) if partition_of(i, 16) == p][:60]
         pull = PartitionedPull(nc, js, "LOSSY", "lossy", ("lossy.>",), batch=10,
-                               config=consumer_config("lossy", max_deliver=5, ack_wait_s=60))
+                               config=consumer_config("lossy", max_deliver=5, ack_wait_s=60), floor=nothing_yet,
+                               holds=held)
         await pull.add(Lease(p, 1))
         stolen: list = []
 

@@ -213,6 +213,32 @@ def test_an_erased_reporters_event_stays_in_the_log_until_every_consumer_has_tak
     assert sql(system, "SELECT 1 FROM notifier.whistles WHERE id = $1", uuid.UUID(whistle_id)), "the notifier has it"
 
 
+def test_an_erased_reporters_event_waits_for_a_consumer_nats_forgot_in_a_restart(system: System):
+    """The notifier frozen, then NATS killed -9: the notifier's partition consumers lived in NATS's memory
+    and are gone until it makes them again from its floors. The admin must not take their absence for
+    "every consumer has it": the whistle.blown stays until the notifier is back and has taken it."""
+    notifier = system.pids()["notifier"]
+    os.kill(notifier, signal.SIGSTOP)
+    try:
+        whistle_id = system.blow(**QUIET, reporter={"name": "卫女士", "phone": phone()})
+        killed = system.pids()["nats"]
+        os.kill(killed, signal.SIGKILL)
+        wait_for(lambda: system.pids().get("nats") not in (None, killed), 60, what="nats restarted")
+        with system.client("supervisor") as s:
+            wait_for(lambda: s.post(f"/v1/whistles/{whistle_id}/erase-reporter",
+                                    json={"reason": "asked in person / 本人申请"}).status_code == 200, 60,
+                     what="the erasure taken once NATS is back")
+        wait_for(lambda: (system.whistle(whistle_id).get("reporter") or {}).get("removed") == "erasure", 60,
+                 what="the erasure taken by the ledger")
+        time.sleep(3)  # the admin's erasure sees it again every 2 s
+        assert asyncio.run(stored(system, "whistle.blown", whistle_id)), "deleted before the notifier took it"
+    finally:
+        os.kill(notifier, signal.SIGCONT)
+    wait_for(lambda: asyncio.run(stored(system, "whistle.blown", whistle_id)) == [], 60,
+             what="the whistle.blown deleted once the notifier took it")
+    assert sql(system, "SELECT 1 FROM notifier.whistles WHERE id = $1", uuid.UUID(whistle_id)), "the notifier has it"
+
+
 def test_an_erasure_outlives_a_kill_9_of_intake_the_ledger_and_nats(system: System):
     """Killed -9 just after the erasure was asked for: what intake committed is told, what the ledger
     took is carried out after its restart, and the log's copy goes once NATS is back."""
@@ -247,7 +273,9 @@ async def stored(system: System, event: str, whistle_id: str) -> list[bytes]:
 
 def test_the_audit_of_a_month_lists_every_command_with_who_did_it(system: System):
     whistle_id = system.blow(**QUIET)
-    wait_for(lambda: system.whistle(whistle_id).get("timeline"), 20, what="the whistle on the ledger")
+    # routed too (an earlier test restarted NATS: the services may still be coming back to it)
+    wait_for(lambda: {"whistle.routed", "summons.issued"} <= {t["type"] for t in system.whistle(whistle_id)
+                                                                .get("timeline", [])}, 30, what="the whistle routed")
     dispatcher = system.creds["dispatcher"]["id"]
     month = datetime.now(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m")
     with system.client("supervisor") as s:

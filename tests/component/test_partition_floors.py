@@ -1,0 +1,216 @@
+"""Where a partitioned consumer stands is kept in Postgres (shared/partitioned.py): each batch's
+transaction writes the consumer's floor per partition, and a partition's NATS consumer lives in memory,
+made afresh just after that floor when a replica takes the partition or NATS has forgotten it.
+
+These tests run a real runtime, nats-server and Postgres; the consumer has no inbox (`dedup` None), so a
+message delivered again after a restart or a handover would be handled again and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import asyncpg
+import nats
+import pytest
+
+from services.cli.embedded import start_nats
+from shared.contracts import WhistleClosed
+from shared.ids import utcnow
+from shared.partitioned import durable_for, floor_in_hand, partition_filter_for
+from shared.partitions import DEFAULT_PARTITIONS, partition_of, published_subject
+from shared.runtime import Consumer, ServiceRuntime
+from shared.settings import ServiceSettings
+from shared.streams import consumer_config, ensure_streams
+from tests.component.conftest import until
+from tests.e2e.conftest import free_port
+
+DURABLE = "floors"
+
+
+def counted_table(tmp_path: Path) -> Path:
+    migrations = tmp_path / "migrations"
+    migrations.mkdir(exist_ok=True)
+    (migrations / "001_handled.sql").write_text(
+        "CREATE TABLE IF NOT EXISTS handled (whistle_id uuid NOT NULL, at timestamptz DEFAULT clock_timestamp());")
+    return migrations
+
+
+async def handle(conn, events, now):  # noqa: ARG001
+    await conn.executemany("INSERT INTO handled (whistle_id) VALUES ($1)", [(e.whistle_id,) for e in events])
+    return []
+
+
+def runtime_of(schema: str, infra: dict, nats_url: str, migrations: Path, replica: str) -> ServiceRuntime:
+    settings = ServiceSettings.model_validate({
+        "nats_url": nats_url, "database_url": infra["database_url"], "replica": replica, "batch_size": 32,
+        "lease_round_s": 0.3, "lease_ttl_s": 2.0,
+    })
+    runtime = ServiceRuntime(schema, settings, migrations)
+    runtime.consume(Consumer(WhistleClosed.SUBJECT, handle, durable=DURABLE, batch=True, dedup=lambda _: None))
+    return runtime
+
+
+async def publish(js, n: int) -> dict[UUID, tuple[int, int]]:
+    """n whistles closed: each one's (partition, stream sequence)."""
+    out = {}
+    for _ in range(n):
+        whistle = uuid4()
+        event = WhistleClosed(occurred_at=utcnow(), whistle_id=whistle, actor="system:test")
+        for _ in range(100):  # NATS just restarted: JetStream answers once it has recovered its streams
+            try:
+                ack = await js.publish(published_subject(WhistleClosed.SUBJECT, whistle),
+                                       event.model_dump_json().encode(), headers={"Nats-Msg-Id": str(event.event_id)})
+                break
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+                await asyncio.sleep(0.2)
+        out[whistle] = (partition_of(str(whistle), DEFAULT_PARTITIONS), ack.seq)
+    return out
+
+
+async def counts(db: str, schema: str) -> dict[UUID, int]:
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(f"SELECT whistle_id, count(*) AS n FROM {schema}.handled GROUP BY whistle_id")
+        return {r["whistle_id"]: r["n"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def floors(db: str, schema: str) -> dict[int, int]:
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch(f"SELECT partition, stream_seq FROM {schema}.consumer_floors WHERE durable = $1",
+                                DURABLE)
+        return {r["partition"]: r["stream_seq"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def last_of_each_partition(published: dict[UUID, tuple[int, int]]) -> dict[int, int]:
+    last: dict[int, int] = {}
+    for partition, seq in published.values():
+        last[partition] = max(last.get(partition, 0), seq)
+    return last
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path):
+    """A nats-server of this test's own, which it may kill and start again on the same port and store."""
+    port = free_port()
+    state = {"proc": start_nats(tmp_path, port, tmp_path / "nats.log")}
+
+    def restart() -> None:
+        state["proc"].send_signal(signal.SIGKILL)
+        state["proc"].wait()
+        state["proc"] = start_nats(tmp_path, port, tmp_path / "nats.log")
+
+    yield f"nats://127.0.0.1:{port}", restart
+    proc: subprocess.Popen = state["proc"]
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats_restart_or_a_handover(
+    infra: dict, tmp_path: Path, own_nats,
+) -> None:
+    nats_url, restart_nats = own_nats
+    db, schema = infra["database_url"], "rtfloors"
+    migrations = counted_table(tmp_path)
+    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    first = runtime_of(schema, infra, nats_url, migrations, "floors-a")
+    await first.start()
+    second = None
+    try:
+        published = await publish(js, 200)
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+        # every message settled: each partition's floor is its last message
+        assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+        some = durable_for(DURABLE, next(iter(published.values()))[0])
+        assert (await js.consumer_info("EVENTS", some)).config.mem_storage  # no state file rewritten 10×/s
+
+        restart_nats()  # kill -9: the in-memory consumers are gone with it
+        await until(lambda: _connected(nc), 30)
+        published |= await publish(js, 200)
+        assert await until(lambda: _all_handled(db, schema, published), 60), "made again from the floors"
+
+        await first.stop()  # its partitions go back; the next replica starts where it stopped
+        published |= await publish(js, 100)
+        second = runtime_of(schema, infra, nats_url, migrations, "floors-b")
+        await second.start()
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+        await asyncio.sleep(1.0)  # anything delivered again would be handled by now
+        handled = await counts(db, schema)
+        assert set(handled) == set(published)
+        assert [w for w, n in handled.items() if n != 1] == [], "a message handled twice"
+        assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+    finally:
+        if second is not None:
+            await second.stop()
+        await first.stop()
+        await nc.close()
+
+
+async def test_a_durable_from_before_floors_were_kept_starts_from_its_own_acknowledgement_floor(
+    infra: dict, tmp_path: Path,
+) -> None:
+    """An upgrade: the partitions' file-backed durables know how far they got, Postgres does not yet."""
+    db, schema = infra["database_url"], "rtfloorsupgrade"
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    await js.purge_stream("EVENTS")
+    before = await publish(js, 60)
+    for p in range(DEFAULT_PARTITIONS):  # as the runtime of before left them: everything taken and acked
+        name = durable_for(DURABLE, p)
+        await js.add_consumer("EVENTS", consumer_config(
+            name, max_deliver=5, ack_wait_s=30, filters=(partition_filter_for(WhistleClosed.SUBJECT, p),)))
+        sub = await js.pull_subscribe_bind(name, "EVENTS")
+        while True:
+            try:
+                msgs = await sub.fetch(100, timeout=0.5)
+            except nats.errors.TimeoutError:
+                break
+            for m in msgs:
+                await m.ack_sync()
+        await sub.unsubscribe()
+    after = await publish(js, 60)
+    runtime = runtime_of(schema, infra, infra["nats_url"], counted_table(tmp_path), "upgrade-a")
+    await runtime.start()
+    try:
+        assert await until(lambda: _all_handled(db, schema, after), 60)
+        await asyncio.sleep(1.0)
+        handled = await counts(db, schema)
+        assert set(handled) == set(after) and set(handled).isdisjoint(before)
+        assert all(n == 1 for n in handled.values())
+    finally:
+        await runtime.stop()
+        await nc.close()
+
+
+def test_a_partition_floor_is_just_below_the_first_message_still_in_hand() -> None:
+    in_hand, top = {12, 15, 20}, 20
+    assert floor_in_hand(in_hand, top, set()) == 11
+    assert floor_in_hand(in_hand, top, {12}) == 14  # 12 settles with this transaction: 15 still holds it down
+    assert floor_in_hand(in_hand, top, {12, 15, 20}) == 20  # nothing left in hand: all taken is handled
+    assert floor_in_hand(set(), top, set()) == 20
+
+
+async def _all_handled(db: str, schema: str, published: dict) -> bool:
+    try:
+        return set(await counts(db, schema)) >= set(published)
+    except asyncpg.UndefinedTableError:
+        return False
+
+
+async def _floors_are(db: str, schema: str, expected: dict[int, int]) -> bool:
+    return await floors(db, schema) == expected
+
+
+async def _connected(nc) -> bool:
+    return nc.is_connected
