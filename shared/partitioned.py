@@ -103,6 +103,8 @@ class PartitionedPull:
                  holds: Callable[[Lease], Awaitable[bool]]):
         self._nc, self._js = nc, js
         self._floor, self._holds = floor, holds  # the partition's floor in Postgres; whether a lease still stands
+        self._asking = asyncio.Semaphore(2)  # sixteen partitions taken at once ask Postgres two at a time (the
+        # pool would otherwise open every connection it may, in every service and replica at once)
         self.stream, self.base, self.filters = stream, base, filters
         self._batch = batch
         self._config = config  # every setting but the name and the filter
@@ -128,7 +130,8 @@ class PartitionedPull:
         sequence to start from. A durable with nothing in Postgres yet (made before floors were kept
         there) starts from its own acknowledgement floor."""
         name = durable_for(self.base, partition)
-        floor = await self._floor(partition)
+        async with self._asking:
+            floor = await self._floor(partition)
         try:
             info = await self._js.consumer_info(self.stream, name)
         except NotFoundError:
@@ -221,7 +224,9 @@ class PartitionedPull:
             log.info("partition.consumer_unknown", durable=name, error=repr(exc))
             return
         try:
-            if not await self._holds(part.lease):
+            async with self._asking:
+                still = await self._holds(part.lease)
+            if not still:
                 return  # taken over: the lease keeper stops this partition
             await part.pull.halt()
             part.delivered = await self._make(part.lease.partition)
