@@ -195,39 +195,33 @@ def test_a_supervisor_erases_a_reporter_everywhere_and_the_timeline_keeps_only_t
 def test_an_erased_reporters_event_stays_in_the_log_until_every_consumer_has_taken_it(system: System):
     """The notifier frozen: it has not taken the whistle.blown when the reporter is erased, so the admin
     must not delete it from the log yet (the notifier would never learn of the whistle); once it has, it goes."""
-    notifier = system.pids()["notifier"]
-    os.kill(notifier, signal.SIGSTOP)
-    try:
-        whistle_id = system.blow(**QUIET, reporter={"name": "冯先生", "phone": phone()})
-        with system.client("supervisor") as s:
-            r = s.post(f"/v1/whistles/{whistle_id}/erase-reporter", json={"reason": "asked in person / 本人申请"})
-            assert r.status_code == 200, r.text
-        wait_for(lambda: (system.whistle(whistle_id).get("reporter") or {}).get("removed") == "erasure", 30,
-                 what="the erasure taken by the ledger")
-        time.sleep(3)  # the admin's erasure sees it again every 2 s
-        assert asyncio.run(stored(system, "whistle.blown", whistle_id)), "deleted before the notifier took it"
-    finally:
-        os.kill(notifier, signal.SIGCONT)
-    wait_for(lambda: asyncio.run(stored(system, "whistle.blown", whistle_id)) == [], 60,
-             what="the whistle.blown deleted once the notifier took it")
-    assert sql(system, "SELECT 1 FROM notifier.whistles WHERE id = $1", uuid.UUID(whistle_id)), "the notifier has it"
+    kept_until_the_notifier_takes_it(system, "冯先生", lambda: None)
 
 
 def test_an_erased_reporters_event_waits_for_a_consumer_nats_forgot_in_a_restart(system: System):
     """The notifier frozen, then NATS killed -9: the notifier's partition consumers lived in NATS's memory
     and are gone until it makes them again from its floors. The admin must not take their absence for
     "every consumer has it": the whistle.blown stays until the notifier is back and has taken it."""
-    notifier = system.pids()["notifier"]
-    os.kill(notifier, signal.SIGSTOP)
-    try:
-        whistle_id = system.blow(**QUIET, reporter={"name": "卫女士", "phone": phone()})
+    def kill_nats() -> None:
         killed = system.pids()["nats"]
         os.kill(killed, signal.SIGKILL)
         wait_for(lambda: system.pids().get("nats") not in (None, killed), 60, what="nats restarted")
+
+    kept_until_the_notifier_takes_it(system, "卫女士", kill_nats)
+
+
+def kept_until_the_notifier_takes_it(system: System, name: str, meanwhile) -> None:
+    """A whistle blown while the notifier is frozen, `meanwhile` done, its reporter erased: the log keeps
+    its whistle.blown until the notifier, thawed, has taken it, then deletes it."""
+    notifier = system.pids()["notifier"]
+    os.kill(notifier, signal.SIGSTOP)
+    try:
+        whistle_id = system.blow(**QUIET, reporter={"name": name, "phone": phone()})
+        meanwhile()
         with system.client("supervisor") as s:
             wait_for(lambda: s.post(f"/v1/whistles/{whistle_id}/erase-reporter",
                                     json={"reason": "asked in person / 本人申请"}).status_code == 200, 60,
-                     what="the erasure taken once NATS is back")
+                     what="the erasure taken")
         wait_for(lambda: (system.whistle(whistle_id).get("reporter") or {}).get("removed") == "erasure", 60,
                  what="the erasure taken by the ledger")
         time.sleep(3)  # the admin's erasure sees it again every 2 s
