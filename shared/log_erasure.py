@@ -40,6 +40,14 @@ async def all_consumers(js: JetStreamContext) -> list:
     return found
 
 
+def taken_up_to(info) -> int:
+    """The stream sequence up to which a consumer has taken (acknowledged) everything it takes: its ack
+    floor, or, with nothing awaiting an ack, the last it was given (a consumer made from a floor in a
+    cluster reports an ack floor of 0 until its first ack)."""
+    floor = info.ack_floor.stream_seq
+    return floor if info.num_ack_pending else max(floor, info.delivered.stream_seq)
+
+
 async def consumers_past(js: JetStreamContext, subject: str, seq: int,
                          takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> bool:
     """Whether every durable consumer of EVENTS that takes `subject` has acknowledged `seq`, and every one of
@@ -53,7 +61,7 @@ async def consumers_past(js: JetStreamContext, subject: str, seq: int,
             continue  # an ephemeral reader (a test, a bench): nothing depends on it
         present.add(config.durable_name)
         filters = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [">"])
-        if any(subject_matches(f, subject) for f in filters) and info.ack_floor.stream_seq < seq:
+        if any(subject_matches(f, subject) for f in filters) and taken_up_to(info) < seq:
             return False
     return not any(name not in present and any(subject_matches(f, subject) for f in filters)
                    for name, filters in takers)

@@ -220,11 +220,10 @@ class OutboxRelay:
             self.leading = False
             self._handed.clear()  # still in the table: whoever leads next reads them
             self._published.set()
+            with contextlib.suppress(Exception):  # its session lock and LISTEN end with the session
+                await listener.close(timeout=2)
             with contextlib.suppress(Exception):
-                await listener.execute("SELECT pg_advisory_unlock_all()")
-                await listener.remove_listener(channel, on_notify)
-            with contextlib.suppress(Exception):
-                await self._pool.release(listener)
+                await self._pool.release(listener)  # a closed connection: the pool makes a new one when needed
 
     def stop(self) -> None:
         self._stopped = True
