@@ -23,6 +23,7 @@ import hashlib
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -115,27 +116,30 @@ _FENCE_MANY = (
 _FENCE_AND_FLOORS = (
     "WITH held AS (SELECT 1 FROM partition_leases l JOIN unnest($2::int[], $3::bigint[]) AS u(p, e)"
     " ON l.partition = u.p AND l.epoch = u.e WHERE l.holder = $1 FOR SHARE OF l),"
-    " moved AS (INSERT INTO consumer_floors AS f (durable, partition, stream_seq)"
-    " SELECT $4, p, s FROM unnest($2::int[], $5::bigint[]) AS u(p, s) ORDER BY p"
-    " ON CONFLICT (durable, partition) DO UPDATE SET stream_seq = greatest(f.stream_seq, excluded.stream_seq))"
+    " moved AS (INSERT INTO consumer_floors AS f (durable, partition, stream_seq, stream_created)"
+    " SELECT $4, p, s, $6 FROM unnest($2::int[], $5::bigint[]) AS u(p, s) ORDER BY p"
+    " ON CONFLICT (durable, partition) DO UPDATE SET stream_created = excluded.stream_created,"
+    " stream_seq = CASE WHEN f.stream_created = excluded.stream_created"
+    " THEN greatest(f.stream_seq, excluded.stream_seq) ELSE excluded.stream_seq END)"
     " SELECT count(*) FROM held"
 )
 
-_FLOOR = "SELECT stream_seq FROM consumer_floors WHERE durable = $1 AND partition = $2"
+_FLOOR = "SELECT stream_seq FROM consumer_floors WHERE durable = $1 AND partition = $2 AND stream_created = $3"
 _HOLDS = "SELECT true FROM partition_leases WHERE partition = $1 AND holder = $2 AND epoch = $3"
 
 
 async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease], *, durable: str | None = None,
-                     floors: dict[int, int] | None = None) -> None:
+                     floors: dict[int, int] | None = None, stream_created: datetime | None = None) -> None:
     """`fence` for every lease a batch's messages come under, in one round trip; with `durable` and
-    `floors` (partition → stream sequence), that consumer's floors are written by the same statement."""
+    `floors` (partition → stream sequence in the stream made at `stream_created`), that consumer's floors
+    are written by the same statement."""
     leases = sorted(set(leases), key=lambda x: x.partition)
     if not leases:
         return
     partitions, epochs = [x.partition for x in leases], [x.epoch for x in leases]
     if durable is not None and floors is not None:
         held = await conn.fetchval(_FENCE_AND_FLOORS, replica, partitions, epochs, durable,
-                                   [floors[p] for p in partitions])
+                                   [floors[p] for p in partitions], stream_created)
     elif len(leases) == 1:
         await fence(conn, replica, leases[0])
         return
@@ -145,9 +149,10 @@ async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Le
         raise LeaseLost(f"a partition of {partitions} is no longer held by {replica}")
 
 
-async def floor_of(pool: asyncpg.Pool, durable: str, partition: int) -> int | None:
-    """The stream sequence up to which `durable` has handled `partition` (None: nothing recorded yet)."""
-    return await pool.fetchval(_FLOOR, durable, partition)
+async def floor_of(pool: asyncpg.Pool, durable: str, partition: int, stream_created: datetime) -> int | None:
+    """The stream sequence up to which `durable` has handled `partition` of the stream made at
+    `stream_created` (None: nothing recorded of that stream)."""
+    return await pool.fetchval(_FLOOR, durable, partition, stream_created)
 
 
 async def holds(pool: asyncpg.Pool, replica: str, lease: Lease) -> bool:

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import nats
 import structlog
@@ -99,10 +100,11 @@ class PartitionedPull:
     """`next_batch()` like PullBatches, over the durables of the partitions added so far."""
 
     def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, filters: tuple[str, ...], *,
-                 batch: int, config: ConsumerConfig, floor: Callable[[int], Awaitable[int | None]],
+                 batch: int, config: ConsumerConfig, floor: Callable[[int, datetime], Awaitable[int | None]],
                  holds: Callable[[Lease], Awaitable[bool]]):
         self._nc, self._js = nc, js
         self._floor, self._holds = floor, holds  # the partition's floor in Postgres; whether a lease still stands
+        self.stream_created: datetime | None = None  # the stream's (its sequences are of that one stream)
         self._asking = asyncio.Semaphore(2)  # sixteen partitions taken at once ask Postgres two at a time (the
         # pool would otherwise open every connection it may, in every service and replica at once)
         self.stream, self.base, self.filters = stream, base, filters
@@ -130,8 +132,10 @@ class PartitionedPull:
         sequence to start from. A durable with nothing in Postgres yet (made before floors were kept
         there) starts from its own acknowledgement floor."""
         name = durable_for(self.base, partition)
+        # a floor is of one stream: one made again (NATS's store lost) starts its sequences over
+        self.stream_created = (await self._js.stream_info(self.stream)).created
         async with self._asking:
-            floor = await self._floor(partition)
+            floor = await self._floor(partition, self.stream_created)
         try:
             info = await self._js.consumer_info(self.stream, name)
         except NotFoundError:

@@ -523,10 +523,12 @@ class Consuming:
         msgs = [m for m, _ in parsed]
         partitions = {partition_of_subject(m.subject) for m in msgs}
         leases = [self.keeper.held.get(p) for p in partitions]  # type: ignore[arg-type]
-        floors = self._pull_of[consumer.durable].floors(msgs, settling)
+        pull = self._pull_of[consumer.durable]
+        floors = pull.floors(msgs, settling)
         if any(lease is None for lease in leases) or len(floors) < len(partitions):
             raise LeaseLost(f"partitions {sorted(p for p in partitions if p not in floors)} are not held")
-        await fence_many(conn, self.replica, leases, durable=consumer.durable, floors=floors)  # type: ignore[arg-type]
+        await fence_many(conn, self.replica, leases, durable=consumer.durable, floors=floors,  # type: ignore[arg-type]
+                         stream_created=pull.stream_created)
 
     def _settled(self, consumer: _Consumer, msgs: list[Msg]) -> None:
         """Acked: they no longer hold their partitions' floors down."""

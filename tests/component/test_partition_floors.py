@@ -156,6 +156,34 @@ async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats
         await nc.close()
 
 
+async def test_a_stream_made_again_behind_its_floors_is_read_from_its_start(infra: dict, tmp_path: Path, own_nats) -> None:
+    """NATS's store lost and the stream made again: its sequences start over, below the floors Postgres
+    kept, and everything in it is new (skipping up to the old floors would lose it)."""
+    nats_url, _ = own_nats
+    db, schema = infra["database_url"], "rtfloorsagain"
+    migrations = counted_table(tmp_path)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    runtime = runtime_of(schema, infra, nats_url, migrations, "again-a")
+    await runtime.start()
+    try:
+        published = await publish(js, 120)
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+    finally:
+        await runtime.stop()
+    await js.delete_stream("EVENTS")
+    await ensure_streams(js)
+    again = await publish(js, 40)  # sequences 1..40, below every floor
+    runtime = runtime_of(schema, infra, nats_url, migrations, "again-b")
+    await runtime.start()
+    try:
+        assert await until(lambda: _all_handled(db, schema, published | again), 60), "skipped up to the old floors"
+    finally:
+        await runtime.stop()
+        await nc.close()
+
+
 async def test_a_durable_from_before_floors_were_kept_starts_from_its_own_acknowledgement_floor(
     infra: dict, tmp_path: Path,
 ) -> None:

@@ -25,7 +25,7 @@ from shared.streams import consumer_config
 STREAM = "PARTITIONED"
 
 
-async def nothing_yet(partition: int) -> None:  # noqa: ARG001 - no floor recorded: from the start
+async def nothing_yet(*_) -> None:  # no floor recorded: from the start
     return None
 
 
