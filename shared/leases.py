@@ -1,7 +1,7 @@
 """Partition leases: each partition of a service held by exactly one of its replicas at a time.
 
 The leases live in Postgres, beside the work they guard, not in NATS KV: a batch's transaction reads
-its partition's lease row FOR SHARE (`fence`), so a takeover (which updates that row) waits until
+its partition's lease row FOR SHARE (`fence_many`), so a takeover (which updates that row) waits until
 the old holder's transactions in flight have committed, and every later transaction of the old
 holder finds the row changed and rolls back. A KV lease with a TTL cannot fence a database commit:
 a holder paused past its TTL would still commit after the new holder began.
@@ -103,14 +103,6 @@ _GIVE_BACK = ("UPDATE partition_leases SET holder = NULL, changed_at = now()"
 _BEAT = ("INSERT INTO replicas (replica, seen_at) VALUES ($1, now())"
          " ON CONFLICT (replica) DO UPDATE SET seen_at = now()")
 
-_FENCE = "SELECT 1 FROM partition_leases WHERE partition = $1 AND holder = $2 AND epoch = $3 FOR SHARE"
-
-
-_FENCE_MANY = (
-    "SELECT count(*) FROM (SELECT 1 FROM partition_leases l JOIN unnest($2::int[], $3::bigint[]) AS u(p, e)"
-    " ON l.partition = u.p AND l.epoch = u.e WHERE l.holder = $1 FOR SHARE OF l) AS held"
-)
-
 # the lease check and the consumer's new floors in one round trip; floors only move forward (two
 # overlapping batches may commit in either order), and in partition order (no deadlock between them)
 _FENCE_AND_FLOORS = (
@@ -128,24 +120,16 @@ _FLOOR = "SELECT stream_seq FROM consumer_floors WHERE durable = $1 AND partitio
 _HOLDS = "SELECT true FROM partition_leases WHERE partition = $1 AND holder = $2 AND epoch = $3"
 
 
-async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease], *, durable: str | None = None,
-                     floors: dict[int, int] | None = None, stream_created: datetime | None = None) -> None:
-    """`fence` for every lease a batch's messages come under, in one round trip; with `durable` and
-    `floors` (partition → stream sequence in the stream made at `stream_created`), that consumer's floors
-    are written by the same statement."""
+async def fence_many(conn: asyncpg.Connection, replica: str, leases: Iterable[Lease], durable: str,
+                     floors: dict[int, int], stream_created: datetime) -> None:
+    """Inside a batch's transaction, at its end: LeaseLost unless `replica` still holds every lease its
+    messages come under (the rows read FOR SHARE: until it commits, nobody can take them over); and
+    `durable`'s floors in those partitions (partition → stream sequence, of the stream made at
+    `stream_created`) written, in the same round trip."""
     leases = sorted(set(leases), key=lambda x: x.partition)
-    if not leases:
-        return
-    partitions, epochs = [x.partition for x in leases], [x.epoch for x in leases]
-    if durable is not None and floors is not None:
-        held = await conn.fetchval(_FENCE_AND_FLOORS, replica, partitions, epochs, durable,
-                                   [floors[p] for p in partitions], stream_created)
-    elif len(leases) == 1:
-        await fence(conn, replica, leases[0])
-        return
-    else:
-        held = await conn.fetchval(_FENCE_MANY, replica, partitions, epochs)
-    if held != len(leases):
+    partitions = [x.partition for x in leases]
+    if leases and await conn.fetchval(_FENCE_AND_FLOORS, replica, partitions, [x.epoch for x in leases], durable,
+                                      [floors[p] for p in partitions], stream_created) != len(leases):
         raise LeaseLost(f"a partition of {partitions} is no longer held by {replica}")
 
 
@@ -158,13 +142,6 @@ async def floor_of(pool: asyncpg.Pool, durable: str, partition: int, stream_crea
 async def holds(pool: asyncpg.Pool, replica: str, lease: Lease) -> bool:
     """Whether `replica` still holds `lease` (outside a batch: no lock, an answer of the moment)."""
     return bool(await pool.fetchval(_HOLDS, lease.partition, replica, lease.epoch))
-
-
-async def fence(conn: asyncpg.Connection, replica: str, lease: Lease) -> None:
-    """Inside a transaction: raise LeaseLost unless `replica` still holds `lease`; until the transaction
-    ends, nobody can take the partition over."""
-    if await conn.fetchval(_FENCE, lease.partition, replica, lease.epoch) is None:
-        raise LeaseLost(f"partition {lease.partition} (epoch {lease.epoch}) is no longer held by {replica}")
 
 
 class LeaseKeeper:

@@ -45,7 +45,6 @@ log = structlog.get_logger("partitioned")
 GONE = frozenset({"503", "404", "409"})
 
 
-
 def partition_of_subject(subject: str) -> int | None:
     """The partition token of a stored event subject (`<type>.<verb>.<p>.<whistle_id>`), else None."""
     tokens = subject.split(".")
@@ -81,7 +80,6 @@ class _Part:
         self.delivered: int | None = None  # the consumer sequence of the last delivery taken (or of the reset)
         self.outstanding: set[int] = set()  # stream sequences taken and not yet settled (acked)
         self.top = 0  # the highest stream sequence taken
-
 
 
 def in_sequence(last: int | None, sequences: list[int]) -> int | None:
@@ -150,17 +148,13 @@ class PartitionedPull:
             **filtered(tuple(partition_filter_for(one, partition) for one in self.filters)))
         return (await self._js.add_consumer(self.stream, config)).delivered.consumer_seq
 
-    def floors(self, msgs: list[Msg], settling: list[Msg]) -> dict[int, int]:
-        """The floor of each partition of `msgs` once `settling` (handled in the same transaction) is."""
-        done: dict[int, set[int]] = {}
+    def floors(self, partitions: set[int], settling: list[Msg]) -> dict[int, int]:
+        """The floor of each of `partitions` held here once `settling` (handled in the same transaction) is."""
+        done: dict[int | None, set[int]] = {}
         for m in settling:
             done.setdefault(partition_of_subject(m.subject), set()).add(m.metadata.sequence.stream)
-        floors = {}
-        for p in {partition_of_subject(m.subject) for m in msgs}:
-            part = self.parts.get(p)  # type: ignore[arg-type]
-            if part is not None:
-                floors[p] = floor_in_hand(part.outstanding, part.top, done.get(p, set()))  # type: ignore[index]
-        return floors
+        return {p: floor_in_hand(part.outstanding, part.top, done.get(p, set()))
+                for p in partitions if (part := self.parts.get(p)) is not None}
 
     def settle(self, msgs: list[Msg]) -> None:
         """These are acked: they no longer hold their partition's floor down."""

@@ -311,7 +311,6 @@ class Consuming:
                     self._nc, js, consumer.stream, consumer.durable, consumer.filters, batch=self.settings.batch_size,
                     config=config, floor=functools.partial(floor_of, self.pool, consumer.durable),
                     holds=functools.partial(holds, self.pool, self.replica))
-                self._partitioned.append(pull)
                 self._pull_of[consumer.durable] = pull
                 self._pulls.append(pull)
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, None), name=consumer.durable))
@@ -334,7 +333,7 @@ class Consuming:
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, held), name=consumer.durable))
                 if held is not None:
                     self._tasks.append(asyncio.create_task(self._release(consumer, held), name=f"{consumer.durable}-hold"))
-        if self._partitioned:
+        if self._pull_of:
             self.keeper = LeaseKeeper(self.pool, self.replica, self.settings.partitions, gained=self._gained,
                                       lost=self._lost, ttl_s=self.settings.lease_ttl_s,
                                       round_s=self.settings.lease_round_s)
@@ -494,13 +493,13 @@ class Consuming:
 
     async def _gained(self, lease: Lease) -> None:
         """A partition taken: every partitioned consumer starts on it, from where its last holder stopped."""
-        for pull in self._partitioned:
+        for pull in self._pull_of.values():
             await pull.add(lease)
 
     async def _lost(self, partition: int) -> None:
         """A partition given back or taken: stop fetching it and forget its messages in hand (unacked, its
         next holder gets them again, in order)."""
-        for pull in self._partitioned:
+        for pull in self._pull_of.values():
             await pull.remove(partition)
         for consumer in self._consumers:
             if consumer.partitioned:
@@ -520,15 +519,14 @@ class Consuming:
         once `settling` (what this transaction handled) is, written in the same statement."""
         if not consumer.partitioned or self.keeper is None:
             return
-        msgs = [m for m, _ in parsed]
-        partitions = {partition_of_subject(m.subject) for m in msgs}
+        partitions = {partition_of_subject(m.subject) for m, _ in parsed}
         leases = [self.keeper.held.get(p) for p in partitions]  # type: ignore[arg-type]
         pull = self._pull_of[consumer.durable]
-        floors = pull.floors(msgs, settling)
+        floors = pull.floors(partitions, settling)  # type: ignore[arg-type]
         if any(lease is None for lease in leases) or len(floors) < len(partitions):
             raise LeaseLost(f"partitions {sorted(p for p in partitions if p not in floors)} are not held")
-        await fence_many(conn, self.replica, leases, durable=consumer.durable, floors=floors,  # type: ignore[arg-type]
-                         stream_created=pull.stream_created)
+        await fence_many(conn, self.replica, leases, consumer.durable, floors,  # type: ignore[arg-type]
+                         pull.stream_created)  # type: ignore[arg-type]
 
     def _settled(self, consumer: _Consumer, msgs: list[Msg]) -> None:
         """Acked: they no longer hold their partitions' floors down."""

@@ -73,7 +73,6 @@ class ServiceRuntime(Consuming, Answering):
         self._nc: nats.NATS | None = None
         self._tasks: list[asyncio.Task] = []
         self._pulls: list[PullBatches | PartitionedPull] = []
-        self._partitioned: list[PartitionedPull] = []
         self._pull_of: dict[str, PartitionedPull] = {}  # each partitioned consumer's, by its durable
         self.replica = replica_name(settings.replica)
         # signed commands: the signers' keys to verify each request with; the own key of a service that asks

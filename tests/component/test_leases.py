@@ -8,7 +8,8 @@ import asyncio
 import pytest
 
 from shared.db import SHARED_MIGRATIONS, create_pool, ensure_schema, migrate
-from shared.leases import Lease, LeaseKeeper, LeaseLost, fence
+from shared.ids import utcnow
+from shared.leases import Lease, LeaseKeeper, LeaseLost, fence_many
 from tests.component.conftest import until
 
 pytestmark = pytest.mark.asyncio
@@ -73,7 +74,7 @@ async def test_a_takeover_waits_for_the_old_holders_transaction_then_fences_it_o
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        await fence(conn, "a", old)  # a batch of partition 0 in flight
+        await fence_many(conn, "a", [old], "d", {0: 1}, utcnow())  # a batch of partition 0 in flight
         await conn.execute("CREATE TABLE IF NOT EXISTS effects (n int)")
         await conn.execute("INSERT INTO effects VALUES (1)")
         # a is presumed dead (its heartbeat is old): b takes over, but must wait for that batch
@@ -88,7 +89,7 @@ async def test_a_takeover_waits_for_the_old_holders_transaction_then_fences_it_o
     # a's next batch is refused: its work for partition 0 can no longer commit
     async with pool.acquire() as conn, conn.transaction():
         with pytest.raises(LeaseLost):
-            await fence(conn, "a", old)
+            await fence_many(conn, "a", [old], "d", {0: 2}, utcnow())
     # and a learns at its next round that the partitions are gone
     await a.keeper.round()
     assert a.consuming == {} and a.keeper.held == {}
