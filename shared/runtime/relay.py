@@ -19,6 +19,7 @@ from shared.db import Queued
 
 log = structlog.get_logger("relay")
 POLL_S = 0.5  # how often the table is read while rows come handed over (others' rows, retries)
+FORGET_AFTER_S = 0.1  # published rows are deleted together, at most this long after the first of them
 BACKOFF_FIRST_S, BACKOFF_MOST_S = 0.5, 10.0  # restarts after an error
 LISTENER_CHECK_S = 2.0  # how often the connection holding the lock is checked (a restart ends it)
 DEAD_LETTER_BODY = 512 * 1024  # a set-aside row's body as its dead letter carries it (whole in outbox_dead)
@@ -113,9 +114,12 @@ def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str, max_payload: i
 class OutboxRelay:
     """One relay per service schema; a Postgres advisory lock keeps it single among replicas.
 
-    The leader publishes what its own process commits straight from memory (`handoff`), then
-    deletes those rows; it reads the table for the rest: rows another replica wrote (it NOTIFYs),
-    rows left by a crash or a failed publish, every `POLL_S` and whenever nothing is handed over.
+    The leader publishes what its own process commits straight from memory (`handoff`); it reads the
+    table for the rest: rows another replica wrote (it NOTIFYs), rows committed here while the table
+    came first, rows left by a crash or a failed publish, every `POLL_S`. Published rows are deleted
+    together, before the next table read and at most `FORGET_AFTER_S` after the first of them: one
+    statement for every few batches, not one each (a crash in between only publishes them again, and
+    their Nats-Msg-Id makes the copies no-ops).
     A row read from the table just before its hand-off arrives is published once: the last reads'
     seqs are remembered (and should one slip through, its Nats-Msg-Id makes the copy a no-op).
 
@@ -136,6 +140,8 @@ class OutboxRelay:
         self._stopped = False
         self._handed: deque[Queued] = deque()
         self._read: deque[set[int]] = deque(maxlen=4)  # seqs the last table reads published
+        self._gone: list[int] = []  # seqs published and not yet deleted
+        self._gone_since = 0.0  # when the first of them was published
         self._notified = True  # read the table at the next turn (start, NOTIFY)
         self._table_first = True  # rows may wait in the table: drain it before publishing hand-offs
         self._published = asyncio.Event()  # handed rows went out (a consumer may be waiting for room)
@@ -143,11 +149,16 @@ class OutboxRelay:
         self.problem: str | None = None  # why the relay is not publishing, while it is not
 
     def handoff(self, rows: list[Queued]) -> None:
-        """Rows this process has just committed: published from memory, not read back."""
-        if rows and self.leading and not self._table_first:
+        """Rows this process has just committed: published from memory, not read back (or, while the
+        table comes first, read there at the next turn). A batch that queued nothing wakes nobody."""
+        if not rows:
+            return
+        if self.leading and not self._table_first:
             if self._read:
                 rows = [r for r in rows if not any(r.seq in seqs for seqs in self._read)]
             self._handed.extend(rows)
+        else:
+            self._notified = True
         self._wake.set()
 
     async def room(self, most: int) -> None:
@@ -209,14 +220,19 @@ class OutboxRelay:
                     last_read = time.monotonic()
                     continue
                 published = await self._publish_handed() if self._handed else 0
-                if published == 0 or self._notified or time.monotonic() - last_read > POLL_S:
+                if self._notified or time.monotonic() - last_read > POLL_S:
                     self._notified, last_read = False, time.monotonic()
                     published += await self._drain_once() or 0
-                if published == 0 and not self._handed:
+                elif self._gone and time.monotonic() - self._gone_since >= FORGET_AFTER_S:
+                    await self._forget_published()
+                if published == 0 and not self._handed and not self._notified:
                     self._wake.clear()
+                    wait = POLL_S if not self._gone else self._gone_since + FORGET_AFTER_S - time.monotonic()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=POLL_S)
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.0))
         finally:
+            with contextlib.suppress(Exception):  # what went out need not go out again from the next leader
+                await asyncio.wait_for(self._forget_published(), timeout=2.0)
             self.leading = False
             self._handed.clear()  # still in the table: whoever leads next reads them
             self._published.set()
@@ -236,6 +252,7 @@ class OutboxRelay:
 
     async def _drain_once(self) -> int | None:
         """Publish the oldest rows of the table: how many were read, None if they could not go out."""
+        await self._forget_published()  # they would fill the read
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT seq, subject, headers, body, msg_id FROM outbox ORDER BY seq LIMIT $1", self._batch)
@@ -251,7 +268,7 @@ class OutboxRelay:
         return len(rows) if await self._send(queued) is not None else None
 
     async def _send(self, rows: list[Queued]) -> int | None:
-        """Publish rows and delete them (setting aside those JetStream refuses for good); None if
+        """Publish rows, to be deleted soon (setting aside those JetStream refuses for good); None if
         the batch could not go out (the rows stay, and the table is read first from now on)."""
         try:
             refused = await self._publisher.publish([(r.subject, r.body, r.headers) for r in rows], timeout=15)
@@ -266,12 +283,26 @@ class OutboxRelay:
             self._handed.clear()
             await asyncio.sleep(1.0)
             return None
-        async with self._pool.acquire() as conn:
-            # by id, not by range: a row with a lower seq may commit after this read
-            await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r.seq for r in rows])
+        if not self._gone:
+            self._gone_since = time.monotonic()
+        self._gone += [r.seq for r in rows]
         self.problem = None
         telemetry.RELAYED.labels(self._service).inc(len(rows))
         return len(rows)
+
+    async def _forget_published(self) -> None:
+        """Delete the rows published since the last time: by id, not by range (a row with a lower seq
+        may commit after a read). Kept until it succeeds: a failure restarts the relay, and its first
+        table read deletes them first."""
+        gone, self._gone = self._gone, []
+        if not gone:
+            return
+        try:
+            async with self._pool.acquire() as conn:
+                await conn.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", gone)
+        except BaseException:
+            self._gone = gone + self._gone
+            raise
 
     async def _for_good(self, refused: list[tuple[int, str]], rows: list[Queued]) -> list[tuple[int, str]]:
         """The refusals that no retry will cure. "No stream takes this subject" (503) is only final

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from uuid import UUID, uuid4
@@ -362,6 +363,8 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
         assert await relay._publish_handed() == 2
         assert await until(lambda: _true(len(heard) == 2))
         assert heard == [q.body for q in handed]  # from memory: the table's bodies were never read
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 2  # deleted together, a moment later
+        await relay._forget_published()
         assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
         async with pool.acquire() as conn, conn.transaction():
@@ -371,7 +374,78 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
         assert await relay._publish_handed() == 0 and relay._publisher.duplicates == 0
         assert await until(lambda: _true(len(heard) == 3))
         await asyncio.sleep(0.3)
+        await relay._forget_published()
         assert heard[2:] == [late[0].body] and await pool.fetchval("SELECT count(*) FROM outbox") == 0
     finally:
+        await nc.close()
+        await pool.close()
+
+
+async def test_the_relay_reads_the_table_only_when_told_or_on_its_poll_and_deletes_what_went_out_together(
+    infra: dict, monkeypatch,
+) -> None:
+    """Batches hand their rows to the running relay one after another, some with nothing to publish:
+    every row goes out once and leaves the table, without a table read per batch (only the poll's, every
+    POLL_S) and with one DELETE for many batches (at most one per FORGET_AFTER_S, and one per read).
+    Both intervals are made long here, so the bounds hold however slow the machine."""
+    from shared.contracts import WhistleClosed
+    from shared.db import SHARED_MIGRATIONS, create_pool, migrate, write_outbox
+    from shared.ids import utcnow
+    from shared.runtime import relay as relay_module
+    from shared.runtime.relay import OutboxRelay
+
+    pool = await create_pool(infra["database_url"], "rtforget")
+    await migrate(pool, [SHARED_MIGRATIONS])
+    nc = await nats.connect(infra["nats_url"])
+    await ensure_streams(nc.jetstream())
+    heard: list[bytes] = []
+
+    async def hear(m) -> None:
+        heard.append(m.data)
+
+    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)
+    monkeypatch.setattr(relay_module, "POLL_S", 20.0)
+    monkeypatch.setattr(relay_module, "FORGET_AFTER_S", 2.0)
+    relay = OutboxRelay(pool, nc, "rtforget")
+    reads: list[float] = []
+    deletes: list[int] = []
+    drain, forget = relay._drain_once, relay._forget_published
+
+    async def counted_drain():
+        reads.append(time.monotonic())
+        return await drain()
+
+    async def counted_forget():
+        if relay._gone:
+            deletes.append(len(relay._gone))
+        await forget()
+
+    relay._drain_once, relay._forget_published = counted_drain, counted_forget  # type: ignore[method-assign]
+    running = asyncio.create_task(relay.run())
+    try:
+        assert await until(lambda: _true(relay.leading and not relay._table_first))
+        started, before = time.monotonic(), len(reads)
+        sent = []
+        for _ in range(20):
+            async with pool.acquire() as conn, conn.transaction():
+                handed = await write_outbox(
+                    conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")], notify=False)
+            relay.handoff(handed)
+            relay.handoff([])  # a batch that queued nothing
+            sent += [q.body for q in handed]
+            await asyncio.sleep(0.005)
+        assert await until(lambda: _true(len(heard) == 20))
+        took = time.monotonic() - started
+        polls = int(took / relay_module.POLL_S) + 1
+        assert len(reads) - before <= polls, f"{len(reads) - before} table reads in {took:.2f} s"
+        assert await until(lambda: _true(not relay._gone))
+        assert sorted(heard) == sorted(sent)  # each once
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+        assert sum(deletes) >= 20
+        most = int(took / relay_module.FORGET_AFTER_S) + polls + 1
+        assert len(deletes) <= most, f"{len(deletes)} deletes for 20 batches in {took:.2f} s"
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 10)
         await nc.close()
         await pool.close()
