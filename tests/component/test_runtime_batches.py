@@ -327,15 +327,13 @@ async def _true(value) -> bool:
     return bool(value)
 
 
-async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_every_row_once(infra: dict) -> None:
-    """Committed rows handed to the relay go out as handed (not read back), then leave the table; a
-    row a table read published before its hand-off arrived is not published again."""
+async def _relay_rig(infra: dict, schema: str):
+    """A pool on a schema of its own, a NATS connection with the streams, and what it hears of whistle.closed
+    (published with the whistle id)."""
     from shared.contracts import WhistleClosed
-    from shared.db import SHARED_MIGRATIONS, create_pool, migrate, write_outbox
-    from shared.ids import utcnow
-    from shared.runtime.relay import OutboxRelay
+    from shared.db import SHARED_MIGRATIONS, create_pool, migrate
 
-    pool = await create_pool(infra["database_url"], "rthandoff")
+    pool = await create_pool(infra["database_url"], schema)
     await migrate(pool, [SHARED_MIGRATIONS])
     nc = await nats.connect(infra["nats_url"])
     await ensure_streams(nc.jetstream())
@@ -344,7 +342,19 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
     async def hear(m) -> None:
         heard.append(m.data)
 
-    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)  # published with the whistle id
+    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)
+    return pool, nc, heard
+
+
+async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_every_row_once(infra: dict) -> None:
+    """Committed rows handed to the relay go out as handed (not read back), then leave the table; a
+    row a table read published before its hand-off arrived is not published again."""
+    from shared.contracts import WhistleClosed
+    from shared.db import write_outbox
+    from shared.ids import utcnow
+    from shared.runtime.relay import OutboxRelay
+
+    pool, nc, heard = await _relay_rig(infra, "rthandoff")
     relay = OutboxRelay(pool, nc, "rthandoff")
     relay.leading, relay._table_first = True, False  # as run() sets them once it holds the lock and has
     # drained the table; its loop is not running here
@@ -389,21 +399,12 @@ async def test_the_relay_reads_the_table_only_when_told_or_on_its_poll_and_delet
     POLL_S) and with one DELETE for many batches (at most one per FORGET_AFTER_S, and one per read).
     Both intervals are made long here, so the bounds hold however slow the machine."""
     from shared.contracts import WhistleClosed
-    from shared.db import SHARED_MIGRATIONS, create_pool, migrate, write_outbox
+    from shared.db import write_outbox
     from shared.ids import utcnow
     from shared.runtime import relay as relay_module
     from shared.runtime.relay import OutboxRelay
 
-    pool = await create_pool(infra["database_url"], "rtforget")
-    await migrate(pool, [SHARED_MIGRATIONS])
-    nc = await nats.connect(infra["nats_url"])
-    await ensure_streams(nc.jetstream())
-    heard: list[bytes] = []
-
-    async def hear(m) -> None:
-        heard.append(m.data)
-
-    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)
+    pool, nc, heard = await _relay_rig(infra, "rtforget")
     monkeypatch.setattr(relay_module, "POLL_S", 20.0)
     monkeypatch.setattr(relay_module, "FORGET_AFTER_S", 2.0)
     relay = OutboxRelay(pool, nc, "rtforget")
