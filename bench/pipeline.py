@@ -17,6 +17,11 @@ when the last of their report clocks is armed. All times are `time.perf_counter(
 Then, on the same NATS server, the raw JetStream rate: M messages (~300 bytes) published with
 pipelined `publish_async` into a throwaway file stream, then pulled (batches of 512) and acked.
 
+The load generator shares the two cores with what it measures, so it must be light: aiohttp (httpx
+took ~0.4 of a core at 450 whistles/s, a fifth of the machine, and the rate rose from ~450 to ~740
+whistles/s once it was gone; bench/README.md, session 13). `client_cpu_pct` is its own CPU over the
+driving phase, % of one core.
+
 Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
 """
 
@@ -25,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import math
 import os
@@ -35,18 +39,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-# httpcore's async locks ask `import sniffio` each time one is made; without sniffio installed that
-# failed import walks sys.path every time (measured: most of this client's CPU). A None entry makes
-# the import fail at once, and httpcore then assumes asyncio, which is what runs here.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-import nats  # noqa: E402
-from nats.errors import TimeoutError as NatsTimeoutError  # noqa: E402
-from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig  # noqa: E402
-from nats.js.errors import NotFoundError  # noqa: E402
+import aiohttp
+import asyncpg
+import nats
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
 
 EVENTS_STREAM = "EVENTS"
 CLOCKS_STREAM = "CLOCKS"
@@ -111,12 +109,14 @@ async def _quiet(_exc: Exception) -> None:
     """nats-py's default error callback prints a traceback per failed attempt; NotUp says it once."""
 
 
-def http_client(where: dict, connections: int) -> httpx.AsyncClient:
-    """HTTP/1.1 with keep-alive; the dispatcher's bearer token on every request."""
-    return httpx.AsyncClient(
+def http_client(where: dict, connections: int) -> aiohttp.ClientSession:
+    """HTTP/1.1 with keep-alive; the dispatcher's bearer token on every request. aiohttp, not httpx: the
+    load must not take the cores it measures, and httpx cost this client ~0.4 of a core at 450 whistles/s
+    (a fifth of the machine, measured with perf), aiohttp a fraction of that (bench/README.md)."""
+    return aiohttp.ClientSession(
         base_url=where["base"], headers={"Authorization": f"Bearer {where['token']}"},
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-        timeout=httpx.Timeout(60.0, connect=10.0),
+        connector=aiohttp.TCPConnector(limit=connections, force_close=False),
+        timeout=aiohttp.ClientTimeout(total=60.0, connect=10.0),
     )
 
 
@@ -124,11 +124,12 @@ async def connect_all(where: dict) -> tuple[nats.NATS, asyncpg.Connection]:
     """Check the gateway answers, then connect to NATS and Postgres; NotUp if any is missing."""
     async with http_client(where, 1) as client:
         try:
-            r = await client.get("/healthz", timeout=5.0)
-        except httpx.HTTPError as exc:
+            async with client.get("/healthz", timeout=aiohttp.ClientTimeout(total=5.0)) as r:
+                status, text = r.status, await r.text()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise NotUp(f"gateway {where['base']} unreachable ({exc!r}): is `whistle up` running?") from None
-        if r.status_code != 200:
-            raise NotUp(f"{where['base']}/healthz answered {r.status_code}: {r.text[:300]}")
+        if status != 200:
+            raise NotUp(f"{where['base']}/healthz answered {status}: {text[:300]}")
     try:
         nc = await asyncio.wait_for(nats.connect(
             where["nats_url"], connect_timeout=3, allow_reconnect=False, max_reconnect_attempts=1,
@@ -190,13 +191,11 @@ class Pipeline:
 
     # driving
 
-    async def worker(self) -> None:
-        """One keep-alive connection per worker: `concurrency` of them in all. (One shared httpx pool
-        of that size costs the client a scan of every connection, with syscalls, per request.)"""
-        async with http_client(self.where, 1) as client:
-            await self._drive(client)
+    async def worker(self, client: aiohttp.ClientSession) -> None:
+        """One of `concurrency` loops, each a request at a time over the session's keep-alive connections."""
+        await self._drive(client)
 
-    async def _drive(self, client: httpx.AsyncClient) -> None:
+    async def _drive(self, client: aiohttp.ClientSession) -> None:
         while self.next_index < self.n:
             i = self.next_index
             self.next_index += 1
@@ -205,15 +204,16 @@ class Pipeline:
             if self.first_post is None:
                 self.first_post = t0
             try:
-                r = await client.post("/v1/whistles", json=body)
-            except httpx.HTTPError as exc:
+                async with client.post("/v1/whistles", json=body) as r:
+                    status, data = r.status, await r.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 self._error(f"{type(exc).__name__}: {exc}")
                 continue
             t1 = time.perf_counter()
-            if r.status_code != 201:
-                self._error(f"HTTP {r.status_code}: {r.text[:200]}")
+            if status != 201:
+                self._error(f"HTTP {status}: {data[:200].decode(errors='replace')}")
                 continue
-            self.post_start[str(r.json()["id"])] = t0
+            self.post_start[str(json.loads(data)["id"])] = t0
             self.accept_s.append(t1 - t0)
             self.last_accept = max(self.last_accept, t1)
 
@@ -276,7 +276,8 @@ class Pipeline:
         await self.nc.flush()
         ticker = asyncio.create_task(self.progress())
         try:
-            await asyncio.gather(*(self.worker() for _ in range(self.concurrency)))
+            async with http_client(self.where, self.concurrency) as client:
+                await asyncio.gather(*(self.worker(client) for _ in range(self.concurrency)))
             say(f"all {self.n} posted ({len(self.post_start)} accepted, {self.errors} errors); waiting for clocks")
             armed = await self.wait_all_armed(timeout)
         finally:
@@ -435,9 +436,12 @@ async def main(args: argparse.Namespace) -> dict:
         if events_before is None:
             raise NotUp(f"no {EVENTS_STREAM} stream on {where['nats_url']}: is that the system's NATS?")
         pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         armed = await pipeline.run(args.timeout)
         out = {"n": args.whistles, "concurrency": args.concurrency}
         out.update(pipeline.results(armed))
+        # the load generator shares the machine with what it measures: its own CPU, % of one core
+        out["client_cpu_pct"] = round(100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0), 1)
         say(f"{out['completed']} whistles armed in {out['duration_s']} s; settling the streams")
         events_after = await settled_seq(js, EVENTS_STREAM)
         clocks_after = await last_seq(js, CLOCKS_STREAM)
