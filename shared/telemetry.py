@@ -20,9 +20,10 @@ RELAYED = Counter("whistle_outbox_relayed_total", "Outbox rows published to JetS
 RELAY_ERRORS = Counter("whistle_outbox_relay_errors_total", "Relay publish failures and restarts", ["service"])
 RELAY_SET_ASIDE = Counter(
     "whistle_outbox_set_aside_total", "Outbox rows JetStream refused for good, dead-lettered", ["service"])
-OUTBOX_LAG = Gauge("whistle_outbox_lag_seconds", "Age of the oldest unpublished outbox row (read from the table)",
-                   ["service"])
-OUTBOX_ROWS = Gauge("whistle_outbox_rows", "Unpublished outbox rows (counted up to 100,000)", ["service"])
+OUTBOX_LAG = Gauge("whistle_outbox_lag_seconds", "Age of the oldest outbox row (read from the table; a row"
+                   " published is deleted at most 0.1 s later)", ["service"])
+OUTBOX_ROWS = Gauge("whistle_outbox_rows", "Outbox rows not yet published, or published less than 0.1 s ago"
+                    " (counted up to 100,000)", ["service"])
 STALLED = Gauge(
     "whistle_stalled_seconds", "How long a dependency of the service has been down (0: up)", ["service", "component"],
 )
