@@ -19,8 +19,8 @@ pipelined `publish_async` into a throwaway file stream, then pulled (batches of 
 
 The load generator shares the two cores with what it measures, so it must be light: aiohttp (httpx
 took ~0.4 of a core at 450 whistles/s, a fifth of the machine, and the rate rose from ~450 to ~740
-whistles/s once it was gone; bench/README.md, session 13). `client_cpu_pct` is its own CPU over the
-driving phase, % of one core.
+whistles/s once it was gone; bench/README.md, session 13). `client_cpu_pct` is its own CPU while it
+drives the whistles and waits for their clocks, % of one core.
 
 Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
 """
@@ -115,7 +115,7 @@ def http_client(where: dict, connections: int) -> aiohttp.ClientSession:
     (a fifth of the machine, measured with perf), aiohttp a fraction of that (bench/README.md)."""
     return aiohttp.ClientSession(
         base_url=where["base"], headers={"Authorization": f"Bearer {where['token']}"},
-        connector=aiohttp.TCPConnector(limit=connections, force_close=False),
+        connector=aiohttp.TCPConnector(limit=connections),
         timeout=aiohttp.ClientTimeout(total=60.0, connect=10.0),
     )
 
@@ -191,11 +191,8 @@ class Pipeline:
 
     # driving
 
-    async def worker(self, client: aiohttp.ClientSession) -> None:
+    async def drive(self, client: aiohttp.ClientSession) -> None:
         """One of `concurrency` loops, each a request at a time over the session's keep-alive connections."""
-        await self._drive(client)
-
-    async def _drive(self, client: aiohttp.ClientSession) -> None:
         while self.next_index < self.n:
             i = self.next_index
             self.next_index += 1
@@ -277,7 +274,7 @@ class Pipeline:
         ticker = asyncio.create_task(self.progress())
         try:
             async with http_client(self.where, self.concurrency) as client:
-                await asyncio.gather(*(self.worker(client) for _ in range(self.concurrency)))
+                await asyncio.gather(*(self.drive(client) for _ in range(self.concurrency)))
             say(f"all {self.n} posted ({len(self.post_start)} accepted, {self.errors} errors); waiting for clocks")
             armed = await self.wait_all_armed(timeout)
         finally:
