@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 
 from shared import subjects
 from shared.contracts import WhistleBlown, WhistleReporterErased
+from shared.partitioned import family_of
 from shared.partitions import split_stored, stored_subject
 from shared.runtime.routes import subject_matches
 from shared.settings import nats_servers
@@ -51,19 +52,21 @@ def taken_up_to(info) -> int:
 async def consumers_past(js: JetStreamContext, subject: str, seq: int,
                          takers: Sequence[tuple[str, tuple[str, ...]]] = ()) -> bool:
     """Whether every durable consumer of EVENTS that takes `subject` has acknowledged `seq`, and every one of
-    `takers` (name, filters: what the services declare) that takes it is there to say so. A partition's
-    consumer lives in NATS's memory (shared/partitioned.py): after a restart of NATS it is back only once
-    its service has made it again, from its floor, and until then nothing it has not taken may go."""
-    present = set()
+    `takers` (name, filters: what the services declare) that takes it is there to say so: a consumer of its
+    family (`family_of`) that takes the subject. A partition's consumer lives in NATS's memory
+    (shared/partitioned.py): after a restart of NATS it is back only once its service has made it again,
+    from its floor, and until then nothing it has not taken may go."""
+    present: set[str] = set()  # the families with a consumer that takes the subject
     for info in await all_consumers(js):
         config = info.config
         if not config.durable_name:
             continue  # an ephemeral reader (a test, a bench): nothing depends on it
-        present.add(config.durable_name)
         filters = config.filter_subjects or ([config.filter_subject] if config.filter_subject else [">"])
-        if any(subject_matches(f, subject) for f in filters) and taken_up_to(info) < seq:
-            return False
-    return not any(name not in present and any(subject_matches(f, subject) for f in filters)
+        if any(subject_matches(f, subject) for f in filters):
+            if taken_up_to(info) < seq:
+                return False
+            present.add(family_of(config.durable_name))
+    return not any(family_of(name) not in present and any(subject_matches(f, subject) for f in filters)
                    for name, filters in takers)
 
 

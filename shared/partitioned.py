@@ -1,22 +1,22 @@
-"""A consumer of domain events spread over partitions: one durable per partition, fed from the
-partitions this replica holds (shared/leases.py), merged into one stream of batches.
+"""A consumer of domain events spread over partitions: one consumer per replica, filtered to the
+partitions it holds (shared/leases.py), made again whenever that set changes.
 
-Where a partition's durable stands is kept in Postgres, not by NATS: each batch's transaction writes
-the consumer's floor for the partitions it touches (the stream sequence up to which every message of
-the partition is handled: `floors()`), in the statement that checks the leases (`fence_many`). So the
+Where the consumer stands in each partition is kept in Postgres, not by NATS: each batch's transaction
+writes the consumer's floor for the partitions it touches (the stream sequence up to which every message
+of the partition is handled: `floors()`), in the statement that checks the leases (`fence_many`). So the
 position commits with the work or not at all, and the NATS consumer itself can live in memory
-(`mem_storage`): a file-backed durable rewrites its state file up to ten times a second, and sixteen
-partitions times every service's durables made that most of NATS's CPU (measured: 61% of it, in
-`consumerFileStore.flushLoop`). Taking a partition (or finding its consumer gone after NATS
-restarted) makes its consumer afresh, starting just after the floor: what the last holder fetched and
-did not commit comes again, first, in order (the inbox drops what was handled already).
+(`mem_storage`: a file-backed one rewrites its state file up to ten times a second). Taking a partition,
+giving one back, or finding the consumer gone after NATS restarted makes the consumer afresh, starting at
+the first message after the lowest floor: what was fetched and not committed comes again, in order (the
+inbox drops what was handled already), and what a partition had handled before the others' floors is
+dropped here.
 
-One pull request at a time per partition, each for a whole batch (a request that stays open while
-messages come costs the server far less than one request per handful: measured, sixteen partitions
-asking for a sixteenth each took NATS from 3.3 to 8.7 s of CPU for 10,000 whistles), and what the
-partitions bring at the same moment is handed to the runtime as one batch (one transaction), up to
-the batch size in whole chunks. A partition fetches again only once its last chunk was taken, so its
-messages reach the runtime in stream order.
+One consumer, not one per partition: sixteen durables filtered to a partition each make the server walk
+every message sixteen times per service to find each one's next (measured: NATS 0.61 ms of CPU per whistle
+against 0.47 with one partition), and sixteen pull requests, feeds and subscriptions cost every service
+Python work per batch. A replica that holds every partition takes the whole subject, unfiltered by
+partition. The consumer is named after the lowest partition it holds (`consumer_name`): replicas hold
+disjoint partitions, so their names differ, and each name is one its service's NATS user may make.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 import nats
@@ -36,7 +35,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared.leases import Lease
-from shared.pull import SETTLE_S, PullBatches
+from shared.pull import BACKOFF_S, PullBatches
 from shared.streams import filtered
 
 log = structlog.get_logger("partitioned")
@@ -51,8 +50,8 @@ def partition_of_subject(subject: str) -> int | None:
     return int(tokens[2]) if len(tokens) == 4 and tokens[2].isdigit() else None
 
 
-def partition_filter_for(subject: str, partition: int) -> str:
-    """A consumer's subject (`whistle.blown`, `summons.>`, `>`) narrowed to one partition."""
+def partition_filter_for(subject: str, partition: int | str) -> str:
+    """A consumer's subject (`whistle.blown`, `summons.>`, `>`) narrowed to one partition (`*`: any)."""
     tokens = subject.split(".")
     if tokens[-1] == ">":
         tokens = tokens[:-1]
@@ -71,22 +70,22 @@ def floor_in_hand(outstanding: set[int], top: int, settling: set[int]) -> int:
     return min(left) - 1 if left else top
 
 
-class _Part:
-    def __init__(self, lease: Lease, pull: PullBatches):
-        self.lease = lease
-        self.pull = pull
-        self.taken = asyncio.Event()
-        self.task: asyncio.Task | None = None
-        self.delivered: int | None = None  # the consumer sequence of the last delivery taken (or of the reset)
-        self.outstanding: set[int] = set()  # stream sequences taken and not yet settled (acked)
-        self.top = 0  # the highest stream sequence taken
+def consumer_name(base: str, held: Iterable[int]) -> str:
+    """The name of the consumer of a replica holding `held`: after the lowest of them."""
+    return durable_for(base, min(held))
+
+
+def family_of(name: str) -> str:
+    """The consumer a durable's name is made from (`durable_for`): `ledger-events-p03` → `ledger-events`."""
+    base, _, partition = name.rpartition("-p")
+    return base if base and partition.isdigit() else name
 
 
 def in_sequence(last: int | None, sequences: list[int]) -> int | None:
     """The last of `sequences` when they follow `last` one by one (None: anything may come first); None
-    when a delivery is missing. Only this replica pulls from a partition's durable, so every delivery
-    comes here, and a gap is one lost on the way (a NATS node died with it): the messages after it must
-    not be handled before it."""
+    when a delivery is missing. Only this replica pulls from its consumer, so every delivery comes here,
+    and a gap is one lost on the way (a NATS node died with it): the messages after it must not be handled
+    before it."""
     for seq in sequences:
         if last is not None and seq != last + 1:
             return None
@@ -94,59 +93,66 @@ def in_sequence(last: int | None, sequences: list[int]) -> int | None:
     return last
 
 
+class _Part:
+    def __init__(self, lease: Lease):
+        self.lease = lease
+        self.started = False  # its floor read (Postgres) and the consumer made to deliver it
+        self.skip = 0  # stream sequences up to this one are handled: delivered again, they are dropped
+        self.outstanding: set[int] = set()  # stream sequences taken and not yet settled (acked)
+        self.top = 0  # the highest stream sequence taken (or the floor it started from)
+
+
 class PartitionedPull:
-    """`next_batch()` like PullBatches, over the durables of the partitions added so far."""
+    """`next_batch()` like PullBatches, from this replica's consumer of the partitions added so far."""
 
     def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, filters: tuple[str, ...], *,
                  batch: int, config: ConsumerConfig, floor: Callable[[int, datetime], Awaitable[int | None]],
-                 holds: Callable[[Lease], Awaitable[bool]]):
+                 holds: Callable[[Lease], Awaitable[bool]], partitions: int | None = None):
         self._nc, self._js = nc, js
         self._floor, self._holds = floor, holds  # the partition's floor in Postgres; whether a lease still stands
         self.stream_created: datetime | None = None  # the stream's (its sequences are of that one stream)
-        self._asking = asyncio.Semaphore(2)  # sixteen partitions taken at once ask Postgres two at a time (the
+        self._asking = asyncio.Semaphore(2)  # partitions taken at once ask Postgres two at a time (the
         # pool would otherwise open every connection it may, in every service and replica at once)
         self.stream, self.base, self.filters = stream, base, filters
+        self._partitions = partitions  # all of them (None: unknown, always filtered by partition)
         self._batch = batch
-        self._config = config  # every setting but the name and the filter
+        self._config = config  # every setting but the name, the filter and where it starts
         self.parts: dict[int, _Part] = {}
-        self._ready: deque[tuple[int, list[Msg]]] = deque()  # one chunk at most per partition, in arrival order
-        self._arrived = asyncio.Event()
+        self.name: str | None = None  # the consumer's, once made
+        self._pull: PullBatches | None = None
+        self._installed = asyncio.Event()  # a consumer is there to pull from
+        self._delivered: int | None = None  # the consumer sequence of the last delivery taken
+        self._generation = 0  # counts the consumers made: a batch of an earlier one is dropped
+        self._asked = self._made = 0  # changes asked for; those the consumer made last had seen
+        self._wanted = asyncio.Event()
+        self._done = asyncio.Condition()
+        self._maker: asyncio.Task | None = None
 
     def holds(self, partition: int | None) -> bool:
         return partition in self.parts
 
     async def add(self, lease: Lease) -> None:
-        """Start fetching a partition just taken, from its floor."""
-        await self.remove(lease.partition)
-        delivered = await self._make(lease.partition)
-        pull = PullBatches(self._nc, self.stream, durable_for(self.base, lease.partition), batch=self._batch)
-        await pull.start()
-        part = self.parts[lease.partition] = _Part(lease, pull)
-        part.delivered = delivered  # the first delivery must follow it
-        part.task = asyncio.create_task(self._feed(part), name=f"{durable_for(self.base, lease.partition)}-feed")
+        """Start fetching a partition just taken, from its floor (the consumer made again with it)."""
+        self.parts[lease.partition] = _Part(lease)
+        await self._remake()
 
-    async def _make(self, partition: int) -> int:
-        """The partition's consumer made afresh, in memory, starting just after the floor; its consumer
-        sequence to start from. A durable with nothing in Postgres yet (made before floors were kept
-        there) starts from its own acknowledgement floor."""
-        name = durable_for(self.base, partition)
-        # a floor is of one stream: one made again (NATS's store lost) starts its sequences over
-        self.stream_created = (await self._js.stream_info(self.stream)).created
-        async with self._asking:
-            floor = await self._floor(partition, self.stream_created)
-        try:
-            info = await self._js.consumer_info(self.stream, name)
-        except NotFoundError:
-            info = None
-        if info is not None:
-            if floor is None:
-                floor = info.ack_floor.stream_seq
-            await self._js.delete_consumer(self.stream, name)
-        config = dataclasses.replace(
-            self._config, durable_name=name, mem_storage=True, deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=(floor or 0) + 1,
-            **filtered(tuple(partition_filter_for(one, partition) for one in self.filters)))
-        return (await self._js.add_consumer(self.stream, config)).delivered.consumer_seq
+    async def remove(self, partition: int) -> None:
+        """Stop fetching a partition given back or taken: none of its messages is returned from now on, and
+        once this returns the consumer no longer takes it (its next holder's consumer delivers it)."""
+        if self.parts.pop(partition, None) is not None:
+            await self._remake()
+
+    async def stop(self) -> None:
+        if self.parts or self.name is not None:
+            self.parts.clear()
+            await self._remake()
+        if self._maker is not None:
+            self._maker.cancel()
+            await asyncio.wait({self._maker}, timeout=2.0)
+            self._maker = None
+
+    async def start(self) -> None:  # the same life as a PullBatches
+        return None
 
     def floors(self, partitions: set[int], settling: list[Msg]) -> dict[int, int]:
         """The floor of each of `partitions` held here once `settling` (handled in the same transaction) is."""
@@ -163,115 +169,171 @@ class PartitionedPull:
             if part is not None:
                 part.outstanding.discard(m.metadata.sequence.stream)
 
-    async def remove(self, partition: int) -> None:
-        """Stop fetching a partition given back or taken; its messages not yet taken are dropped (the
-        next holder's reset delivers them again)."""
-        part = self.parts.pop(partition, None)
-        if part is None:
-            return
-        if part.task is not None:
-            part.task.cancel()
-            await asyncio.wait({part.task}, timeout=2.0)
-        await part.pull.halt()  # before the partition is given back (and its next holder resets it)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(part.pull.stop(), 2.0)
-        self._ready = deque(chunk for chunk in self._ready if chunk[0] != partition)
+    async def _remake(self) -> None:
+        """Have the consumer made again for the partitions held now; returns once a consumer made after this
+        call is there. Changes that come together (a round's partitions, taken at once) make one consumer.
+        The making itself runs in a task of its own, retried until it succeeds: a caller that gives up
+        waiting (the lease keeper's timeout) does not leave it half done."""
+        self._asked += 1
+        asked = self._asked
+        self._wanted.set()
+        if self._maker is None or self._maker.done():
+            self._maker = asyncio.create_task(self._keep_made(), name=f"{self.base}-make")
+        async with self._done:
+            await self._done.wait_for(lambda: self._made >= asked)
 
-    async def stop(self) -> None:
-        for p in list(self.parts):
-            await self.remove(p)
-
-    async def start(self) -> None:  # the same life as a PullBatches
-        return None
-
-    async def _feed(self, part: _Part) -> None:
+    async def _keep_made(self) -> None:
         while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            asked = self._asked
             try:
-                msgs = await part.pull.next_batch()
+                await self._make()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # disconnected: nats-py reconnects; ask again shortly
-                log.warning("partition.fetch_failed", durable=durable_for(self.base, part.lease.partition),
-                            error=repr(exc))
-                await asyncio.sleep(0.5)
+            except Exception as exc:  # NATS or the database away: again shortly
+                log.warning("partitions.consumer_not_made", durable=self.base, error=repr(exc)[:300])
+                self._wanted.set()
+                await asyncio.sleep(BACKOFF_S)
                 continue
-            if not msgs:
-                if part.pull.last_status in GONE:
-                    await self._remake(part)
-                continue
-            delivered = in_sequence(part.delivered, [m.metadata.sequence.consumer for m in msgs])
-            if delivered is None:
-                await self._resync(part)
-                continue
-            part.delivered = delivered
-            part.taken.clear()
-            self._ready.append((part.lease.partition, msgs))
-            self._arrived.set()
-            await part.taken.wait()
+            self._made = asked
+            async with self._done:
+                self._done.notify_all()
 
-    async def _remake(self, part: _Part) -> None:
-        """The request was refused as if the consumer were gone: if it is (NATS restarted and forgot it, its
-        state being in memory) and the partition is still ours, make it again from the floor."""
-        name = durable_for(self.base, part.lease.partition)
+    async def _make(self) -> None:
+        """The consumer of the partitions held, made afresh from where each of them stands."""
+        self._generation += 1  # what the consumer before delivers from now on is dropped (`next_batch`)
+        old, self._pull = self._pull, None
+        self._installed.clear()
+        if old is not None:
+            old.abandon()
+            with contextlib.suppress(Exception):
+                await old.stop()
+        parts = dict(self.parts)
+        name = consumer_name(self.base, parts) if parts else None
+        if self.name is not None and self.name != name:  # renamed, or no partition left
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(self.stream, self.name)
+            self.name = None
+        if not parts:
+            return
+        info = await self._js.stream_info(self.stream)
+        if info.created != self.stream_created:  # made again (NATS's store lost): its sequences start over
+            self.stream_created = info.created
+            for part in parts.values():
+                part.started, part.outstanding, part.top = False, set(), 0
+        fresh = [p for p, part in parts.items() if not part.started]
+        for p, floor in zip(fresh, await asyncio.gather(*(self._floor_of(p) for p in fresh)), strict=True):
+            parts[p].top = floor
+        for part in parts.values():
+            part.skip = floor_in_hand(part.outstanding, part.top, set())
+        firsts = await asyncio.gather(*(self._first_after(p, part.skip) for p, part in parts.items()))
+        start = min([seq for seq in firsts if seq is not None] + [info.state.last_seq + 1])
+        if self._partitions is not None and len(parts) == self._partitions:
+            filters = tuple(partition_filter_for(one, "*") for one in self.filters)
+        else:
+            filters = tuple(partition_filter_for(one, p) for p in sorted(parts) for one in self.filters)
+        with contextlib.suppress(NotFoundError):  # ours, or left by a holder before
+            await self._js.delete_consumer(self.stream, name)
+        config = dataclasses.replace(self._config, durable_name=name, mem_storage=True,
+                                     deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+                                     **filtered(filters))
+        made = await self._js.add_consumer(self.stream, config)
+        pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
+        await pull.start()
+        for part in parts.values():
+            part.started = True
+        self.name, self._delivered, self._pull = name, made.delivered.consumer_seq, pull
+        self._installed.set()
+        log.info("partitions.consumer_made", durable=name, partitions=len(parts), start=start)
+
+    async def _floor_of(self, partition: int) -> int:
+        """Where a partition just taken stands: its floor in Postgres; for a partition with none yet (its
+        consumer was one per partition, from before floors were kept there), that consumer's own
+        acknowledgement floor. A consumer of the partition alone, from before, is deleted: it would hold the
+        log erasure back."""
+        async with self._asking:
+            floor = await self._floor(partition, self.stream_created)  # type: ignore[arg-type]
+        alone = durable_for(self.base, partition)
         try:
-            await self._js.consumer_info(self.stream, name)
+            info = await self._js.consumer_info(self.stream, alone)
+        except NotFoundError:
+            return floor or 0
+        if floor is None and info.config.filter_subjects is None:
+            floor = info.ack_floor.stream_seq
+        if alone != self.name:
+            with contextlib.suppress(NotFoundError):
+                await self._js.delete_consumer(self.stream, alone)
+        return floor or 0
+
+    async def _first_after(self, partition: int, floor: int) -> int | None:
+        """The stream sequence of the partition's first message after `floor`, if any is stored yet."""
+        try:
+            msg = await self._js.get_msg(self.stream, seq=floor + 1, subject=partition_filter_for(">", partition),
+                                         next=True)
+        except NotFoundError:
+            return None
+        return msg.seq
+
+    async def next_batch(self, wait_s: float = 1.0) -> list[Msg]:
+        """What the consumer has brought of the partitions held (empty after about `wait_s` of nothing)."""
+        pull, generation = self._pull, self._generation
+        if pull is None:  # nothing held, or being made
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._installed.wait(), wait_s)
+            return []
+        try:
+            msgs = await pull.next_batch()
+        except Exception:
+            if generation != self._generation:
+                return []
+            raise
+        if generation != self._generation:  # made again meanwhile: the new one delivers these again
+            return []
+        if not msgs:
+            if pull.last_status in GONE:
+                await self._gone()
+            return []
+        delivered = in_sequence(self._delivered, [m.metadata.sequence.consumer for m in msgs])
+        if delivered is None:  # made again from what is in hand: the lost one comes again, before the rest
+            log.warning("partition.delivery_lost", durable=self.name, after=self._delivered)
+            await self._remake()
+            return []
+        self._delivered = delivered
+        got, handled = [], []
+        for m in msgs:
+            part, seq = self.parts.get(partition_of_subject(m.subject)), m.metadata.sequence.stream  # type: ignore[arg-type]
+            if part is None or seq <= part.skip:  # another replica's, or handled before the consumer was made
+                handled.append(m)
+                continue
+            part.outstanding.add(seq)
+            part.top = max(part.top, seq)
+            got.append(m)
+        for m in handled:
+            with contextlib.suppress(Exception):
+                await m.ack()
+        return got
+
+    async def _gone(self) -> None:
+        """The request was refused as if the consumer were gone: if it is (NATS restarted and forgot it, its
+        state being in memory) and the partitions are still ours, make it again from their floors."""
+        try:
+            await self._js.consumer_info(self.stream, self.name)  # type: ignore[arg-type]
             return  # there: a refusal of the moment (a leader being elected)
         except NotFoundError:
             pass
         except Exception as exc:  # JetStream not ready yet: the next refusal asks again
-            log.info("partition.consumer_unknown", durable=name, error=repr(exc))
+            log.info("partitions.consumer_unknown", durable=self.name, error=repr(exc))
             return
         try:
             async with self._asking:
-                still = await self._holds(part.lease)
-            if not still:
-                return  # taken over: the lease keeper stops this partition
-            await part.pull.halt()
-            part.delivered = await self._make(part.lease.partition)
-            part.pull.last_status = None
-            log.warning("partition.consumer_remade", durable=name)
-        except Exception as exc:  # the database or NATS away: the next refusal tries again
-            log.warning("partition.remake_failed", durable=name, error=repr(exc))
-
-    async def _resync(self, part: _Part) -> None:
-        """A delivery was lost: back to the acknowledgement floor (ADR-60's reset), so what follows it comes
-        again after it, in order (what was handled already is known by the inbox, or idempotent).
-        The request in flight ends first and what it brought is dropped: the server delivers from the
-        floor as soon as it has reset, and those deliveries must not be mistaken for the stale ones
-        (dropping them lost them until their ack wait, behind the messages after them)."""
-        name = durable_for(self.base, part.lease.partition)
-        log.warning("partition.delivery_lost", durable=name, after=part.delivered)
-        await part.pull.halt()
-        while True:  # nothing is fetched until it is done
-            try:
-                part.delivered = (await self._js.reset_consumer(self.stream, name)).info.delivered.consumer_seq
-                return
-            except Exception as exc:  # NATS away, the durable's leader being elected
-                log.warning("partition.reset_failed", durable=name, error=repr(exc))
-                await asyncio.sleep(0.5)
-
-    async def next_batch(self, wait_s: float = 1.0) -> list[Msg]:
-        """What the partitions have brought (empty after `wait_s` of nothing); each of them then
-        fetches again."""
-        if not self._ready:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), wait_s)
-        # the other partitions' messages of the same moment join the batch: a pause ends it, as in a
-        # single pull (without it a burst spread over sixteen partitions became batches a third the size)
-        while self._ready and sum(len(msgs) for _, msgs in self._ready) < self._batch:
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), SETTLE_S)
-            except TimeoutError:
-                break
-        got: list[Msg] = []
-        while self._ready and (not got or len(got) + len(self._ready[0][1]) <= self._batch):
-            partition, msgs = self._ready.popleft()
-            got += msgs
-            if (part := self.parts.get(partition)) is not None:
-                for m in msgs:
-                    part.outstanding.add(m.metadata.sequence.stream)
-                part.top = max(part.top, msgs[-1].metadata.sequence.stream)
-                part.taken.set()  # its next messages may come now
-        return got
+                still = [await self._holds(part.lease) for part in list(self.parts.values())]
+        except Exception as exc:  # the database away: the next refusal asks again
+            log.warning("partitions.remake_failed", durable=self.name, error=repr(exc))
+            return
+        if not all(still):
+            return  # some taken over: the lease keeper removes them first
+        for part in self.parts.values():
+            part.started = False  # from the floors Postgres has
+        log.warning("partitions.consumer_remade", durable=self.name)
+        await self._remake()

@@ -11,7 +11,6 @@ The messages are nats-py `Msg` objects: `ack()`, `nak(delay=)` and `metadata` wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 
@@ -69,17 +68,12 @@ class PullBatches:
         body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
 
-    async def halt(self) -> None:
-        """End the request in flight and forget what was delivered and not taken (it comes again, after
-        a reset of the durable or to its next holder). Waits, at most the request's expiry, until the
-        server has ended the request: until then it may still deliver to it, and a message it delivers
-        after a reset would not be handled before the ones after it."""
-        deadline = time.monotonic() + self._expires_s + 0.5
-        while self._live and (left := deadline - time.monotonic()) > 0:
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+    def abandon(self) -> None:
+        """Forget the request in flight and what it brought (its consumer is being made again): a
+        `next_batch` waiting on it returns at once."""
+        self._live = False
         self._got.clear()
+        self._arrived.set()
 
     async def next_batch(self) -> list[Msg]:
         """The next messages, in order; empty when none came within about `expires_s`."""

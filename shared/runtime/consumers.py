@@ -310,7 +310,7 @@ class Consuming:
                 pull = PartitionedPull(
                     self._nc, js, consumer.stream, consumer.durable, consumer.filters, batch=self.settings.batch_size,
                     config=config, floor=functools.partial(floor_of, self.pool, consumer.durable),
-                    holds=functools.partial(holds, self.pool, self.replica))
+                    holds=functools.partial(holds, self.pool, self.replica), partitions=self.settings.partitions)
                 self._pull_of[consumer.durable] = pull
                 self._pulls.append(pull)
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, None), name=consumer.durable))
@@ -362,11 +362,15 @@ class Consuming:
 
     async def _consumer_lag(self, _: ServiceRuntime) -> None:
         js = self.nc.jetstream()
-        held = sorted(self.keeper.held) if self.keeper else []
         for c in self._consumers:
             pending = ack_pending = 0
-            for durable in [durable_for(c.durable, p) for p in held] if c.partitioned else [c.durable]:
-                with contextlib.suppress(NotFoundError):  # a partition given back meanwhile
+            if c.partitioned:
+                made = self._pull_of[c.durable].name
+                durables = [made] if made else []
+            else:
+                durables = [c.durable]
+            for durable in durables:
+                with contextlib.suppress(NotFoundError):  # made again meanwhile
                     info = await js.consumer_info(c.stream, durable)
                     pending += info.num_pending or 0
                     ack_pending += info.num_ack_pending or 0

@@ -20,7 +20,7 @@ import pytest
 from services.cli.embedded import start_nats
 from shared.contracts import WhistleClosed
 from shared.ids import utcnow
-from shared.partitioned import durable_for, floor_in_hand, partition_filter_for
+from shared.partitioned import consumer_name, durable_for, floor_in_hand, partition_filter_for
 from shared.partitions import DEFAULT_PARTITIONS, partition_of, published_subject
 from shared.runtime import Consumer, ServiceRuntime
 from shared.settings import ServiceSettings
@@ -131,7 +131,7 @@ async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats
         assert await until(lambda: _all_handled(db, schema, published), 60)
         # every message settled: each partition's floor is its last message
         assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
-        some = durable_for(DURABLE, next(iter(published.values()))[0])
+        some = consumer_name(DURABLE, range(DEFAULT_PARTITIONS))  # alone, it holds every partition
         assert (await js.consumer_info("EVENTS", some)).config.mem_storage  # no state file rewritten 10×/s
 
         restart_nats()  # kill -9: the in-memory consumers are gone with it

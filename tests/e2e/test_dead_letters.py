@@ -22,8 +22,8 @@ import nats
 
 from shared.contracts import Location, Source, Tier, WhistleBlown
 from shared.ids import uuid7
-from shared.partitioned import durable_for, partition_of_subject
-from shared.partitions import DEFAULT_PARTITIONS, partition_of, stored_subject
+from shared.partitioned import consumer_name
+from shared.partitions import DEFAULT_PARTITIONS, stored_subject
 from tests.e2e.conftest import ROOT, System, wait_for
 
 CATEGORY, BUILDING = "parking", "11"  # no other e2e test blows parking, nor anything at building 11
@@ -79,7 +79,7 @@ async def _settled_after_replay(system: System, msg_id: str) -> None:
         else:
             raise AssertionError(f"{msg_id} never reached the EVENTS stream")
         for _ in range(600):
-            floors = [(await js.consumer_info("EVENTS", durable_for(d, partition_of_subject(last.subject))))
+            floors = [(await js.consumer_info("EVENTS", consumer_name(d, range(DEFAULT_PARTITIONS))))
                       .ack_floor.stream_seq for d in ("intake-events", "routing-events", "ledger-events")]
             if min(floors) >= last.seq:
                 return
@@ -117,11 +117,10 @@ def test_a_poison_message_is_dead_lettered_with_its_reason_replayed_after_the_fi
 
     # tried in place a few times (intake's grouping only), then dead-lettered with the last error
     (letter,) = wait_for(recorded, timeout=60, interval=0.5, what="the poison's dead letter")
-    partition = partition_of(wid, DEFAULT_PARTITIONS)  # stored with its whistle's partition, consumed there
     assert (letter["stream"], letter["stream_seq"], letter["subject"], letter["event_type"]) == (
         "EVENTS", seq, stored_subject("whistle.blown", wid, DEFAULT_PARTITIONS), "whistle.blown")
     assert (letter["consumer"], letter["service"], letter["deliveries"], letter["source"]) == (
-        durable_for("intake-events", partition), "intake", 5, "runtime")
+        consumer_name("intake-events", range(DEFAULT_PARTITIONS)), "intake", 5, "runtime")  # one replica: every partition
     assert "ForeignKeyViolationError" in letter["reason"] and "foreign key" in letter["reason"], letter["reason"]
     assert letter["replays"] == 0 and letter["replayed_at"] is None
     assert json.loads(letter["body"])["event_id"] == str(poison.event_id)

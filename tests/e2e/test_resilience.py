@@ -12,7 +12,8 @@ import uuid
 import httpx
 import nats
 
-from shared.partitioned import durable_for, partition_of_subject
+from shared.partitioned import consumer_name
+from shared.partitions import DEFAULT_PARTITIONS
 from tests.e2e.conftest import System, wait_for
 
 
@@ -110,9 +111,8 @@ def test_a_redelivered_summons_issued_changes_nothing(system: System) -> None:
             await sub.unsubscribe()
             # the same event (same event id) under a new message id, as a redelivery would bring it
             await js.publish(msg.subject, msg.data, headers={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
-            partition = partition_of_subject(msg.subject)  # as stored, in its whistle's partition
             for _ in range(400):  # until response, escalation and the ledger have taken it
-                infos = [await js.consumer_info("EVENTS", durable_for(name, partition))
+                infos = [await js.consumer_info("EVENTS", consumer_name(name, range(DEFAULT_PARTITIONS)))
                          for name in ("response-summons-issued", "escalation-summons", "ledger-events")]
                 if not any(i.num_pending or i.num_ack_pending for i in infos):
                     break
