@@ -42,6 +42,7 @@ log = structlog.get_logger("partitioned")
 
 # a pull request's refusals that mean its consumer may be gone: no responders, not found, deleted
 GONE = frozenset({"503", "404", "409"})
+MAKE_WAIT_S = 5.0  # how long taking or giving back a partition waits for the consumer made again
 
 
 def partition_of_subject(subject: str) -> int | None:
@@ -134,18 +135,19 @@ class PartitionedPull:
     async def add(self, lease: Lease) -> None:
         """Start fetching a partition just taken, from its floor (the consumer made again with it)."""
         self.parts[lease.partition] = _Part(lease)
-        await self._remake()
+        await self._remake(MAKE_WAIT_S)
 
     async def remove(self, partition: int) -> None:
         """Stop fetching a partition given back or taken: none of its messages is returned from now on, and
-        once this returns the consumer no longer takes it (its next holder's consumer delivers it)."""
+        once this returns the consumer no longer takes it (its next holder's consumer delivers it), unless
+        NATS is away (then it is made again, without it, as soon as NATS is back)."""
         if self.parts.pop(partition, None) is not None:
-            await self._remake()
+            await self._remake(MAKE_WAIT_S)
 
     async def stop(self) -> None:
         if self.parts or self.name is not None:
             self.parts.clear()
-            await self._remake()
+            await self._remake(2.0)
         if self._maker is not None:
             self._maker.cancel()
             await asyncio.wait({self._maker}, timeout=2.0)
@@ -169,18 +171,23 @@ class PartitionedPull:
             if part is not None:
                 part.outstanding.discard(m.metadata.sequence.stream)
 
-    async def _remake(self) -> None:
+    async def _remake(self, wait_s: float | None = None) -> None:
         """Have the consumer made again for the partitions held now; returns once a consumer made after this
-        call is there. Changes that come together (a round's partitions, taken at once) make one consumer.
-        The making itself runs in a task of its own, retried until it succeeds: a caller that gives up
-        waiting (the lease keeper's timeout) does not leave it half done."""
+        call is there, or after `wait_s`. Changes that come together (a round's partitions, taken at once)
+        make one consumer. The making itself runs in a task of its own, retried until it succeeds: a
+        caller that stops waiting does not leave it half done."""
         self._asked += 1
         asked = self._asked
         self._wanted.set()
         if self._maker is None or self._maker.done():
             self._maker = asyncio.create_task(self._keep_made(), name=f"{self.base}-make")
-        async with self._done:
-            await self._done.wait_for(lambda: self._made >= asked)
+
+        async def made() -> None:
+            async with self._done:
+                await self._done.wait_for(lambda: self._made >= asked)
+
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(made(), wait_s)
 
     async def _keep_made(self) -> None:
         while True:

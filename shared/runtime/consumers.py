@@ -183,7 +183,7 @@ class Consumer:
     committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
 
     `partitioned` (by default: domain events, whose subjects carry their whistle's partition) makes
-    the consumer one durable per partition, fed from the partitions this replica holds
+    the consumer one per replica, filtered to the partitions it holds and made again when they change
     (shared/partitioned.py): the replicas of a service share the work, each whistle's events stay
     in order, and every transaction first checks that its partitions are still held (the fence).
     """
@@ -219,7 +219,7 @@ class _Consumer:
     overlaps: Callable[[Any], bool] | None = None
     max_deliver: int | None = None  # a failing message's attempts before it is dead-lettered; -1: never
     after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
-    partitioned: bool = False  # one durable per partition of whistles, fed from those this replica holds
+    partitioned: bool = False  # by partition of whistles: one consumer over those this replica holds
     blocked: _Blocked = field(default_factory=_Blocked, compare=False)
 
 
@@ -276,8 +276,9 @@ class Consuming:
             )(documented)
 
     def event_takers(self, partitions: int) -> list[tuple[str, tuple[str, ...]]]:
-        """Every durable this service keeps on the events stream, (name, filters): a partitioned one's once
-        per partition, narrowed to it. The log erasure waits for each of them (shared/log_erasure.py)."""
+        """What this service takes from the events stream, (name, filters): a partitioned consumer's once per
+        partition, narrowed to it (whichever replica's consumer holds the partition stands for it, its
+        name of the same family). The log erasure waits for each of them (shared/log_erasure.py)."""
         made: list[tuple[str, tuple[str, ...]]] = []
         for c in self._consumers:
             if c.stream != subjects.EVENTS_STREAM:
@@ -287,8 +288,9 @@ class Consuming:
         return made
 
     def durables(self, partitions: int) -> list[tuple[str, str]]:
-        """Every durable consumer this service makes, (stream, name): a partitioned one's once per partition
-        (its NATS user may make, pull, reset and delete these and no other; shared/nats_auth.py)."""
+        """Every durable consumer this service may make, (stream, name): a partitioned one's under each name
+        its replicas' consumers can take (after the lowest partition held; its NATS user may make, pull,
+        reset and delete these and no other; shared/nats_auth.py)."""
         made: list[tuple[str, str]] = []
         for c in self._consumers:
             made += [(c.stream, durable_for(c.durable, p)) for p in range(partitions)] if c.partitioned \

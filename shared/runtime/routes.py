@@ -1,5 +1,5 @@
-"""Several event subjects on one consumer: a service's durable (one per partition) for every event it
-takes, each subject with its handler.
+"""Several event subjects on one consumer: a service's consumer (one per replica, over the partitions it
+holds) for every event it takes, each subject with its handler.
 
 Why one consumer and not one per subject: a JetStream consumer with a filter walks the stream past
 every message it does not take (nats-server's file store: its subjects are one per whistle, so the

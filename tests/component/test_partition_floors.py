@@ -20,7 +20,7 @@ import pytest
 from services.cli.embedded import start_nats
 from shared.contracts import WhistleClosed
 from shared.ids import utcnow
-from shared.partitioned import consumer_name, durable_for, floor_in_hand, partition_filter_for
+from shared.partitioned import consumer_name, durable_for, family_of, floor_in_hand, partition_filter_for
 from shared.partitions import DEFAULT_PARTITIONS, partition_of, published_subject
 from shared.runtime import Consumer, ServiceRuntime
 from shared.settings import ServiceSettings
@@ -152,6 +152,71 @@ async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats
     finally:
         if second is not None:
             await second.stop()
+        await first.stop()
+        await nc.close()
+
+
+async def family(js) -> dict[str, tuple[str, ...]]:
+    """The consumers of DURABLE's family on EVENTS: name → filters."""
+    out = {}
+    for info in await js.consumers_info("EVENTS"):
+        if family_of(info.name) == DURABLE:
+            out[info.name] = tuple(info.config.filter_subjects or [info.config.filter_subject])
+    return out
+
+
+def partitions_of(filters: tuple[str, ...]) -> set[int]:
+    return {int(f.split(".")[2]) for f in filters if f.split(".")[2] != "*"}
+
+
+async def test_each_replica_has_one_consumer_over_the_partitions_it_holds_and_one_left_takes_them_all(
+    infra: dict, tmp_path: Path, own_nats,
+) -> None:
+    """Two replicas: one consumer each, filtered to disjoint partitions that cover every one; the
+    survivor's consumer, made again from the floors (its own partitions' higher than the ones it
+    takes over), is unfiltered by partition, the other's is gone, and no message is handled twice."""
+    nats_url, _ = own_nats
+    db, schema = infra["database_url"], "rtfloorstwo"
+    migrations = counted_table(tmp_path)
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    first = runtime_of(schema, infra, nats_url, migrations, "two-a")
+    second = runtime_of(schema, infra, nats_url, migrations, "two-b")
+    await first.start()
+    try:
+        published = await publish(js, 100)
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+        assert list((await family(js)).values()) == [(partition_filter_for(WhistleClosed.SUBJECT, "*"),)]
+        await second.start()
+
+        async def shared_out() -> bool:
+            made = await family(js)
+            held = [partitions_of(filters) for filters in made.values()]
+            return len(made) == 2 and all(held) and set().union(*held) == set(range(DEFAULT_PARTITIONS)) \
+                and sum(len(h) for h in held) == DEFAULT_PARTITIONS
+
+        assert await until(shared_out, 20), await family(js)
+        published |= await publish(js, 200)
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+        assert set(first.keeper.held) | set(second.keeper.held) == set(range(DEFAULT_PARTITIONS))
+
+        await second.stop()
+        published |= await publish(js, 100)
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+
+        async def one_left() -> bool:
+            return list((await family(js)).values()) == [(partition_filter_for(WhistleClosed.SUBJECT, "*"),)]
+
+        assert await until(one_left, 20), await family(js)
+        assert list(await family(js)) == [consumer_name(DURABLE, range(DEFAULT_PARTITIONS))]
+        await asyncio.sleep(1.0)  # anything delivered again would be handled by now
+        handled = await counts(db, schema)
+        assert set(handled) == set(published)
+        assert [w for w, n in handled.items() if n != 1] == [], "a message handled twice"
+        assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+    finally:
+        await second.stop()
         await first.stop()
         await nc.close()
 
