@@ -90,6 +90,23 @@ async def floors(db: str, schema: str) -> dict[int, int]:
         await conn.close()
 
 
+async def handled_once_with_floors_at_the_last(db: str, schema: str, published: dict) -> None:
+    """Every message handled exactly once, and each partition's floor at its last message."""
+    await asyncio.sleep(1.0)  # anything delivered again would be handled by now
+    handled = await counts(db, schema)
+    assert set(handled) == set(published)
+    assert [w for w, n in handled.items() if n != 1] == [], "a message handled twice"
+    assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+
+
+async def events_on(nats_url: str, **options):
+    """A connection to `nats_url` and its JetStream, with the streams made."""
+    nc = await nats.connect(nats_url, **options)
+    js = nc.jetstream()
+    await ensure_streams(js)
+    return nc, js
+
+
 def last_of_each_partition(published: dict[UUID, tuple[int, int]]) -> dict[int, int]:
     last: dict[int, int] = {}
     for partition, seq in published.values():
@@ -120,9 +137,7 @@ async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats
     nats_url, restart_nats = own_nats
     db, schema = infra["database_url"], "rtfloors"
     migrations = counted_table(tmp_path)
-    nc = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    js = nc.jetstream()
-    await ensure_streams(js)
+    nc, js = await events_on(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     first = runtime_of(schema, infra, nats_url, migrations, "floors-a")
     await first.start()
     second = None
@@ -144,11 +159,7 @@ async def test_floors_follow_the_work_and_nothing_is_handled_twice_across_a_nats
         second = runtime_of(schema, infra, nats_url, migrations, "floors-b")
         await second.start()
         assert await until(lambda: _all_handled(db, schema, published), 60)
-        await asyncio.sleep(1.0)  # anything delivered again would be handled by now
-        handled = await counts(db, schema)
-        assert set(handled) == set(published)
-        assert [w for w, n in handled.items() if n != 1] == [], "a message handled twice"
-        assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+        await handled_once_with_floors_at_the_last(db, schema, published)
     finally:
         if second is not None:
             await second.stop()
@@ -178,9 +189,7 @@ async def test_each_replica_has_one_consumer_over_the_partitions_it_holds_and_on
     nats_url, _ = own_nats
     db, schema = infra["database_url"], "rtfloorstwo"
     migrations = counted_table(tmp_path)
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams(js)
+    nc, js = await events_on(nats_url)
     first = runtime_of(schema, infra, nats_url, migrations, "two-a")
     second = runtime_of(schema, infra, nats_url, migrations, "two-b")
     await first.start()
@@ -210,11 +219,7 @@ async def test_each_replica_has_one_consumer_over_the_partitions_it_holds_and_on
 
         assert await until(one_left, 20), await family(js)
         assert list(await family(js)) == [consumer_name(DURABLE, range(DEFAULT_PARTITIONS))]
-        await asyncio.sleep(1.0)  # anything delivered again would be handled by now
-        handled = await counts(db, schema)
-        assert set(handled) == set(published)
-        assert [w for w, n in handled.items() if n != 1] == [], "a message handled twice"
-        assert await until(lambda: _floors_are(db, schema, last_of_each_partition(published)), 10)
+        await handled_once_with_floors_at_the_last(db, schema, published)
     finally:
         await second.stop()
         await first.stop()
@@ -227,9 +232,7 @@ async def test_a_stream_made_again_behind_its_floors_is_read_from_its_start(infr
     nats_url, _ = own_nats
     db, schema = infra["database_url"], "rtfloorsagain"
     migrations = counted_table(tmp_path)
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    await ensure_streams(js)
+    nc, js = await events_on(nats_url)
     runtime = runtime_of(schema, infra, nats_url, migrations, "again-a")
     await runtime.start()
     try:
