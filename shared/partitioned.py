@@ -129,9 +129,6 @@ class PartitionedPull:
         self._done = asyncio.Condition()
         self._maker: asyncio.Task | None = None
 
-    def holds(self, partition: int | None) -> bool:
-        return partition in self.parts
-
     async def add(self, lease: Lease) -> None:
         """Start fetching a partition just taken, from its floor (the consumer made again with it)."""
         self.parts[lease.partition] = _Part(lease)
