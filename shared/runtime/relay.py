@@ -225,8 +225,8 @@ class OutboxRelay:
                     published += await self._drain_once() or 0
                 elif self._gone and time.monotonic() - self._gone_since >= FORGET_AFTER_S:
                     await self._forget_published()
-                if published == 0 and not self._handed and not self._notified:
-                    self._wake.clear()
+                if published == 0 and not self._handed and not self._notified and not self._stopped:
+                    self._wake.clear()  # after the checks, with no await between: a stop() or handoff() is not lost
                     wait = POLL_S if not self._gone else self._gone_since + FORGET_AFTER_S - time.monotonic()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.0))

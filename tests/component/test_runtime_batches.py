@@ -327,6 +327,10 @@ async def _true(value) -> bool:
     return bool(value)
 
 
+async def _rows_in(pool, table: str, n: int) -> bool:
+    return await pool.fetchval(f"SELECT count(*) FROM {table}") == n
+
+
 async def _relay_rig(infra: dict, schema: str):
     """A pool on a schema of its own, a NATS connection with the streams, and what it hears of whistle.closed
     (published with the whistle id)."""
@@ -439,14 +443,51 @@ async def test_the_relay_reads_the_table_only_when_told_or_on_its_poll_and_delet
         took = time.monotonic() - started
         polls = int(took / relay_module.POLL_S) + 1
         assert len(reads) - before <= polls, f"{len(reads) - before} table reads in {took:.2f} s"
-        assert await until(lambda: _true(not relay._gone))
+        assert await until(lambda: _rows_in(pool, "outbox", 0))  # _gone empties as its DELETE starts
+        assert not relay._gone
         assert sorted(heard) == sorted(sent)  # each once
-        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
         assert sum(deletes) >= 20
         most = int(took / relay_module.FORGET_AFTER_S) + polls + 1
         assert len(deletes) <= most, f"{len(deletes)} deletes for 20 batches in {took:.2f} s"
     finally:
         relay.stop()
         await asyncio.wait_for(running, 10)
+        await nc.close()
+        await pool.close()
+
+
+async def test_a_relay_stopped_while_it_deletes_stops_then_and_not_a_poll_later(infra: dict, monkeypatch) -> None:
+    """stop() may come while the leading relay awaits its DELETE; its loop must not then clear the wake
+    and sleep a whole poll (made 60 s here) before it sees it was stopped."""
+    from shared.contracts import WhistleClosed
+    from shared.db import write_outbox
+    from shared.ids import utcnow
+    from shared.runtime import relay as relay_module
+    from shared.runtime.relay import OutboxRelay
+
+    pool, nc, heard = await _relay_rig(infra, "rtstopped")
+    monkeypatch.setattr(relay_module, "POLL_S", 60.0)
+    relay = OutboxRelay(pool, nc, "rtstopped")
+    forget = relay._forget_published
+
+    async def stopped_meanwhile():
+        await forget()
+        if relay.leading and not relay._table_first and heard:
+            relay.stop()
+
+    relay._forget_published = stopped_meanwhile  # type: ignore[method-assign]
+    running = asyncio.create_task(relay.run())
+    try:
+        assert await until(lambda: _true(relay.leading and not relay._table_first))
+        async with pool.acquire() as conn, conn.transaction():
+            handed = await write_outbox(
+                conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")], notify=False)
+        relay.handoff(handed)
+        await asyncio.wait_for(asyncio.shield(running), 10)
+        assert heard == [handed[0].body]
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
+    finally:
+        relay.stop()
+        await asyncio.wait_for(running, 70)
         await nc.close()
         await pool.close()
