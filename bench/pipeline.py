@@ -22,6 +22,11 @@ took ~0.4 of a core at 450 whistles/s, a fifth of the machine, and the rate rose
 whistles/s once it was gone; bench/README.md, session 13). `client_cpu_pct` is its own CPU while it
 drives the whistles and waits for their clocks, % of one core.
 
+`--concurrency` is how many whistles are in flight (a closed loop). The default 64 does not saturate the
+system: every stage's batch holds only what 64 whistles make. For the system's capacity use 256 (one
+replica: 1.93–2.01 ms of CPU per whistle against 2.20–2.28 at 64; 512 gains nothing more; bench/README.md,
+session 15).
+
 Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
 """
 
