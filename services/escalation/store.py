@@ -55,7 +55,7 @@ def _columns(clocks: list[Clock], names: list[str] = _FIELDS) -> list[list]:
     """The clocks as one list per column, for unnest()."""
     # getattr, not dataclasses.astuple: that deep-copies every field (the ladder's models too)
     return [
-        [json.dumps([s.model_dump(mode="json") for s in c.ladder]) for c in clocks] if name == "ladder"
+        [_ladder_text(c.ladder) for c in clocks] if name == "ladder"
         else [getattr(c, name) for c in clocks]
         for name in names
     ]
@@ -65,6 +65,13 @@ def _clock(r: asyncpg.Record) -> Clock:
     values = dict(r)
     values["ladder"] = _ladder(r["ladder"])
     return restore(values)
+
+
+@functools.lru_cache(maxsize=1024)
+def _ladder_text(ladder: tuple[LadderStep, ...]) -> str:
+    """A ladder as stored (JSON text), made once: clocks share the policies' few ladders (their steps are
+    frozen, so a ladder is its own key)."""
+    return json.dumps([s.model_dump(mode="json") for s in ladder])
 
 
 @functools.lru_cache(maxsize=1024)

@@ -41,8 +41,7 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     # problem classes from new whistles; when each whistle is struck off or reopened, for how long its
     # reporter's data is kept (only those subjects: every whistle.> event was a fifth of intake's CPU)
     events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
-              .batch(WhistleClosed.SUBJECT, handlers.whistle_times)
-              .batch(WhistleReopened.SUBJECT, handlers.whistle_times))
+              .batch((WhistleClosed.SUBJECT, WhistleReopened.SUBJECT), handlers.whistle_times))
     runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events"))
 
     async def purge(rt: ServiceRuntime) -> None:

@@ -78,7 +78,9 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
                                 ask=asking(runtime))
     # one consumer, so a whistle's events come in order: a summons' report after its issue
     # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
-    events = (EventRoutes().batch("whistle.>", handlers.on_whistles).batch("summons.>", handlers.on_summons)
+    # of a whistle's events only those it acts on: the others (grouped, routed, …) were two of every
+    # whistle's five deliveries here, each fetched, parsed, fenced and acked to be skipped
+    events = (EventRoutes().batch(NotifierHandlers.WHISTLE_EVENTS, handlers.on_whistles).batch("summons.>", handlers.on_summons)
               .batch("sla.>", handlers.on_sla).batch("escalation.>", handlers.on_escalations))
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
     runtime.consume(Consumer(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",

@@ -35,6 +35,8 @@ from shared.contracts import (
     SummonsReturned,
     SummonsTransferred,
     WhistleBlown,
+    WhistleClosed,
+    WhistleReopened,
     WhistleReporterErased,
     WhistleVerified,
 )
@@ -56,6 +58,10 @@ def hide(rule: dict) -> dict:
 
 
 class NotifierHandlers:
+    # the whistle events `on_whistles` acts on, and the only ones its consumer takes
+    WHISTLE_EVENTS = (WhistleBlown.SUBJECT, WhistleVerified.SUBJECT, WhistleClosed.SUBJECT, WhistleReopened.SUBJECT,
+                      WhistleReporterErased.SUBJECT)
+
     def __init__(self, default_rule: ContactRule | None, allowed_hosts: list[str], wake_within_s: float,
                  handoff: Handoff | None = None, ask: recipients.Ask | None = None):
         self.default = default_rule

@@ -36,44 +36,44 @@ def subject_matches(pattern: str, subject: str) -> bool:
 
 @dataclass
 class EventRoutes:
-    """Subject → handler, in the order declared (the first that matches an event's subject takes it).
-    `batch` handlers take a list of events, `each` handlers one event; both return what to emit.
+    """Subjects → handler, in the order declared (the first route with a subject that matches an event's
+    takes it). `batch` handlers take a list of events, `each` handlers one event; both return what to emit.
+    A route may name several subjects: its handler gets their events together, in stream order, and the
+    consumer filters on exactly those (a wildcard would bring events the handler only skips, each one
+    fetched, parsed, fenced and acked for nothing).
 
     A fetched batch is split by route, each route's events in stream order, the routes in the order
     declared, all in one transaction: what one consumer per subject did, with whole batches per handler
     (cutting a batch into runs of consecutive events made the notifier's statements three times as
     many). Order across routes holds from one batch to the next, not within one."""
 
-    routes: list[tuple[str, Handler, bool]] = field(default_factory=list)
+    routes: list[tuple[tuple[str, ...], Handler, bool]] = field(default_factory=list)
     _by_type: dict[type, int] = field(default_factory=dict, repr=False)  # an event type → its route's index
 
-    def batch(self, subject: str, handle: Handler) -> EventRoutes:
-        self.routes.append((subject, handle, True))
+    def batch(self, subject: str | tuple[str, ...], handle: Handler) -> EventRoutes:
+        self.routes.append((_subjects(subject), handle, True))
         return self
 
-    def each(self, subject: str, handle: Handler) -> EventRoutes:
-        self.routes.append((subject, handle, False))
+    def each(self, subject: str | tuple[str, ...], handle: Handler) -> EventRoutes:
+        self.routes.append((_subjects(subject), handle, False))
         return self
 
     @property
     def subjects(self) -> list[str]:
         """The subjects to consume, as events name them (a partitioned consumer narrows each to its
         partition: `whistle.blown` → `whistle.blown.<partition>.*`)."""
-        return [s for s, _, _ in self.routes]
+        return [s for subjects, _, _ in self.routes for s in subjects]
 
     def index_of(self, event: Event) -> int:
-        """The route that takes the event: the first whose subject matches its type's."""
+        """The route that takes the event: the first with a subject that matches its type's."""
         kind = type(event)
         if kind not in self._by_type:
             subject = getattr(kind, "SUBJECT", "")
-            found = [i for i, r in enumerate(self.routes) if subject_matches(r[0], subject)]
+            found = [i for i, r in enumerate(self.routes) if any(subject_matches(s, subject) for s in r[0])]
             if not found:
                 raise LookupError(f"no route for {subject or kind.__name__}")
             self._by_type[kind] = found[0]
         return self._by_type[kind]
-
-    def route_of(self, event: Event) -> tuple[str, Handler, bool]:
-        return self.routes[self.index_of(event)]
 
     async def __call__(self, conn: asyncpg.Connection, events: list[Event], now: datetime) -> list:
         split: dict[int, list[Event]] = {}
@@ -88,3 +88,7 @@ class EventRoutes:
                 for event in split[i]:
                     emitted += await handle(conn, event, now) or []
         return emitted
+
+
+def _subjects(subject: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (subject,) if isinstance(subject, str) else tuple(subject)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.contracts import SummonsReported, SummonsResolved, WhistleBlown, WhistleClosed
+from shared.contracts import SummonsReported, SummonsResolved, WhistleBlown, WhistleClosed, WhistleGrouped
 from shared.runtime import EventRoutes
 from shared.runtime.routes import subject_matches
 from shared.streams import consumer_config
@@ -59,7 +59,7 @@ def test_each_route_takes_its_events_of_the_batch_in_stream_order_the_routes_in_
     first, second, third = blown(), blown(), blown()
     events = [closed(), first, second, resolved(), reported(), third]
     seen: list = []
-    routes.routes[0] = (WhistleBlown.SUBJECT, _keeping(seen, routes.routes[0][1]), True)
+    routes.routes[0] = ((WhistleBlown.SUBJECT,), _keeping(seen, routes.routes[0][1]), True)
     emitted = asyncio.run(routes(None, events, datetime.now(UTC)))
     assert calls == [("blown", ["WhistleBlown"] * 3), ("summons", ["SummonsResolved"]),
                      ("summons", ["SummonsReported"]), ("whistle", ["WhistleClosed"])]
@@ -72,6 +72,26 @@ def _keeping(seen: list, handle):
         seen.append(events)
         return await handle(conn, events, now)
     return keep
+
+
+def test_a_route_of_several_subjects_takes_their_events_together_and_the_consumer_filters_on_each() -> None:
+    calls: list[list[str]] = []
+
+    async def handle(conn, events, now):
+        calls.append([type(e).__name__ for e in events])
+        return []
+
+    routes = (EventRoutes().batch((WhistleBlown.SUBJECT, WhistleClosed.SUBJECT), handle)
+              .batch("summons.>", lambda *_: _nothing()))
+    assert routes.subjects == ["whistle.blown", "whistle.closed", "summons.>"]
+    asyncio.run(routes(None, [closed(), resolved(), blown(), closed()], datetime.now(UTC)))
+    assert calls == [["WhistleClosed", "WhistleBlown", "WhistleClosed"]]  # one call, in stream order
+    with pytest.raises(LookupError, match="whistle.grouped"):  # not taken: the consumer does not fetch it
+        routes.index_of(WhistleGrouped.model_construct())
+
+
+async def _nothing() -> list:
+    return []
 
 
 def test_an_event_of_no_route_is_an_error_not_a_silent_skip() -> None:
