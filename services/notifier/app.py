@@ -70,18 +70,24 @@ class NotifierRuntime(ServiceRuntime):
         await super().stop()
 
 
+def event_routes(handlers: NotifierHandlers) -> EventRoutes:
+    """What the notifier's one consumer takes (one consumer, so a whistle's events come in order: a summons'
+    report after its issue; no inbox: every row has a deterministic id, ON CONFLICT DO NOTHING, and a stop is
+    idempotent). Of the whistle and summons events only those it acts on: the others (grouped, routed, on
+    site, resolved, …) were two of every new whistle's five deliveries here, each fetched, parsed, fenced
+    and acked to be skipped (tests/component/test_notifier_events.py: skipping them changes nothing)."""
+    return (EventRoutes().batch(NotifierHandlers.WHISTLE_EVENTS, handlers.on_whistles)
+            .batch(NotifierHandlers.SUMMONS_EVENTS, handlers.on_summons)
+            .batch("sla.>", handlers.on_sla).batch("escalation.>", handlers.on_escalations))
+
+
 def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
     settings = settings or NotifierSettings()
     runtime = NotifierRuntime(settings)
     runtime.signs = True  # asks routing, intake and response as the system: signed
     handlers = NotifierHandlers(settings.default_rule, settings.webhook_allowed_hosts, settings.poll_s, runtime.handoff,
                                 ask=asking(runtime))
-    # one consumer, so a whistle's events come in order: a summons' report after its issue
-    # no inbox: every row has a deterministic id (ON CONFLICT DO NOTHING) and a stop is idempotent
-    # of a whistle's events only those it acts on: the others (grouped, routed, …) were two of every
-    # whistle's five deliveries here, each fetched, parsed, fenced and acked to be skipped
-    events = (EventRoutes().batch(NotifierHandlers.WHISTLE_EVENTS, handlers.on_whistles).batch("summons.>", handlers.on_summons)
-              .batch("sla.>", handlers.on_sla).batch("escalation.>", handlers.on_escalations))
+    events = event_routes(handlers)
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
     runtime.consume(Consumer(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",
                              overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight))

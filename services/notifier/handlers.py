@@ -58,9 +58,12 @@ def hide(rule: dict) -> dict:
 
 
 class NotifierHandlers:
-    # the whistle events `on_whistles` acts on, and the only ones its consumer takes
-    WHISTLE_EVENTS = (WhistleBlown.SUBJECT, WhistleVerified.SUBJECT, WhistleClosed.SUBJECT, WhistleReopened.SUBJECT,
-                      WhistleReporterErased.SUBJECT)
+    # the whistle and summons events `on_whistles` and `on_summons` act on, the only ones its consumer takes
+    # (an arrival, a resolution, a pause or a resume changes none of its messages)
+    WHISTLE_EVENTS = tuple(t.SUBJECT for t in (WhistleBlown, WhistleVerified, WhistleClosed, WhistleReopened,
+                                               WhistleReporterErased))
+    SUMMONS_EVENTS = tuple(t.SUBJECT for t in (SummonsIssued, SummonsReported, SummonsReturned, SummonsTransferred,
+                                               ExtensionRequested, ExtensionGranted, ExtensionRefused))
 
     def __init__(self, default_rule: ContactRule | None, allowed_hosts: list[str], wake_within_s: float,
                  handoff: Handoff | None = None, ask: recipients.Ask | None = None):
