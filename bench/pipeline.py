@@ -27,6 +27,12 @@ system: every stage's batch holds only what 64 whistles make. For the system's c
 replica: 1.93–2.01 ms of CPU per whistle against 2.20–2.28 at 64; 512 gains nothing more; bench/README.md,
 session 15).
 
+`cpu_ms_per_whistle` is the CPU the system's processes (services, NATS, Postgres, from `pids.json` and
+the postmaster) used from the first POST until every consumer had caught up, per whistle, and
+`cpu_ms_per_whistle_by_process` the same per process. On a shared two-core machine it is the steadier
+figure: the raw JetStream rate, and with it `js_share_of_raw`, moved by a quarter from one run to the next
+in session 16 (bench/README.md).
+
 Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
 """
 
@@ -427,6 +433,16 @@ async def shape(js, where: dict) -> dict:
     return {"replicas": replicas, "partitions": int(found[1]) if found else None}
 
 
+def cpu_per_whistle(before: dict[str, float], after: dict[str, float], whistles: int) -> dict:
+    """The system's CPU (its services, NATS and Postgres: not this process, not the rest of the machine)
+    from the first POST until every consumer had caught up, in ms per whistle: the steadier figure on a shared
+    machine, where the raw JetStream rate and so the share of it move by a quarter between runs."""
+    each = {k: round((after[k] - before[k]) * 1e3 / whistles, 3) for k in after
+            if k in before and k not in ("bench", "machine")}
+    return {"cpu_ms_per_whistle": round(sum(each.values()), 2),
+            "cpu_ms_per_whistle_by_process": dict(sorted(each.items(), key=lambda kv: -kv[1]))}
+
+
 async def main(args: argparse.Namespace) -> dict:
     where = locate(args)
     nc, db = await connect_all(where)
@@ -438,6 +454,9 @@ async def main(args: argparse.Namespace) -> dict:
         if events_before is None:
             raise NotUp(f"no {EVENTS_STREAM} stream on {where['nats_url']}: is that the system's NATS?")
         pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
+        from timers import cpu_seconds, pids  # not at the top: timers imports this module
+        system = pids(where)
+        system_cpu0 = cpu_seconds(system)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         armed = await pipeline.run(args.timeout)
         out = {"n": args.whistles, "concurrency": args.concurrency}
@@ -448,6 +467,10 @@ async def main(args: argparse.Namespace) -> dict:
         events_after = await settled_seq(js, EVENTS_STREAM)
         clocks_after = await last_seq(js, CLOCKS_STREAM)
         accepted = max(1, len(pipeline.post_start))
+        caught_up = await wait_quiet(js, 60.0)  # the ledger and the notifier may still be at it
+        out.update(cpu_per_whistle(system_cpu0, cpu_seconds(system), accepted))
+        if not caught_up:
+            out["cpu_window_caught_up"] = False  # some of the work is not counted
         out["events_per_whistle"] = round((events_after - events_before) / accepted, 2)
         if clocks_before is not None and clocks_after is not None:
             out["clock_msgs_per_whistle"] = round((clocks_after - clocks_before) / accepted, 2)
