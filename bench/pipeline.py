@@ -433,6 +433,51 @@ async def shape(js, where: dict) -> dict:
     return {"replicas": replicas, "partitions": int(found[1]) if found else None}
 
 
+def pids(where: dict) -> dict[str, int]:
+    """Process ids `whistle up` wrote (services and nats), plus the embedded postmaster."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError, ValueError):
+        out.update({k: int(v) for k, v in json.loads((where["home"] / "pids.json").read_text()).items()})
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        out["postgres"] = int((where["home"] / "pg" / "postmaster.pid").read_text().splitlines()[0])
+    return out
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def cpu_seconds(procs: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each process; postgres sums the postmaster, its live backends and the
+    reaped ones (cutime); `bench` is this process."""
+    out: dict[str, float] = {}
+    for name, pid in procs.items():
+        st = _stat(pid)
+        if st is None:
+            continue
+        total = int(st[11]) + int(st[12])
+        if name == "postgres":
+            total += int(st[13]) + int(st[14])
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    child = _stat(int(entry.name))
+                    if child and child[1] == str(pid):
+                        total += int(child[11]) + int(child[12])
+        out[name] = total / _TICK
+    t = os.times()
+    out["bench"] = t.user + t.system
+    with contextlib.suppress(OSError, ValueError):
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        out["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / _TICK  # all but idle and iowait
+    return out
+
+
 def cpu_per_whistle(before: dict[str, float], after: dict[str, float], whistles: int) -> dict:
     """The system's CPU (its services, NATS and Postgres: not this process, not the rest of the machine)
     from the first POST until every consumer had caught up, in ms per whistle: the steadier figure on a shared
@@ -454,7 +499,6 @@ async def main(args: argparse.Namespace) -> dict:
         if events_before is None:
             raise NotUp(f"no {EVENTS_STREAM} stream on {where['nats_url']}: is that the system's NATS?")
         pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
-        from timers import cpu_seconds, pids  # not at the top: timers imports this module
         system = pids(where)
         system_cpu0 = cpu_seconds(system)
         cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -79,7 +79,7 @@ import httpx  # noqa: E402
 import nats  # noqa: E402
 from nats.js.api import ConsumerConfig, DeliverPolicy  # noqa: E402
 from nats.js.errors import NotFoundError  # noqa: E402
-from pipeline import NotUp, connect_all, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
+from pipeline import NotUp, connect_all, cpu_seconds, pids, quantile, wait_quiet  # noqa: E402  (bench/ is on the path: the script's folder)
 from pipeline import locate as locate_system  # noqa: E402
 
 from services.escalation.policy import parse_duration  # noqa: E402
@@ -131,16 +131,6 @@ def locate(args: argparse.Namespace) -> dict:
     return {**where, "responders": responders or [{"id": "m-bench", "kind": "member", "name": "Bench"}]}
 
 
-def pids(where: dict) -> dict[str, int]:
-    """Process ids `whistle up` wrote (services and nats), plus the embedded postmaster."""
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError, ValueError):
-        out.update({k: int(v) for k, v in json.loads((where["home"] / "pids.json").read_text()).items()})
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        out["postgres"] = int((where["home"] / "pg" / "postmaster.pid").read_text().splitlines()[0])
-    return out
-
-
 def rss_mb(pid: int | None, field: str = "VmRSS") -> float | None:
     if not pid:
         return None
@@ -151,41 +141,6 @@ def rss_mb(pid: int | None, field: str = "VmRSS") -> float | None:
     except OSError:
         return None
     return None
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def cpu_seconds(procs: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each process; postgres sums the postmaster, its live backends and the
-    reaped ones (cutime); `bench` is this process."""
-    out: dict[str, float] = {}
-    for name, pid in procs.items():
-        st = _stat(pid)
-        if st is None:
-            continue
-        total = int(st[11]) + int(st[12])
-        if name == "postgres":
-            total += int(st[13]) + int(st[14])
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit():
-                    child = _stat(int(entry.name))
-                    if child and child[1] == str(pid):
-                        total += int(child[11]) + int(child[12])
-        out[name] = total / _TICK
-    t = os.times()
-    out["bench"] = t.user + t.system
-    with contextlib.suppress(OSError, ValueError):
-        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        out["machine"] = (sum(ticks) - ticks[3] - ticks[4]) / _TICK  # all but idle and iowait
-    return out
 
 
 class CpuWindow:
