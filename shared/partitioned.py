@@ -11,6 +11,12 @@ the first message after the lowest floor: what was fetched and not committed com
 inbox drops what was handled already), and what a partition had handled before the others' floors is
 dropped here.
 
+Acknowledgements: the consumer's policy is AckPolicy.ALL, one acknowledgement covering every message before
+it. Only this replica pulls from it, so a batch is acknowledged with one message (`AckFrontier`): the last
+below every one still in hand, never past a message not yet settled (a whistle blocked behind a failure
+holds the acknowledgements after it back until it is handled or dead-lettered). Measured at 256 whistles in
+flight: 14 acknowledgements a whistle became a few a batch, NATS's CPU per whistle down 15%.
+
 One consumer, not one per partition: sixteen durables filtered to a partition each make the server walk
 every message sixteen times per service to find each one's next (measured: NATS 0.61 ms of CPU per whistle
 against 0.47 with one partition), and sixteen pull requests, feeds and subscriptions cost every service
@@ -24,6 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import heapq
+import itertools
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
@@ -31,7 +39,7 @@ import nats
 import structlog
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from shared.leases import Lease
@@ -94,6 +102,38 @@ def in_sequence(last: int | None, sequences: list[int]) -> int | None:
     return last
 
 
+class AckFrontier:
+    """Which message to acknowledge, under AckPolicy.ALL, once some are settled (handled, dead-lettered or
+    dropped as handled before): the last settled one below every message still in hand, if any is new."""
+
+    def __init__(self) -> None:
+        self._in_hand: dict[int, Msg] = {}  # stream sequence → the message taken, not yet settled
+        self._settled: list[tuple[int, int, Msg]] = []  # a heap of those settled above one still in hand
+        self._order = itertools.count()
+
+    def reset(self) -> None:
+        """A consumer made afresh: what the one before delivered is not acknowledged on it."""
+        self._in_hand.clear()
+        self._settled.clear()
+
+    def taken(self, seq: int, m: Msg) -> None:
+        self._in_hand[seq] = m
+
+    def settle(self, msgs: Iterable[Msg]) -> Msg | None:
+        """The message whose acknowledgement covers `msgs` and every settled one before them; None while
+        one before them is still in hand (or none of them was taken from the consumer in use)."""
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            if self._in_hand.get(seq) is m:
+                del self._in_hand[seq]
+                heapq.heappush(self._settled, (seq, next(self._order), m))
+        below = min(self._in_hand, default=None)
+        last = None
+        while self._settled and (below is None or self._settled[0][0] < below):
+            last = heapq.heappop(self._settled)[2]
+        return last
+
+
 class _Part:
     def __init__(self, lease: Lease):
         self.lease = lease
@@ -124,6 +164,7 @@ class PartitionedPull:
         self._installed = asyncio.Event()  # a consumer is there to pull from
         self._delivered: int | None = None  # the consumer sequence of the last delivery taken
         self._generation = 0  # counts the consumers made: a batch of an earlier one is dropped
+        self.acks = AckFrontier()  # of the consumer in use
         self._asked = self._made = 0  # changes asked for; those the consumer made last had seen
         self._wanted = asyncio.Event()
         self._done = asyncio.Condition()
@@ -161,12 +202,14 @@ class PartitionedPull:
         return {p: floor_in_hand(part.outstanding, part.top, done.get(p, set()))
                 for p in partitions if (part := self.parts.get(p)) is not None}
 
-    def settle(self, msgs: list[Msg]) -> None:
-        """These are acked: they no longer hold their partition's floor down."""
+    def settle(self, msgs: list[Msg]) -> Msg | None:
+        """These are settled: they no longer hold their partition's floor down. Returns the message to
+        acknowledge for them (`AckFrontier`), if any."""
         for m in msgs:
             part = self.parts.get(partition_of_subject(m.subject))  # type: ignore[arg-type]
             if part is not None:
                 part.outstanding.discard(m.metadata.sequence.stream)
+        return self.acks.settle(msgs)
 
     async def _remake(self, wait_s: float | None = None) -> None:
         """Have the consumer made again for the partitions held now; returns once a consumer made after this
@@ -207,6 +250,7 @@ class PartitionedPull:
     async def _make(self) -> None:
         """The consumer of the partitions held, made afresh from where each of them stands."""
         self._generation += 1  # what the consumer before delivers from now on is dropped (`next_batch`)
+        self.acks.reset()
         old, self._pull = self._pull, None
         self._installed.clear()
         if old is not None:
@@ -239,7 +283,7 @@ class PartitionedPull:
             filters = tuple(partition_filter_for(one, p) for p in sorted(parts) for one in self.filters)
         with contextlib.suppress(NotFoundError):  # ours, or left by a holder before
             await self._js.delete_consumer(self.stream, name)
-        config = dataclasses.replace(self._config, durable_name=name, mem_storage=True,
+        config = dataclasses.replace(self._config, durable_name=name, mem_storage=True, ack_policy=AckPolicy.ALL,
                                      deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                      **filtered(filters))
         made = await self._js.add_consumer(self.stream, config)
@@ -307,15 +351,16 @@ class PartitionedPull:
         got, handled = [], []
         for m in msgs:
             part, seq = self.parts.get(partition_of_subject(m.subject)), m.metadata.sequence.stream  # type: ignore[arg-type]
+            self.acks.taken(seq, m)
             if part is None or seq <= part.skip:  # another replica's, or handled before the consumer was made
                 handled.append(m)
                 continue
             part.outstanding.add(seq)
             part.top = max(part.top, seq)
             got.append(m)
-        for m in handled:
+        if handled and (last := self.acks.settle(handled)) is not None:
             with contextlib.suppress(Exception):
-                await m.ack()
+                await last.ack()
         return got
 
     async def _gone(self) -> None:

@@ -438,8 +438,7 @@ class Consuming:
                 parsed.append((m, consumer.parse(m)))
             except Poison as exc:
                 await self.dead_letter(m, f"malformed: {exc}", consumer.subject)
-                await m.ack()
-                self._settled(consumer, [m])
+                await self._ack(consumer, [m])
         return parsed
 
     async def _process_batch(self, raw: list[Msg], consumer: _Consumer, held: _Held | None = None) -> None:
@@ -534,10 +533,15 @@ class Consuming:
         await fence_many(conn, self.replica, leases, consumer.durable, floors,  # type: ignore[arg-type]
                          pull.stream_created)  # type: ignore[arg-type]
 
-    def _settled(self, consumer: _Consumer, msgs: list[Msg]) -> None:
-        """Acked: they no longer hold their partitions' floors down."""
-        if consumer.partitioned and (pull := self._pull_of.get(consumer.durable)) is not None:
-            pull.settle(msgs)
+    async def _ack(self, consumer: _Consumer, msgs: list[Msg]) -> None:
+        """Settled: acknowledged, each one, or for a partitioned consumer with the one acknowledgement that
+        covers them once nothing before them is still in hand (shared/partitioned.py); they no longer hold
+        their partitions' floors down."""
+        if not consumer.partitioned:
+            for m in msgs:
+                await m.ack()
+        elif (pull := self._pull_of.get(consumer.durable)) is not None and (last := pull.settle(msgs)) is not None:
+            await last.ack()
 
     async def _process_parsed(self, parsed: list[tuple[Msg, Any]], consumer: _Consumer) -> None:
         """Handle a batch, except the messages of whistles blocked behind a failure (they wait their
@@ -597,9 +601,7 @@ class Consuming:
             self.relay.handoff(queued)
         for outcome, n in Counter(outcome for _, outcome in done).items():
             telemetry.HANDLED.labels(self.name, consumer.subject, outcome).inc(n)
-        for m, _ in done:
-            await m.ack()
-        self._settled(consumer, [m for m, _ in done])
+        await self._ack(consumer, [m for m, _ in done])
         return failed
 
     async def _keep(self, msgs: list[Msg]) -> None:
@@ -657,8 +659,7 @@ class Consuming:
                 try:
                     if most > 0 and attempts >= most:
                         await self.dead_letter(head[0], f"failed {attempts} times: {error}", consumer.subject, attempts)
-                        await head[0].ack()
-                        self._settled(consumer, [head[0]])
+                        await self._ack(consumer, [head[0]])
                         entries = entries[1:]
                         blocked.attempts[key] = 0
                     failed = await self._attempt_until_done(entries, consumer) if entries else []

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+from collections import Counter
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
 import nats
 import pytest
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy
 
 from services.cli.embedded import start_nats
 from shared.contracts import WhistleClosed
@@ -44,13 +47,13 @@ async def handle(conn, events, now):  # noqa: ARG001
     return []
 
 
-def runtime_of(schema: str, infra: dict, nats_url: str, migrations: Path, replica: str) -> ServiceRuntime:
+def runtime_of(schema: str, infra: dict, nats_url: str, migrations: Path, replica: str, handler=handle) -> ServiceRuntime:
     settings = ServiceSettings.model_validate({
         "nats_url": nats_url, "database_url": infra["database_url"], "replica": replica, "batch_size": 32,
         "lease_round_s": 0.3, "lease_ttl_s": 2.0,
     })
     runtime = ServiceRuntime(schema, settings, migrations)
-    runtime.consume(Consumer(WhistleClosed.SUBJECT, handle, durable=DURABLE, batch=True, dedup=lambda _: None))
+    runtime.consume(Consumer(WhistleClosed.SUBJECT, handler, durable=DURABLE, batch=True, dedup=lambda _: None))
     return runtime
 
 
@@ -284,6 +287,52 @@ async def test_a_durable_from_before_floors_were_kept_starts_from_its_own_acknow
         handled = await counts(db, schema)
         assert set(handled) == set(after) and set(handled).isdisjoint(before)
         assert all(n == 1 for n in handled.values())
+    finally:
+        await runtime.stop()
+        await nc.close()
+
+
+async def test_a_batch_is_acknowledged_with_one_message_and_never_past_a_whistle_still_blocked(
+    infra: dict, tmp_path: Path, own_nats,
+) -> None:
+    """The consumer's policy is AckPolicy.ALL: a batch costs one acknowledgement, not one per message, and
+    while a whistle is blocked behind a failure nothing at or after it is acknowledged (a NATS restart then
+    would deliver it again, and with it what was handled after it, which the floors drop)."""
+    nats_url, _ = own_nats
+    db, schema = infra["database_url"], "rtfloorsacks"
+    nc, js = await events_on(nats_url)
+    published = await publish(js, 150)
+    seq_of = {w: seq for w, (_, seq) in published.items()}
+    bad = sorted(published, key=seq_of.get)[49]
+    attempts, log = Counter(), []
+
+    async def failing_twice(conn, events, now):
+        if any(e.whistle_id == bad for e in events):
+            attempts[bad] += 1
+            if attempts[bad] < 3:
+                raise ValueError("not yet")
+            log.append(("passed", seq_of[bad]))
+        await handle(conn, events, now)
+        return []
+
+    async def acked(m) -> None:
+        log.append(("ack", Msg.Metadata._from_reply(m.subject).sequence.stream))
+
+    await nc.subscribe("$JS.ACK.EVENTS.>", cb=acked)
+    runtime = runtime_of(schema, infra, nats_url, counted_table(tmp_path), "acks-a", handler=failing_twice)
+    await runtime.start()
+    try:
+        assert await until(lambda: _all_handled(db, schema, published), 60)
+        await handled_once_with_floors_at_the_last(db, schema, published)
+        info = await js.consumer_info("EVENTS", consumer_name(DURABLE, range(DEFAULT_PARTITIONS)))
+        assert info.config.ack_policy == AckPolicy.ALL
+        assert (info.num_ack_pending, info.num_redelivered) == (0, 0)
+        assert info.ack_floor.stream_seq == max(seq_of.values())
+        acks = [seq for what, seq in log if what == "ack"]
+        assert 0 < len(acks) < len(published) / 4, acks  # a few a batch, not one a message
+        passed = log.index(("passed", seq_of[bad]))
+        assert attempts[bad] == 3
+        assert all(seq < seq_of[bad] for what, seq in log[:passed] if what == "ack"), log
     finally:
         await runtime.stop()
         await nc.close()

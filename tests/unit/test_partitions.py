@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 from uuid import UUID
 
 import pytest
@@ -86,3 +87,42 @@ def test_a_lost_delivery_is_a_gap_in_the_consumer_sequence():
     assert in_sequence(9, [10, 12]) is None  # 11 never came
     assert in_sequence(9, [9]) is None  # nor does a sequence come twice
     assert in_sequence(9, []) == 9
+
+
+def _delivered(seq: int) -> SimpleNamespace:
+    """A JetStream message as far as AckFrontier reads it."""
+    return SimpleNamespace(metadata=SimpleNamespace(sequence=SimpleNamespace(stream=seq)))
+
+
+def test_one_acknowledgement_covers_a_batch_and_never_one_before_a_message_still_in_hand():
+    """shared/partitioned.py: under AckPolicy.ALL an acknowledgement covers every message before it, so the
+    one acknowledged is the last settled below every message still in hand."""
+    from shared.partitioned import AckFrontier
+
+    acks = AckFrontier()
+    m = {seq: _delivered(seq) for seq in range(1, 11)}
+    for seq in range(1, 7):
+        acks.taken(seq, m[seq])
+    assert acks.settle([m[1], m[2], m[3]]) is m[3]  # the batch's last
+    # 4 is blocked behind a failure: 5 and 6 are handled, and wait for it
+    assert acks.settle([m[6], m[5]]) is None
+    for seq in range(7, 11):
+        acks.taken(seq, m[seq])
+    assert acks.settle([m[7], m[8]]) is None
+    assert acks.settle([m[4]]) is m[8]  # 4 settled: everything up to 8 at once; 9 and 10 still in hand
+    assert acks.settle([m[10]]) is None
+    assert acks.settle([m[9]]) is m[10]
+    assert acks.settle([m[9], m[10]]) is None  # settled already: nothing new to acknowledge
+
+
+def test_what_a_consumer_made_before_delivered_is_not_acknowledged_on_the_one_made_after():
+    from shared.partitioned import AckFrontier
+
+    acks = AckFrontier()
+    old = _delivered(5)
+    acks.taken(5, old)
+    acks.reset()
+    again = _delivered(5)  # the new consumer delivers it again, from its floor
+    acks.taken(5, again)
+    assert acks.settle([old]) is None  # the old batch finishing late acknowledges nothing on the new consumer
+    assert acks.settle([again]) is again
