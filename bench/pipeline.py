@@ -29,7 +29,8 @@ session 15).
 
 `cpu_ms_per_whistle` is the CPU the system's processes (services, NATS, Postgres, from `pids.json` and
 the postmaster) used from the first POST until every consumer had caught up, per whistle, and
-`cpu_ms_per_whistle_by_process` the same per process. On a shared two-core machine it is the steadier
+`cpu_ms_per_whistle_by_process` the same per process; `postgres_ms_per_whistle_by_service` splits Postgres's
+part by the service each backend works for (its pool's application_name). On a shared two-core machine it is the steadier
 figure: the raw JetStream rate, and with it `js_share_of_raw`, moved by a quarter from one run to the next
 in session 16 (bench/README.md).
 
@@ -478,6 +479,32 @@ def cpu_seconds(procs: dict[str, int]) -> dict[str, float]:
     return out
 
 
+async def backend_cpu(db: asyncpg.Connection, postmaster: int | None) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of each Postgres backend of the postmaster, with who it works for: the
+    service its pool names (`whistle-<service>`), else its kind (walwriter, checkpointer, …)."""
+    if postmaster is None:
+        return {}
+    rows = await db.fetch("SELECT pid, coalesce(nullif(application_name, ''), backend_type) AS who"
+                          " FROM pg_stat_activity WHERE pid <> pg_backend_pid()")
+    out: dict[int, tuple[str, float]] = {}
+    for r in rows:
+        st = _stat(r["pid"])
+        if st is not None and st[1] == str(postmaster):  # a backend of this host's postmaster
+            out[r["pid"]] = (r["who"].removeprefix("whistle-"), (int(st[11]) + int(st[12])) / _TICK)
+    return out
+
+
+def postgres_per_whistle(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+                         whistles: int) -> dict:
+    """Postgres's CPU per whistle by the service its backends worked for (a backend that started during the
+    run counts from zero; one that ended during it is missing here, though counted in `postgres`)."""
+    each: dict[str, float] = {}
+    for pid, (who, seconds) in after.items():
+        each[who] = each.get(who, 0.0) + seconds - (before[pid][1] if pid in before else 0.0)
+    each = {who: round(s * 1e3 / whistles, 3) for who, s in each.items() if s > 0}
+    return {"postgres_ms_per_whistle_by_service": dict(sorted(each.items(), key=lambda kv: -kv[1]))} if each else {}
+
+
 def cpu_per_whistle(before: dict[str, float], after: dict[str, float], whistles: int) -> dict:
     """The system's CPU (its services, NATS and Postgres: not this process, not the rest of the machine)
     from the first POST until every consumer had caught up, in ms per whistle: the steadier figure on a shared
@@ -501,6 +528,7 @@ async def main(args: argparse.Namespace) -> dict:
         pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
         system = pids(where)
         system_cpu0 = cpu_seconds(system)
+        backends0 = await backend_cpu(db, system.get("postgres"))
         cpu0, wall0 = time.process_time(), time.perf_counter()
         armed = await pipeline.run(args.timeout)
         out = {"n": args.whistles, "concurrency": args.concurrency}
@@ -513,6 +541,7 @@ async def main(args: argparse.Namespace) -> dict:
         accepted = max(1, len(pipeline.post_start))
         caught_up = await wait_quiet(js, 60.0)  # the ledger and the notifier may still be at it
         out.update(cpu_per_whistle(system_cpu0, cpu_seconds(system), accepted))
+        out.update(postgres_per_whistle(backends0, await backend_cpu(db, system.get("postgres")), accepted))
         if not caught_up:
             out["cpu_window_caught_up"] = False  # some of the work is not counted
         out["events_per_whistle"] = round((events_after - events_before) / accepted, 2)
