@@ -14,8 +14,9 @@ dropped here.
 Acknowledgements: the consumer's policy is AckPolicy.ALL, one acknowledgement covering every message before
 it. Only this replica pulls from it, so a batch is acknowledged with one message (`AckFrontier`): the last
 below every one still in hand, never past a message not yet settled (a whistle blocked behind a failure
-holds the acknowledgements after it back until it is handled or dead-lettered). Measured at 256 whistles in
-flight: 14 acknowledgements a whistle became a few a batch, NATS's CPU per whistle down 15%.
+holds the acknowledgements after it back until it is handled or dead-lettered; meanwhile they are kept
+from coming back like the blocked whistle itself). Measured at 256 whistles in flight: 12 acknowledgements
+a whistle (one per delivery) became a few a batch, and NATS's CPU per whistle fell by about 15%.
 
 One consumer, not one per partition: sixteen durables filtered to a partition each make the server walk
 every message sixteen times per service to find each one's next (measured: NATS 0.61 ms of CPU per whistle
@@ -118,6 +119,11 @@ class AckFrontier:
 
     def taken(self, seq: int, m: Msg) -> None:
         self._in_hand[seq] = m
+
+    def waiting(self) -> list[Msg]:
+        """The settled messages whose acknowledgement waits on one before them (to be kept from coming back
+        while it does)."""
+        return [m for _, _, m in self._settled]
 
     def settle(self, msgs: Iterable[Msg]) -> Msg | None:
         """The message whose acknowledgement covers `msgs` and every settled one before them; None while

@@ -608,7 +608,8 @@ class Consuming:
         """Tell the server these messages are still being worked on (their ack wait starts again)."""
         try:
             for m in msgs:
-                await m.in_progress()
+                if not m.is_acked:  # acknowledged meanwhile (one acknowledgement covers others, harmlessly)
+                    await m.in_progress()
         except Exception as exc:  # NATS away too: they may come back later, the inbox drops the copy
             self.log.info("messages.keep_failed", error=repr(exc), size=len(msgs))
 
@@ -650,7 +651,9 @@ class Consuming:
             await asyncio.sleep(0.1)
             if time.monotonic() - kept_at > self.settings.ack_wait_s / 3:
                 kept_at = time.monotonic()
-                await self._keep(blocked.messages())
+                # and, under one acknowledgement for all, those handled after them that it waits on
+                pull = self._pull_of.get(consumer.durable) if consumer.partitioned else None
+                await self._keep(blocked.messages() + (pull.acks.waiting() if pull is not None else []))
             for key in blocked.due(time.monotonic()):
                 if key not in blocked:  # its partition went to another replica meanwhile
                     continue
