@@ -30,43 +30,50 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
 
-def free_port() -> int:
-    """A free port below the kernel's ephemeral range: a port from that range (what binding port 0
-    gives) can be taken by an outgoing connection before a fake server started later binds it."""
+# every port handed out in this test session: one is bound only when its server starts, perhaps many
+# minutes later, and must not be handed out again meanwhile (a fake SMTP server's port once fell inside
+# a later `whistle up`'s telemetry block, and every test after it failed on "address already in use")
+_HANDED_OUT: set[int] = set()
+
+
+def _below_ephemeral() -> int:
     try:
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
-        low = 32768
-    for _ in range(1000):
-        port = random.randrange(10000, max(low, 10100) - 100)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+        return 32768
+
+
+def _bindable(ports: range) -> bool:
+    socks = []
+    try:
+        for p in ports:
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+        return True
+    except OSError:
+        return False
+    finally:
+        for s in socks:
+            s.close()
 
 
 def free_port_block(n: int) -> int:
-    """The first of n consecutive free ports."""
-    for _ in range(200):
-        base = free_port()
-        if base + n > 65000:
-            continue
-        try:
-            socks = []
-            for p in range(base, base + n):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
+    """The first of n consecutive free ports below the kernel's ephemeral range (a port from that range,
+    what binding port 0 gives, can be taken by an outgoing connection before a server started later binds
+    it), none handed out before in this session."""
+    top = max(_below_ephemeral(), 10100) - 100
+    for _ in range(1000):
+        ports = range(base := random.randrange(10000, top - n), base + n)
+        if _HANDED_OUT.isdisjoint(ports) and _bindable(ports):
+            _HANDED_OUT.update(ports)
             return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no block of free ports")
+    raise RuntimeError(f"no block of {n} free ports")
+
+
+def free_port() -> int:
+    """A free port below the kernel's ephemeral range, not handed out before in this session."""
+    return free_port_block(1)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
