@@ -35,8 +35,9 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime("ledger", settings, Path(__file__).with_name("migrations"))
     handlers = LedgerHandlers(runtime, settings.score_weights)
     dead = DeadLetterHandlers(runtime)
-    runtime.consume(Consumer(">", handlers.on_events, durable="ledger-events", batch=True,
-                              after_commit=handlers.board_changed))
+    # no inbox: the timeline's unique event id drops what it already holds (services/ledger/store.py)
+    runtime.consume(Consumer(">", handlers.on_events, durable="ledger-events", batch=True, dedup=lambda _: None,
+                             after_commit=handlers.board_changed))
     for i, subject in enumerate(subjects.STRAY_EVENTS):  # nothing on the events stream goes unread
         runtime.consume(Consumer(subject, dead.on_stray, durable=f"ledger-strays-{i}", parse=refuse_stray,
                                  dedup=lambda _: None, partitioned=False))

@@ -56,7 +56,9 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
     """Append a batch to the timeline and update the whistle and summons views, in stream order.
 
     Set-based: one statement appends the timeline and adds the whistles the batch mentions before
-    (or without) their whistle.blown; then the view updates, in groups of events whose updates are
+    (or without) their whistle.blown; the events the timeline held already go no further (it is the
+    ledger's inbox: a row per event, kept for good, so no second inbox row per event is written); then
+    the view updates, in groups of events whose updates are
     the same statements (or that are summons moves), each statement run once for its whole group
     (executemany). A whistle's events touch only its own rows (the whistle, its summons), so only
     each whistle's own order matters: an event joins the first group of its kind that runs after
@@ -69,16 +71,24 @@ async def project_many(conn: asyncpg.Connection, events: list[Event]) -> None:
         first.setdefault(e.whistle_id, e)
     # a whistle the ledger meets before its whistle.blown (or whose blown is in an older batch)
     early = [e for e in first.values() if not isinstance(e, WhistleBlown)]
-    await conn.execute(
-        "WITH appended AS (INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
+    appended = {r[0] for r in await conn.fetch(
+        "WITH early AS (INSERT INTO whistles (id, status, updated_at) SELECT w, 'open', o"
+        " FROM unnest($7::uuid[], $8::timestamptz[]) AS u(w, o) ON CONFLICT (id) DO NOTHING)"
+        " INSERT INTO timeline (whistle_id, event_id, subject, actor, occurred_at, data)"
         " SELECT w, e, s, a, o, d::jsonb FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[],"
-        " $5::timestamptz[], $6::text[]) AS u(w, e, s, a, o, d) ON CONFLICT (event_id) DO NOTHING)"
-        " INSERT INTO whistles (id, status, updated_at) SELECT w, 'open', o"
-        " FROM unnest($7::uuid[], $8::timestamptz[]) AS u(w, o) ON CONFLICT (id) DO NOTHING",
+        " $5::timestamptz[], $6::text[]) AS u(w, e, s, a, o, d) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
         [e.whistle_id for e in events], [e.event_id for e in events], [e.subject for e in events],
         [e.actor for e in events], [e.occurred_at for e in events], [e.model_dump_json() for e in events],
         [e.whistle_id for e in early], [e.occurred_at for e in early],
-    )
+    )}
+    # the timeline is the ledger's inbox: an event it already holds (a redelivery, a relay's second copy, a
+    # replay) or a second copy in this batch changes no view (escalations + 1 must count an event once)
+    fresh = []
+    for e in events:
+        if e.event_id in appended:
+            appended.discard(e.event_id)
+            fresh.append(e)
+    events = fresh
     flags: dict[str, list[tuple]] = {}
     groups: list[tuple[tuple[str, ...], list]] = []  # in the order they run: statements, writes (or moves)
     last: dict[UUID, int] = {}  # the group of each whistle's latest event
