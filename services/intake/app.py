@@ -42,7 +42,8 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     # reporter's data is kept (only those subjects: every whistle.> event was a fifth of intake's CPU)
     events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
               .batch((WhistleClosed.SUBJECT, WhistleReopened.SUBJECT), handlers.whistle_times))
-    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events"))
+    # no inbox: a whistle is grouped once (`grouped_among`), its times are set with GREATEST
+    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events", dedup=lambda _: None))
 
     async def purge(rt: ServiceRuntime) -> None:
         purged = await purge_reporters(rt.pool, settings.reporter_retention_days)

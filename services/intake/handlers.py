@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from uuid import UUID
 
 import asyncpg
 
@@ -106,12 +107,17 @@ class IntakeHandlers:
         partitions of whistles) take a lock per category first, so two whistles never decide on the same
         class at once. The classes the batch may join are then read once, decided in memory in order,
         and written back set-based. A
-        redelivery is dropped by the runtime's inbox; a replayed stream by `grouped_among`. Everything
+        whistle that joined a class before (a redelivery, a replayed stream) is dropped by `grouped_among`, so
+        the consumer needs no inbox row per whistle. Everything
         counts from when each whistle was blown, and its events carry that time, as when grouping ran
         inside the blow (routing reacts to the same event concurrently, so the ledger may receive its
         events before or after these).
         """
-        complaints = [w for w in whistles if w.source != Source.proactive]  # the class's own whistle is not one
+        firsts: dict[UUID, WhistleBlown] = {}  # a second copy in the batch is the same whistle
+        for w in whistles:
+            if w.source != Source.proactive:  # the class's own whistle is not one
+                firsts.setdefault(w.whistle_id, w)
+        complaints = list(firsts.values())
         if complaints:
             await store.lock_categories(conn, {w.category for w in complaints})
             already = await store.grouped_among(conn, [w.whistle_id for w in complaints])

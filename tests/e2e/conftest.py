@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -12,16 +13,22 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import nats
 import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.cli.embedded import pg_ctl, postmaster_pid, process_alive
 from shared.contracts import Command
+from shared.partitioned import consumer_name
+from shared.partitions import DEFAULT_PARTITIONS
 from shared.signing import Signer
 from shared.subjects import SERVICES
 from tests.signing import wire
@@ -330,3 +337,33 @@ def other_gateway(system: System, tmp_path_factory: pytest.TempPathFactory) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+async def publish_again(system: System, subjects: str, since: datetime, match: Callable[[dict], bool],
+                        consumers: tuple[str, ...], copies: int = 1) -> None:
+    """The first event on `subjects` since `since` that `match`es, published again `copies` times (the same
+    event id, a new message id each, as a redelivery or a relay's second copy would bring it); then until
+    the partitioned `consumers` of the events stream have taken them (an AssertionError if they have not
+    within 20 s: a handler failing on a copy holds it back)."""
+    nc = await nats.connect(system.nats_url)
+    js = nc.jetstream()
+    try:
+        sub = await js.subscribe(subjects, ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME,
+                                 config=ConsumerConfig(opt_start_time=since))
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            if match(json.loads(msg.data)):
+                break
+        await sub.unsubscribe()
+        for _ in range(copies):
+            await js.publish(msg.subject, msg.data, headers={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
+        for _ in range(400):
+            infos = [await js.consumer_info("EVENTS", consumer_name(name, range(DEFAULT_PARTITIONS)))
+                     for name in consumers]
+            if not any(i.num_pending or i.num_ack_pending for i in infos):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"{consumers} have not taken {msg.subject} again within 20 s (failing on it?)")
+    finally:
+        await nc.close()

@@ -12,11 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import nats
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from shared.partitioned import consumer_name
-from shared.partitions import DEFAULT_PARTITIONS
-from tests.e2e.conftest import System, wait_for
+from tests.e2e.conftest import System, publish_again, wait_for
 
 
 async def _blow_many(system: System, n: int, during=None) -> list[str]:
@@ -96,7 +93,8 @@ def test_a_redelivered_summons_issued_changes_nothing(system: System) -> None:
     with system.client(summons["responder_id"]) as responder:
         assert responder.post(f"/v1/summons/{summons['id']}/report").status_code == 200
 
-    asyncio.run(_issued_again(system, since, summons["id"]))
+    asyncio.run(publish_again(system, "summons.issued.>", since, lambda e: e["summons_id"] == summons["id"],
+                              ("response-summons-issued", "escalation-summons", "ledger-events")))
     with system.client(summons["responder_id"]) as responder:
         mine = [s for s in responder.get("/v1/summons").json() if s["id"] == summons["id"]]
     assert len(mine) == 1 and mine[0]["state"] == "reported", mine
@@ -115,32 +113,9 @@ def test_the_ledger_takes_an_event_it_holds_once_without_an_inbox(system: System
             assert responder.post(f"/v1/summons/{summons['id']}/{action}", json={"note": action}).status_code == 200
     wait_for(lambda: system.whistle(whistle_id)["status"] == "resolved", what="resolved in the ledger")
 
-    asyncio.run(_issued_again(system, since, summons["id"], copies=2))
+    asyncio.run(publish_again(system, "summons.issued.>", since, lambda e: e["summons_id"] == summons["id"],
+                              ("ledger-events",), copies=2))
     after = system.whistle(whistle_id)
     assert (after["status"], [s["state"] for s in after["summons"]]) == ("resolved", ["resolved"]), after
     assert len([t for t in after["timeline"] if t["type"] == "summons.issued"]) == 1, after["timeline"]
 
-
-async def _issued_again(system: System, since: datetime, summons_id: str, copies: int = 1) -> None:
-    """A summons' summons.issued published again (same event id, a new message id each, as a redelivery
-    would bring it), then until response, escalation and the ledger have taken it."""
-    nc = await nats.connect(system.nats_url)
-    js = nc.jetstream()
-    try:
-        sub = await js.subscribe("summons.issued.>", ordered_consumer=True, deliver_policy=DeliverPolicy.BY_START_TIME,
-                                 config=ConsumerConfig(opt_start_time=since))
-        while True:
-            msg = await sub.next_msg(timeout=10)
-            if json.loads(msg.data)["summons_id"] == summons_id:
-                break
-        await sub.unsubscribe()
-        for _ in range(copies):
-            await js.publish(msg.subject, msg.data, headers={"Nats-Msg-Id": f"again-{uuid.uuid4()}"})
-        for _ in range(400):
-            infos = [await js.consumer_info("EVENTS", consumer_name(name, range(DEFAULT_PARTITIONS)))
-                     for name in ("response-summons-issued", "escalation-summons", "ledger-events")]
-            if not any(i.num_pending or i.num_ack_pending for i in infos):
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
