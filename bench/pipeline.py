@@ -30,7 +30,9 @@ session 15).
 `cpu_ms_per_whistle` is the CPU the system's processes (services, NATS, Postgres, from `pids.json` and
 the postmaster) used from the first POST until every consumer had caught up, per whistle, and
 `cpu_ms_per_whistle_by_process` the same per process; `postgres_ms_per_whistle_by_service` splits Postgres's
-part by the service each backend works for (its pool's application_name). On a shared two-core machine it is the steadier
+part by the service each backend works for (its pool's application_name). `batch_messages_mean` is how many
+messages a transaction held on average, per service and consumer (its durable, or a group-committed
+request's subject), over its replicas: from the services' `whistle_batch_messages` histograms. On a shared two-core machine it is the steadier
 figure: the raw JetStream rate, and with it `js_share_of_raw`, moved by a quarter from one run to the next
 in session 16 (bench/README.md).
 
@@ -57,6 +59,8 @@ import nats
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
+
+from shared.subjects import SERVICES  # each with a telemetry port, in the runner's order
 
 EVENTS_STREAM = "EVENTS"
 CLOCKS_STREAM = "CLOCKS"
@@ -434,6 +438,41 @@ async def shape(js, where: dict) -> dict:
     return {"replicas": replicas, "partitions": int(found[1]) if found else None}
 
 
+_BATCH = re.compile(r'^whistle_batch_messages_(sum|count)\{consumer="([^"]+)",service="([^"]+)"\} ([0-9.e+]+)$', re.M)
+
+
+async def batch_totals(where: dict) -> dict[str, list[float]]:
+    """Per service and consumer (a durable, or a group-committed request's subject), over its replicas: the
+    messages its batches held and how many batches, from each process's /metrics (the runner's telemetry
+    ports: WHISTLE_TELEMETRY_BASE_PORT + the service's place + one block of ports per replica)."""
+    base = int(os.environ.get("WHISTLE_TELEMETRY_BASE_PORT", "9101"))
+    totals: dict[str, list[float]] = {}
+    with contextlib.suppress(OSError, ValueError):
+        names = json.loads((where["home"] / "pids.json").read_text())
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            for name in names:
+                service, _, k = name.partition("-")
+                if service not in SERVICES:
+                    continue
+                port = base + SERVICES.index(service) + (int(k or 1) - 1) * len(SERVICES)
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                        text = await r.text()
+                    for kind, consumer, who, value in _BATCH.findall(text):
+                        totals.setdefault(f"{who} {consumer}", [0.0, 0.0])[kind == "count"] += float(value)
+    return totals
+
+
+def batch_means(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict:
+    """How many messages a batch held on average during the run, per service and consumer."""
+    means = {}
+    for key, (messages, batches) in after.items():
+        was = before.get(key, [0.0, 0.0])
+        if batches > was[1]:
+            means[key] = round((messages - was[0]) / (batches - was[1]), 1)
+    return {"batch_messages_mean": dict(sorted(means.items()))} if means else {}
+
+
 def pids(where: dict) -> dict[str, int]:
     """Process ids `whistle up` wrote (services and nats), plus the embedded postmaster."""
     out: dict[str, int] = {}
@@ -529,6 +568,7 @@ async def main(args: argparse.Namespace) -> dict:
         system = pids(where)
         system_cpu0 = cpu_seconds(system)
         backends0 = await backend_cpu(db, system.get("postgres"))
+        batches0 = await batch_totals(where)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         armed = await pipeline.run(args.timeout)
         out = {"n": args.whistles, "concurrency": args.concurrency}
@@ -542,6 +582,7 @@ async def main(args: argparse.Namespace) -> dict:
         caught_up = await wait_quiet(js, 60.0)  # the ledger and the notifier may still be at it
         out.update(cpu_per_whistle(system_cpu0, cpu_seconds(system), accepted))
         out.update(postgres_per_whistle(backends0, await backend_cpu(db, system.get("postgres")), accepted))
+        out.update(batch_means(batches0, await batch_totals(where)))
         if not caught_up:
             out["cpu_window_caught_up"] = False  # some of the work is not counted
         out["events_per_whistle"] = round((events_after - events_before) / accepted, 2)

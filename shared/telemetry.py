@@ -36,6 +36,12 @@ CLOCKS_PENDING = Gauge("whistle_clocks_pending", "SLA clocks waiting for a timer
 CONSUMER_PENDING = Gauge(
     "whistle_consumer_pending_messages", "Messages a durable consumer has not yet received", ["service", "consumer"]
 )
+BATCH_MESSAGES = Histogram(
+    "whistle_batch_messages", "Messages handled together in one transaction: a consumer's batch (consumer: its"
+    " durable) or a group commit of requests (consumer: the request's subject). Each replica of a service takes"
+    " only its share, so more replicas than the load needs show here as thinner batches, each costing a"
+    " transaction", ["service", "consumer"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 CONSUMER_ACK_PENDING = Gauge(
     "whistle_consumer_ack_pending_messages", "Messages delivered but not yet acknowledged", ["service", "consumer"]
 )

@@ -634,6 +634,7 @@ class Consuming:
                         await consumer.after_commit(items)
                     except Exception:
                         self.log.exception("after_commit.failed", durable=consumer.durable, size=len(items))
+        telemetry.BATCH_MESSAGES.labels(self.name, consumer.durable).observe(len(parsed))
         self.log.info(
             "batch", subject=consumer.subject, size=len(parsed), handled=sum(1 for _, o in done if o == "ack"),
             duplicates=sum(1 for _, o in done if o == "duplicate"), failed=len(failed),

@@ -182,6 +182,7 @@ class GroupCommit:
             self.runtime.relay.handoff(queued)
         for w, reply in zip(batch, replies, strict=True):
             self._answer_all([w], reply)
+        telemetry.BATCH_MESSAGES.labels(self.runtime.name, self.request.subject).observe(len(batch))
         log.info("together.batch", subject=self.request.subject, size=len(batch),
                  ms=round((time.perf_counter() - started) * 1e3, 2), refused=sum(1 for r in replies if not r.ok))
 

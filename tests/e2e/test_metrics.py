@@ -47,3 +47,20 @@ def test_supervisor_metrics_follow_the_work(system: System) -> None:
         assert whistle_id not in text and summons["id"] not in text
         assert not re.search(r'"clock\.(timer|due)\.[0-9a-f-]{36}"', text), service
     assert 'subject="clock.timer"' in _metrics(system, "escalation")
+
+
+def test_batch_sizes_are_measured_per_consumer_and_group_commit(system: System) -> None:
+    """How full each transaction is (what a replica's share of the load costs): a consumer's batches by
+    its durable, a group commit's by its request subject; the sum counts every message."""
+    def handled(service: str, consumer: str) -> float:
+        found = re.search(rf'whistle_batch_messages_sum\{{consumer="{re.escape(consumer)}",service="{service}"\}} '
+                          r"([0-9.e+]+)", _metrics(system, service))
+        return float(found.group(1)) if found else 0.0
+
+    before = handled("intake", "cmd.intake.blow"), handled("ledger", "ledger-events")
+    system.wait_summons(system.blow())
+    assert handled("intake", "cmd.intake.blow") >= before[0] + 1
+    wait_for(lambda: handled("ledger", "ledger-events") >= before[1] + 3, timeout=20,
+             what="the ledger's batches counted")  # at least blown, issued, routed
+    assert re.search(r'whistle_batch_messages_bucket\{consumer="ledger-events",le="512.0",service="ledger"\}',
+                     _metrics(system, "ledger"))
