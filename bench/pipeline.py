@@ -459,7 +459,8 @@ async def batch_totals(where: dict) -> dict[str, list[float]]:
                     async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
                         text = await r.text()
                     for kind, consumer, who, value in _BATCH.findall(text):
-                        totals.setdefault(f"{who} {consumer}", [0.0, 0.0])[kind == "count"] += float(value)
+                        messages_and_batches = totals.setdefault(f"{who} {consumer}", [0.0, 0.0])
+                        messages_and_batches[1 if kind == "count" else 0] += float(value)
     return totals
 
 
