@@ -32,9 +32,11 @@ the postmaster) used from the first POST until every consumer had caught up, per
 `cpu_ms_per_whistle_by_process` the same per process; `postgres_ms_per_whistle_by_service` splits Postgres's
 part by the service each backend works for (its pool's application_name). `batch_messages_mean` is how many
 messages a transaction held on average, per service and consumer (its durable, or a group-committed
-request's subject), over its replicas: from the services' `whistle_batch_messages` histograms. On a shared two-core machine it is the steadier
-figure: the raw JetStream rate, and with it `js_share_of_raw`, moved by a quarter from one run to the next
-in session 16 (bench/README.md).
+request's subject), over its replicas: from the services' `whistle_batch_messages` histograms.
+`db_statements_per_whistle` is how many statements (each a round trip, BEGIN and COMMIT included) the
+services sent to Postgres per whistle, in all and per service: from their `whistle_db_statements_total`.
+On a shared two-core machine these are the steadier figures: the raw JetStream rate, and with it
+`js_share_of_raw`, moved by a quarter from one run to the next in session 16 (bench/README.md).
 
 Prints one JSON line on stdout; progress goes to stderr. Exits 2 if the system is not up.
 """
@@ -439,14 +441,14 @@ async def shape(js, where: dict) -> dict:
 
 
 _BATCH = re.compile(r'^whistle_batch_messages_(sum|count)\{consumer="([^"]+)",service="([^"]+)"\} ([0-9.e+]+)$', re.M)
+_STATEMENTS = re.compile(r'^whistle_db_statements_total\{service="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
-async def batch_totals(where: dict) -> dict[str, list[float]]:
-    """Per service and consumer (a durable, or a group-committed request's subject), over its replicas: the
-    messages its batches held and how many batches, from each process's /metrics (the runner's telemetry
-    ports: WHISTLE_TELEMETRY_BASE_PORT + the service's place + one block of ports per replica)."""
+async def scrape(where: dict) -> list[str]:
+    """Each service process's /metrics (the runner's telemetry ports: WHISTLE_TELEMETRY_BASE_PORT + the
+    service's place + one block of ports per replica); a process that does not answer is left out."""
     base = int(os.environ.get("WHISTLE_TELEMETRY_BASE_PORT", "9101"))
-    totals: dict[str, list[float]] = {}
+    texts: list[str] = []
     with contextlib.suppress(OSError, ValueError):
         names = json.loads((where["home"] / "pids.json").read_text())
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
@@ -457,10 +459,18 @@ async def batch_totals(where: dict) -> dict[str, list[float]]:
                 port = base + SERVICES.index(service) + (int(k or 1) - 1) * len(SERVICES)
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
-                        text = await r.text()
-                    for kind, consumer, who, value in _BATCH.findall(text):
-                        messages_and_batches = totals.setdefault(f"{who} {consumer}", [0.0, 0.0])
-                        messages_and_batches[1 if kind == "count" else 0] += float(value)
+                        texts.append(await r.text())
+    return texts
+
+
+def batch_totals(texts: list[str]) -> dict[str, list[float]]:
+    """Per service and consumer (a durable, or a group-committed request's subject), over its replicas: the
+    messages its batches held and how many batches."""
+    totals: dict[str, list[float]] = {}
+    for text in texts:
+        for kind, consumer, who, value in _BATCH.findall(text):
+            messages_and_batches = totals.setdefault(f"{who} {consumer}", [0.0, 0.0])
+            messages_and_batches[1 if kind == "count" else 0] += float(value)
     return totals
 
 
@@ -472,6 +482,23 @@ def batch_means(before: dict[str, list[float]], after: dict[str, list[float]]) -
         if batches > was[1]:
             means[key] = round((messages - was[0]) / (batches - was[1]), 1)
     return {"batch_messages_mean": dict(sorted(means.items()))} if means else {}
+
+
+def statement_totals(texts: list[str]) -> dict[str, float]:
+    """Statements each service sent to Postgres, over its replicas."""
+    totals: dict[str, float] = {}
+    for text in texts:
+        for service, value in _STATEMENTS.findall(text):
+            totals[service] = totals.get(service, 0.0) + float(value)
+    return totals
+
+
+def statements_per_whistle(before: dict[str, float], after: dict[str, float], whistles: int) -> dict:
+    """Postgres statements (round trips) per whistle during the run, per service and in all."""
+    each = {service: (n - before.get(service, 0.0)) / whistles for service, n in after.items()}
+    each = {service: round(v, 3) for service, v in sorted(each.items(), key=lambda kv: -kv[1]) if v > 0}
+    return {"db_statements_per_whistle": round(sum(each.values()), 3),
+            "db_statements_per_whistle_by_service": each} if each else {}
 
 
 def pids(where: dict) -> dict[str, int]:
@@ -569,7 +596,7 @@ async def main(args: argparse.Namespace) -> dict:
         system = pids(where)
         system_cpu0 = cpu_seconds(system)
         backends0 = await backend_cpu(db, system.get("postgres"))
-        batches0 = await batch_totals(where)
+        metrics0 = await scrape(where)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         armed = await pipeline.run(args.timeout)
         out = {"n": args.whistles, "concurrency": args.concurrency}
@@ -583,7 +610,9 @@ async def main(args: argparse.Namespace) -> dict:
         caught_up = await wait_quiet(js, 60.0)  # the ledger and the notifier may still be at it
         out.update(cpu_per_whistle(system_cpu0, cpu_seconds(system), accepted))
         out.update(postgres_per_whistle(backends0, await backend_cpu(db, system.get("postgres")), accepted))
-        out.update(batch_means(batches0, await batch_totals(where)))
+        metrics = await scrape(where)
+        out.update(batch_means(batch_totals(metrics0), batch_totals(metrics)))
+        out.update(statements_per_whistle(statement_totals(metrics0), statement_totals(metrics), accepted))
         if not caught_up:
             out["cpu_window_caught_up"] = False  # some of the work is not counted
         out["events_per_whistle"] = round((events_after - events_before) / accepted, 2)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from shared import priority
+from shared import priority, telemetry
 from shared.contracts import Event
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
@@ -33,7 +33,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
         min_size=min_size,
         max_size=max_size,
         server_settings={"search_path": _schema(schema), "application_name": f"whistle-{schema}"},
-        init=functools.partial(_init_connection, nice=nice),
+        init=functools.partial(_init_connection, nice=nice, service=schema),
         reset=_keep_session,
     )
 
@@ -46,11 +46,24 @@ async def _keep_session(conn: asyncpg.Connection) -> None:  # noqa: ARG001
     for nothing."""
 
 
-async def _init_connection(conn: asyncpg.Connection, nice: int = 0) -> None:
+async def _init_connection(conn: asyncpg.Connection, nice: int = 0, service: str | None = None) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    if service is not None:
+        conn.add_query_logger(_statement_counter(service))
     if nice:
         renice_backend(await conn.fetchval("SELECT pg_backend_pid()"), nice)
+
+
+def _statement_counter(service: str):
+    """A query logger that counts the connection's statements (`whistle_db_statements_total`). asyncpg calls it
+    after each one, BEGIN and COMMIT included (a statement prepared for the first time costs one round trip
+    more, not counted)."""
+    counted = telemetry.DB_STATEMENTS.labels(service)
+
+    def count(_query: object) -> None:
+        counted.inc()
+    return count
 
 
 def renice_backend(pid: int, nice: int) -> bool:

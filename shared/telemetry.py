@@ -42,6 +42,12 @@ BATCH_MESSAGES = Histogram(
     " only its share, so more replicas than the load needs show here as thinner batches, each costing a"
     " transaction", ["service", "consumer"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+DB_STATEMENTS = Counter(
+    "whistle_db_statements", "Statements a service sent to Postgres, each one a round trip (BEGIN and COMMIT"
+    " included): what a transaction costs beyond its rows. Postgres is the one part that does not scale out,"
+    " and thinner batches (more replicas than the load needs) show here as more statements for the same work",
+    ["service"],
+)
 CONSUMER_ACK_PENDING = Gauge(
     "whistle_consumer_ack_pending_messages", "Messages delivered but not yet acknowledged", ["service", "consumer"]
 )

@@ -64,3 +64,17 @@ def test_batch_sizes_are_measured_per_consumer_and_group_commit(system: System) 
              what="the ledger's batches counted")  # at least blown, issued, routed
     assert re.search(r'whistle_batch_messages_bucket\{consumer="ledger-events",le="512.0",service="ledger"\}',
                      _metrics(system, "ledger"))
+
+
+def test_statements_sent_to_postgres_are_counted_per_service(system: System) -> None:
+    """Each service's statements to Postgres (each a round trip), as its replicas serve them: a blow's group
+    commit alone sends four (BEGIN, the whistle, its outbox row, COMMIT)."""
+    def sent(service: str) -> float:
+        found = re.search(rf'^whistle_db_statements_total\{{service="{service}"\}} ([0-9.e+]+)$',
+                          _metrics(system, service), re.M)
+        return float(found.group(1)) if found else 0.0
+
+    before = sent("intake"), sent("ledger")
+    system.wait_summons(system.blow())
+    assert sent("intake") >= before[0] + 4
+    wait_for(lambda: sent("ledger") >= before[1] + 4, timeout=20, what="the ledger's statements counted")
