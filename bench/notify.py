@@ -53,6 +53,7 @@ from timers import CpuWindow, pids  # noqa: E402
 from shared.contracts import ResponderKind, SummonsIssued, Tier  # noqa: E402
 from shared.ids import uuid7  # noqa: E402
 from shared.runtime.relay import PipelinedPublisher  # noqa: E402
+from shared.subjects import SERVICES  # noqa: E402
 
 TICK_S = 0.02  # --rate: the summons are published in slices this often
 SECRET = "whsec_" + "YmVuY2gtbm90aWZ5LWJlbmNoLW5vdGlmeS1iZW5jaA=="
@@ -120,25 +121,28 @@ def alive(pid: int) -> bool:
 
 
 class System:
-    """`whistle up --no-demo` in a fresh state directory on free ports, the sink's host allowed."""
+    """`whistle up --no-demo` in a fresh state directory on free ports, the sink's host allowed; with
+    `replicas` > 1, that many processes of every service (`--replicas`)."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, replicas: int = 1):
         self.home = home
+        self.replicas = replicas
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180.0) -> dict:
         self.home.mkdir(parents=True, exist_ok=True)
         if any(self.home.iterdir()):
             raise NotUp(f"{self.home} is not empty: the bench needs a fresh state directory")
-        ports = free_ports(8)  # gateway, NATS, six telemetry ports
+        ports = free_ports(2 + len(SERVICES) * self.replicas)  # gateway, NATS, a telemetry port per process
         for name in ("NATS_URL", "DATABASE_URL", "WHISTLE_BASE", "WHISTLE_TOKEN"):
             os.environ.pop(name, None)
         os.environ.update(WHISTLE_HOME=str(self.home), WHISTLE_PORT=str(ports), WHISTLE_NATS_PORT=str(ports + 1),
                           WHISTLE_TELEMETRY_BASE_PORT=str(ports + 2), PYTHONUNBUFFERED="1",
                           NOTIFIER_WEBHOOK_ALLOWED_HOSTS='["127.0.0.1"]')
         say(f"starting the system in {self.home}")
+        replicas = ["--replicas", str(self.replicas)] if self.replicas > 1 else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", "up", "--no-demo"], cwd=REPO, env=dict(os.environ),
+            [sys.executable, "-m", "services.cli.main", "up", "--no-demo", *replicas], cwd=REPO, env=dict(os.environ),
             stdout=(self.home / "runner.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         creds = self.home / "credentials.json"
         deadline = time.monotonic() + timeout
