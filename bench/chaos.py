@@ -64,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import asyncpg  # noqa: E402
 import httpx  # noqa: E402
 import nats  # noqa: E402
-from pipeline import BODY, NotUp, all_consumers, http_client, locate, quantile, say  # noqa: E402
+from pipeline import BODY, NotUp, all_consumers, locate, quantile, say  # noqa: E402
 from timers import REPO, healthy, pids, r3  # noqa: E402  (puts the repo on the path)
 
 from services.cli.embedded import pg_ctl  # noqa: E402  (as the data folder's owner, logging to <data>/log)
@@ -208,8 +208,11 @@ class Load:
         self.done = asyncio.Event()
 
     async def drive(self) -> None:
-        client = http_client(self.where, 64)
-        client.timeout = httpx.Timeout(15.0, connect=5.0, pool=None)  # queued for a connection: not a failure
+        # httpx, not pipeline.py's aiohttp client: at this rate its CPU does not matter, and `one` retries on
+        # its errors; a request queued for a connection is not a failure (no pool timeout)
+        client = httpx.AsyncClient(base_url=self.where["base"], headers={"Authorization": f"Bearer {self.where['token']}"},
+                                   limits=httpx.Limits(max_connections=64),
+                                   timeout=httpx.Timeout(15.0, connect=5.0, pool=None))
         started = time.monotonic()
         try:
             tasks = []
