@@ -56,6 +56,19 @@ async def _init_connection(conn: asyncpg.Connection, nice: int = 0, service: str
         renice_backend(await conn.fetchval("SELECT pg_backend_pid()"), nice)
 
 
+def _counted(name: str):
+    """`asyncpg.Connection.<name>`, counting one statement before it runs."""
+    send = getattr(asyncpg.Connection, name)
+
+    async def counted(self: CountedConnection, *args, **kwargs):
+        if self.statements is not None:
+            self.statements.inc()
+        return await send(self, *args, **kwargs)
+
+    counted.__name__ = counted.__qualname__ = name
+    return counted
+
+
 class CountedConnection(asyncpg.Connection):
     """A connection that counts the statements it sends (`whistle_db_statements_total`), each a round trip:
     BEGIN and COMMIT too (a transaction sends them through `execute`), an `executemany` once. Not asyncpg's
@@ -63,30 +76,11 @@ class CountedConnection(asyncpg.Connection):
 
     statements = None  # the service's counter, set when the pool starts the connection
 
-    async def execute(self, query: str, *args, timeout: float | None = None) -> str:
-        if self.statements is not None:
-            self.statements.inc()
-        return await super().execute(query, *args, timeout=timeout)
-
-    async def executemany(self, command: str, args, *, timeout: float | None = None):
-        if self.statements is not None:
-            self.statements.inc()
-        return await super().executemany(command, args, timeout=timeout)
-
-    async def fetch(self, query: str, *args, **kwargs) -> list:
-        if self.statements is not None:
-            self.statements.inc()
-        return await super().fetch(query, *args, **kwargs)
-
-    async def fetchval(self, query: str, *args, **kwargs):
-        if self.statements is not None:
-            self.statements.inc()
-        return await super().fetchval(query, *args, **kwargs)
-
-    async def fetchrow(self, query: str, *args, **kwargs):
-        if self.statements is not None:
-            self.statements.inc()
-        return await super().fetchrow(query, *args, **kwargs)
+    execute = _counted("execute")
+    executemany = _counted("executemany")
+    fetch = _counted("fetch")
+    fetchval = _counted("fetchval")
+    fetchrow = _counted("fetchrow")
 
 
 def renice_backend(pid: int, nice: int) -> bool:
