@@ -22,7 +22,10 @@ took ~0.4 of a core at 450 whistles/s, a fifth of the machine, and the rate rose
 whistles/s once it was gone; bench/README.md, session 13). `client_cpu_pct` is its own CPU while it
 drives the whistles and waits for their clocks, % of one core.
 
-`--concurrency` is how many whistles are in flight (a closed loop). The default 64 does not saturate the
+`--concurrency` is how many whistles are in flight (a closed loop). `--rate R` offers R whistles a second
+instead (an open loop: whistle i is posted i / R seconds after the first, by whichever of the `--concurrency`
+loops is free; `late_posts` counts those that left more than 0.1 s after their time). At a rate the system
+keeps up with, `whistles_per_s` is the rate and what differs is latency and CPU per whistle. The default 64 does not saturate the
 system: every stage's batch holds only what 64 whistles make. For the system's capacity use 256 (one
 replica: 1.93–2.01 ms of CPU per whistle against 2.20–2.28 at 64; 512 gains nothing more; bench/README.md,
 session 15).
@@ -169,9 +172,11 @@ async def connect_all(where: dict) -> tuple[nats.NATS, asyncpg.Connection]:
 class Pipeline:
     """Drives the whistles and records, in this process's perf_counter, what happens to them."""
 
-    def __init__(self, where: dict, nc: nats.NATS, db: asyncpg.Connection, n: int, concurrency: int):
+    def __init__(self, where: dict, nc: nats.NATS, db: asyncpg.Connection, n: int, concurrency: int,
+                 rate: float | None = None):
         self.where, self.nc, self.db = where, nc, db
-        self.n, self.concurrency = n, concurrency
+        self.n, self.concurrency, self.rate = n, concurrency, rate
+        self.late = 0  # with a rate: POSTs that left more than 100 ms after their slot (all loops were busy)
         self.next_index = 0
         self.post_start: dict[str, float] = {}  # whistle id → just before its POST
         self.accept_s: list[float] = []  # POST round trips (201 only)
@@ -210,14 +215,22 @@ class Pipeline:
     # driving
 
     async def drive(self, client: aiohttp.ClientSession) -> None:
-        """One of `concurrency` loops, each a request at a time over the session's keep-alive connections."""
+        """One of `concurrency` loops, each a request at a time over the session's keep-alive connections.
+        With a rate, whistle i leaves at its slot, i / rate seconds after the first (an open loop, as long as
+        a loop is free)."""
         while self.next_index < self.n:
             i = self.next_index
             self.next_index += 1
+            if self.first_post is None:
+                self.first_post = time.perf_counter()
+            if self.rate:
+                slot = self.first_post + i / self.rate
+                if (wait := slot - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                elif wait < -0.1:
+                    self.late += 1
             body = dict(BODY, description=f"bench whistle {i}")
             t0 = time.perf_counter()
-            if self.first_post is None:
-                self.first_post = t0
             try:
                 async with client.post("/v1/whistles", json=body) as r:
                     status, data = r.status, await r.read()
@@ -313,7 +326,9 @@ class Pipeline:
         last = max(armed.values()) if armed else None
         duration = (last - first) if last is not None else None
         accept_duration = self.last_accept - first if self.accept_s else None
+        offered = {"offered_per_s": self.rate, "late_posts": self.late} if self.rate else {}
         return {
+            **offered,
             "whistles_per_s": round(len(armed) / duration, 1) if duration else None,
             "p50_ms": ms(quantile(latencies, 0.50)),
             "p90_ms": ms(quantile(latencies, 0.90)),
@@ -592,7 +607,7 @@ async def main(args: argparse.Namespace) -> dict:
         clocks_before = await last_seq(js, CLOCKS_STREAM)
         if events_before is None:
             raise NotUp(f"no {EVENTS_STREAM} stream on {where['nats_url']}: is that the system's NATS?")
-        pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency)
+        pipeline = Pipeline(where, nc, db, args.whistles, args.concurrency, args.rate)
         system = pids(where)
         system_cpu0 = cpu_seconds(system)
         backends0 = await backend_cpu(db, system.get("postgres"))
@@ -639,14 +654,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-n", "--whistles", type=int, default=20_000, help="whistles to drive (default 20000)")
     p.add_argument("--concurrency", type=int, default=64, help="POSTs in flight, one keep-alive connection each (64)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="offered load, whistles/s (an open loop; default: none, a closed loop of --concurrency)")
     p.add_argument("--raw-messages", type=int, default=50_000, help="raw JetStream messages (default 50000; 0 skips)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds after the last POST to wait for report clocks (default 120)")
     p.add_argument("--nats-url", default=None, help="NATS URL (default NATS_URL or nats://127.0.0.1:$WHISTLE_NATS_PORT)")
     p.add_argument("--database-url", default=None, help="Postgres DSN (default DATABASE_URL or the embedded one)")
     args = p.parse_args(argv)
-    if args.whistles < 1 or args.concurrency < 1:
-        p.error("--whistles and --concurrency must be positive")
+    if args.whistles < 1 or args.concurrency < 1 or (args.rate is not None and args.rate <= 0):
+        p.error("--whistles, --concurrency and --rate must be positive")
     return args
 
 

@@ -1,6 +1,6 @@
 """One replica of every service against several, alternately: bench/pipeline.py on a fresh system each time.
 
-    python bench/replicas.py [--pairs 3] [--replicas 2] [-n 10000] [--concurrency 256] [--raw-messages 50000]
+    python bench/replicas.py [--pairs 3] [--replicas 2] [-n 10000] [--concurrency 256] [--rate R] [--raw-messages 50000]
 
 Each pair starts `whistle up --no-demo` (notify.py's System: a fresh state directory on free ports), runs
 bench/pipeline.py against it and stops it, first with one replica of every service, then with
@@ -9,8 +9,11 @@ than the difference being measured: on the two cores of session 19 the same code
 with one replica from one run to the next. A 10-million-iteration Python loop (in a function) is timed before each pair
 (`loop_s`) to show how fast the machine was then.
 
+With `--rate`, every run is offered the same load (pipeline.py's open loop): below what both can take,
+whistles/s is the rate in both and the runs compare latency and CPU per whistle.
+
 Prints one JSON line: `runs` (each run's main figures, in the order they ran), `median` (per replica
-count: whistles/s, CPU ms per whistle, Postgres and NATS of it, Postgres statements per whistle, share
+count: whistles/s, p50 and p99 ms, CPU ms per whistle, Postgres and NATS of it, Postgres statements per whistle, share
 of raw JetStream), `ratio_by_pair` (whistles/s with `--replicas` over one replica, pair by pair) and
 `ratio_of_medians`. Progress on stderr.
 """
@@ -33,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: the other sc
 import pipeline  # noqa: E402
 from notify import System  # noqa: E402  (puts the repo on the path)
 
-KEPT = ("whistles_per_s", "p99_ms", "cpu_ms_per_whistle", "db_statements_per_whistle", "raw_js_msgs_per_s",
+KEPT = ("offered_per_s", "late_posts", "whistles_per_s", "p50_ms", "p99_ms", "cpu_ms_per_whistle", "db_statements_per_whistle", "raw_js_msgs_per_s",
         "js_share_of_raw", "missing", "errors")
 
 
@@ -68,9 +71,10 @@ def one_run(replicas: int, args: argparse.Namespace, home: Path) -> dict:
     try:
         healthy(system.start()["base"])
         time.sleep(args.settle)  # the partitions dealt out, every consumer made
+        rate = ["--rate", str(args.rate)] if args.rate else []
         out = asyncio.run(pipeline.main(pipeline.parse_args([
             "-n", str(args.whistles), "--concurrency", str(args.concurrency),
-            "--raw-messages", str(args.raw_messages)])))
+            "--raw-messages", str(args.raw_messages), *rate])))
     finally:
         system.stop()
     by_process = out.get("cpu_ms_per_whistle_by_process", {})
@@ -87,7 +91,7 @@ def summary(runs: list[dict], replicas: int) -> dict:
     for r in (1, replicas):
         mine = [run for run in runs if run["replicas"] == r]
         median[str(r)] = {k: round(statistics.median(run[k] for run in mine), 3)
-                          for k in ("whistles_per_s", "cpu_ms_per_whistle", "postgres_ms_per_whistle",
+                          for k in ("whistles_per_s", "p50_ms", "p99_ms", "cpu_ms_per_whistle", "postgres_ms_per_whistle",
                                     "nats_ms_per_whistle", "db_statements_per_whistle", "js_share_of_raw")
                           if all(run.get(k) is not None for run in mine)}
     one = [run["whistles_per_s"] for run in runs if run["replicas"] == 1]
@@ -116,6 +120,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--replicas", type=int, default=2, help="replicas of every service in each pair's second run (2)")
     p.add_argument("-n", "--whistles", type=int, default=10_000, help="whistles per run (10000)")
     p.add_argument("--concurrency", type=int, default=256, help="whistles in flight (256: the system's capacity)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="offered whistles/s (pipeline.py's open loop); default none: as many as --concurrency allows")
     p.add_argument("--raw-messages", type=int, default=50_000, help="raw JetStream messages per run (0 skips)")
     p.add_argument("--settle", type=float, default=5.0, help="seconds between a system up and its run (5)")
     args = p.parse_args(argv)
