@@ -492,3 +492,51 @@ async def test_a_relay_stopped_while_it_deletes_stops_then_and_not_a_poll_later(
         await asyncio.wait_for(running, 70)
         await nc.close()
         await pool.close()
+
+
+async def test_a_message_alone_goes_to_a_batch_handler_in_one_transaction_without_a_savepoint(
+    infra: dict, tmp_path: Path,
+) -> None:
+    """At a district's rates most batches hold one message: BEGIN, the inbox claim, the handler's statement and
+    COMMIT, four round trips (a savepoint around it, as a message retried alone gets, would make six)."""
+    from prometheus_client import REGISTRY
+
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_handled.sql").write_text("CREATE TABLE IF NOT EXISTS handled_alone (n int PRIMARY KEY);")
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    calls: list[list[int]] = []
+
+    async def handle(conn, items, now):  # noqa: ARG001
+        await conn.executemany("INSERT INTO handled_alone (n) VALUES ($1)", [(i.n,) for i in items])
+        calls.append([i.n for i in items])
+        return []
+
+    def statements() -> float:
+        return REGISTRY.get_sample_value("whistle_db_statements_total", {"service": "rtalone"}) or 0.0
+
+    runtime = ServiceRuntime("rtalone", settings(infra), migrations)
+    runtime.consume(Consumer("whistle.alone", handle, batch=True, durable="rtalone",
+                             parse=lambda m: SimpleNamespace(**json.loads(m.data)), dedup=lambda item: UUID(item.id)))
+    await runtime.start()
+    n = 20
+    try:
+        await asyncio.sleep(1.0)  # the relay's first read and the runtime's start are behind us
+        before = statements()
+        for i in range(n):  # one at a time: each fetched alone
+            await js.publish("whistle.alone", json.dumps({"id": str(uuid4()), "n": i, "whistle_id": f"w{i}"}).encode())
+            assert await until(lambda i=i: _handled_alone(calls, i), timeout=10)
+        await asyncio.sleep(0)
+        spent = statements() - before
+    finally:
+        await runtime.stop()
+        await nc.close()
+    assert calls == [[i] for i in range(n)]
+    # 4 a message, and the relay's own reads of its outbox meanwhile (one each half second, a few in all)
+    assert 4 * n <= spent <= 4 * n + 12, spent
+
+
+async def _handled_alone(calls: list[list[int]], i: int) -> bool:
+    return bool(calls) and calls[-1] == [i]
