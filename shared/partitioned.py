@@ -154,8 +154,9 @@ class PartitionedPull:
 
     def __init__(self, nc: nats.NATS, js: JetStreamContext, stream: str, base: str, filters: tuple[str, ...], *,
                  batch: int, config: ConsumerConfig, floor: Callable[[int, datetime], Awaitable[int | None]],
-                 holds: Callable[[Lease], Awaitable[bool]], partitions: int | None = None):
+                 holds: Callable[[Lease], Awaitable[bool]], partitions: int | None = None, linger_s: float = 0.0):
         self._nc, self._js = nc, js
+        self._linger_s = linger_s
         self._floor, self._holds = floor, holds  # the partition's floor in Postgres; whether a lease still stands
         self.stream_created: datetime | None = None  # the stream's (its sequences are of that one stream)
         self._asking = asyncio.Semaphore(2)  # partitions taken at once ask Postgres two at a time (the
@@ -293,7 +294,7 @@ class PartitionedPull:
                                      deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                      **filtered(filters))
         made = await self._js.add_consumer(self.stream, config)
-        pull = PullBatches(self._nc, self.stream, name, batch=self._batch)
+        pull = PullBatches(self._nc, self.stream, name, batch=self._batch, linger_s=self._linger_s)
         await pull.start()
         for part in parts.values():
             part.started = True

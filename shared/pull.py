@@ -4,7 +4,8 @@ nats-py's `PullSubscription.fetch` waits for each message with its own `asyncio.
 here, fetch + ack cost 39 µs of CPU per message, a large share of what a whole whistle or clock
 costs. This asks the server for a batch (`$JS.API.CONSUMER.MSG.NEXT`) and lets the messages land
 in a list from the subscription's callback; `next_batch` returns as soon as the batch is full, the
-request ends (a status: 408 expired, 404 nothing, 409 …), or messages stopped arriving for a moment.
+request ends (a status: 408 expired, 404 nothing, 409 …), or messages stopped arriving for a moment
+(and, with `linger_s`, not before that long after the first of them came: see `Consumer.linger_s`).
 The messages are nats-py `Msg` objects: `ack()`, `nak(delay=)` and `metadata` work as before.
 """
 
@@ -25,8 +26,11 @@ BACKOFF_S = 0.5  # after a refused request
 class PullBatches:
     """One outstanding pull request at a time; what it delivers is taken batch by batch."""
 
-    def __init__(self, nc: nats.NATS, stream: str, durable: str, *, batch: int, expires_s: float = 1.0):
+    def __init__(self, nc: nats.NATS, stream: str, durable: str, *, batch: int, expires_s: float = 1.0,
+                 linger_s: float = 0.0):
         self._nc = nc
+        self._linger_s = linger_s
+        self._first_at = 0.0  # when the first message of the batch being gathered came
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._batch = batch
         self._expires_s = expires_s
@@ -56,16 +60,19 @@ class PullBatches:
                 self._live = False
                 self.last_status = status
         else:
+            if not self._got:
+                self._first_at = time.monotonic()
             self._got.append(msg)
             self._left -= 1
             if self._left <= 0:
                 self._live = False
         self._arrived.set()
 
-    async def _request(self) -> None:
-        self._live, self._left, self.last_status = True, self._batch, None
+    async def _request(self, batch: int | None = None) -> None:
+        batch = batch or self._batch
+        self._live, self._left, self.last_status = True, batch, None
         self._live_until = time.monotonic() + self._expires_s + 2.0  # lost on a reconnect: give up then
-        body = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
+        body = {"batch": batch, "expires": int(self._expires_s * 1e9)}
         await self._nc.publish(self._api, json.dumps(body).encode(), reply=self._inbox)
 
     def abandon(self) -> None:
@@ -83,8 +90,13 @@ class PullBatches:
         if not self._live and not self._got:
             await self._request()
         deadline = time.monotonic() + self._expires_s + 0.5
-        while len(self._got) < self._batch and self._live:
-            wait = SETTLE_S if self._got else deadline - time.monotonic()
+        while len(self._got) < self._batch:
+            now = time.monotonic()
+            if not self._live:
+                if not (self._got and self.last_status == "408" and now < self._first_at + self._linger_s):
+                    break
+                await self._request(self._batch - len(self._got))  # expired while lingering: ask for the rest
+            wait = max(SETTLE_S, self._first_at + self._linger_s - now) if self._got else deadline - now
             if wait <= 0:
                 break
             self._arrived.clear()

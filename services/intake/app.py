@@ -42,8 +42,10 @@ def build(settings: IntakeSettings | None = None) -> ServiceRuntime:
     # reporter's data is kept (only those subjects: every whistle.> event was a fifth of intake's CPU)
     events = (EventRoutes().batch(WhistleBlown.SUBJECT, handlers.group)
               .batch((WhistleClosed.SUBJECT, WhistleReopened.SUBJECT), handlers.whistle_times))
-    # no inbox: a whistle is grouped once (`grouped_among`), its times are set with GREATEST
-    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events", dedup=lambda _: None))
+    # no inbox: a whistle is grouped once (`grouped_among`), its times are set with GREATEST; routing summons
+    # from whistle.blown itself, so nobody waits on these: a batch gathers for a tenth of a second (Consumer.linger_s)
+    runtime.consume(Consumer(events.subjects, events, batch=True, durable="intake-events", dedup=lambda _: None,
+                             linger_s=0.1))
 
     async def purge(rt: ServiceRuntime) -> None:
         purged = await purge_reporters(rt.pool, settings.reporter_retention_days)

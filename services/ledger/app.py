@@ -36,8 +36,9 @@ def build(settings: LedgerSettings | None = None) -> ServiceRuntime:
     handlers = LedgerHandlers(runtime, settings.score_weights)
     dead = DeadLetterHandlers(runtime)
     # no inbox: the timeline's unique event id drops what it already holds (services/ledger/store.py)
+    # nobody waits on the projection: a batch gathers for a tenth of a second (Consumer.linger_s)
     runtime.consume(Consumer(">", handlers.on_events, durable="ledger-events", batch=True, dedup=lambda _: None,
-                             after_commit=handlers.board_changed))
+                             after_commit=handlers.board_changed, linger_s=0.1))
     for i, subject in enumerate(subjects.STRAY_EVENTS):  # nothing on the events stream goes unread
         runtime.consume(Consumer(subject, dead.on_stray, durable=f"ledger-strays-{i}", parse=refuse_stray,
                                  dedup=lambda _: None, partitioned=False))

@@ -89,8 +89,10 @@ def build(settings: NotifierSettings | None = None) -> ServiceRuntime:
                                 ask=asking(runtime))
     events = event_routes(handlers)
     # a burst of new summons: one batch's statement and commit overlap the next one's parsing and planning
+    # a message reaches its reader seconds later anyway: a batch gathers for a tenth of a second (Consumer.linger_s)
     runtime.consume(Consumer(events.subjects, events, batch=True, dedup=lambda _: None, durable="notifier-events",
-                             overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight))
+                             overlaps=lambda e: isinstance(e, SummonsIssued), concurrency=settings.issued_in_flight,
+                             linger_s=0.1))
     links = SigninLinkHandlers(settings.default_rule, settings.poll_s)
     runtime.serve(
         # a responder its own rule only (the handler checks)

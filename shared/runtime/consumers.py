@@ -182,6 +182,13 @@ class Consumer:
     `after_commit` is awaited with the items each transaction handled (not duplicates) once it has
     committed, before the acks; it must not fail the batch (an exception is logged, nothing retried).
 
+    `linger_s` > 0 gathers a batch for that long after its first message came (unless it fills first),
+    for a consumer that nobody waits on (a projection, a notification, a clock that starts from the
+    event's own time). At a district's rates messages come a few at a time, and every batch costs a
+    transaction (BEGIN, the fence, the handler's statements, COMMIT) and a relay publish whatever its
+    size: gathered for 0.1 s, the ledger's eleven events a whistle take a few transactions, not seven.
+    Consumers on the way to an answer (routing, response) take what is there at once.
+
     `partitioned` (by default: domain events, whose subjects carry their whistle's partition) makes
     the consumer one per replica, filtered to the partitions it holds and made again when they change
     (shared/partitioned.py): the replicas of a service share the work, each whistle's events stay
@@ -201,6 +208,7 @@ class Consumer:
     max_deliver: int | None = None
     after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
     partitioned: bool | None = None
+    linger_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -220,6 +228,7 @@ class _Consumer:
     max_deliver: int | None = None  # a failing message's attempts before it is dead-lettered; -1: never
     after_commit: Callable[[list[Any]], Awaitable[None]] | None = None
     partitioned: bool = False  # by partition of whistles: one consumer over those this replica holds
+    linger_s: float = 0.0  # how long a batch gathers after its first message (see `Consumer`)
     blocked: _Blocked = field(default_factory=_Blocked, compare=False)
 
 
@@ -263,7 +272,7 @@ class Consuming:
         self._consumers.append(_Consumer(
             subject, filters, stream, durable, c.handle, parse, c.dedup, c.batch, c.concurrency,
             c.timed.not_before if c.timed else None, c.timed.prepare if c.timed else None, c.overlaps,
-            c.max_deliver, c.after_commit, partitioned))
+            c.max_deliver, c.after_commit, partitioned, c.linger_s))
         doc = (c.handle.__doc__ or "").strip()
 
         async def documented(body: Any) -> None:  # never called: the AsyncAPI entry only
@@ -312,7 +321,8 @@ class Consuming:
                 pull = PartitionedPull(
                     self._nc, js, consumer.stream, consumer.durable, consumer.filters, batch=self.settings.batch_size,
                     config=config, floor=functools.partial(floor_of, self.pool, consumer.durable),
-                    holds=functools.partial(holds, self.pool, self.replica), partitions=self.settings.partitions)
+                    holds=functools.partial(holds, self.pool, self.replica), partitions=self.settings.partitions,
+                    linger_s=consumer.linger_s)
                 self._pull_of[consumer.durable] = pull
                 self._pulls.append(pull)
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, None), name=consumer.durable))
@@ -329,7 +339,8 @@ class Consuming:
                 self._held.append(held)
             loops = 1 if consumer.overlaps is not None else consumer.concurrency
             for _ in range(loops):  # each loop its own pull requests on the durable
-                pull = PullBatches(self._nc, consumer.stream, consumer.durable, batch=self.settings.batch_size)
+                pull = PullBatches(self._nc, consumer.stream, consumer.durable, batch=self.settings.batch_size,
+                                   linger_s=consumer.linger_s)
                 await pull.start()
                 self._pulls.append(pull)
                 self._tasks.append(asyncio.create_task(self._consume(consumer, pull, held), name=consumer.durable))

@@ -540,3 +540,52 @@ async def test_a_message_alone_goes_to_a_batch_handler_in_one_transaction_withou
 
 async def _handled_alone(calls: list[list[int]], i: int) -> bool:
     return bool(calls) and calls[-1] == [i]
+
+
+async def test_a_lingering_consumer_gathers_messages_that_come_apart_into_one_batch(
+    infra: dict, tmp_path: Path,
+) -> None:
+    """`linger_s`: a batch gathers that long after its first message, so messages that come a few at a time
+    (a district's rates) share one transaction; without it each pause of a few milliseconds ends a batch."""
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    nc = await nats.connect(infra["nats_url"])
+    js = nc.jetstream()
+    await ensure_streams(js)
+    calls: dict[str, list[list[int]]] = {"lingering": [], "eager": []}
+
+    def handler(name: str):
+        async def handle(conn, items, now):  # noqa: ARG001
+            calls[name].append([i.n for i in items])
+            return []
+        return handle
+
+    runtime = ServiceRuntime("rtlinger", settings(infra), migrations)
+    parse = lambda m: SimpleNamespace(**json.loads(m.data))  # noqa: E731
+    runtime.consume(
+        Consumer("whistle.lingering", handler("lingering"), batch=True, durable="rtlinger-lingering", parse=parse,
+                 dedup=lambda item: UUID(item.id), linger_s=1.0),
+        Consumer("whistle.eager", handler("eager"), batch=True, durable="rtlinger-eager", parse=parse,
+                 dedup=lambda item: UUID(item.id)),
+    )
+    await runtime.start()
+    try:
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        for i in range(5):  # 50 ms apart: well inside the second the lingering one gathers for
+            for subject in ("whistle.lingering", "whistle.eager"):
+                await js.publish(subject, json.dumps({"id": str(uuid4()), "n": i, "whistle_id": f"w{i}"}).encode())
+            await asyncio.sleep(0.05)
+        assert await until(lambda: _all_five(calls["lingering"]), timeout=10)
+        assert await until(lambda: _all_five(calls["eager"]), timeout=10)
+        waited = time.monotonic() - started
+    finally:
+        await runtime.stop()
+        await nc.close()
+    assert calls["lingering"] == [[0, 1, 2, 3, 4]], calls["lingering"]
+    assert len(calls["eager"]) >= 2 and sum(calls["eager"], []) == [0, 1, 2, 3, 4], calls["eager"]
+    assert waited >= 1.0  # the lingering batch was taken no sooner than a second after its first message
+
+
+async def _all_five(calls: list[list[int]]) -> bool:
+    return sum(len(c) for c in calls) == 5
