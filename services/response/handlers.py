@@ -48,8 +48,7 @@ async def act(conn: asyncpg.Connection, cmd: Command[SummonsAction], now: dateti
         await store.set_state(conn, summons.id, now, waiting=waiting)
         return Reply.success({"id": str(summons.id), "state": summons.state.value, "waiting": waiting}), outcome
     new_state = domain.TRANSITIONS[(summons.state, move.action)]
-    await store.set_state(conn, summons.id, now, state=new_state, waiting=False)
-    t = await store.timing(conn, summons.id)
+    t = await store.set_state(conn, summons.id, now, state=new_state, waiting=False)
     telemetry.RESPONSE_LATENCY.labels(new_state.value, t["tier"], t["responder_kind"]).observe(
         (now - t["issued_at"]).total_seconds()
     )

@@ -17,13 +17,11 @@ from shared.contracts import SummonsIssued
 
 
 async def add_summons(conn: asyncpg.Connection, issued: list[SummonsIssued]) -> None:
-    """Open the summons routing issued (a batch, two statements; a redelivered one changes nothing)."""
+    """Open the summons routing issued, and their whistles (a batch, one statement; a redelivered one changes
+    nothing)."""
     await conn.execute(
-        "INSERT INTO whistles (id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
-        [e.whistle_id for e in issued],
-    )
-    await conn.execute(
-        "INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
+        "WITH opened AS (INSERT INTO whistles (id) SELECT DISTINCT unnest($2::uuid[]) ON CONFLICT DO NOTHING)"
+        " INSERT INTO summons (id, whistle_id, responder_id, responder_kind, responder_name, role, category, tier,"
         " state, issued_at, updated_at, arbitrated)"
         " SELECT i, w, r, k, n, ro, c, t, 'issued', at, at, a FROM unnest($1::uuid[], $2::uuid[], $3::text[],"
         " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::bool[])"
@@ -55,11 +53,13 @@ async def lock_summons(conn: asyncpg.Connection, summons_id: UUID) -> tuple[Summ
 async def set_state(
     conn: asyncpg.Connection, summons_id: UUID, at: datetime, *, state: SummonsState | None = None,
     waiting: bool | None = None, extension: dict | None | bool = False,
-) -> None:
-    """Update what changed (`extension=False` leaves the pending request as it is)."""
-    await conn.execute(
+) -> asyncpg.Record:
+    """Update what changed (`extension=False` leaves the pending request as it is); returns what the latency
+    metrics are labelled and measured by (issued_at, tier, responder_kind), in the same round trip."""
+    return await conn.fetchrow(
         "UPDATE summons SET state = coalesce($2, state), waiting = coalesce($3, waiting),"
-        " extension = CASE WHEN $4 THEN $5::jsonb ELSE extension END, updated_at = $6 WHERE id = $1",
+        " extension = CASE WHEN $4 THEN $5::jsonb ELSE extension END, updated_at = $6 WHERE id = $1"
+        " RETURNING issued_at, tier, responder_kind",
         summons_id, state.value if state else None, waiting, extension is not False,
         extension if extension is not False else None, at,
     )
@@ -75,11 +75,12 @@ class Whistle:
 
 
 async def lock_whistle(conn: asyncpg.Connection, whistle_id: UUID) -> Whistle | None:
-    row = await conn.fetchrow("SELECT closed, followed_up_at FROM whistles WHERE id = $1 FOR UPDATE", whistle_id)
+    row = await conn.fetchrow(  # its summons' states in the same round trip (only the whistle's row is locked)
+        "SELECT closed, followed_up_at, ARRAY(SELECT state FROM summons WHERE whistle_id = $1) AS states"
+        " FROM whistles WHERE id = $1 FOR UPDATE OF whistles", whistle_id)
     if row is None:
         return None
-    rows = await conn.fetch("SELECT state FROM summons WHERE whistle_id = $1", whistle_id)
-    return Whistle(row["closed"], row["followed_up_at"] is not None, [SummonsState(r["state"]) for r in rows])
+    return Whistle(row["closed"], row["followed_up_at"] is not None, [SummonsState(s) for s in row["states"]])
 
 
 async def close_whistle(conn: asyncpg.Connection, whistle_id: UUID, at: datetime) -> None:
@@ -127,11 +128,6 @@ async def list_summons(pool: asyncpg.Pool, responder_id: str | None, limit: int,
          "issued_at": r["issued_at"].isoformat(), "updated_at": r["updated_at"].isoformat()}
         for r in rows
     ]
-
-
-async def timing(conn: asyncpg.Connection, summons_id: UUID) -> asyncpg.Record:
-    """What the latency metrics are labelled and measured by."""
-    return await conn.fetchrow("SELECT issued_at, tier, responder_kind FROM summons WHERE id = $1", summons_id)
 
 
 async def count_by_state(pool: asyncpg.Pool) -> dict[str, int]:
