@@ -39,13 +39,14 @@ class RoutingHandlers:
         self.rules_file = rules_file
         self._rules_mtime = rules_file.stat().st_mtime
         self.registry_version = -1  # the version of `registry`: any replica's edit moves the one in Postgres
+        self.loads = store.LoadCache()
 
     async def refresh_registry(self, runtime) -> None:
         """Take up registry edits made through another replica (each second, and before each decision)."""
         await self._fresh_registry(runtime.pool)
 
-    async def _fresh_registry(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
-        version = await store.registry_version(conn)
+    async def _fresh_registry(self, conn: asyncpg.Connection | asyncpg.Pool, version: int | None = None) -> None:
+        version = await store.registry_version(conn) if version is None else version
         if version != self.registry_version:
             self.registry = await read_registry(conn)
             self.registry_version = version
@@ -53,8 +54,8 @@ class RoutingHandlers:
     async def _book(self, conn: asyncpg.Connection) -> domain.LoadBook:
         """The loads every replica shares, this transaction alone deciding from them until it commits, and
         the registry as it is now."""
-        book = await store.load_book(conn)
-        await self._fresh_registry(conn)
+        book, version = await self.loads.book(conn)
+        await self._fresh_registry(conn, version)
         return book
 
     async def on_whistles_blown(self, conn: asyncpg.Connection, whistles: list[WhistleBlown], now: datetime):
@@ -146,7 +147,7 @@ class RoutingHandlers:
             return Reply.refuse(409, "no_arbitration_needed",
                                 "only a whistle returned twice awaits arbitration / 仅退单两次的哨需要审定"), []
         await store.record_arbitration(conn, whistle_id, target.id, cmd.actor.id, now)
-        book = await store.load_book(conn)
+        book = await self._book(conn)
         arbitrated = WhistleArbitrated(occurred_at=now, whistle_id=whistle_id, actor=str(cmd.actor),
                                        responder_id=target.id, note=body.note)
         issued = domain.summon(target, whistle, "lead", now, book, actor=str(cmd.actor),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import ChainMap
 from uuid import UUID
 
 import asyncpg
@@ -15,15 +16,43 @@ from shared.contracts import SummonsIssued, SummonsReturned, WhistleBlown, Whist
 LOADS_LOCK = 0x726F7574_696E67  # "routing"
 
 
-async def load_book(conn: asyncpg.Connection | asyncpg.Pool, *, lock: bool = True) -> LoadBook:
-    """Open summons per responder and the order they were last summoned in, as every replica sees them;
-    with `lock` (in a transaction) nobody else decides until this transaction ends."""
-    if lock:
+class LoadCache:
+    """The loads as this process last read them, brought up to date in each decision with the rows changed
+    since (migration 009): a decision reads what moved, not a row for every responder the district has.
+
+    Every write to `loads` takes a number from `loads_changes` while it holds LOADS_LOCK, which it keeps until
+    it commits; a reader takes the lock too, then reads the rows numbered above the highest it has kept. What it
+    reads was committed before it took the lock, and no number below them is still to come, so the rows are kept,
+    unless its own transaction has written `loads` already (the trigger marks it): those reads may hold
+    uncommitted rows, and serve that transaction's book only."""
+
+    def __init__(self) -> None:
+        self.load: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+        self.tick = 0
+        self.seen = -1  # the highest change number kept (-1: nothing read yet, every row is new)
+
+    async def book(self, conn: asyncpg.Connection) -> tuple[LoadBook, int]:
+        """The load book as it stands (nobody else decides until this transaction ends), and the registry's
+        version (read in the same round trip)."""
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOADS_LOCK)
-    rows = await conn.fetch("SELECT responder_id, open, last_tick FROM loads")
-    book = LoadBook({r["responder_id"]: r["open"] for r in rows}, {r["responder_id"]: r["last_tick"] for r in rows})
-    book.tick = max(book.last.values(), default=0)
-    return book
+        rows = await conn.fetch(
+            "SELECT v.version, current_setting('routing.loads_written', true) = 'yes' AS mine,"
+            " l.responder_id, l.open, l.last_tick, l.changed"
+            " FROM registry_version v LEFT JOIN loads l ON l.changed > $1", self.seen)
+        changed = [r for r in rows if r["responder_id"] is not None]
+        if rows[0]["mine"]:  # may hold this transaction's own writes: for its book only
+            load = ChainMap({r["responder_id"]: r["open"] for r in changed}, self.load)
+            last = ChainMap({r["responder_id"]: r["last_tick"] for r in changed}, self.last)
+            tick = max([self.tick, *(r["last_tick"] for r in changed)])
+            return LoadBook(ChainMap({}, load), ChainMap({}, last), tick), rows[0]["version"]
+        for r in changed:
+            self.load[r["responder_id"]] = r["open"]
+            self.last[r["responder_id"]] = r["last_tick"]
+            self.tick = max(self.tick, r["last_tick"])
+            self.seen = max(self.seen, r["changed"])
+        # the decision's own changes go into the first map; the cache stays as committed
+        return LoadBook(ChainMap({}, self.load), ChainMap({}, self.last), self.tick), rows[0]["version"]
 
 
 async def save_book(conn: asyncpg.Connection, book: LoadBook) -> None:
@@ -83,12 +112,15 @@ async def record_many(conn: asyncpg.Connection, decided: list[tuple[Decision | N
 
 
 async def close_assignment(conn: asyncpg.Connection, summons_id: UUID) -> str | None:
-    """Mark a summons done (its responder's load one less); returns its responder when it was still open."""
+    """Mark a summons done (its responder's load one less); returns its responder when it was still open.
+    The loads lock is taken before the row of `loads` is (the join needs `locked`'s row first): a writer that
+    took the row first and the lock after could deadlock with a decision holding the lock."""
     return await conn.fetchval(
         "WITH closed AS (UPDATE assignments SET open = false WHERE summons_id = $1 AND open RETURNING responder_id),"
-        " released AS (UPDATE loads l SET open = GREATEST(l.open - 1, 0) FROM closed"
+        " locked AS (SELECT pg_advisory_xact_lock($2) FROM closed LIMIT 1),"
+        " released AS (UPDATE loads l SET open = GREATEST(l.open - 1, 0) FROM closed, locked"
         "  WHERE l.responder_id = closed.responder_id)"
-        " SELECT responder_id FROM closed", summons_id
+        " SELECT responder_id FROM closed", summons_id, LOADS_LOCK
     )
 
 

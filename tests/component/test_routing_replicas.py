@@ -90,3 +90,63 @@ async def test_a_registry_edit_through_one_replica_is_seen_by_the_other(pool):
     assert b.registry.responders[member.id].active
     await b.refresh_registry(type("Runtime", (), {"pool": pool})())
     assert not b.registry.responders[member.id].active
+
+
+async def test_a_decision_reads_only_the_loads_changed_since_the_last_and_sees_every_replicas_change(pool):
+    a, b = await replica(pool), await replica(pool)
+    async with pool.acquire() as conn:  # a district's worth of members summoned before (each row numbered)
+        await conn.execute("INSERT INTO loads (responder_id, open, last_tick)"
+                           " SELECT 'x-' || i, i % 3, i FROM generate_series(1, 5000) i")
+    async with pool.acquire() as conn, conn.transaction():
+        await b._book(conn)  # the first read takes every row
+    assert len(b.loads.load) >= 5000 and b.loads.tick >= 5000
+    async with pool.acquire() as conn, conn.transaction():
+        first = next(e for e in await a.on_whistles_blown(conn, [blown("clothes_drying", building="2")], NOW)
+                     if isinstance(e, SummonsIssued))
+    committed = await pool.fetchval("SELECT open FROM loads WHERE responder_id = $1", first.responder_id)
+    # what b has not read yet is exactly a's change: the next read brings that row, not 5,000
+    assert await pool.fetchval("SELECT count(*) FROM loads WHERE changed > $1", b.loads.seen) == 1
+    async with pool.acquire() as conn, conn.transaction():
+        book = await b._book(conn)
+    assert book.load[first.responder_id] == committed == b.loads.load[first.responder_id]
+    assert await pool.fetchval("SELECT count(*) FROM loads WHERE changed > $1", b.loads.seen) == 0
+    async with pool.acquire() as conn, conn.transaction():  # a release through a shows in b too
+        await a._release(conn, first.summons_id)
+    async with pool.acquire() as conn, conn.transaction():
+        book = await b._book(conn)
+    assert book.load[first.responder_id] == committed - 1
+
+
+async def test_a_decision_rolled_back_leaves_nothing_in_the_loads_a_replica_keeps(pool):
+    a = await replica(pool)
+    async with pool.acquire() as conn, conn.transaction():
+        await a._book(conn)
+    kept = dict(a.loads.load)
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone):  # a whole batch rolled back, after a decision read its own writes
+        async with pool.acquire() as conn, conn.transaction():
+            await a.on_whistles_blown(conn, [blown("clothes_drying", building="2") for _ in range(3)], NOW)
+            mine = await a._book(conn)
+            assert sum(mine.load.values()) == sum(kept.values()) + 3  # its own book sees its summons
+            raise Undone
+    assert a.loads.load == kept
+    async with pool.acquire() as conn, conn.transaction():
+        outer = await a.on_whistles_blown(conn, [blown("clothes_drying", building="2")], NOW)
+        try:  # one message of a batch retried alone, in a savepoint, fails after reading its own writes
+            async with conn.transaction():
+                await a.on_whistles_blown(conn, [blown("clothes_drying", building="2")], NOW)
+                await a._book(conn)
+                raise Undone
+        except Undone:
+            pass
+        await a._book(conn)  # the batch's own first decision is still uncommitted: nothing kept yet
+        assert a.loads.load == kept
+    async with pool.acquire() as conn, conn.transaction():
+        book = await a._book(conn)
+    held = {r["responder_id"]: r["open"] for r in await pool.fetch("SELECT responder_id, open FROM loads")}
+    assert a.loads.load == held and dict(book.load) == held
+    lead = next(e for e in outer if isinstance(e, SummonsIssued))
+    assert held[lead.responder_id] == kept.get(lead.responder_id, 0) + 1
