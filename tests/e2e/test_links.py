@@ -206,7 +206,8 @@ def test_a_breach_reaches_the_street_command_centre_account_by_its_own_rule(syst
                 if r.json()["type"] == "escalation.raised" and r.json()["data"]["summons_id"] == summons_id]
     [delivered] = wait_for(escalated, 30, what="the escalation at the street command centre's webhook")
     assert delivered.signed and delivered.json()["data"]["whistle_id"] == whistle_id
-    raised = [t["data"] for t in system.whistle(whistle_id)["timeline"] if t["type"] == "escalation.raised"]
+    raised = wait_for(lambda: [t["data"] for t in system.whistle(whistle_id)["timeline"]
+                               if t["type"] == "escalation.raised"], 10, what="the escalation in the timeline")
     assert [(e["level"], e["target_id"]) for e in raised] == [("superior", street)]
     sent = [n for n in notifications(system, whistle_id=whistle_id, responder_id=street)]
     assert [(n["kind"], n["channel"], n["state"]) for n in sent] == [("escalation.raised", "webhook", "delivered")]

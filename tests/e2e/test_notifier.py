@@ -156,9 +156,11 @@ def test_a_channel_answering_500_twice_is_delivered_once_on_the_third_attempt(sy
     assert shown["state"] == "delivered" and shown["id"] == seen[0].headers["webhook-id"]
     assert [(a["attempt"], a["outcome"], a["status"]) for a in shown["attempts"]] == [
         (1, "retry", 500), (2, "retry", 500), (3, "delivered", 200)]
-    timeline = system.whistle(whistle_id)["timeline"]
-    attempts = [(t["type"], t["data"]["attempt"], t["data"].get("final")) for t in timeline
-                if t["type"].startswith("notification.")]
+    def attempts_in_timeline():  # the ledger writes the timeline from the events, a moment after the notifier
+        return [(t["type"], t["data"]["attempt"], t["data"].get("final"))
+                for t in system.whistle(whistle_id)["timeline"] if t["type"].startswith("notification.")]
+    attempts = wait_for(lambda: (a := attempts_in_timeline()) and a[-1][0] == "notification.sent" and a, 10,
+                        what="the third attempt in the timeline")
     assert attempts == [("notification.failed", 1, False), ("notification.failed", 2, False),
                         ("notification.sent", 3, None)]
     with system.client(lead) as c:  # responders do not read the delivery log
@@ -215,8 +217,8 @@ def test_the_resident_who_agreed_is_texted_the_follow_up_link_and_no_one_else(sy
     [note] = notifications(system, whistle_id=agreed)
     assert (note["recipient_id"], note["channel"], note["state"], note["address"]) == (
         "resident", "sms", "delivered", None)
-    assert [t["data"]["address"] for t in system.whistle(agreed)["timeline"] if t["type"] == "notification.sent"] == [
-        "139****4321"]
+    assert wait_for(lambda: [t["data"]["address"] for t in system.whistle(agreed)["timeline"]
+                             if t["type"] == "notification.sent"], 10, what="the SMS in the timeline") == ["139****4321"]
     time.sleep(1)
     assert not [r for r in receivers.at("/sms/sms/send") if r.json()["PhoneNumbers"] == "13900000000"]
     assert notifications(system, whistle_id=silent) == []
