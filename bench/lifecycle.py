@@ -21,7 +21,8 @@ the system.
 `cpu_ms_per_whistle` is the CPU every process of the system (services, NATS, Postgres) used from the first
 POST until the consumers caught up, per whistle, and `by_process` per process: at a district's rates this is
 mostly the cost of handling messages one or a few at a time, which batches do not amortise. `cores` is that
-CPU over the same wall time. `db_statements_per_whistle` is how many statements the services sent to
+CPU over the same wall time; `postgres_ms_per_whistle_by_service` splits Postgres's part by the service each
+backend works for. `db_statements_per_whistle` is how many statements the services sent to
 Postgres per whistle. `life_p50_ms` / `life_p99_ms` are from the first POST of a whistle to the answer to its
 follow-up (six requests, the wait for routing and the think time), `summons_p50_ms` / `summons_p99_ms` from the blow to its
 `summons.issued`. `late_starts` counts lives that began more than 0.1 s after their time (all
@@ -167,6 +168,7 @@ async def measure(where: dict, creds: dict, args: argparse.Namespace) -> dict:
         system = pipeline.pids(where)
         events0, clocks0 = await pipeline.last_seq(js, pipeline.EVENTS_STREAM), await pipeline.last_seq(js, pipeline.CLOCKS_STREAM)
         cpu0, metrics0 = pipeline.cpu_seconds(system), await pipeline.scrape(where)
+        backends0 = await pipeline.backend_cpu(db, system.get("postgres"))
         wall0 = time.perf_counter()
         lives = Lives(where, creds, args.whistles, args.rate, args.concurrency, args.think_ms / 1e3)
         driven_s = await lives.run(nc)
@@ -185,6 +187,7 @@ async def measure(where: dict, creds: dict, args: argparse.Namespace) -> dict:
         out["cpu_ms_per_whistle"] = spent["cpu_ms_per_whistle"]
         out["cores"] = round(spent["cpu_ms_per_whistle"] * n / 1e3 / wall, 3)
         out["by_process"] = spent["cpu_ms_per_whistle_by_process"]
+        out.update(pipeline.postgres_per_whistle(backends0, await pipeline.backend_cpu(db, system.get("postgres")), n))
         out.update(pipeline.statements_per_whistle(pipeline.statement_totals(metrics0),
                                                    pipeline.statement_totals(metrics1), n))
         events, clocks = await pipeline.last_seq(js, pipeline.EVENTS_STREAM), await pipeline.last_seq(js, pipeline.CLOCKS_STREAM)
