@@ -151,15 +151,11 @@ class Queued:
     headers: dict[str, str]
 
 
-async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage], *,
-                       notify: bool = True) -> list[Queued]:
-    """Queue events and messages for the relay, inside the caller's transaction (one statement).
-
-    `notify` wakes the relay through Postgres (NOTIFY): needed when the relay runs in another
-    process (another replica holds the relay lock). A process whose own relay leads hands it the
-    rows instead, once the transaction has committed (`OutboxRelay.handoff`): they are returned,
-    with their seq, so the relay publishes them from memory rather than reading them back (a
-    transaction that notifies also takes a lock shared by every notifying commit).
+async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | OutboxMessage]) -> list[Queued]:
+    """Queue events and messages for the relay, inside the caller's transaction (one statement). Returns
+    the rows, with their seq, to hand the relay once the transaction has committed
+    (`OutboxRelay.handoff`): it publishes them from memory rather than reading them back, or forwards them
+    to the replica whose relay leads.
     """
     queued = [
         (m.subject, m.headers, m.body, m.msg_id) if isinstance(m, OutboxMessage)
@@ -173,9 +169,6 @@ async def write_outbox(conn: asyncpg.Connection, messages: Iterable[Event | Outb
     # (an array parameter would take a dict for a nested array)
     columns = ([q[0] for q in queued], [json.dumps(q[1]) if q[1] else "{}" for q in queued],
                [q[2] for q in queued], [q[3] for q in queued])
-    if notify:
-        await conn.execute(_QUEUE_AND_NOTIFY, *columns)
-        return []
     # the sequence numbers rows in the order unnest gives them: sorted seqs match the list
     seqs = sorted(r[0] for r in await conn.fetch(_QUEUE_RETURNING, *columns))
     return [Queued(seq, subject, body, {"Nats-Msg-Id": msg_id, **headers})
@@ -187,7 +180,6 @@ _QUEUE = (
     " SELECT s, h::jsonb, b, i FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[]) AS u(s, h, b, i)"
 )
 _QUEUE_RETURNING = f"{_QUEUE} RETURNING seq"
-_QUEUE_AND_NOTIFY = f"WITH queued AS ({_QUEUE}) SELECT pg_notify(current_schema() || '_outbox', '')"
 
 
 async def claim_inbox(conn: asyncpg.Connection, event_id) -> bool:

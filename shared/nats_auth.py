@@ -70,11 +70,12 @@ def service_permissions(name: str, emitted: Iterable[str], served: Iterable[str]
                         durables: Iterable[tuple[str, str]] = ()) -> dict:
     """A service's permissions: its events (`<family>.<verb>.<whistle id>`), its dead letters, what it asks,
     what `ALSO` gives it and its own `durables` (stream, name); to subscribe, its requests, its health and
-    the replies to its own requests."""
+    the replies to its own requests; both, its relay's forwards (`relay.<service>`)."""
     publish = [f"{subject}.*" for subject in emitted]
-    publish += [f"{s.DEADLETTER}.{name}", *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT,
+    forward = f"{s.RELAY_FORWARD}.{name}"  # outbox rows between its own replicas, for the relay that leads
+    publish += [f"{s.DEADLETTER}.{name}", forward, *ASKS.get(name, []), *ALSO.get(name, []), *JS_CLIENT,
                 *consumer_permissions(name, durables)]
-    subscribe = [*served, f"{s.HEALTH}.{name}", "_INBOX.>"]
+    subscribe = [*served, f"{s.HEALTH}.{name}", forward, "_INBOX.>"]
     return {"publish": {"allow": sorted(set(publish)), "deny": JS_ADMIN_DENIED},
             "subscribe": {"allow": sorted(set(subscribe))}, "allow_responses": True}
 

@@ -21,6 +21,7 @@ MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 
 # request/reply subjects (core NATS, queue groups by service)
 HEALTH = "health"  # + .<service>
+RELAY_FORWARD = "relay"  # + .<service>: outbox rows a replica committed, for the replica whose relay leads
 CMD_INTAKE_BLOW = "cmd.intake.blow"
 CMD_INTAKE_IMPORT = "cmd.intake.import"
 QRY_INTAKE_CATEGORIES = "qry.intake.categories"

@@ -187,8 +187,6 @@ async def _rearm(runtime: ServiceRuntime, seen: list[asyncpg.Record], reasons: d
     async with runtime.pool.acquire() as conn, conn.transaction():
         locked = await store.lock_unchanged(conn, seen)
         queued = await write_outbox(
-            conn, [timer_for(str(r["id"]), r["generation"], r["fire_at"], tag, lead) for r in locked],
-            notify=not runtime.relay.leading,
-        )
+            conn, [timer_for(str(r["id"]), r["generation"], r["fire_at"], tag, lead) for r in locked])
     runtime.relay.handoff(queued)
     return Counter(reasons[r["id"]] for r in locked)

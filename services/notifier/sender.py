@@ -404,8 +404,7 @@ class Sender:
         """The answers and their events in one statement (its own transaction)."""
         runtime = self.runtime
         queued = await store.record(runtime.pool, [(i, s, nx, a, e) for i, s, nx, a, e, _ in batch],
-                                    [ev for *_, ev in batch if ev is not None], utcnow(),
-                                    notify_relay=not runtime.relay.leading)
+                                    [ev for *_, ev in batch if ev is not None], utcnow())
         runtime.relay.handoff(queued)
 
 

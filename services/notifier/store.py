@@ -234,21 +234,17 @@ _RECORD = (
 
 
 async def record(conn: asyncpg.Connection | asyncpg.Pool, outcomes: list[tuple[UUID, State, datetime | None, str, dict]],
-                 events: list[Any], now: datetime, *, notify_relay: bool) -> list[Queued]:
+                 events: list[Any], now: datetime) -> list[Queued]:
     """Each attempt's outcome: (id, state, next attempt, answer, log entry), and its event queued in the
     outbox, in one statement (its own transaction). A row a report cancelled while its attempt was out
     stays cancelled unless that attempt delivered it (or failed for good). Returns the outbox rows to
-    hand the relay once this committed, or none when the relay of another process is woken instead."""
+    hand the relay once this committed."""
     bodies = [(e.published_subject, e.model_dump_json().encode(), str(e.event_id)) for e in events]
     args = [
         [o[0] for o in outcomes], [o[1].value for o in outcomes], [o[2] for o in outcomes],
         [o[3] for o in outcomes], [json.dumps(o[4]) for o in outcomes], now,
         [b[0] for b in bodies], [b[1] for b in bodies], [b[2] for b in bodies],
     ]
-    if notify_relay:
-        await conn.execute(_RECORD + " SELECT pg_notify(current_schema() || '_outbox', '')"
-                           " WHERE EXISTS (SELECT FROM queued)", *args)
-        return []
     # the sequence numbers rows in the order unnest gives them: sorted seqs match the list
     seqs = sorted(r[0] for r in await conn.fetch(_RECORD + " SELECT seq FROM queued", *args))
     return [Queued(seq, subject, body, {"Nats-Msg-Id": msg_id})

@@ -21,7 +21,7 @@ log = structlog.get_logger("relay")
 POLL_S = 0.5  # how often the table is read while rows come handed over (others' rows, retries)
 FORGET_AFTER_S = 0.1  # published rows are deleted together, at most this long after the first of them
 BACKOFF_FIRST_S, BACKOFF_MOST_S = 0.5, 10.0  # restarts after an error
-LISTENER_CHECK_S = 2.0  # how often the connection holding the lock is checked (a restart ends it)
+HOLDER_CHECK_S = 2.0  # how often the connection holding the lock is checked (a restart ends it)
 DEAD_LETTER_BODY = 512 * 1024  # a set-aside row's body as its dead letter carries it (whole in outbox_dead)
 
 
@@ -111,12 +111,35 @@ def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str, max_payload: i
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(hdr), size, hdr, body)
 
 
+def pack(rows: list[Queued]) -> bytes:
+    """Outbox rows as one core NATS message: the length of a JSON head (seq, subject, headers, body size
+    each), the head, then the bodies one after another."""
+    head = json.dumps([[r.seq, r.subject, r.headers, len(r.body)] for r in rows]).encode()
+    return len(head).to_bytes(4, "big") + head + b"".join(r.body for r in rows)
+
+
+def unpack(data: bytes) -> list[Queued]:
+    size = int.from_bytes(data[:4], "big")
+    rows, at = [], 4 + size
+    for seq, subject, headers, length in json.loads(data[4:at]):
+        rows.append(Queued(seq, subject, data[at:at + length], headers))
+        at += length
+    if at != len(data):
+        raise ValueError(f"{len(data) - at} bytes after the last row")
+    return rows
+
+
 class OutboxRelay:
     """One relay per service schema; a Postgres advisory lock keeps it single among replicas.
 
-    The leader publishes what its own process commits straight from memory (`handoff`); it reads the
-    table for the rest: rows another replica wrote (it NOTIFYs), rows committed here while the table
-    came first, rows left by a crash or a failed publish, every `POLL_S`. Published rows are deleted
+    The leader publishes what its own process commits straight from memory (`handoff`), and what the
+    other replicas commit too: their relays, not leading, forward the rows they are handed to it over
+    core NATS (`relay.<service>`, which only it listens to), once committed. It reads the table for the
+    rest: rows whose forward was lost (no leader then, NATS away), rows committed while the table came
+    first, rows left by a crash or a failed publish, every `POLL_S`. (Other replicas used to NOTIFY
+    through Postgres: every notifying commit takes one lock for the whole database, every listening
+    backend is woken, and the leader read the table each time; at a district's peak with two replicas
+    that was 12–25% of Postgres's CPU, bench/README.md session 23.) Published rows are deleted
     together, before the next table read and at most `FORGET_AFTER_S` after the first of them: one
     statement for every few batches, not one each (a crash in between only publishes them again, and
     their Nats-Msg-Id makes the copies no-ops).
@@ -142,24 +165,66 @@ class OutboxRelay:
         self._read: deque[set[int]] = deque(maxlen=4)  # seqs the last table reads published
         self._gone: list[int] = []  # seqs published and not yet deleted
         self._gone_since = 0.0  # when the first of them was published
-        self._notified = True  # read the table at the next turn (start, NOTIFY)
+        self._notified = True  # read the table at the next turn (at start, an unreadable forward)
         self._table_first = True  # rows may wait in the table: drain it before publishing hand-offs
         self._published = asyncio.Event()  # handed rows went out (a consumer may be waiting for room)
         self.leading = False  # this process's relay holds the lock: its commits hand it their rows
         self.problem: str | None = None  # why the relay is not publishing, while it is not
+        self._forwards: deque[list[Queued]] = deque()  # rows to forward to the leader, in commit order
+        self._forwarder: asyncio.Task | None = None
 
     def handoff(self, rows: list[Queued]) -> None:
         """Rows this process has just committed: published from memory, not read back (or, while the
-        table comes first, read there at the next turn). A batch that queued nothing wakes nobody."""
+        table comes first, read there at the next turn); forwarded to the leader when this relay does
+        not lead. A batch that queued nothing wakes nobody."""
         if not rows:
             return
-        if self.leading and not self._table_first:
+        if not self.leading:
+            self._forwards.append(rows)
+            if self._forwarder is None or self._forwarder.done():
+                self._forwarder = asyncio.get_running_loop().create_task(self._forward())
+            return
+        if not self._table_first:
             if self._read:
                 rows = [r for r in rows if not any(r.seq in seqs for seqs in self._read)]
             self._handed.extend(rows)
         else:
             self._notified = True
         self._wake.set()
+
+    async def _forward(self) -> None:
+        """Send the rows handed here to the leading relay, in order, as few messages as fit. Lost (no
+        leader listening, NATS away) they are still in the table: the leader's next read publishes them."""
+        subject = f"{subjects.RELAY_FORWARD}.{self._service}"
+        while self._forwards:
+            rows = [r for batch in self._forwards for r in batch]
+            self._forwards.clear()
+            try:
+                room = self._nc.max_payload - 4096
+                chunk: list[Queued] = []
+                size = 0
+                for row in rows:
+                    if chunk and size + len(row.body) > room:
+                        await self._nc.publish(subject, pack(chunk))
+                        chunk, size = [], 0
+                    chunk.append(row)
+                    size += len(row.body) + 100
+                await self._nc.publish(subject, pack(chunk))
+            except Exception as exc:  # noqa: BLE001  (in the table: read there)
+                log.info("relay.forward_failed", service=self._service, rows=len(rows), error=repr(exc))
+
+    async def _on_forwarded(self, msg: Msg) -> None:
+        """Rows another replica committed, for this relay to publish while it leads."""
+        if not self.leading:
+            return
+        try:
+            rows = unpack(msg.data)
+        except (ValueError, TypeError, KeyError) as exc:  # not ours to drop: the rows are in the table
+            log.warning("relay.forward_unreadable", service=self._service, error=repr(exc))
+            self._notified = True
+            self._wake.set()
+            return
+        self.handoff(rows)
 
     async def room(self, most: int) -> None:
         """Wait while more than `most` handed rows wait to go out: consumers must not outrun the
@@ -190,25 +255,21 @@ class OutboxRelay:
                 backoff = min(backoff * 2, BACKOFF_MOST_S)
 
     async def _lead(self) -> None:
-        listener = await self._pool.acquire()
-        channel = f"{self._service}_outbox"
-
-        def on_notify(*_: object) -> None:
-            self._notified = True
-            self._wake.set()
-
+        holder = await self._pool.acquire()
+        forwarded = None
         try:
-            await listener.add_listener(channel, on_notify)
-            while not await listener.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.relay'))"):
+            while not await holder.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.relay'))"):
                 if self._stopped:
                     return
                 await asyncio.sleep(2.0)
+            # before the first table read: a row committed after it comes forwarded
+            forwarded = await self._nc.subscribe(f"{subjects.RELAY_FORWARD}.{self._service}", cb=self._on_forwarded)
             self._table_first, self.leading = True, True
             last_read = last_check = 0.0
             while not self._stopped:
-                if time.monotonic() - last_check > LISTENER_CHECK_S:  # its lock goes with its session
+                if time.monotonic() - last_check > HOLDER_CHECK_S:  # its lock goes with its session
                     last_check = time.monotonic()
-                    await listener.fetchval("SELECT 1", timeout=5)
+                    await holder.fetchval("SELECT 1", timeout=5)
                 if self._table_first:
                     self._handed.clear()  # committed, so in the table: read there, in order
                     read = await self._drain_once()
@@ -236,10 +297,13 @@ class OutboxRelay:
             self.leading = False
             self._handed.clear()  # still in the table: whoever leads next reads them
             self._published.set()
-            with contextlib.suppress(Exception):  # its session lock and LISTEN end with the session
-                await listener.close(timeout=2)
+            if forwarded is not None:
+                with contextlib.suppress(Exception):
+                    await forwarded.unsubscribe()
+            with contextlib.suppress(Exception):  # its session lock ends with the session
+                await holder.close(timeout=2)
             with contextlib.suppress(Exception):
-                await self._pool.release(listener)  # a closed connection: the pool makes a new one when needed
+                await self._pool.release(holder)  # a closed connection: the pool makes a new one when needed
 
     def stop(self) -> None:
         self._stopped = True

@@ -267,8 +267,8 @@ class ServiceRuntime(Consuming, Answering):
 
 
     async def emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
-        """Queue the effects in the outbox; the rows to hand the relay once committed, if it leads."""
-        queued = await write_outbox(conn, effects, notify=not self.relay.leading)
+        """Queue the effects in the outbox; the rows to hand the relay once committed."""
+        queued = await write_outbox(conn, effects)
         # an event's subject is its type; a raw message (a clock's timer) is labelled by its
         # subject's first two tokens, never by the clock id in the rest. Counted per label, not per
         # message (labels() is a lookup under a lock), and OutboxMessage is tested first

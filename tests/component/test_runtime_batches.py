@@ -293,31 +293,60 @@ async def test_an_overlapping_consumer_outlives_a_batch_it_could_not_start(infra
     assert faults["left"] == 0
 
 
-async def test_only_a_process_whose_relay_is_not_leading_notifies_postgres(infra: dict, tmp_path: Path) -> None:
-    """Two replicas of one service: the first one's relay takes the lock and is woken directly;
-    the other's outbox writes NOTIFY, the leader's do not."""
+async def test_a_replica_whose_relay_does_not_lead_forwards_what_it_commits_to_the_leader_and_nothing_notifies(
+    infra: dict, tmp_path: Path, monkeypatch,
+) -> None:
+    """Two replicas of one service: the first one's relay takes the lock; what the second commits is
+    forwarded to it over core NATS and published from memory, well before its table poll (made 60 s here),
+    then deleted; no commit NOTIFYs Postgres (a lock for the whole database per commit). A forward lost
+    (no leader then) is read from the table once a relay leads."""
     import asyncpg
 
     from shared.contracts import WhistleClosed
     from shared.db import write_outbox
     from shared.ids import utcnow
+    from shared.runtime import relay as relay_module
 
+    monkeypatch.setattr(relay_module, "POLL_S", 60.0)
     first, second = (ServiceRuntime("rtrelay", settings(infra), tmp_path) for _ in range(2))
     await first.start()
     await second.start()
     listener = await asyncpg.connect(infra["database_url"])
-    heard: list[str] = []
-    await listener.add_listener("rtrelay_outbox", lambda *args: heard.append(args[-1]))
+    notified: list[str] = []
+    await listener.add_listener("rtrelay_outbox", lambda *args: notified.append(args[-1]))
+    nc = await nats.connect(infra["nats_url"])
+    heard: list[bytes] = []
+
+    async def hear(m) -> None:
+        heard.append(m.data)
+
+    await nc.subscribe(f"{WhistleClosed.SUBJECT}.>", cb=hear)
     try:
-        assert await until(lambda: _true(first.relay.leading))
+        assert await until(lambda: _true(first.relay.leading and not first.relay._table_first))
         assert second.relay.leading is False
-        event = WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")
-        for runtime in (first, second):
+        sent = []
+        for runtime in (second, first, second):
+            events = [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test") for _ in range(3)]
             async with runtime.pool.acquire() as conn, conn.transaction():
-                await write_outbox(conn, [event], notify=not runtime.relay.leading)
-            await asyncio.sleep(0.5)
-            assert len(heard) == (0 if runtime is first else 1)
+                queued = await write_outbox(conn, events)
+            runtime.relay.handoff(queued)
+            sent += [e.model_dump_json().encode() for e in events]
+        assert await until(lambda: _true(len(heard) == 9), timeout=20)
+        assert sorted(heard) == sorted(sent)  # each once
+        assert await until(lambda: _rows_in(first.pool, "outbox", 0), timeout=20)
+        await asyncio.sleep(0.3)
+        assert notified == [] and len(heard) == 9
+
+        lost = WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")
+        async with second.pool.acquire() as conn, conn.transaction():
+            await write_outbox(conn, [lost])  # its forward never arrives
+        await asyncio.sleep(0.5)
+        assert len(heard) == 9
+        await first.stop()  # the second replica's relay leads next, and reads the table first
+        assert await until(lambda: _true(len(heard) == 10), timeout=20)
+        assert heard[-1] == lost.model_dump_json().encode() and notified == []
     finally:
+        await nc.close()
         await listener.close()
         await second.stop()
         await first.stop()
@@ -369,7 +398,7 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
     try:
         events = [closed(), closed()]
         async with pool.acquire() as conn, conn.transaction():
-            handed = await write_outbox(conn, events, notify=False)
+            handed = await write_outbox(conn, events)
             await conn.execute("UPDATE outbox SET body = 'read back' WHERE seq = ANY($1::bigint[])",
                                [q.seq for q in handed])
         assert [q.body for q in handed] == [e.model_dump_json().encode() for e in events]
@@ -382,7 +411,7 @@ async def test_the_leading_relay_publishes_what_it_is_handed_from_memory_and_eve
         assert await pool.fetchval("SELECT count(*) FROM outbox") == 0
 
         async with pool.acquire() as conn, conn.transaction():
-            late = await write_outbox(conn, [closed()], notify=False)
+            late = await write_outbox(conn, [closed()])
         assert await relay._drain_once() == 1  # a table read got it before its hand-off
         relay.handoff(late)
         assert await relay._publish_handed() == 0 and relay._publisher.duplicates == 0
@@ -434,7 +463,7 @@ async def test_the_relay_reads_the_table_only_when_told_or_on_its_poll_and_delet
         for _ in range(20):
             async with pool.acquire() as conn, conn.transaction():
                 handed = await write_outbox(
-                    conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")], notify=False)
+                    conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")])
             relay.handoff(handed)
             relay.handoff([])  # a batch that queued nothing
             sent += [q.body for q in handed]
@@ -482,7 +511,7 @@ async def test_a_relay_stopped_while_it_deletes_stops_then_and_not_a_poll_later(
         assert await until(lambda: _true(relay.leading and not relay._table_first))
         async with pool.acquire() as conn, conn.transaction():
             handed = await write_outbox(
-                conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")], notify=False)
+                conn, [WhistleClosed(occurred_at=utcnow(), whistle_id=uuid4(), actor="system:test")])
         relay.handoff(handed)
         await asyncio.wait_for(asyncio.shield(running), 10)
         assert await until(lambda: _true(heard == [handed[0].body]))

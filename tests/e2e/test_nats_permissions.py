@@ -94,6 +94,12 @@ async def test_a_service_cannot_command_another_or_listen_to_its_commands(system
         assert await _violations(errors, subjects.QRY_ESCALATION_POLICIES)
         await nc.subscribe(subjects.CMD_RESPONSE_ACT)  # eavesdropping on another service's commands
         assert await _violations(errors, subjects.CMD_RESPONSE_ACT)
+        forward = f"{subjects.RELAY_FORWARD}.escalation"  # rows for escalation's relay to publish as its own
+        await nc.publish(forward, b"")
+        assert await _violations(errors, forward)
+        errors.clear()
+        await nc.subscribe(forward)
+        assert await _violations(errors, forward)
     finally:
         await nc.close()
     # the same request through the gateway's user is answered: the refusal above is the permission

@@ -17,7 +17,8 @@ def test_a_service_may_publish_its_own_events_and_dead_letters_only():
     assert not any(a.startswith(("summons.", "sla.", "escalation.", "notification.", "cmd.", "qry.")) for a in allow)
     assert {"$JS.API.STREAM.DELETE.>", "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.CREATE.>",
             "$JS.API.STREAM.UPDATE.>"} <= set(deny)
-    assert perms["subscribe"]["allow"] == sorted({s.CMD_INTAKE_BLOW, "health.intake", "_INBOX.>"})
+    assert perms["subscribe"]["allow"] == sorted({s.CMD_INTAKE_BLOW, "health.intake", "relay.intake", "_INBOX.>"})
+    assert "relay.intake" in allow and not any(a.startswith("relay.") and a != "relay.intake" for a in allow)
     assert perms["allow_responses"] is True
 
 
