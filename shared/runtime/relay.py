@@ -111,22 +111,31 @@ def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str, max_payload: i
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(hdr), size, hdr, body)
 
 
-def pack(rows: list[Queued]) -> bytes:
-    """Outbox rows as one core NATS message: the length of a JSON head (seq, subject, headers, body size
-    each), the head, then the bodies one after another."""
-    head = json.dumps([[r.seq, r.subject, r.headers, len(r.body)] for r in rows]).encode()
+FORWARD_FRESH_S = 1.0  # a forward older than this is dropped: its rows were read from the table, or will be
+
+
+def pack(rows: list[Queued], sent: float) -> bytes:
+    """Outbox rows as one core NATS message: the length of a JSON head (when it was sent, and each row's
+    seq, subject, headers and body size), the head, then the bodies one after another."""
+    head = json.dumps({"sent": sent, "rows": [[r.seq, r.subject, r.headers, len(r.body)] for r in rows]}).encode()
     return len(head).to_bytes(4, "big") + head + b"".join(r.body for r in rows)
 
 
-def unpack(data: bytes) -> list[Queued]:
+def unpack(data: bytes) -> tuple[float, list[Queued]]:
+    """(when it was sent, the rows) of a `pack`ed message; ValueError if it is not one."""
     size = int.from_bytes(data[:4], "big")
-    rows, at = [], 4 + size
-    for seq, subject, headers, length in json.loads(data[4:at]):
-        rows.append(Queued(seq, subject, data[at:at + length], headers))
-        at += length
+    try:
+        head = json.loads(data[4:4 + size])
+        rows, at = [], 4 + size
+        for seq, subject, headers, length in head["rows"]:
+            rows.append(Queued(int(seq), str(subject), data[at:at + length], dict(headers)))
+            at += length
+        sent = float(head["sent"])
+    except (TypeError, KeyError, ValueError) as exc:  # json's errors are ValueErrors
+        raise ValueError(f"not a forward: {exc!r}") from exc
     if at != len(data):
         raise ValueError(f"{len(data) - at} bytes after the last row")
-    return rows
+    return sent, rows
 
 
 class OutboxRelay:
@@ -200,27 +209,37 @@ class OutboxRelay:
             rows = [r for batch in self._forwards for r in batch]
             self._forwards.clear()
             try:
+                if not self._nc.is_connected:  # not buffered for later: by then the table was read
+                    continue
                 room = self._nc.max_payload - 4096
                 chunk: list[Queued] = []
                 size = 0
                 for row in rows:
                     if chunk and size + len(row.body) > room:
-                        await self._nc.publish(subject, pack(chunk))
+                        await self._nc.publish(subject, pack(chunk, time.time()))
                         chunk, size = [], 0
                     chunk.append(row)
                     size += len(row.body) + 100
-                await self._nc.publish(subject, pack(chunk))
+                await self._nc.publish(subject, pack(chunk, time.time()))
             except Exception as exc:  # noqa: BLE001  (in the table: read there)
                 log.info("relay.forward_failed", service=self._service, rows=len(rows), error=repr(exc))
 
     async def _on_forwarded(self, msg: Msg) -> None:
-        """Rows another replica committed, for this relay to publish while it leads."""
+        """Rows another replica committed, for this relay to publish while it leads. One that comes late
+        (held up in a client's buffer while NATS was away) is dropped: the table has been read since, and
+        its rows, published and deleted then, must not go out again (an old clock timer would replace a
+        newer one)."""
         if not self.leading:
             return
         try:
-            rows = unpack(msg.data)
-        except (ValueError, TypeError, KeyError) as exc:  # not ours to drop: the rows are in the table
+            sent, rows = unpack(msg.data)
+        except ValueError as exc:  # not ours to drop: the rows are in the table
             log.warning("relay.forward_unreadable", service=self._service, error=repr(exc))
+            self._notified = True
+            self._wake.set()
+            return
+        if abs(time.time() - sent) > FORWARD_FRESH_S:  # or the clocks disagree: the table it is, then
+            log.info("relay.forward_stale", service=self._service, rows=len(rows), age_s=round(time.time() - sent, 3))
             self._notified = True
             self._wake.set()
             return
