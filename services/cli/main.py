@@ -283,7 +283,7 @@ def docs(out: Annotated[Path, typer.Option(help="Folder for the AsyncAPI documen
             continue
         runtime = service.build()
         package = importlib.import_module(f"services.{runtime.name}")
-        spec = AsyncAPI(runtime.broker, runtime.spec_broker, title=f"Whistle {runtime.name}", version="0.1.0", description=package.__doc__)
+        spec = AsyncAPI(runtime.spec_broker, title=f"Whistle {runtime.name}", version="0.1.0", description=package.__doc__)
         path = out / f"{runtime.name}.json"
         path.write_text(spec.to_specification().to_json())
         typer.echo(f"wrote {path}")

@@ -3,7 +3,10 @@ validates the payload and the caller's role, refusing in one way, before the han
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -11,6 +14,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
+import nats
+from nats.aio.msg import Msg
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import telemetry
@@ -100,6 +105,9 @@ class Answering:
 
     verifier: Verifier | None = None
     together: list[GroupCommit]  # the group-committed requests, started after the relay and stopped first
+    answering: list[Request]  # the others, answered as they come
+    _request_subs: list
+    _answers: set[asyncio.Task]
 
     def serve(self, *requests: Request) -> None:
         """Answer each request on its subject, several at once (a slow query must not queue every
@@ -113,24 +121,55 @@ class Answering:
         if request.together is not None:
             self.together.append(GroupCommit(request, self))  # type: ignore[arg-type]
             return
+        self.answering.append(request)
 
-        async def on_message(body: dict) -> bytes:
+    async def _start_answering(self, nc: nats.NATS) -> None:
+        """Take each request (queue group: the service's name), `request_workers` answered at once.
+        Straight on nats-py, as the consumers and the group-committed requests are: FastStream's
+        subscriber (its middlewares, dependency solving, task group) was 29% of response's CPU per
+        request at a district's peak (py-spy, bench/README.md session 23)."""
+        self._workers = asyncio.Semaphore(self.settings.request_workers)
+        for request in self.answering:
+            # pending limits well above any burst the gateways can send (nats-py's 512 KiB default drops messages)
+            self._request_subs.append(await nc.subscribe(
+                request.subject, queue=self.name, cb=functools.partial(self._on_request, request),
+                pending_msgs_limit=100_000, pending_bytes_limit=256 * 1024 * 1024))
+
+    async def _stop_answering(self) -> None:
+        """Take no more requests; answer those taken."""
+        for sub in self._request_subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._request_subs.clear()
+        if self._answers:
+            await asyncio.wait(set(self._answers), timeout=10)
+
+    async def _on_request(self, request: Request, msg: Msg) -> None:
+        task = asyncio.create_task(self._answer_one(request, msg))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answer_one(self, request: Request, msg: Msg) -> None:
+        async with self._workers:
             started = time.perf_counter()
-            reply = await self._answer(request, body)
+            try:
+                body = json.loads(msg.data)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                body, reply = None, Reply.refuse(422, "bad_command", f"not JSON: {exc}")
+            else:
+                reply = await self._answer(request, body)
             outcome = "ok" if reply.ok else "refused"
             telemetry.COMMANDS.labels(self.name, request.subject, outcome).inc()
             # one canonical line per command; queries only at debug level
-            actor = (body or {}).get("actor") if isinstance(body, dict) else None
+            actor = body.get("actor") if isinstance(body, dict) else None
             (self.log.debug if request.query else self.log.info)(
-                "request", subject=request.subject, actor=str((actor or {}).get("id", "?")) if isinstance(actor, dict) else "?",
+                "request", subject=request.subject, actor=str(actor.get("id", "?")) if isinstance(actor, dict) else "?",
                 outcome=outcome, code=reply.refusal.code if reply.refusal else None,
                 ms=round((time.perf_counter() - started) * 1e3, 2),
             )
-            return self._fitting(reply, request.query)
-
-        self.broker.subscriber(
-            request.subject, queue=self.name, max_workers=self.settings.request_workers, include_in_schema=False,
-        )(on_message)
+            if msg.reply:
+                with contextlib.suppress(Exception):  # the gateway gave up (timeout) or NATS is gone
+                    await msg.respond(self._fitting(reply, request.query))
 
     def _document(self, request: Request) -> None:
         """The request's entry in the AsyncAPI document: its typed envelope and its handler's doc."""

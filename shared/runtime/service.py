@@ -1,4 +1,4 @@
-"""What every service runs on: settings, pool, migrations, broker, consumers, relay, telemetry.
+"""What every service runs on: settings, pool, migrations, requests, consumers, relay, telemetry.
 
 A service's `app.py` builds a `ServiceRuntime`, registers its handlers on it and calls `run()`.
 Handlers stay thin: they get a connection inside an open transaction and return the messages
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import json
 import signal
 import sys
 import time
@@ -23,6 +23,7 @@ import nats
 import nats.errors
 import structlog
 from faststream.nats import JStream, NatsBroker
+from nats.aio.msg import Msg
 
 from shared import heap, priority, subjects, telemetry
 from shared.auth import SecretError
@@ -55,15 +56,17 @@ class ServiceRuntime(Consuming, Answering):
         self.name = name
         self.settings = settings
         self.migrations = [SHARED_MIGRATIONS] + ([migrations] if migrations else [])
-        # FastStream logs per message at DEBUG (hidden); its errors reach stderr at WARNING and above
-        fs_logger = logging.getLogger(f"faststream.{name}")
-        fs_logger.setLevel(logging.WARNING)
-        self.broker = NatsBroker(nats_servers(settings.nats_url), graceful_timeout=10.0, logger=fs_logger, log_level=logging.DEBUG)
-        self.spec_broker = NatsBroker(nats_servers(settings.nats_url))  # documents JetStream consumers; never started
+        # what the service consumes, answers and emits, for its AsyncAPI document (`whistle docs`); never started:
+        # the runtime speaks to NATS through nats-py
+        self.spec_broker = NatsBroker(nats_servers(settings.nats_url))
         self._consumers: list[_Consumer] = []
         self.emitted: list[str] = []  # the event subjects it documents: what it may publish (shared/nats_auth.py)
         self.served: list[str] = []  # the request subjects it answers: what it may subscribe to
         self.together = []
+        self.answering = []
+        self._request_subs = []
+        self._answers = set()
+        self._health_sub = None
         self._stopping = False
         self.pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -87,7 +90,6 @@ class ServiceRuntime(Consuming, Answering):
         self.every(15.0, self._consumer_lag)
         self.every(1.0, self._check_dependencies)
         self.every(3600.0, self._forget_old_replies)
-        self.broker.subscriber(f"{subjects.HEALTH}.{name}", include_in_schema=False)(self._health)
 
     # --- registration ------------------------------------------------------
 
@@ -172,7 +174,9 @@ class ServiceRuntime(Consuming, Answering):
         await self._start_consumers(js)
         for seconds, fn in self._periodic:
             self._tasks.append(asyncio.create_task(self._periodically(seconds, fn)))
-        await self.broker.start()
+        await self._start_answering(self._nc)
+        # every replica answers (no queue group): whoever asks takes the first answer
+        self._health_sub = await self._nc.subscribe(f"{subjects.HEALTH}.{self.name}", cb=self._health)
         heap.settle()
         self.started = True
 
@@ -182,8 +186,11 @@ class ServiceRuntime(Consuming, Answering):
         for requests in self.together:
             with contextlib.suppress(Exception):
                 await requests.stop()
+        if self._health_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._health_sub.unsubscribe()
         with contextlib.suppress(Exception):
-            await self.broker.stop()
+            await self._stop_answering()
         if self.relay:
             self.relay.stop()
         for task in self._tasks:
@@ -262,8 +269,10 @@ class ServiceRuntime(Consuming, Answering):
         for kind in telemetry.STALL_COMPONENTS:
             telemetry.STALLED.labels(self.name, kind).set(down.get(kind, 0.0))
 
-    async def _health(self, body: Any = None) -> dict:  # noqa: ARG002
-        return self.health()
+    async def _health(self, msg: Msg) -> None:
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await msg.respond(json.dumps(self.health()).encode())
 
 
     async def emit(self, conn: asyncpg.Connection, effects: Effects) -> list[Queued]:
