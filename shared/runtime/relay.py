@@ -112,6 +112,8 @@ def _hpub(message: tuple[str, bytes, dict[str, str]], reply: str, max_payload: i
 
 
 FORWARD_FRESH_S = 1.0  # a forward older than this is dropped: its rows were read from the table, or will be
+FORWARD_ROOM = 10_000  # handed rows past which a forward is left to the table (memory stays bounded: the
+# other replicas' consumers cannot wait for this relay's room as its own process's do)
 
 
 def pack(rows: list[Queued], sent: float) -> bytes:
@@ -238,8 +240,9 @@ class OutboxRelay:
             self._notified = True
             self._wake.set()
             return
-        if abs(time.time() - sent) > FORWARD_FRESH_S:  # or the clocks disagree: the table it is, then
-            log.info("relay.forward_stale", service=self._service, rows=len(rows), age_s=round(time.time() - sent, 3))
+        if abs(time.time() - sent) > FORWARD_FRESH_S or len(self._handed) > FORWARD_ROOM:  # the table it is, then
+            log.info("relay.forward_left_to_the_table", service=self._service, rows=len(rows),
+                     age_s=round(time.time() - sent, 3), handed=len(self._handed))
             self._notified = True
             self._wake.set()
             return

@@ -58,3 +58,10 @@ async def test_a_relay_that_does_not_lead_ignores_forwards() -> None:
     relay.leading = False
     await relay._on_forwarded(SimpleNamespace(data=pack(rows(), time.time())))
     assert not relay._handed
+
+
+async def test_a_forward_to_a_leader_already_holding_its_room_is_left_to_the_table() -> None:
+    relay = leader()
+    relay._handed.extend(Queued(100 + i, "whistle.closed.p00.x", b"{}", {}) for i in range(relay_module.FORWARD_ROOM + 1))
+    await relay._on_forwarded(SimpleNamespace(data=pack(rows(), time.time())))
+    assert len(relay._handed) == relay_module.FORWARD_ROOM + 1 and relay._notified is True
