@@ -42,7 +42,7 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
 async def _keep_session(conn: asyncpg.Connection) -> None:  # noqa: ARG001
     """What a connection needs going back to the pool beyond asyncpg's own rollback of an open transaction:
     nothing. No code here changes its session (no SET; advisory locks are `_xact_` ones; the
-    relay's session lock and LISTEN go with its connection, closed when it stops leading), so the
+    relay's session lock goes with its connection, closed when it stops leading), so the
     default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) was a round trip per transaction
     for nothing."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from shared.db import (
     Queued,
 )
 from shared.ids import utcnow
-from shared.runtime.replies import EXPIRED, IDEMPOTENCY_CONFLICT, TOO_LARGE, unavailable
+from shared.runtime.replies import EXPIRED, IDEMPOTENCY_CONFLICT, TOO_LARGE, decoded, unavailable
 from shared.runtime.together import BatchHandler, GroupCommit, Together
 from shared.signing import Verifier
 from shared.validation import refusal_from
@@ -152,12 +151,8 @@ class Answering:
     async def _answer_one(self, request: Request, msg: Msg) -> None:
         async with self._workers:
             started = time.perf_counter()
-            try:
-                body = json.loads(msg.data)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                body, reply = None, Reply.refuse(422, "bad_command", f"not JSON: {exc}")
-            else:
-                reply = await self._answer(request, body)
+            body = decoded(msg.data)
+            reply = body if isinstance(body, Reply) else await self._answer(request, body)
             outcome = "ok" if reply.ok else "refused"
             telemetry.COMMANDS.labels(self.name, request.subject, outcome).inc()
             # one canonical line per command; queries only at debug level

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from shared.db import Queued
 from shared.ids import utcnow
 from shared.runtime.consumers import Effects
 from shared.runtime.faults import TRANSIENT
-from shared.runtime.replies import EXPIRED, unavailable
+from shared.runtime.replies import EXPIRED, decoded, unavailable
 from shared.settings import nats_servers
 
 if TYPE_CHECKING:
@@ -120,10 +119,9 @@ class GroupCommit:
 
     async def _answer(self, msg: Msg) -> None:
         subject = self.request.subject
-        try:
-            body = json.loads(msg.data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reply = Reply.refuse(422, "bad_command", f"not JSON: {exc}")
+        body = decoded(msg.data)
+        if isinstance(body, Reply):
+            reply = body
         else:
             admitted = self.runtime.admit(self.request, body)
             reply = admitted if isinstance(admitted, Reply) else await self.submit(admitted)
